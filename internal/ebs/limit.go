@@ -1,0 +1,159 @@
+package ebs
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+)
+
+// Limiter bounds the number of GetSnapshotBlock attempts in flight and
+// adapts the bound: additive increase (one more slot per window of
+// successes) while latency stays near its floor, multiplicative decrease
+// on throttling, at most once per round trip. Throttled requests are
+// cheap, so the cut is gentle (×0.9): the aim is to hover just above the
+// quota rather than fall below it.
+type Limiter struct {
+	mu       sync.Mutex
+	limit    float64
+	max      float64
+	inflight int
+	wake     chan struct{}
+	minRTT   time.Duration
+	avgRTT   time.Duration
+	lastCut  time.Time
+	now      func() time.Time
+}
+
+// Limiter tuning.
+const (
+	startLimit = 8    // enough for ~400 blocks/s at 20 ms before growth
+	cutFactor  = 0.9  // gentle: a throttle costs a fast 400, not a block
+	brake      = 2.0  // no growth while the average RTT is over 2× its floor
+	rttWeight  = 0.05 // EWMA weight of a new RTT sample
+)
+
+// NewLimiter returns a limiter that never allows more than max attempts
+// in flight.
+func NewLimiter(max int) *Limiter {
+	if max < 1 {
+		max = 1
+	}
+	return &Limiter{limit: min(startLimit, float64(max)), max: float64(max), wake: make(chan struct{}), now: time.Now}
+}
+
+// Limit returns the current bound.
+func (l *Limiter) Limit() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int(l.limit)
+}
+
+// InFlight returns the attempts now running.
+func (l *Limiter) InFlight() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inflight
+}
+
+func (l *Limiter) acquire(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		if l.inflight < int(l.limit) {
+			l.inflight++
+			l.mu.Unlock()
+			return nil
+		}
+		wake := l.wake
+		l.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *Limiter) release(k Kind, ok bool, rtt time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	switch {
+	case ok:
+		if l.minRTT == 0 || rtt < l.minRTT {
+			l.minRTT = rtt
+		}
+		if l.avgRTT == 0 {
+			l.avgRTT = rtt
+		} else {
+			l.avgRTT += time.Duration(rttWeight * float64(rtt-l.avgRTT))
+		}
+		if float64(l.avgRTT) <= brake*float64(l.minRTT)+float64(time.Millisecond) {
+			l.limit = min(l.max, l.limit+1/l.limit)
+		}
+	case k == KindThrottle:
+		now := l.now()
+		if now.Sub(l.lastCut) >= max(l.avgRTT, time.Millisecond) {
+			l.limit = max(1, l.limit*cutFactor)
+			l.lastCut = now
+		}
+	}
+	close(l.wake)
+	l.wake = make(chan struct{})
+}
+
+// Limit wraps next so that each attempt holds one of l's slots.
+func Limit(next Fetcher, l *Limiter) Fetcher { return &limited{next: next, l: l} }
+
+type limited struct {
+	next Fetcher
+	l    *Limiter
+}
+
+func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+	if err := f.l.acquire(ctx); err != nil {
+		return Block{}, err
+	}
+	start := f.l.now()
+	b, err := f.next.Fetch(ctx, ref, buf)
+	f.l.release(KindOf(err), err == nil, f.l.now().Sub(start))
+	return b, err
+}
+
+// RateLimit wraps next so that attempts start no faster than perSecond,
+// evenly spaced (no bursts). perSecond <= 0 returns next unchanged.
+func RateLimit(next Fetcher, perSecond float64) Fetcher {
+	if perSecond <= 0 {
+		return next
+	}
+	return &rated{next: next, interval: time.Duration(float64(time.Second) / perSecond)}
+}
+
+type rated struct {
+	next     Fetcher
+	interval time.Duration
+	mu       sync.Mutex
+	slot     time.Time
+}
+
+func (f *rated) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+	f.mu.Lock()
+	now := time.Now()
+	if f.slot.Before(now) {
+		f.slot = now
+	}
+	at := f.slot
+	f.slot = f.slot.Add(f.interval)
+	f.mu.Unlock()
+	if wait := time.Until(at); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return Block{}, ctx.Err()
+		}
+	}
+	return f.next.Fetch(ctx, ref, buf)
+}

@@ -1,0 +1,223 @@
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+)
+
+// Format names this version of the manifest.
+const Format = "ebsimager-manifest/1"
+
+// Header is the first line.
+type Header struct {
+	Type            string    `json:"type"` // "header"
+	Format          string    `json:"format"`
+	SnapshotID      string    `json:"snapshot_id"`
+	Region          string    `json:"region"`
+	Endpoint        string    `json:"endpoint,omitempty"`
+	VolumeSizeGiB   int64     `json:"volume_size_gib"`
+	VolumeSizeBytes int64     `json:"volume_size_bytes"`
+	BlockSize       int       `json:"block_size"`
+	ToolVersion     string    `json:"tool_version"`
+	StartedAt       time.Time `json:"started_at"`
+	FinishedAt      time.Time `json:"finished_at"`
+}
+
+// Entry is one stored block.
+type Entry struct {
+	Type         string `json:"type"` // "block"
+	Index        int64  `json:"index"`
+	SHA256       string `json:"sha256"`        // of the block as AWS served it, hex
+	Length       int    `json:"length"`        // bytes of the block as served
+	Name         string `json:"name"`          // stored file, relative to the evidence directory
+	Size         int64  `json:"size"`          // stored file's size
+	StoredSHA256 string `json:"stored_sha256"` // of the stored file's bytes, hex
+	Codec        string `json:"codec"`         // none, zstd or gzip
+	Encryption   string `json:"encryption"`    // none or age
+}
+
+// Sum returns the entry's block digest.
+func (e Entry) Sum() (block.Sum, error) { return block.ParseHex(e.SHA256) }
+
+// Trailer is the last line.
+type Trailer struct {
+	Type        string `json:"type"` // "end"
+	Blocks      int64  `json:"blocks"`
+	Bytes       int64  `json:"bytes"`        // sum of Length
+	StoredBytes int64  `json:"stored_bytes"` // sum of Size
+}
+
+// Writer writes a manifest as a stream.
+type Writer struct {
+	bw      *bufio.Writer
+	enc     *json.Encoder
+	sum     hash.Hash
+	t       Trailer
+	last    int64
+	started bool
+}
+
+// NewWriter writes h to w and returns a Writer for the entries.
+func NewWriter(w io.Writer, h Header) (*Writer, error) {
+	h.Type, h.Format = "header", Format
+	sum := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(w, sum), 1<<16)
+	mw := &Writer{bw: bw, enc: json.NewEncoder(bw), sum: sum, last: -1}
+	if err := mw.enc.Encode(h); err != nil {
+		return nil, fmt.Errorf("writing manifest header: %w", err)
+	}
+	return mw, nil
+}
+
+// Add writes one entry; entries must come in strictly ascending index order.
+func (w *Writer) Add(e Entry) error {
+	if e.Index <= w.last {
+		return fmt.Errorf("manifest entry %d after %d: entries must ascend", e.Index, w.last)
+	}
+	e.Type = "block"
+	w.last = e.Index
+	w.t.Blocks++
+	w.t.Bytes += int64(e.Length)
+	w.t.StoredBytes += e.Size
+	if err := w.enc.Encode(e); err != nil {
+		return fmt.Errorf("writing manifest entry %d: %w", e.Index, err)
+	}
+	return nil
+}
+
+// Close writes the trailer and returns it with the manifest's SHA-256.
+func (w *Writer) Close() (Trailer, block.Sum, error) {
+	w.t.Type = "end"
+	if err := w.enc.Encode(w.t); err != nil {
+		return Trailer{}, block.Sum{}, fmt.Errorf("writing manifest trailer: %w", err)
+	}
+	if err := w.bw.Flush(); err != nil {
+		return Trailer{}, block.Sum{}, fmt.Errorf("writing manifest: %w", err)
+	}
+	var s block.Sum
+	copy(s[:], w.sum.Sum(nil))
+	return w.t, s, nil
+}
+
+// Reader reads a manifest as a stream.
+type Reader struct {
+	sc     *bufio.Scanner
+	sum    hash.Hash
+	header Header
+	t      Trailer
+	done   bool
+	line   int
+	last   int64
+}
+
+// ErrCorrupt is wrapped by every error that reports a malformed manifest.
+var ErrCorrupt = errors.New("manifest is corrupt")
+
+func corrupt(line int, format string, args ...any) error {
+	return fmt.Errorf("%w: line %d: %s", ErrCorrupt, line, fmt.Sprintf(format, args...))
+}
+
+// maxLine bounds one manifest line; entries are ~400 bytes.
+const maxLine = 64 << 10
+
+// NewReader reads the header from r.
+func NewReader(r io.Reader) (*Reader, error) {
+	sum := sha256.New()
+	sc := bufio.NewScanner(io.TeeReader(r, sum))
+	sc.Buffer(make([]byte, 0, 4096), maxLine)
+	mr := &Reader{sc: sc, sum: sum, last: -1}
+	if !sc.Scan() {
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("reading manifest: %w", err)
+		}
+		return nil, corrupt(1, "empty")
+	}
+	mr.line = 1
+	if err := strictUnmarshal(sc.Bytes(), &mr.header); err != nil || mr.header.Type != "header" {
+		return nil, corrupt(1, "not a manifest header")
+	}
+	if mr.header.Format != Format {
+		return nil, corrupt(1, "format %q, this tool reads %q", mr.header.Format, Format)
+	}
+	return mr, nil
+}
+
+// Header returns the manifest header.
+func (r *Reader) Header() Header { return r.header }
+
+// Next returns the next entry. At the trailer it returns io.EOF, after
+// checking that the trailer's totals match the entries read.
+func (r *Reader) Next() (Entry, error) {
+	if r.done {
+		return Entry{}, io.EOF
+	}
+	if !r.sc.Scan() {
+		if err := r.sc.Err(); err != nil {
+			return Entry{}, fmt.Errorf("reading manifest: %w", err)
+		}
+		return Entry{}, corrupt(r.line+1, "ends without a trailer")
+	}
+	r.line++
+	var probe struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(r.sc.Bytes(), &probe); err != nil {
+		return Entry{}, corrupt(r.line, "%v", err)
+	}
+	switch probe.Type {
+	case "block":
+		var e Entry
+		if err := strictUnmarshal(r.sc.Bytes(), &e); err != nil {
+			return Entry{}, corrupt(r.line, "%v", err)
+		}
+		if e.Index <= r.last {
+			return Entry{}, corrupt(r.line, "block %d after %d", e.Index, r.last)
+		}
+		r.last = e.Index
+		r.t.Blocks++
+		r.t.Bytes += int64(e.Length)
+		r.t.StoredBytes += e.Size
+		return e, nil
+	case "end":
+		var t Trailer
+		if err := strictUnmarshal(r.sc.Bytes(), &t); err != nil {
+			return Entry{}, corrupt(r.line, "%v", err)
+		}
+		if t.Blocks != r.t.Blocks || t.Bytes != r.t.Bytes || t.StoredBytes != r.t.StoredBytes {
+			return Entry{}, corrupt(r.line, "trailer says %d blocks, %d bytes, %d stored; entries add up to %d, %d, %d",
+				t.Blocks, t.Bytes, t.StoredBytes, r.t.Blocks, r.t.Bytes, r.t.StoredBytes)
+		}
+		if r.sc.Scan() {
+			return Entry{}, corrupt(r.line+1, "data after the trailer")
+		}
+		r.done = true
+		return Entry{}, io.EOF
+	}
+	return Entry{}, corrupt(r.line, "unknown line type %q", probe.Type)
+}
+
+// Trailer returns the totals once Next has returned io.EOF.
+func (r *Reader) Trailer() Trailer { return r.t }
+
+// Sum returns the SHA-256 of everything read so far: the whole file once
+// Next has returned io.EOF.
+func (r *Reader) Sum() block.Sum {
+	var s block.Sum
+	copy(s[:], r.sum.Sum(nil))
+	return s
+}
+
+func strictUnmarshal(p []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}

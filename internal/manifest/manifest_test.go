@@ -1,0 +1,102 @@
+package manifest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sample(t *testing.T) ([]byte, Trailer) {
+	t.Helper()
+	var buf bytes.Buffer
+	h := Header{SnapshotID: "snap-1", Region: "us-east-1", VolumeSizeGiB: 1, VolumeSizeBytes: 1 << 30, BlockSize: 524288,
+		ToolVersion: "test", StartedAt: time.Unix(0, 0).UTC(), FinishedAt: time.Unix(60, 0).UTC()}
+	w, err := NewWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int64{0, 5, 2047} {
+		if err := w.Add(Entry{Index: i, SHA256: strings.Repeat("ab", 32), Length: 524288, Name: "b", Size: 100, StoredSHA256: strings.Repeat("cd", 32), Codec: "none", Encryption: "none"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Add(Entry{Index: 5}); err == nil {
+		t.Fatal("descending entry accepted")
+	}
+	tr, sum, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != sha256.Sum256(buf.Bytes()) {
+		t.Fatal("writer's sum is not the file's SHA-256")
+	}
+	return buf.Bytes(), tr
+}
+
+func TestRoundTrip(t *testing.T) {
+	data, tr := sample(t)
+	if tr != (Trailer{Type: "end", Blocks: 3, Bytes: 3 * 524288, StoredBytes: 300}) {
+		t.Fatalf("trailer %+v", tr)
+	}
+	r, err := NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := r.Header(); h.SnapshotID != "snap-1" || h.Format != Format || !h.FinishedAt.Equal(time.Unix(60, 0)) {
+		t.Fatalf("header %+v", h)
+	}
+	var got []int64
+	for {
+		e, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.Index)
+	}
+	if len(got) != 3 || got[0] != 0 || got[1] != 5 || got[2] != 2047 {
+		t.Fatalf("indexes %v", got)
+	}
+	if r.Sum() != sha256.Sum256(data) {
+		t.Fatal("reader's sum is not the file's SHA-256")
+	}
+}
+
+func readAll(data []byte) error {
+	r, err := NewReader(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := r.Next(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func TestCorruptions(t *testing.T) {
+	data, _ := sample(t)
+	lines := strings.SplitAfter(string(data), "\n")
+	for name, text := range map[string]string{
+		"no trailer":       strings.Join(lines[:4], ""),
+		"dropped entry":    lines[0] + lines[1] + lines[3] + lines[4],
+		"swapped entries":  lines[0] + lines[2] + lines[1] + lines[3] + lines[4],
+		"edited length":    strings.Replace(string(data), `"length":524288`, `"length":524287`, 1),
+		"unknown field":    strings.Replace(string(data), `"codec"`, `"codex"`, 1),
+		"trailing garbage": string(data) + "{}\n",
+		"empty":            "",
+	} {
+		if err := readAll([]byte(text)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+	}
+}

@@ -1,0 +1,18 @@
+// Package store owns the evidence directory: one write-once file per
+// verified block under the original tool's name, spread over leaf
+// directories of at most 10,000 blocks; a journal per leaf that records
+// each stored block as it lands, so an interrupted acquisition resumes
+// where it stopped; and, once the acquisition is complete, the streamed
+// manifest (see package manifest) and its SHA-256.
+//
+// Layout:
+//
+//	DIR/evidence.json            what the directory holds (snapshot, Region, sizes)
+//	DIR/blocks/NN/NNNN/<name>    block files; NN/NNNN = index/1e8, index/1e4 mod 1e4
+//	DIR/blocks/NN/NNNN/.journal  JSON lines, one manifest entry per stored block
+//	DIR/manifest.jsonl           the manifest, written when the acquisition completes
+//	DIR/manifest.jsonl.sha256    its SHA-256, in sha256sum format
+//
+// Every file is written to a temporary name in its final directory,
+// fsynced, and renamed; nothing half-written ever carries a final name.
+package store
