@@ -89,7 +89,10 @@ func (l *Limiter) release(k Kind, ok bool, rtt time.Duration) {
 		} else {
 			l.avgRTT += time.Duration(rttWeight * float64(rtt-l.avgRTT))
 		}
-		if float64(l.avgRTT) <= brake*float64(l.minRTT)+float64(time.Millisecond) {
+		// Grow only while the window is in use (demand may be below it)
+		// and latency is near its floor (more requests would only queue).
+		full := l.inflight+1 >= int(l.limit)
+		if full && float64(l.avgRTT) <= brake*float64(l.minRTT)+float64(time.Millisecond) {
 			l.limit = min(l.max, l.limit+1/l.limit)
 		}
 	case k == KindThrottle:

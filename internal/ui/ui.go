@@ -1,0 +1,95 @@
+package ui
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// Status draws one status line.
+type Status struct {
+	mu       sync.Mutex
+	w        io.Writer
+	tty      bool
+	quiet    bool
+	interval time.Duration
+	last     time.Time
+	drawn    bool
+}
+
+// NewStatus returns a Status writing to w: redrawn in place when w is a
+// terminal, otherwise a plain line every interval; nothing when quiet.
+func NewStatus(w io.Writer, quiet bool, interval time.Duration) *Status {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &Status{w: w, tty: tty, quiet: quiet, interval: interval}
+}
+
+// TTY reports whether the status is drawn on a terminal.
+func (s *Status) TTY() bool { return s.tty }
+
+// Update shows line: at once on a terminal, else if interval has passed.
+func (s *Status) Update(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.quiet {
+		return
+	}
+	if s.tty {
+		fmt.Fprintf(s.w, "\r\x1b[K%s", line)
+		s.drawn = true
+		return
+	}
+	if now := time.Now(); now.Sub(s.last) >= s.interval {
+		s.last = now
+		fmt.Fprintln(s.w, line)
+	}
+}
+
+// Done ends the status line with line (always shown unless quiet).
+func (s *Status) Done(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.quiet {
+		return
+	}
+	if s.tty && s.drawn {
+		fmt.Fprint(s.w, "\r\x1b[K")
+	}
+	if line != "" {
+		fmt.Fprintln(s.w, line)
+	}
+}
+
+// Bytes formats n in binary units.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Rate formats bytes per second as MiB/s.
+func Rate(bytes int64, d time.Duration) string {
+	if d <= 0 {
+		return "- MiB/s"
+	}
+	return fmt.Sprintf("%.1f MiB/s", float64(bytes)/(1<<20)/d.Seconds())
+}
+
+// Duration formats d to the second.
+func Duration(d time.Duration) string {
+	return d.Round(time.Second).String()
+}
