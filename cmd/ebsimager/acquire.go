@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ebsimager/ebsimager/internal/acquire"
+	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/ui"
+)
+
+type acquireOptions struct {
+	out     string
+	image   string
+	workers int
+	maxRate float64
+	force   bool
+	quiet   bool
+	json    bool
+	caseMeta
+}
+
+func newAcquireCommand(aws *awsOptions) *cobra.Command {
+	o := &acquireOptions{}
+	cmd := &cobra.Command{
+		Use:   "acquire SNAPSHOT (--out DIR | --image FILE)",
+		Short: "Fetch every block of a snapshot, verified, into an evidence directory or a raw image",
+		Long: `Fetch every listed block of SNAPSHOT. Each block is checked against the
+SHA-256 AWS served it with before any byte of it is written.
+
+With --out DIR, blocks are kept as an evidence directory: one file per block
+under the original tool's name, a journal, and when complete a manifest.
+Running the same command again after any interruption fetches only what is
+missing. With --image FILE, blocks go straight into a sparse raw image.
+
+Concurrency adapts by itself: it grows while throughput grows and backs off
+when AWS throttles. --workers and --max-rate are hard caps.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (o.out == "") == (o.image == "") {
+				return usagef("give exactly one of --out DIR and --image FILE")
+			}
+			if o.workers < 0 || o.maxRate < 0 {
+				return usagef("--workers and --max-rate must not be negative")
+			}
+			return runAcquire(cmd.Context(), cmd, aws, args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "", "evidence directory to create or resume")
+	f.StringVar(&o.image, "image", "", "write a sparse raw image instead of an evidence directory")
+	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
+	f.Float64Var(&o.maxRate, "max-rate", 0, "most blocks per second (default: no cap)")
+	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot, or an existing image")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
+	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
+	o.caseMeta.addFlags(cmd)
+	return cmd
+}
+
+// acquireSummary is what --json prints.
+type acquireSummary struct {
+	SnapshotID      string     `json:"snapshot_id"`
+	Region          string     `json:"region"`
+	Output          string     `json:"output"`
+	VolumeSizeGiB   int64      `json:"volume_size_gib"`
+	BlockSize       int        `json:"block_size"`
+	Blocks          int64      `json:"blocks"`
+	Fetched         int64      `json:"fetched"`
+	Resumed         int64      `json:"resumed"`
+	Bytes           int64      `json:"bytes"`
+	Seconds         float64    `json:"seconds"`
+	BlocksPerSecond float64    `json:"blocks_per_second"`
+	Counts          ebs.Counts `json:"requests"`
+	ManifestSHA256  string     `json:"manifest_sha256,omitempty"`
+	Hashes          any        `json:"hashes,omitempty"`
+}
+
+func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
+	snap, cfg, err := aws.snapshot(ctx, id)
+	if err != nil {
+		return err
+	}
+	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
+	var (
+		st   *store.Store
+		sink imageSink
+	)
+	a := acquire.New(snap, acquire.Options{
+		Workers: o.workers,
+		MaxRate: o.maxRate,
+		Open: func(info ebs.Info) (acquire.Sink, error) {
+			if o.image != "" {
+				s, err := openImageSink(o.image, info, o.force)
+				sink = s
+				return s, err
+			}
+			s, err := store.Create(o.out, store.Meta{
+				SnapshotID: id, Region: cfg.Region, Endpoint: ebs.Endpoint(cfg),
+				VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
+				Case: o.caseMeta.fields(),
+			}, store.Options{Force: o.force})
+			st = s
+			return s, err
+		},
+	})
+	stop := drawProgress(a, status)
+	res, err := a.Run(ctx)
+	stop()
+	sum := acquireSummary{
+		SnapshotID: id, Region: cfg.Region, Output: o.out + o.image,
+		VolumeSizeGiB: res.Info.VolumeGiB, BlockSize: res.Info.BlockSize,
+		Blocks: res.Listed, Fetched: res.Stored, Bytes: res.Bytes, Counts: res.Counts,
+		Seconds: res.Finished.Sub(res.Started).Seconds(),
+	}
+	if sum.Seconds > 0 {
+		sum.BlocksPerSecond = float64(res.Stored) / sum.Seconds
+	}
+	if err != nil {
+		if st != nil {
+			st.Close()
+		}
+		if sink != nil {
+			sink.Abort()
+		}
+		status.Done("")
+		var inc *acquire.IncompleteError
+		if errors.As(err, &inc) {
+			return withHint(err, "run the same command again to retry the failed blocks; the others are kept")
+		}
+		return err
+	}
+	if st != nil {
+		sum.Resumed = st.Resumed()
+		ms, err := st.Finish(res.Started, res.Finished)
+		if err != nil {
+			return err
+		}
+		if ms.Blocks != res.Listed {
+			return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, res.Listed)
+		}
+		sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
+	} else {
+		hashes, err := sink.Close()
+		if err != nil {
+			return err
+		}
+		sum.Hashes = hashes
+	}
+	status.Done("")
+	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json, o.quiet)
+}
+
+func printAcquireSummary(w io.Writer, s acquireSummary, asJSON, quiet bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	if quiet {
+		return nil
+	}
+	fmt.Fprintf(w, "acquired %s (%d GiB volume) into %s\n", s.SnapshotID, s.VolumeSizeGiB, s.Output)
+	fmt.Fprintf(w, "  blocks     %d listed, %d fetched now, %d kept from an earlier run\n", s.Blocks, s.Fetched, s.Resumed)
+	fmt.Fprintf(w, "  data       %s in %s (%.0f blocks/s, %s)\n", ui.Bytes(s.Bytes), ui.Duration(time.Duration(s.Seconds*float64(time.Second))),
+		s.BlocksPerSecond, ui.Rate(s.Bytes, time.Duration(s.Seconds*float64(time.Second))))
+	fmt.Fprintf(w, "  requests   %d List, %d Get, %d retries %v\n", s.Counts.ListCalls, s.Counts.GetCalls, s.Counts.TotalRetries(), s.Counts.Retries)
+	if s.ManifestSHA256 != "" {
+		fmt.Fprintf(w, "  manifest   sha256 %s\n", s.ManifestSHA256)
+	}
+	if h, ok := s.Hashes.(map[string]string); ok {
+		for _, alg := range []string{"md5", "sha1", "sha256"} {
+			if v, ok := h[alg]; ok {
+				fmt.Fprintf(w, "  %-10s %s\n", alg, v)
+			}
+		}
+	}
+	return nil
+}
+
+// drawProgress redraws the status from a's counters until stop is called.
+func drawProgress(a *acquire.Acquisition, status *ui.Status) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				status.Update(progressLine(a.Progress()))
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func progressLine(p acquire.Progress) string {
+	total := "listing…"
+	eta := "-"
+	if p.ListingDone {
+		total = fmt.Sprint(p.Listed)
+		if rate := float64(p.Stored) / p.Elapsed.Seconds(); rate > 0 {
+			eta = ui.Duration(time.Duration(float64(p.Remaining()) / rate * float64(time.Second)))
+		}
+	}
+	return fmt.Sprintf("blocks %d/%s  %s  %s  ETA %s  retries %d  failed %d  concurrency %d",
+		p.Stored+p.Skipped, total, ui.Bytes(p.Bytes), ui.Rate(p.Bytes, p.Elapsed), eta, p.Counts.TotalRetries(), p.Failed, p.Concurrency)
+}

@@ -1,0 +1,28 @@
+// Command ebsimager turns an AWS EBS snapshot into forensic evidence
+// through the EBS direct APIs.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCommand()
+	err := root.ExecuteContext(ctx)
+	code := exitCode(ctx, err)
+	if err != nil {
+		printError(os.Stderr, err)
+	}
+	stop()
+	os.Exit(code)
+}
+
+func init() {
+	// Files and directories this tool creates hold evidence: 0600/0700.
+	syscall.Umask(0o077)
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/ui"
+)
+
+func newVerifyCommand() *cobra.Command {
+	var (
+		asJSON bool
+		quiet  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify DIR",
+		Short: "Re-check an evidence directory against its manifest",
+		Long: `Re-hash every stored block against the manifest and against its file name,
+check that no block is missing or extra and that the manifest itself is
+intact (its SHA-256 file, its header, its totals). Every difference is
+named. Exits 0 only when everything matches, 4 otherwise.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ev, err := store.Open(args[0])
+			if err != nil {
+				return err
+			}
+			status := ui.NewStatus(cmd.ErrOrStderr(), quiet || asJSON, 5e9)
+			res, err := ev.Verify(cmd.Context(), nil, func(done int64) {
+				if done%1024 == 0 {
+					status.Update(fmt.Sprintf("verified %d blocks", done))
+				}
+			})
+			status.Done("")
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(struct {
+					OK bool `json:"ok"`
+					*store.VerifyResult
+				}{res.OK(), res}); err != nil {
+					return err
+				}
+			} else {
+				for _, p := range res.Problems {
+					if p.Index >= 0 {
+						fmt.Fprintf(w, "%-8s block %d  %s: %s\n", p.Kind, p.Index, p.Name, p.Detail)
+					} else {
+						fmt.Fprintf(w, "%-8s %s: %s\n", p.Kind, p.Name, p.Detail)
+					}
+				}
+				if res.MoreProblems > 0 {
+					fmt.Fprintf(w, "... and %d more problems\n", res.MoreProblems)
+				}
+				fmt.Fprintf(w, "%s: %d blocks in the manifest, %d stored files matched, %d block contents matched the AWS SHA-256\n",
+					args[0], res.Blocks, res.StoredChecked, res.ContentChecked)
+				fmt.Fprintf(w, "manifest sha256 %s\n", res.ManifestSHA256)
+			}
+			if !res.OK() {
+				return mismatchError{fmt.Sprintf("verification FAILED: %d problems in %s", int64(len(res.Problems))+res.MoreProblems, args[0])}
+			}
+			if !asJSON {
+				fmt.Fprintln(w, "verification OK")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print no progress")
+	return cmd
+}

@@ -1,0 +1,3 @@
+// Package depcheck holds no code: its test asserts the architecture's
+// import rules (STYLE.md §13), so the layering is checked by machine.
+package depcheck
