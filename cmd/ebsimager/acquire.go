@@ -59,7 +59,7 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
 	f.Float64Var(&o.maxRate, "max-rate", 0, "most blocks per second (default: no cap)")
 	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot, or an existing image")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
 	o.caseMeta.addFlags(cmd)
 	return cmd
@@ -155,17 +155,14 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 		sum.Hashes = hashes
 	}
 	status.Done("")
-	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json, o.quiet)
+	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
 }
 
-func printAcquireSummary(w io.Writer, s acquireSummary, asJSON, quiet bool) error {
+func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(s)
-	}
-	if quiet {
-		return nil
 	}
 	fmt.Fprintf(w, "acquired %s (%d GiB volume) into %s\n", s.SnapshotID, s.VolumeSizeGiB, s.Output)
 	fmt.Fprintf(w, "  blocks     %d listed, %d fetched now, %d kept from an earlier run\n", s.Blocks, s.Fetched, s.Resumed)

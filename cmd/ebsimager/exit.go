@@ -93,7 +93,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	case errors.As(err, &usage):
 		return exitUsage
-	case errors.As(err, &incompl):
+	case errors.As(err, &incompl), errors.Is(err, store.ErrIncomplete):
 		return exitIncomplete
 	case errors.As(err, &mismatch), errors.As(err, &storeMis):
 		return exitMismatch

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -14,6 +15,9 @@ func main() {
 	defer stop()
 	root := newRootCommand()
 	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		err = usageError{err} // cobra's own argument error
+	}
 	code := exitCode(ctx, err)
 	if err != nil {
 		printError(os.Stderr, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +29,7 @@ named. Exits 0 only when everything matches, 4 otherwise.`,
 			if err != nil {
 				return err
 			}
-			status := ui.NewStatus(cmd.ErrOrStderr(), quiet || asJSON, 5e9)
+			status := ui.NewStatus(cmd.ErrOrStderr(), quiet || asJSON, 5*time.Second)
 			res, err := ev.Verify(cmd.Context(), nil, func(done int64) {
 				if done%1024 == 0 {
 					status.Update(fmt.Sprintf("verified %d blocks", done))

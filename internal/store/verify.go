@@ -55,6 +55,9 @@ func (r *VerifyResult) add(p Problem) {
 func (ev *Evidence) Verify(ctx context.Context, unseal Unseal, progress func(done int64)) (*VerifyResult, error) {
 	res := &VerifyResult{Problems: []Problem{}}
 	mr, c, err := ev.Manifest()
+	if errors.Is(err, ErrIncomplete) {
+		return nil, err
+	}
 	if err != nil {
 		res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: err.Error()})
 		return res, nil

@@ -89,7 +89,10 @@ func Rate(bytes int64, d time.Duration) string {
 	return fmt.Sprintf("%.1f MiB/s", float64(bytes)/(1<<20)/d.Seconds())
 }
 
-// Duration formats d to the second.
+// Duration formats d to the second, or to the millisecond below a second.
 func Duration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
 	return d.Round(time.Second).String()
 }

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/emulator"
+)
+
+func newEmulateCommand() *cobra.Command {
+	var (
+		o                               emulator.Options
+		listen                          string
+		allowRemote, listZeros, logReqs bool
+		raws, synths, children          []string
+		parents, failBlocks, denies     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "emulate",
+		Short: "Serve snapshots over a local EBS direct API emulator",
+		Long: `Serve raw disk images and generated snapshots over the EBS direct APIs on a
+loopback port, for testing ebsimager or any other EBS client without AWS.
+It prints one ready line with the endpoint and the environment to export,
+serves until interrupted, then prints its request counters.
+
+Snapshots:
+  --snapshot snap-ID=PATH       a raw disk image, read in place; its non-zero
+                                512 KiB blocks are listed (--list-zero-blocks
+                                lists them all)
+  --parent snap-CHILD=snap-P    relate two snapshots for ListChangedBlocks;
+                                changes between raw images are found by content
+  --synthetic snap-ID=SIZE[,FRACTION[,SEED]]
+                                generated: SIZE in whole GiB or TiB (up to
+                                64TiB), FRACTION of the slots listed (default 1),
+                                SEED (default 1); nothing is stored
+  --child snap-C=child-of:snap-P,FRACTION[,SEED]
+                                a generated child differing from snap-P in
+                                FRACTION of the slots: changed, removed or added
+
+The write API (StartSnapshot, PutSnapshotBlock, CompleteSnapshot) also
+works; those snapshots live in memory.
+
+Faults are fractions of requests in [0, 1], drawn deterministically from
+--seed. --fail-block snap-ID:INDEX=KIND makes one block always fail, KIND
+one of:
+` + wrapWords(strings.Join(emulator.FaultKinds, ", ")+".", "  ", 78) + `
+--deny snap-ID[=REASON] refuses a snapshot with AccessDeniedException,
+REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.`,
+		Example: `  ebsimager emulate --snapshot snap-0a=disk.raw --synthetic snap-0b=8GiB,0.5,7 \
+    --child snap-0c=child-of:snap-0b,0.1 --latency 20ms --fault-server-error 0.01`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			srcs, err := emulateSources(raws, synths, children, parents, listZeros)
+			if err != nil {
+				return err
+			}
+			for _, s := range failBlocks {
+				bf, err := emulator.ParseBlockFault(s)
+				if err != nil {
+					return usageError{err}
+				}
+				o.Faults.FailBlocks = append(o.Faults.FailBlocks, bf)
+			}
+			for _, s := range denies {
+				id, reason, err := emulator.ParseDeny(s)
+				if err != nil {
+					return usageError{err}
+				}
+				if o.Faults.Deny == nil {
+					o.Faults.Deny = make(map[string]string)
+				}
+				o.Faults.Deny[id] = reason
+			}
+			if err := o.Faults.Validate(); err != nil {
+				return usageError{err}
+			}
+			if o.ThrottleAs != emulator.RequestThrottled && o.ThrottleAs != emulator.Throttling {
+				return usagef("--throttle-as %q: want %s or %s", o.ThrottleAs, emulator.RequestThrottled, emulator.Throttling)
+			}
+			if err := checkLoopback(listen, allowRemote); err != nil {
+				return err
+			}
+			if logReqs {
+				var mu sync.Mutex
+				errOut := cmd.ErrOrStderr()
+				o.Logf = func(format string, args ...any) {
+					mu.Lock()
+					defer mu.Unlock()
+					fmt.Fprintf(errOut, "ebsimager emulate: "+format+"\n", args...)
+				}
+			}
+			return runEmulate(cmd, o, srcs, listen)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:0", "address to listen on (port 0 picks a free one)")
+	f.BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --listen address (the emulator checks no signatures)")
+	f.StringArrayVar(&raws, "snapshot", nil, "serve a raw disk image: snap-ID=PATH (repeatable)")
+	f.StringArrayVar(&parents, "parent", nil, "make a --snapshot the child of another snapshot: snap-CHILD=snap-PARENT (repeatable)")
+	f.BoolVar(&listZeros, "list-zero-blocks", false, "list the all-zero blocks of raw images too")
+	f.StringArrayVar(&synths, "synthetic", nil, "serve a generated snapshot: snap-ID=SIZE[,FRACTION[,SEED]] (repeatable)")
+	f.StringArrayVar(&children, "child", nil, "serve a generated child: snap-C=child-of:snap-P,FRACTION[,SEED] (repeatable)")
+	f.Int64Var(&o.Seed, "seed", 1, "seed for faults, jitter and minted snapshot ids")
+	f.DurationVar(&o.Latency, "latency", 0, "latency added to every request")
+	f.DurationVar(&o.Jitter, "jitter", 0, "uniform random extra latency, up to this much")
+	f.Float64Var(&o.GetRatePerSnapshot, "get-rate-per-snapshot", 0, "GetSnapshotBlock quota per snapshot, blocks/s (0: none; AWS: 1000)")
+	f.Float64Var(&o.GetRatePerAccount, "get-rate-per-account", 0, "GetSnapshotBlock quota per account, blocks/s (0: none; AWS: 1000)")
+	f.Float64Var(&o.ListRate, "list-rate", 0, "quota for each List operation, requests/s (0: none; AWS: 50)")
+	f.Float64Var(&o.GetBurst, "get-burst", 0, "GetSnapshotBlock bucket depth (0: one second's worth)")
+	f.Float64Var(&o.ListBurst, "list-burst", 0, "List bucket depth (0: one second's worth)")
+	f.StringVar(&o.ThrottleAs, "throttle-as", emulator.RequestThrottled, "error for throttled requests: RequestThrottledException (400) or ThrottlingException (429)")
+	f.Float64Var(&o.Faults.ServerError, "fault-server-error", 0, "fraction of Gets answered 500/503")
+	f.Float64Var(&o.Faults.Throttle, "fault-throttle", 0, "fraction of Gets throttled")
+	f.Float64Var(&o.Faults.Drop, "fault-drop", 0, "fraction of Gets whose connection drops mid-body")
+	f.Float64Var(&o.Faults.Truncate, "fault-truncate", 0, "fraction of Gets with a truncated body")
+	f.Float64Var(&o.Faults.BadChecksum, "fault-bad-checksum", 0, "fraction of Gets with a wrong x-amz-Checksum")
+	f.Float64Var(&o.Faults.BadLength, "fault-bad-length", 0, "fraction of Gets with a wrong x-amz-Data-Length")
+	f.Float64Var(&o.Faults.Corrupt, "fault-corrupt", 0, "fraction of Gets with one body byte flipped")
+	f.Float64Var(&o.Faults.ListServerError, "fault-list-server-error", 0, "fraction of List requests answered 500")
+	f.Float64Var(&o.Faults.ListThrottle, "fault-list-throttle", 0, "fraction of List requests throttled")
+	f.StringArrayVar(&failBlocks, "fail-block", nil, "make a block always fail: snap-ID:INDEX=KIND (repeatable)")
+	f.StringArrayVar(&denies, "deny", nil, "deny access to a snapshot: snap-ID[=REASON] (repeatable)")
+	f.DurationVar(&o.BlockTokenTTL, "block-token-ttl", emulator.DefaultBlockTokenTTL, "block token lifetime")
+	f.DurationVar(&o.PageTokenTTL, "page-token-ttl", emulator.DefaultPageTokenTTL, "NextToken lifetime")
+	f.BoolVar(&o.InvalidateOnRelist, "invalidate-on-relist", false, "a new listing of a snapshot voids the block tokens of older ones")
+	f.BoolVar(&logReqs, "log", false, "log every request to stderr")
+	return cmd
+}
+
+// emulateSources turns the snapshot flags into emulator sources.
+func emulateSources(raws, synths, children, parents []string, listZeros bool) ([]emulator.Source, error) {
+	parentOf := make(map[string]string)
+	for _, p := range parents {
+		child, parent, ok := strings.Cut(p, "=")
+		if !ok || !block.ValidSnapshotID(child) || !block.ValidSnapshotID(parent) {
+			return nil, usagef("--parent %q: want snap-CHILD=snap-PARENT", p)
+		}
+		parentOf[child] = parent
+	}
+	var srcs []emulator.Source
+	for _, r := range raws {
+		id, path, ok := strings.Cut(r, "=")
+		if !ok || path == "" {
+			return nil, usagef("--snapshot %q: want snap-ID=PATH", r)
+		}
+		if err := block.CheckSnapshotID(id); err != nil {
+			return nil, usageError{fmt.Errorf("--snapshot %q: %w", r, err)}
+		}
+		srcs = append(srcs, emulator.Source{ID: id, RawPath: path,
+			Raw: emulator.RawOptions{ListZeroBlocks: listZeros, Parent: parentOf[id]}})
+		delete(parentOf, id)
+	}
+	if len(parentOf) > 0 {
+		children := make([]string, 0, len(parentOf))
+		for c := range parentOf {
+			children = append(children, c)
+		}
+		slices.Sort(children)
+		return nil, usagef("--parent %s: not a --snapshot (a generated child names its parent with --child)", children[0])
+	}
+	for _, s := range synths {
+		sp, err := emulator.ParseSyntheticSpec(s)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		srcs = append(srcs, emulator.Source{Synthetic: &sp})
+	}
+	for _, s := range children {
+		c, err := emulator.ParseChildSpec(s)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		srcs = append(srcs, emulator.Source{Child: &c})
+	}
+	return srcs, nil
+}
+
+// checkLoopback refuses a non-loopback listen address unless allowed.
+func checkLoopback(addr string, allow bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("--listen %q: %v", addr, err)
+	}
+	if ip := net.ParseIP(host); allow || host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return withHint(usagef("--listen %q is not a loopback address", addr),
+		"the emulator checks no signatures; pass --allow-remote to listen there anyway")
+}
+
+// runEmulate serves until the command's context ends, then prints the
+// counters.
+func runEmulate(cmd *cobra.Command, o emulator.Options, srcs []emulator.Source, listen string) error {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	srv := emulator.New(o)
+	defer srv.Close()
+	if err := srv.AddSources(srcs); err != nil {
+		return err
+	}
+	endpoint, err := srv.Listen(listen)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "ebsimager emulate: ready endpoint=%s; export AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator\n",
+		endpoint, endpoint)
+	<-ctx.Done()
+	err = srv.Close()
+	fmt.Fprintf(out, "ebsimager emulate: stopped; requests served:\n%s", srv.Counters())
+	return err
+}
+
+// wrapWords breaks s into lines of at most width characters, each
+// starting with indent.
+func wrapWords(s, indent string, width int) string {
+	var b strings.Builder
+	line := indent
+	for _, w := range strings.Fields(s) {
+		if len(line) > len(indent) && len(line)+1+len(w) > width {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += w
+	}
+	b.WriteString(line)
+	return b.String()
+}
