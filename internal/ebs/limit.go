@@ -10,17 +10,19 @@ import (
 
 // Limiter bounds the number of GetSnapshotBlock attempts in flight and
 // adapts the bound: additive increase (one more slot per window of
-// successes) while latency stays near its floor, multiplicative decrease
-// on throttling, at most once per round trip. Throttled requests are
-// cheap, so the cut is gentle (×0.9): the aim is to hover just above the
-// quota rather than fall below it.
+// successes, while the window is in use), multiplicative decrease on
+// throttling, at most once per round trip. Throttled requests are cheap,
+// so the cut is gentle (×0.9): the aim is to hover just above the quota
+// rather than fall below it. Without throttling the bound grows to the
+// cap: latency alone is no reason to hold back (AWS's own example is 100
+// connections at 100 ms), and a loaded client's round trips inflate
+// without any server being saturated.
 type Limiter struct {
 	mu       sync.Mutex
 	limit    float64
 	max      float64
 	inflight int
 	wake     chan struct{}
-	minRTT   time.Duration
 	avgRTT   time.Duration
 	lastCut  time.Time
 	now      func() time.Time
@@ -30,7 +32,6 @@ type Limiter struct {
 const (
 	startLimit = 8    // enough for ~400 blocks/s at 20 ms before growth
 	cutFactor  = 0.9  // gentle: a throttle costs a fast 400, not a block
-	brake      = 2.0  // no growth while the average RTT is over 2× its floor
 	rttWeight  = 0.05 // EWMA weight of a new RTT sample
 )
 
@@ -81,18 +82,13 @@ func (l *Limiter) release(k Kind, ok bool, rtt time.Duration) {
 	l.inflight--
 	switch {
 	case ok:
-		if l.minRTT == 0 || rtt < l.minRTT {
-			l.minRTT = rtt
-		}
 		if l.avgRTT == 0 {
 			l.avgRTT = rtt
 		} else {
 			l.avgRTT += time.Duration(rttWeight * float64(rtt-l.avgRTT))
 		}
-		// Grow only while the window is in use (demand may be below it)
-		// and latency is near its floor (more requests would only queue).
-		full := l.inflight+1 >= int(l.limit)
-		if full && float64(l.avgRTT) <= brake*float64(l.minRTT)+float64(time.Millisecond) {
+		// Grow only while the window is in use: demand may be below it.
+		if l.inflight+1 >= int(l.limit) {
 			l.limit = min(l.max, l.limit+1/l.limit)
 		}
 	case k == KindThrottle:
