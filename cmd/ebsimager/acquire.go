@@ -17,13 +17,14 @@ import (
 )
 
 type acquireOptions struct {
-	out     string
-	image   string
-	workers int
-	maxRate float64
-	force   bool
-	quiet   bool
-	json    bool
+	out         string
+	image       string
+	workers     int
+	maxRate     float64
+	maxAttempts int
+	force       bool
+	quiet       bool
+	json        bool
 	caseMeta
 }
 
@@ -47,8 +48,8 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 			if (o.out == "") == (o.image == "") {
 				return usagef("give exactly one of --out DIR and --image FILE")
 			}
-			if o.workers < 0 || o.maxRate < 0 {
-				return usagef("--workers and --max-rate must not be negative")
+			if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
+				return usagef("--workers, --max-rate and --max-attempts must not be negative")
 			}
 			return runAcquire(cmd.Context(), cmd, aws, args[0], o)
 		},
@@ -58,6 +59,7 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 	f.StringVar(&o.image, "image", "", "write a sparse raw image instead of an evidence directory")
 	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
 	f.Float64Var(&o.maxRate, "max-rate", 0, "most blocks per second (default: no cap)")
+	f.IntVar(&o.maxAttempts, "max-attempts", 10, "attempts per block before it counts as failed (throttling aside)")
 	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot, or an existing image")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
@@ -88,6 +90,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	if err != nil {
 		return err
 	}
+	snap.Policy.MaxAttempts = o.maxAttempts
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	var (
 		st   *store.Store

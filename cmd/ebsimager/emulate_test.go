@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestEmulateCommand runs `ebsimager emulate` as a user would: it prints
+// one ready line with the endpoint and the environment to export, serves
+// other ebsimager processes, and prints its counters when interrupted.
+func TestEmulateCommand(t *testing.T) {
+	c := newCLI(t, "")
+	const full = "snap-0f0000000000000f1" // every slot allocated, so block 0 is listed
+	cmd := c.command(t.Context(), "emulate", "--synthetic", specA, "--synthetic", full+"=1GiB,1,1", "--fail-block", full+":0=Drop")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		t.Fatal("no ready line")
+	}
+	ready := sc.Text()
+	m := regexp.MustCompile(`^ebsimager emulate: ready endpoint=(http://127\.0\.0\.1:\d+); export AWS_ENDPOINT_URL=(\S+) AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=\S+ AWS_SECRET_ACCESS_KEY=\S+$`).FindStringSubmatch(ready)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("ready line %q", ready)
+	}
+	user := newCLI(t, m[1])
+	r := user.ok("budget", snapA, "--json")
+	var e struct{ Blocks int64 }
+	if err := json.Unmarshal([]byte(r.stdout), &e); err != nil || e.Blocks == 0 {
+		t.Fatalf("budget against emulate: %s %v", r.stdout, err)
+	}
+	// The failing block is reported as such, by index.
+	user.fails(exitIncomplete, "block 0", "acquire", full, "--out", filepath.Join(t.TempDir(), "ev"), "--quiet", "--max-attempts", "2")
+
+	cmd.Process.Signal(os.Interrupt)
+	var rest strings.Builder
+	for sc.Scan() {
+		rest.WriteString(sc.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("emulate after Ctrl-C: %v", err)
+	}
+	out := rest.String()
+	for _, want := range []string{"stopped; requests served:", "ListSnapshotBlocks", "GetSnapshotBlock", "dropped", "bytes served:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("shutdown counters lack %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestEmulateRefusesRemoteAndBadSpecs(t *testing.T) {
+	c := newCLI(t, "")
+	for _, args := range [][]string{
+		{"emulate", "--listen", "0.0.0.0:0", "--synthetic", specA},
+		{"emulate", "--synthetic", "snap-0a1=7MiB"},
+		{"emulate", "--synthetic", "snap-0a1=1GiB,1.5"},
+		{"emulate", "--synthetic", "bad=1GiB"},
+	} {
+		if r := c.run(args...); r.code == 0 || !strings.HasPrefix(r.stderr, "ebsimager: ") {
+			t.Errorf("ebsimager %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
+
+// TestDemo runs the README's demo command and checks its claims.
+func TestDemo(t *testing.T) {
+	c := newCLI(t, "")
+	dir := t.TempDir()
+	r := c.ok("demo", "--dir", dir)
+	for _, want := range []string{
+		"== budget", "== acquire", "== verify", "verification OK", "== export",
+		"the exported image is bit-identical to the sample disk",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if got, want := sha256File(t, filepath.Join(dir, "image.raw")), sha256File(t, filepath.Join(dir, "sample.raw")); got != want {
+		t.Fatalf("demo image %s, sample %s", got, want)
+	}
+}
