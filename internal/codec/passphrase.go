@@ -1,0 +1,153 @@
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+)
+
+// PassphraseEnv is the environment variable a passphrase may come from.
+const PassphraseEnv = "EBSIMAGER_PASSPHRASE"
+
+// secretFileLimit bounds a passphrase or salt file: anything longer is a
+// wrong path, not a secret.
+const secretFileLimit = 64 << 10
+
+// ErrNoSecret is returned when none of a SecretSource's places holds the
+// secret (no file, the variable unset or empty, no terminal).
+var ErrNoSecret = errors.New("no secret given")
+
+// SecretSource lists where a secret (a passphrase, a salt) may come from,
+// in order of precedence: a file named on the command line, an
+// environment variable, then an interactive prompt. A secret never comes
+// from a flag value, where ps(1) and shell history would keep it.
+type SecretSource struct {
+	// File is the path given with --passphrase-file (or --salt-file);
+	// empty when the flag was not given.
+	File string
+	// Env is the variable to look up, such as PassphraseEnv.
+	Env string
+	// Getenv looks the variable up (os.Getenv); nil skips the variable.
+	// A variable set to "" counts as unset.
+	Getenv func(string) string
+	// Prompt asks for the secret (TerminalPrompt); nil when there is no
+	// terminal to ask on.
+	Prompt func() (string, error)
+}
+
+// Read returns the secret from the first place that has one. what names
+// the secret in errors ("passphrase", "salt"); the secret itself never
+// appears in them. A file's content is used up to one trailing newline
+// ("\n" or "\r\n"), which is dropped; an empty secret is an error.
+func (s SecretSource) Read(what string) (string, error) {
+	switch {
+	case s.File != "":
+		v, err := readSecretFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("reading %s file: %w", what, err)
+		}
+		if v == "" {
+			return "", fmt.Errorf("reading %s file %s: empty", what, s.File)
+		}
+		return v, nil
+	case s.Env != "" && s.Getenv != nil && s.Getenv(s.Env) != "":
+		return s.Getenv(s.Env), nil
+	case s.Prompt != nil:
+		v, err := s.Prompt()
+		if err != nil {
+			return "", fmt.Errorf("reading %s from terminal: %w", what, err)
+		}
+		if v == "" {
+			return "", fmt.Errorf("reading %s from terminal: empty", what)
+		}
+		return v, nil
+	}
+	if s.Env != "" {
+		return "", fmt.Errorf("%s: %w: use a file, set %s, or run on a terminal", what, ErrNoSecret, s.Env)
+	}
+	return "", fmt.Errorf("%s: %w: use a file or run on a terminal", what, ErrNoSecret)
+}
+
+// ReadPassphrase reads the passphrase from file (--passphrase-file) when
+// given, else from EBSIMAGER_PASSPHRASE through getenv, else through
+// prompt. See SecretSource.
+func ReadPassphrase(file string, getenv func(string) string, prompt func() (string, error)) (string, error) {
+	return SecretSource{File: file, Env: PassphraseEnv, Getenv: getenv, Prompt: prompt}.Read("passphrase")
+}
+
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, secretFileLimit+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > secretFileLimit {
+		return "", fmt.Errorf("%s: longer than %d bytes", path, secretFileLimit)
+	}
+	s := string(b)
+	if t, ok := strings.CutSuffix(s, "\n"); ok {
+		s = strings.TrimSuffix(t, "\r")
+	}
+	return s, nil
+}
+
+// TerminalPrompt returns a Prompt that asks for a secret with label on the
+// controlling terminal (/dev/tty), or on stderr and stdin when /dev/tty
+// cannot be opened but stdin is a terminal, without echo. With confirm it
+// asks twice and fails when the answers differ, as a new passphrase
+// should be. It returns nil when there is no terminal, so that Read
+// reports ErrNoSecret instead of waiting on a pipe.
+func TerminalPrompt(label string, confirm bool) func() (string, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err == nil {
+		tty.Close()
+	} else if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil
+	}
+	ask := func(l string) (string, error) {
+		in, out := os.Stdin, os.Stderr
+		if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
+			defer tty.Close()
+			in, out = tty, tty
+		}
+		fmt.Fprintf(out, "%s: ", l)
+		b, err := term.ReadPassword(int(in.Fd()))
+		fmt.Fprintln(out)
+		return string(b), err
+	}
+	if !confirm {
+		return func() (string, error) { return ask(label) }
+	}
+	return confirmed(label, ask)
+}
+
+// confirmed returns a prompt that asks twice through ask and accepts only
+// matching answers.
+func confirmed(label string, ask func(label string) (string, error)) func() (string, error) {
+	return func() (string, error) {
+		first, err := ask(label)
+		if err != nil {
+			return "", err
+		}
+		again := "Confirm"
+		if label != "" {
+			again += " " + strings.ToLower(label[:1]) + label[1:]
+		}
+		second, err := ask(again)
+		if err != nil {
+			return "", err
+		}
+		if first != second {
+			return "", errors.New("the two entries differ")
+		}
+		return first, nil
+	}
+}
