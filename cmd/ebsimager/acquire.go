@@ -26,6 +26,7 @@ type acquireOptions struct {
 	quiet       bool
 	json        bool
 	caseMeta
+	seal sealOptions
 }
 
 func newAcquireCommand(aws *awsOptions) *cobra.Command {
@@ -48,6 +49,9 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 			if (o.out == "") == (o.image == "") {
 				return usagef("give exactly one of --out DIR and --image FILE")
 			}
+			if o.image != "" && (o.seal.encrypting() || cmd.Flags().Changed("compress")) {
+				return usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
+			}
 			if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
 				return usagef("--workers, --max-rate and --max-attempts must not be negative")
 			}
@@ -64,6 +68,7 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
 	o.caseMeta.addFlags(cmd)
+	o.seal.addFlags(cmd)
 	return cmd
 }
 
@@ -91,6 +96,12 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 		return err
 	}
 	snap.Policy.MaxAttempts = o.maxAttempts
+	form, recipients, keyFile := store.Plain, []string(nil), ""
+	if o.out != "" {
+		if form, recipients, keyFile, err = o.seal.form(o.out); err != nil {
+			return err
+		}
+	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	var (
 		st   *store.Store
@@ -108,8 +119,8 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 			s, err := store.Create(o.out, store.Meta{
 				SnapshotID: id, Region: cfg.Region, Endpoint: ebs.Endpoint(cfg),
 				VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
-				Case: o.caseMeta.fields(),
-			}, store.Options{Force: o.force})
+				Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
+			}, store.Options{Force: o.force, Form: form})
 			st = s
 			return s, err
 		},

@@ -21,6 +21,7 @@ func newEmulateCommand() *cobra.Command {
 		allowRemote, listZeros, logReqs bool
 		raws, synths, children          []string
 		parents, failBlocks, denies     []string
+		metas                           []string
 	)
 	cmd := &cobra.Command{
 		Use:   "emulate",
@@ -52,7 +53,13 @@ Faults are fractions of requests in [0, 1], drawn deterministically from
 one of:
 ` + wrapWords(strings.Join(emulator.FaultKinds, ", ")+".", "  ", 78) + `
 --deny snap-ID[=REASON] refuses a snapshot with AccessDeniedException,
-REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.`,
+REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.
+
+The same endpoint answers EC2 DescribeSnapshots and STS GetCallerIdentity
+for the chain-of-custody record. --snapshot-meta snap-ID:FIELD=VALUE sets
+what DescribeSnapshots reports, FIELD one of volume-id, owner, start-time,
+encrypted, kms-key, description, tag:KEY; --deny-describe-snapshots and
+--deny-get-caller-identity refuse those calls.`,
 		Example: `  ebsimager emulate --snapshot snap-0a=disk.raw --synthetic snap-0b=8GiB,0.5,7 \
     --child snap-0c=child-of:snap-0b,0.1 --latency 20ms --fault-server-error 0.01`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,6 +83,14 @@ REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.`,
 					o.Faults.Deny = make(map[string]string)
 				}
 				o.Faults.Deny[id] = reason
+			}
+			for _, s := range metas {
+				if o.SnapshotMeta == nil {
+					o.SnapshotMeta = make(map[string]emulator.SnapshotMeta)
+				}
+				if err := emulator.ParseSnapshotMeta(s, o.SnapshotMeta); err != nil {
+					return usageError{err}
+				}
 			}
 			if err := o.Faults.Validate(); err != nil {
 				return usageError{err}
@@ -126,6 +141,9 @@ REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.`,
 	f.Float64Var(&o.Faults.ListThrottle, "fault-list-throttle", 0, "fraction of List requests throttled")
 	f.StringArrayVar(&failBlocks, "fail-block", nil, "make a block always fail: snap-ID:INDEX=KIND (repeatable)")
 	f.StringArrayVar(&denies, "deny", nil, "deny access to a snapshot: snap-ID[=REASON] (repeatable)")
+	f.StringArrayVar(&metas, "snapshot-meta", nil, "what DescribeSnapshots reports: snap-ID:FIELD=VALUE (repeatable)")
+	f.BoolVar(&o.DenyDescribeSnapshots, "deny-describe-snapshots", false, "answer EC2 DescribeSnapshots with UnauthorizedOperation")
+	f.BoolVar(&o.DenyGetCallerIdentity, "deny-get-caller-identity", false, "answer STS GetCallerIdentity with AccessDenied")
 	f.DurationVar(&o.BlockTokenTTL, "block-token-ttl", emulator.DefaultBlockTokenTTL, "block token lifetime")
 	f.DurationVar(&o.PageTokenTTL, "page-token-ttl", emulator.DefaultPageTokenTTL, "NextToken lifetime")
 	f.BoolVar(&o.InvalidateOnRelist, "invalidate-on-relist", false, "a new listing of a snapshot voids the block tokens of older ones")

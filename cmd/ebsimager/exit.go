@@ -11,6 +11,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
@@ -44,7 +45,7 @@ const exitCodesHelp = `EXIT STATUS
   7    invalid input: malformed snapshot id, or a request AWS rejects as invalid
   8    output conflict: evidence of another snapshot, or an existing file without --force
   9    local I/O error: disk full, output not writable
-  10   wrong passphrase or identity
+  10   wrong or missing passphrase or identity
   11   AWS service quota exhausted
   130  interrupted (Ctrl-C); nothing half-written is left, run again to resume`
 
@@ -101,7 +102,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitConflict
 	case errors.As(err, &badID):
 		return exitInvalid
-	case errors.As(err, &wrongKey):
+	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey):
 		return exitWrongKey
 	case errors.Is(err, errNotAllocated):
 		return exitNotFound

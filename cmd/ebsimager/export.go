@@ -25,6 +25,7 @@ type exportOptions struct {
 	force  bool
 	quiet  bool
 	json   bool
+	keys   openOptions
 }
 
 func newExportCommand() *cobra.Command {
@@ -74,6 +75,7 @@ in the volume or in a partition.`,
 	f.BoolVar(&o.force, "force", false, "replace an existing image")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	o.keys.addFlags(cmd)
 	return cmd
 }
 
@@ -91,6 +93,10 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 	if err != nil {
 		return err
 	}
+	unseal, err := o.keys.unseal(ev, true)
+	if err != nil {
+		return err
+	}
 	size := ev.Meta.VolumeSizeGiB << 30
 	w, err := raw.Create(o.out, size, raw.Options{Split: split, Hashes: algs, Force: o.force})
 	if err != nil {
@@ -99,7 +105,7 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	start := time.Now()
 	var blocks, bytes int64
-	err = ev.Blocks(cmd.Context(), nil, func(e manifest.Entry, data []byte) error {
+	err = ev.Blocks(cmd.Context(), unseal, func(e manifest.Entry, data []byte) error {
 		blocks++
 		bytes += int64(len(data))
 		if blocks%256 == 0 {

@@ -15,6 +15,7 @@ func newVerifyCommand() *cobra.Command {
 	var (
 		asJSON bool
 		quiet  bool
+		keys   openOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "verify DIR",
@@ -22,15 +23,24 @@ func newVerifyCommand() *cobra.Command {
 		Long: `Re-hash every stored block against the manifest and against its file name,
 check that no block is missing or extra and that the manifest itself is
 intact (its SHA-256 file, its header, its totals). Every difference is
-named. Exits 0 only when everything matches, 4 otherwise.`,
+named. Exits 0 only when everything matches, 4 otherwise.
+
+Encrypted evidence can be verified without any key: every stored file is
+checked against the SHA-256 of its stored bytes in the manifest. With
+--identity or the passphrase, each block's content is also checked against
+the SHA-256 AWS served it with.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ev, err := store.Open(args[0])
 			if err != nil {
 				return err
 			}
+			unseal, err := keys.unseal(ev, false)
+			if err != nil {
+				return err
+			}
 			status := ui.NewStatus(cmd.ErrOrStderr(), quiet || asJSON, 5*time.Second)
-			res, err := ev.Verify(cmd.Context(), nil, func(done int64) {
+			res, err := ev.Verify(cmd.Context(), unseal, func(done int64) {
 				if done%1024 == 0 {
 					status.Update(fmt.Sprintf("verified %d blocks", done))
 				}
@@ -62,6 +72,9 @@ named. Exits 0 only when everything matches, 4 otherwise.`,
 				}
 				fmt.Fprintf(w, "%s: %d blocks in the manifest, %d stored files matched, %d block contents matched the AWS SHA-256\n",
 					args[0], res.Blocks, res.StoredChecked, res.ContentChecked)
+				if res.Encrypted > 0 && res.ContentChecked < res.Blocks {
+					fmt.Fprintf(w, "%d blocks are encrypted: their stored bytes were checked; give --identity or the passphrase to check their content too\n", res.Encrypted)
+				}
 				fmt.Fprintf(w, "manifest sha256 %s\n", res.ManifestSHA256)
 			}
 			if !res.OK() {
@@ -73,6 +86,7 @@ named. Exits 0 only when everything matches, 4 otherwise.`,
 			return nil
 		},
 	}
+	keys.addFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print no progress")
 	return cmd

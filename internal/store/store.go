@@ -22,6 +22,7 @@ import (
 // File names inside an evidence directory.
 const (
 	MetaName          = "evidence.json"
+	KeyName           = "key.age" // passphrase mode's protected identity, kept with the evidence
 	ManifestName      = "manifest.jsonl"
 	ManifestSumName   = "manifest.jsonl.sha256"
 	blocksDir         = "blocks"
@@ -45,6 +46,13 @@ type Meta struct {
 	CreatedAt     time.Time         `json:"created_at"`
 	ToolVersion   string            `json:"tool_version"`
 	Case          map[string]string `json:"case,omitempty"`
+	// Codec and Encryption say how block files are stored; Recipients
+	// are the age recipients they are encrypted to, and KeyFile, in
+	// passphrase mode, the passphrase-protected identity beside them.
+	Codec      string   `json:"codec"`
+	Encryption string   `json:"encryption"`
+	Recipients []string `json:"recipients,omitempty"`
+	KeyFile    string   `json:"key_file,omitempty"`
 }
 
 // Form says how block files are stored: plain, or through Seal
@@ -107,6 +115,7 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 		o.Form = Plain
 	}
 	meta.Format = metaFormat
+	meta.Codec, meta.Encryption = o.Form.Codec, o.Form.Encryption
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating evidence directory: %w", err)
 	}
@@ -117,8 +126,10 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", dir, err)
 		}
-		if len(entries) > 0 {
-			return nil, fmt.Errorf("%s: %w", dir, ErrNotEvidence)
+		for _, e := range entries {
+			if e.Name() != KeyName {
+				return nil, fmt.Errorf("%s: %w", dir, ErrNotEvidence)
+			}
 		}
 	case err != nil:
 		return nil, err
@@ -129,6 +140,9 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 		if err := removeEvidence(dir); err != nil {
 			return nil, err
 		}
+	case old.Codec != meta.Codec || old.Encryption != meta.Encryption:
+		return nil, fmt.Errorf("%s stores blocks as codec %s, encryption %s; this run asks for %s, %s: resume with the same --compress/--encrypt, or convert first",
+			dir, old.Codec, old.Encryption, meta.Codec, meta.Encryption)
 	default:
 		meta.CreatedAt = old.CreatedAt
 		if old.Case != nil && meta.Case == nil {
@@ -580,6 +594,12 @@ func readMeta(dir string) (Meta, error) {
 	}
 	if m.Format != metaFormat {
 		return m, fmt.Errorf("%s: format %q, this tool reads %q", MetaName, m.Format, metaFormat)
+	}
+	if m.Codec == "" {
+		m.Codec = "none"
+	}
+	if m.Encryption == "" {
+		m.Encryption = "none"
 	}
 	return m, nil
 }

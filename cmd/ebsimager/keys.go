@@ -1,0 +1,232 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/spf13/cobra"
+
+	"github.com/ebsimager/ebsimager/internal/codec"
+	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/store"
+)
+
+// keyFileName is where passphrase mode keeps the passphrase-protected age
+// identity the blocks are encrypted to: with the evidence, because without
+// it the passphrase opens nothing.
+const keyFileName = store.KeyName
+
+// sealOptions are the flags that choose how blocks are stored.
+type sealOptions struct {
+	compress        string
+	encrypt         bool
+	recipients      []string
+	recipientsFiles []string
+	passphraseFile  string
+}
+
+func (o *sealOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.compress, "compress", "none", "compress each block: zstd (fast, the default when given alone), gzip or none")
+	f.Lookup("compress").NoOptDefVal = "zstd"
+	o.addEncryptFlags(cmd)
+}
+
+func (o *sealOptions) addEncryptFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&o.encrypt, "encrypt", false, "encrypt each block with age (to --recipient keys, or with a passphrase)")
+	f.StringArrayVar(&o.recipients, "recipient", nil, "age recipient (age1…) or SSH public key to encrypt to; implies --encrypt (repeatable)")
+	f.StringArrayVar(&o.recipientsFiles, "recipients-file", nil, "file of recipients, one per line; implies --encrypt (repeatable)")
+	f.StringVar(&o.passphraseFile, "passphrase-file", "", "read the passphrase from this file (else "+codec.PassphraseEnv+", else a prompt)")
+}
+
+func (o *sealOptions) encrypting() bool {
+	return o.encrypt || len(o.recipients) > 0 || len(o.recipientsFiles) > 0
+}
+
+// form builds the stored form for evidence directory dir: the recipients
+// from the flags, or, with none, passphrase mode: an identity generated
+// into dir/key.age (or the one already there, on resume), protected by
+// the passphrase. It returns the form and the fields to record.
+func (o *sealOptions) form(dir string) (store.Form, []string, string, error) {
+	c, err := codec.ParseCodec(o.compress)
+	if err != nil {
+		return store.Form{}, nil, "", usageError{fmt.Errorf("--compress: %w", err)}
+	}
+	f := codec.Form{Codec: c, Encrypted: o.encrypting()}
+	if !f.Encrypted && c == codec.None {
+		return store.Plain, nil, "", nil
+	}
+	var (
+		recips  []age.Recipient
+		names   []string
+		keyFile string
+	)
+	if f.Encrypted {
+		recips, names, keyFile, err = o.recipientsFor(dir)
+		if err != nil {
+			return store.Form{}, nil, "", err
+		}
+	}
+	sf := store.Form{Codec: c.String(), Encryption: "none", Suffix: f.Suffix(),
+		Seal: func(dst io.Writer) (io.WriteCloser, error) { return codec.Seal(dst, f, recips...) }}
+	if f.Encrypted {
+		sf.Encryption = "age"
+	}
+	return sf, names, keyFile, nil
+}
+
+func (o *sealOptions) recipientsFor(dir string) ([]age.Recipient, []string, string, error) {
+	var (
+		recips []age.Recipient
+		names  []string
+	)
+	for _, r := range o.recipients {
+		rc, err := codec.ParseRecipient(r)
+		if err != nil {
+			return nil, nil, "", usageError{fmt.Errorf("--recipient: %w", err)}
+		}
+		recips, names = append(recips, rc), append(names, strings.TrimSpace(r))
+	}
+	for _, file := range o.recipientsFiles {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		rs, err := codec.ParseRecipients(strings.NewReader(string(data)))
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("%s: %w", file, err)
+		}
+		recips = append(recips, rs...)
+		for _, line := range strings.Split(string(data), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				names = append(names, line)
+			}
+		}
+	}
+	if len(recips) > 0 {
+		return recips, names, "", nil
+	}
+	// Passphrase mode.
+	path := filepath.Join(dir, keyFileName)
+	existing, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, "", err
+	}
+	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", existing == nil))
+	if err != nil {
+		return nil, nil, "", withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
+	}
+	if existing != nil {
+		ids, err := codec.ParseIdentities(strings.NewReader(string(existing)), func() (string, error) { return pass, nil })
+		if err != nil {
+			return nil, nil, "", wrongKeyError{fmt.Errorf("%s: %w", path, err)}
+		}
+		for _, id := range ids {
+			if x, ok := id.(*age.X25519Identity); ok {
+				return []age.Recipient{x.Recipient()}, []string{x.Recipient().String()}, keyFileName, nil
+			}
+		}
+		return nil, nil, "", fmt.Errorf("%s holds no X25519 identity", path)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, "", err
+	}
+	var rc age.Recipient
+	err = store.AtomicWrite(path, func(w io.Writer) error {
+		var err error
+		rc, err = codec.GenerateKeyFile(w, pass)
+		return err
+	})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return []age.Recipient{rc}, []string{fmt.Sprint(rc)}, keyFileName, nil
+}
+
+// openOptions are the flags that give the key to read encrypted blocks.
+type openOptions struct {
+	identities     []string
+	passphraseFile string
+}
+
+func (o *openOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringArrayVar(&o.identities, "identity", nil, "age identity file (or SSH private key) to decrypt blocks with (repeatable)")
+	f.StringVar(&o.passphraseFile, "passphrase-file", "", "read the passphrase from this file (else "+codec.PassphraseEnv+", else a prompt)")
+}
+
+// unseal returns how to read the blocks of ev. Without a key, compressed
+// blocks still open and encrypted ones are left to the caller (verify
+// checks their stored bytes only); with need, a missing key is an error,
+// or a prompt on a terminal.
+func (o *openOptions) unseal(ev *store.Evidence, need bool) (store.Unseal, error) {
+	var ids []age.Identity
+	if ev.Meta.Encryption != "none" {
+		var err error
+		ids, err = o.identitiesFor(ev, need)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return func(src io.Reader, e manifest.Entry) (io.Reader, error) {
+		c, err := codec.ParseCodec(e.Codec)
+		if err != nil {
+			return nil, err
+		}
+		f := codec.Form{Codec: c, Encrypted: e.Encryption != "none"}
+		if f.Encrypted && ids == nil {
+			return nil, store.ErrNeedKey
+		}
+		r, err := codec.Open(src, f, ids...)
+		if errors.Is(err, codec.ErrWrongKey) {
+			return nil, wrongKeyError{err}
+		}
+		return r, err
+	}, nil
+}
+
+func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identity, error) {
+	var ids []age.Identity
+	for _, file := range o.identities {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		got, err := codec.ParseIdentities(strings.NewReader(string(data)), codec.TerminalPrompt("passphrase for "+file, false))
+		if err != nil {
+			return nil, wrongKeyError{fmt.Errorf("%s: %w", file, err)}
+		}
+		ids = append(ids, got...)
+	}
+	if len(ids) > 0 {
+		return ids, nil
+	}
+	keyFile := ev.Meta.KeyFile
+	haveSecret := o.passphraseFile != "" || os.Getenv(codec.PassphraseEnv) != ""
+	if keyFile == "" || (!haveSecret && !need) {
+		if need {
+			return nil, withHint(store.ErrNeedKey, "give --identity FILE (the blocks are encrypted to recipients)")
+		}
+		return nil, nil
+	}
+	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", false))
+	if err != nil {
+		return nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
+	}
+	data, err := os.ReadFile(filepath.Join(ev.Dir, keyFile))
+	if err != nil {
+		return nil, err
+	}
+	ids, err = codec.ParseIdentities(strings.NewReader(string(data)), func() (string, error) { return pass, nil })
+	if err != nil {
+		return nil, wrongKeyError{fmt.Errorf("%s: %w", keyFile, err)}
+	}
+	return ids, nil
+}
