@@ -84,6 +84,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newExportCommand(),
 		newEmulateCommand(),
 		newDemoCommand(),
+		newInspectCommand(),
 	)
 	for _, c := range root.Commands() {
 		c.SilenceUsage, c.SilenceErrors = true, true

@@ -51,6 +51,19 @@
 // can be changed while serving. Counters record requests by operation and
 // outcome, bytes served and, optionally, Gets per block.
 //
+// Context calls. For the chain-of-custody record, the same listener also
+// answers two AWS Query protocol calls, POSTed as forms to "/" and routed
+// by the SigV4 credential scope's service or else by the Action: EC2
+// DescribeSnapshots (SnapshotId.N, Owner.N, RestorableBy.N, Filter.N,
+// MaxResults, NextToken, DryRun; snapshotSet items as EC2 version
+// 2016-11-15 names them; errors in EC2's <Response><Errors> envelope, such
+// as InvalidSnapshot.NotFound) and STS GetCallerIdentity (errors in the
+// <ErrorResponse> envelope). Options.SnapshotMeta sets a snapshot's volume
+// id, owner, start time, encryption, KMS key, description and tags, with
+// deterministic defaults; Options.Identity sets the caller; and
+// Options.DenyDescribeSnapshots and DenyGetCallerIdentity answer
+// UnauthorizedOperation and AccessDenied.
+//
 // Not modelled: SigV4 signatures are required but not verified (there are
 // no secrets), encryption (unlisted blocks of an encrypted snapshot read
 // as zeros here), StartSnapshot's Timeout, and asynchronous completion:

@@ -54,6 +54,16 @@ type Options struct {
 	// needs attempt numbers), it costs memory for every block fetched.
 	TrackBlocks bool
 
+	// SnapshotMeta maps a snapshot id to what EC2 DescribeSnapshots says
+	// of it; snapshots missing from it get defaults (see SnapshotMeta).
+	SnapshotMeta map[string]SnapshotMeta
+	// Identity is what STS GetCallerIdentity reports (see DefaultIdentity).
+	Identity Identity
+	// DenyDescribeSnapshots and DenyGetCallerIdentity refuse those calls
+	// (UnauthorizedOperation, AccessDenied), for the missing-permissions
+	// path of the chain-of-custody record.
+	DenyDescribeSnapshots, DenyGetCallerIdentity bool
+
 	// Now is the clock for token expiry and the rate limiters (default
 	// time.Now). Latency always uses real time.
 	Now func() time.Time

@@ -235,12 +235,17 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// ServeHTTP answers one EBS direct API request.
+// ServeHTTP answers one EBS direct API request, or one EC2 or STS Query
+// request (see serveQuery).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	n := s.reqSeq.Add(1)
 	w.Header().Set("X-Amzn-Requestid", s.requestID(n))
 	s.delay(r.Context(), n)
+	if isQuery(r) {
+		s.serveQuery(w, r, w.Header().Get("X-Amzn-Requestid"), start)
+		return
+	}
 
 	op, id, idx := route(r)
 	c := &call{s: s, w: w, op: op}

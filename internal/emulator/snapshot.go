@@ -147,6 +147,7 @@ const (
 	domListFault
 	domSnapID
 	domRequestID
+	domVolumeID
 )
 
 // unit maps a hash to [0, 1) with 53 bits, the precision of a float64.

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/emulator"
+	"github.com/ebsimager/ebsimager/internal/inspect"
+	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/sampledisk"
+	"github.com/ebsimager/ebsimager/internal/sampledisk/sampletest"
+	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/testenv"
+)
+
+// inspectCLI runs `ebsimager inspect args…` in this process through the
+// root command, with main's exit codes and error printing. root.go may
+// not list inspect yet; it is added here when it does not.
+func inspectCLI(t *testing.T, args ...string) result {
+	t.Helper()
+	root := newRootCommand()
+	if c, _, err := root.Find([]string{"inspect"}); err != nil || c.Name() != "inspect" {
+		c := newInspectCommand()
+		c.SilenceUsage, c.SilenceErrors = true, true
+		wrapArgs(c)
+		root.AddCommand(c)
+	}
+	var stdout, stderr bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetIn(strings.NewReader(""))
+	root.SetArgs(append([]string{"inspect"}, args...))
+	ctx := context.Background()
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		printError(&stderr, err)
+	}
+	return result{code: exitCode(ctx, err), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func inspectOK(t *testing.T, args ...string) string {
+	t.Helper()
+	r := inspectCLI(t, args...)
+	if r.code != 0 {
+		t.Fatalf("ebsimager inspect %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// TestInspectCommand acquires the sample disk, then inspects the evidence
+// directory, the disk and a split export of it: all three must agree
+// with each other, and with mmls and fsstat on the disk.
+func TestInspectCommand(t *testing.T) {
+	tools := testenv.RequireTool(t, "mmls", "fsstat")
+	dir := t.TempDir()
+	disk, err := sampledisk.Extract(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, endpoint := startEmulator(t, emulator.Options{})
+	if err := srv.AddRawImage(snapDisk, disk, emulator.RawOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, endpoint)
+	ev := filepath.Join(dir, "ev")
+	c.ok("acquire", snapDisk, "--out", ev, "--quiet")
+	split := filepath.Join(dir, "split.raw")
+	c.ok("export", ev, "--out", split, "--split", "300MiB", "--quiet")
+
+	text := inspectOK(t, disk)
+	js := inspectOK(t, disk, "--json")
+	for _, src := range []string{ev, split, split + ".001"} {
+		if got := inspectOK(t, src); got != text {
+			t.Errorf("inspect %s:\n%s\ninspect of the disk:\n%s", src, got, text)
+		}
+		if got := inspectOK(t, src, "--json"); got != js {
+			t.Errorf("inspect %s --json differs from the disk's:\n%s", src, got)
+		}
+	}
+	var l inspect.Layout
+	if err := json.Unmarshal([]byte(js), &l); err != nil {
+		t.Fatal(err)
+	}
+	if l.Table != inspect.TableGPT || l.Size != sampledisk.Size || !strings.HasPrefix(text, "GPT disk, 1073741824 bytes") {
+		t.Fatalf("layout: %s", text)
+	}
+
+	// mmls lists the same partitions, which are the sample disk's.
+	mmlsOut := runTool(t, tools[0], disk)
+	row := regexp.MustCompile(`(?m)^\d+:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(.*)$`)
+	rows := row.FindAllStringSubmatch(mmlsOut, -1)
+	if len(rows) != len(l.Partitions) || len(rows) != len(sampletest.Partitions) {
+		t.Fatalf("mmls lists %d partitions, inspect %d, the sample disk has %d\n%s", len(rows), len(l.Partitions), len(sampletest.Partitions), mmlsOut)
+	}
+	for i, m := range rows {
+		p, want := l.Partitions[i], sampletest.Partitions[i]
+		slot, _ := strconv.Atoi(m[1])
+		start, _ := strconv.ParseInt(m[2], 10, 64)
+		end, _ := strconv.ParseInt(m[3], 10, 64)
+		length, _ := strconv.ParseInt(m[4], 10, 64)
+		if p.Number != slot+1 || p.StartSector != start || p.EndSector != end || p.Sectors != length || p.Name != strings.TrimSpace(m[5]) ||
+			p.Number != want.Number || p.StartSector != want.StartSector || p.Sectors != want.Sectors || p.Name != want.Name {
+			t.Errorf("partition %d: inspect %+v, mmls %q, sample disk %+v", i+1, p, m[0], want)
+		}
+	}
+
+	// fsstat reads the same file systems.
+	for _, p := range l.Partitions {
+		out := runTool(t, tools[1], "-o", strconv.FormatInt(p.StartSector, 10), disk)
+		fs := p.FileSystem
+		field := func(name string) string {
+			m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: (.*)$`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("fsstat of partition %d has no %q:\n%s", p.Number, name, out)
+			}
+			return strings.TrimSpace(m[1])
+		}
+		switch fs.Type {
+		case inspect.TypeExt4:
+			// fsstat prints the ext UUID's bytes in reverse order.
+			raw, _ := hex.DecodeString(strings.ReplaceAll(fs.UUID, "-", ""))
+			slices.Reverse(raw)
+			if field("File System Type") != "Ext4" || field("Volume Name") != fs.Label || field("Volume ID") != hex.EncodeToString(raw) ||
+				field("Last mounted on") != fs.Ext.LastMountedOn || field("Last Written at") != fs.Ext.LastWrite.Format("2006-01-02 15:04:05")+" (UTC)" {
+				t.Errorf("partition %d: inspect %+v %+v, fsstat:\n%s", p.Number, fs, fs.Ext, out)
+			}
+		case inspect.TypeNTFS:
+			if field("File System Type") != "NTFS" || field("Volume Name") != fs.Label || field("Volume Serial Number") != fs.Serial ||
+				field("First Cluster of MFT") != fmt.Sprint(fs.NTFS.MFTCluster) ||
+				field("Size of MFT Entries") != fmt.Sprintf("%d bytes", fs.NTFS.MFTRecordSize) ||
+				field("Cluster Size") != strconv.FormatInt(fs.ClusterSize, 10) {
+				t.Errorf("partition %d: inspect %+v %+v, fsstat:\n%s", p.Number, fs, fs.NTFS, out)
+			}
+		default:
+			t.Errorf("partition %d holds %s", p.Number, fs.Type)
+		}
+	}
+
+	// The evidence volume reads exactly like the disk, at any offset and
+	// length, across block boundaries and past the end.
+	evd, err := store.Open(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol, err := openEvidenceVolume(evd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	df, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer df.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 100; i++ {
+		off := rng.Int64N(sampledisk.Size + block.Size)
+		if i < 30 {
+			off = rng.Int64N(140*block.Size) + rng.Int64N(2)*(sampledisk.Size-block.Size) // where the data is, and the end
+		}
+		n := rng.IntN(3 * block.Size)
+		got, want := make([]byte, n), make([]byte, n)
+		gn, gerr := vol.ReadAt(got, off)
+		wn, werr := df.ReadAt(want, off)
+		if gn != wn || !bytes.Equal(got[:gn], want[:wn]) || (gerr == nil) != (werr == nil) {
+			t.Fatalf("ReadAt(%d bytes at %d): %d, %v; the disk gives %d, %v", n, off, gn, gerr, wn, werr)
+		}
+	}
+
+	// Only the blocks inspect needs are read: record them, then make
+	// every other block file unreadable; inspect still gives the same.
+	rec := &recordingReader{r: vol, blocks: map[int64]bool{}}
+	if _, err := inspect.Inspect(rec, vol.Size()); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.blocks) == 0 || len(rec.blocks) > 8 {
+		t.Fatalf("inspect read %d blocks: %v", len(rec.blocks), rec.blocks)
+	}
+	mr, closer, err := evd.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoiled := 0
+	for {
+		e, err := mr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.blocks[e.Index] {
+			if err := os.Truncate(filepath.Join(ev, filepath.FromSlash(e.Name)), 1); err != nil {
+				t.Fatal(err)
+			}
+			spoiled++
+		}
+	}
+	closer.Close()
+	if spoiled < 5 {
+		t.Fatalf("only %d block files to spoil", spoiled)
+	}
+	if got := inspectOK(t, ev); got != text {
+		t.Fatalf("inspect read a block it does not need:\n%s", got)
+	}
+	// A spoiled block that is needed is caught, never decoded.
+	var needed int64 = -1
+	for i := range rec.blocks {
+		needed = max(needed, i)
+	}
+	name := blockFile(t, ev, needed)
+	if err := os.WriteFile(name, []byte("tampered"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := inspectCLI(t, ev); r.code != exitMismatch || !strings.Contains(r.stderr, fmt.Sprintf("block %d", needed)) {
+		t.Fatalf("inspect of a tampered block: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// recordingReader notes which blocks are read.
+type recordingReader struct {
+	r      io.ReaderAt
+	blocks map[int64]bool
+}
+
+func (r *recordingReader) ReadAt(p []byte, off int64) (int, error) {
+	for b := off / block.Size; b <= (off+int64(len(p))-1)/block.Size; b++ {
+		r.blocks[b] = true
+	}
+	return r.r.ReadAt(p, off)
+}
+
+func blockFile(t *testing.T, ev string, index int64) string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(ev, store.LeafDir(index), fmt.Sprintf("%010d_*", index)))
+	if err != nil || len(m) != 1 {
+		t.Fatalf("block file %d: %v %v", index, m, err)
+	}
+	return m[0]
+}
+
+// runTool runs an external tool and returns its output.
+func runTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestInspectErrors(t *testing.T) {
+	dir := t.TempDir()
+	if r := inspectCLI(t); r.code != exitUsage {
+		t.Errorf("inspect without an argument: exit %d, %s", r.code, r.stderr)
+	}
+	if r := inspectCLI(t, filepath.Join(dir, "nothing")); r.code != exitLocalIO {
+		t.Errorf("inspect of a missing file: exit %d, %s", r.code, r.stderr)
+	}
+	if r := inspectCLI(t, dir); r.code != exitError || !strings.Contains(r.stderr, "is not an evidence directory") {
+		t.Errorf("inspect of a plain directory: exit %d, %s", r.code, r.stderr)
+	}
+	e01 := filepath.Join(dir, "disk.E01")
+	if err := os.WriteFile(e01, append(append([]byte{}, ewfSignature...), make([]byte, 4096)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := inspectCLI(t, e01); r.code != exitError || !strings.Contains(r.stderr, "is an E01 image") {
+		t.Errorf("inspect of an E01: exit %d, %s", r.code, r.stderr)
+	}
+	// A bare file system image: no table.
+	img := filepath.Join(dir, "zeros.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := inspectOK(t, img); !strings.HasPrefix(got, "No partition table, 1048576 bytes\nFile system: unknown") {
+		t.Errorf("inspect of zeros:\n%s", got)
+	}
+
+	// An acquisition that has not completed has no manifest.
+	_, endpoint := startEmulator(t, emulator.Options{}, specA)
+	ev := filepath.Join(dir, "ev")
+	newCLI(t, endpoint).ok("acquire", snapA, "--out", ev, "--quiet")
+	if err := os.Rename(filepath.Join(ev, store.ManifestName), filepath.Join(dir, "manifest")); err != nil {
+		t.Fatal(err)
+	}
+	if r := inspectCLI(t, ev); r.code != exitIncomplete {
+		t.Errorf("inspect of an incomplete acquisition: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// TestEvidenceVolumeSearch checks the manifest search on a manifest large
+// enough for the binary search to do the work: every listed index is
+// found with its entry, every other one is not.
+func TestEvidenceVolumeSearch(t *testing.T) {
+	dir := t.TempDir()
+	const snap = "snap-0123456789abcdef0"
+	const gib = 16
+	path := filepath.Join(dir, store.ManifestName)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := manifest.NewWriter(f, manifest.Header{SnapshotID: snap, Region: "us-east-1", VolumeSizeGiB: gib,
+		VolumeSizeBytes: gib << 30, BlockSize: block.Size, ToolVersion: "test", StartedAt: time.Unix(0, 0), FinishedAt: time.Unix(1, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[int64]string{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := int64(0); i < block.Slots(gib); i++ {
+		if rng.IntN(4) != 0 && i != 0 && i != block.Slots(gib)-1 {
+			continue
+		}
+		sum := sha256.Sum256([]byte(strconv.FormatInt(i, 10)))
+		name := filepath.ToSlash(filepath.Join(store.LeafDir(i), block.FileName(block.FileInfo{Index: i, Snapshot: snap, Sum: sum, VolumeGiB: gib, BlockSize: block.Size})))
+		listed[i] = name
+		if err := w.Add(manifest.Entry{Index: i, SHA256: hex.EncodeToString(sum[:]), Length: block.Size, Name: name,
+			Size: block.Size, StoredSHA256: hex.EncodeToString(sum[:]), Codec: "none", Encryption: "none"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if fi, _ := os.Stat(path); fi.Size() < 50*searchWindow {
+		t.Fatalf("manifest of %d bytes is too small to search", fi.Size())
+	}
+	v, err := openEvidenceVolume(&store.Evidence{Dir: dir, Meta: store.Meta{SnapshotID: snap, VolumeSizeGiB: gib, BlockSize: block.Size}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for i := int64(0); i < block.Slots(gib); i += 1 + rng.Int64N(15) {
+		e, ok, err := v.entry(i)
+		if err != nil {
+			t.Fatalf("entry(%d): %v", i, err)
+		}
+		name, want := listed[i]
+		if ok != want || (ok && (e.Index != i || e.Name != name)) {
+			t.Fatalf("entry(%d) = %+v, %v; listed %v", i, e, ok, want)
+		}
+	}
+	for _, i := range []int64{0, block.Slots(gib) - 1} {
+		if _, ok, err := v.entry(i); !ok || err != nil {
+			t.Fatalf("entry(%d): %v %v", i, ok, err)
+		}
+	}
+	// A manifest of another snapshot is refused.
+	if _, err := openEvidenceVolume(&store.Evidence{Dir: dir, Meta: store.Meta{SnapshotID: "snap-0aaaaaaaaaaaaaaa0", VolumeSizeGiB: gib, BlockSize: block.Size}}, nil); err == nil ||
+		!strings.Contains(err.Error(), "disagrees with") {
+		t.Fatalf("another snapshot's manifest: %v", err)
+	}
+}

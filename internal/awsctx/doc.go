@@ -1,0 +1,8 @@
+// Package awsctx owns the two context calls of the chain-of-custody
+// record: STS GetCallerIdentity (who acquired) and EC2 DescribeSnapshots
+// (the snapshot's volume, owner, start time, encryption, KMS key,
+// description and tags). Each call has its own short timeout and a couple
+// of retries, and its answer, denial or error is recorded as text in the
+// report's AWS section instead of failing the acquisition. It is the only
+// package outside tests that imports the EC2 SDK, which builds slowly.
+package awsctx

@@ -1,0 +1,594 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/inspect"
+)
+
+// Format names this version of the report.json schema. A change that
+// removes or redefines a field changes the number; adding a field does
+// not.
+const Format = "ebsimager-report/1"
+
+// File names Save writes in the report's directory.
+const (
+	JSONName = "report.json"
+	TextName = "report.txt"
+	HTMLName = "report.html"
+)
+
+// Report is the chain-of-custody record. Its JSON form is report.json;
+// SCHEMA.md documents every field.
+type Report struct {
+	Format      string          `json:"format"`
+	Case        Case            `json:"case"`
+	Evidence    Evidence        `json:"evidence"`
+	Acquisition *Acquisition    `json:"acquisition,omitempty"`
+	Layout      *inspect.Layout `json:"layout,omitempty"`
+	// LayoutError says why there is no layout (for example, blocks that
+	// need a key to read).
+	LayoutError string    `json:"layout_error,omitempty"`
+	BlockMap    *BlockMap `json:"block_map,omitempty"`
+	// Notes are derived from the rest on every Save: caveats an examiner
+	// must read, such as the one for encrypted snapshots.
+	Notes []string `json:"notes"`
+	// Steps are what happened to the evidence after the acquisition, in
+	// order. They are only ever appended (see AppendStep and Save).
+	Steps []Step `json:"steps"`
+}
+
+// Case holds the examiner's case fields.
+type Case struct {
+	CaseNumber     string `json:"case_number"`
+	EvidenceNumber string `json:"evidence_number"`
+	Examiner       string `json:"examiner"`
+	Description    string `json:"description"`
+	Notes          string `json:"notes"`
+}
+
+// CaseFromFields reads the case fields as the evidence directory's
+// evidence.json names them (case_number, evidence_number, examiner,
+// description, notes).
+func CaseFromFields(m map[string]string) Case {
+	return Case{
+		CaseNumber: m["case_number"], EvidenceNumber: m["evidence_number"], Examiner: m["examiner"],
+		Description: m["description"], Notes: m["notes"],
+	}
+}
+
+// Evidence says what the record is about.
+type Evidence struct {
+	SnapshotID      string `json:"snapshot_id"`
+	VolumeSizeGiB   int64  `json:"volume_size_gib"`
+	VolumeSizeBytes int64  `json:"volume_size_bytes"` // derived: VolumeSizeGiB × 2^30
+	BlockSize       int    `json:"block_size"`
+	BlockSlots      int64  `json:"block_slots"` // derived: VolumeSizeBytes / BlockSize
+	// Kind is "evidence-directory" or "raw-image"; Location is the path
+	// as the examiner gave it.
+	Kind     string `json:"kind"`
+	Location string `json:"location"`
+}
+
+// Kinds of Evidence.
+const (
+	KindEvidenceDirectory = "evidence-directory"
+	KindRawImage          = "raw-image"
+)
+
+// Run says who ran ebsimager, where, how and when.
+type Run struct {
+	ToolVersion string `json:"tool_version"`
+	// CommandLine is the argument vector, program name first, with
+	// secret values replaced by RedactArgs.
+	CommandLine []string  `json:"command_line"`
+	Host        Host      `json:"host"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+}
+
+// NewRun records a run of toolVersion started now with the command line
+// args (os.Args), redacted, on this host.
+func NewRun(toolVersion string, args []string, started time.Time) Run {
+	return Run{ToolVersion: toolVersion, CommandLine: RedactArgs(args), Host: CollectHost(), StartedAt: started.UTC()}
+}
+
+// Acquisition is the acquisition that made the evidence. A resumed
+// acquisition is recorded by its last, completing run; ResumedBlocks
+// says how many blocks earlier runs had stored.
+type Acquisition struct {
+	Run
+	AWS AWS `json:"aws"`
+	// Blocks and Bytes are what the snapshot lists and the evidence holds
+	// (the manifest's totals).
+	Blocks int64 `json:"blocks"`
+	Bytes  int64 `json:"bytes"`
+	// FetchedBlocks and FetchedBytes were fetched by this run;
+	// ResumedBlocks were kept from earlier runs.
+	FetchedBlocks int64 `json:"fetched_blocks"`
+	FetchedBytes  int64 `json:"fetched_bytes"`
+	ResumedBlocks int64 `json:"resumed_blocks"`
+	// Seconds, BytesPerSecond and BlocksPerSecond are derived from the
+	// run's times and the fetched figures on every Save.
+	Seconds         float64  `json:"seconds"`
+	BytesPerSecond  float64  `json:"bytes_per_second"`
+	BlocksPerSecond float64  `json:"blocks_per_second"`
+	Requests        Requests `json:"requests"`
+	// ManifestSHA256 is the SHA-256 of manifest.jsonl (evidence
+	// directories); ImageHashes the whole-image hashes by algorithm and
+	// ImageFiles the segments (raw images written directly).
+	ManifestSHA256 string            `json:"manifest_sha256,omitempty"`
+	ImageHashes    map[string]string `json:"image_hashes,omitempty"`
+	ImageFiles     []string          `json:"image_files,omitempty"`
+}
+
+// Requests counts the EBS direct API calls of the acquisition.
+type Requests struct {
+	ListCalls int64 `json:"list_calls"`
+	GetCalls  int64 `json:"get_calls"`
+	// RetriesByKind counts retried failures by kind (throttle,
+	// server-error, …); ErrorsByKind the failures that were not retried
+	// away, by kind.
+	RetriesByKind map[string]int64 `json:"retries_by_kind"`
+	ErrorsByKind  map[string]int64 `json:"errors_by_kind"`
+}
+
+// AWS is what AWS said about the caller and the snapshot. Package awsctx
+// fills it in.
+type AWS struct {
+	Region   string `json:"region"`
+	Endpoint string `json:"endpoint"`
+	// CallerIdentity is nil when GetCallerIdentity did not answer, and
+	// Snapshot when DescribeSnapshots did not: Calls says why.
+	CallerIdentity *CallerIdentity `json:"caller_identity,omitempty"`
+	Snapshot       *SnapshotInfo   `json:"snapshot,omitempty"`
+	Calls          []Call          `json:"calls"`
+}
+
+// CallerIdentity is STS GetCallerIdentity's answer.
+type CallerIdentity struct {
+	Account string `json:"account"`
+	ARN     string `json:"arn"`
+	UserID  string `json:"user_id"`
+}
+
+// SnapshotInfo is EC2 DescribeSnapshots' answer for the snapshot.
+type SnapshotInfo struct {
+	SnapshotID    string    `json:"snapshot_id"`
+	VolumeID      string    `json:"volume_id"`
+	State         string    `json:"state"`
+	Progress      string    `json:"progress"`
+	StartTime     time.Time `json:"start_time,omitzero"`
+	OwnerID       string    `json:"owner_id"`
+	VolumeSizeGiB int64     `json:"volume_size_gib"`
+	Description   string    `json:"description"`
+	Encrypted     bool      `json:"encrypted"`
+	KMSKeyID      string    `json:"kms_key_id,omitempty"`
+	StorageTier   string    `json:"storage_tier,omitempty"`
+	Tags          []Tag     `json:"tags"`
+}
+
+// Tag is one snapshot tag.
+type Tag struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Call is the outcome of one context call to AWS.
+type Call struct {
+	API string `json:"api"` // "sts:GetCallerIdentity" or "ec2:DescribeSnapshots"
+	// Outcome is "ok", "denied" (the caller lacks the permission) or
+	// "failed" (any other error, after retries).
+	Outcome  string `json:"outcome"`
+	Code     string `json:"code,omitempty"` // the AWS error code
+	Error    string `json:"error,omitempty"`
+	Attempts int    `json:"attempts"`
+}
+
+// Call outcomes.
+const (
+	OutcomeOK     = "ok"
+	OutcomeDenied = "denied"
+	OutcomeFailed = "failed"
+)
+
+// APIs of the context calls.
+const (
+	APIGetCallerIdentity = "sts:GetCallerIdentity"
+	APIDescribeSnapshots = "ec2:DescribeSnapshots"
+)
+
+// Step is one thing done to the evidence after its acquisition. Exactly
+// the payload that Kind names is set.
+type Step struct {
+	Kind string `json:"kind"` // "export", "verify" or "transform"
+	Run
+	// Outcome is "ok" or "failed"; Error says why a step failed.
+	Outcome   string     `json:"outcome"`
+	Error     string     `json:"error,omitempty"`
+	Export    *Export    `json:"export,omitempty"`
+	Verify    *Verify    `json:"verify,omitempty"`
+	Transform *Transform `json:"transform,omitempty"`
+}
+
+// Step kinds.
+const (
+	StepExport    = "export"
+	StepVerify    = "verify"
+	StepTransform = "transform"
+)
+
+// Export is an image made from the evidence.
+type Export struct {
+	Format   string            `json:"format"`   // "raw" or "e01"
+	Segments []string          `json:"segments"` // the image's files, in order
+	Size     int64             `json:"size"`     // bytes of the image
+	Blocks   int64             `json:"blocks"`   // blocks written
+	Hashes   map[string]string `json:"hashes"`   // whole-image hashes by algorithm
+	// FileSystemCheck is what --ext4/--ntfs found, when asked.
+	FileSystemCheck string `json:"file_system_check,omitempty"`
+}
+
+// Verify is the result of re-checking the evidence or an image.
+type Verify struct {
+	Target         string `json:"target"`
+	OK             bool   `json:"ok"`
+	Blocks         int64  `json:"blocks"`
+	StoredChecked  int64  `json:"stored_checked"`
+	ContentChecked int64  `json:"content_checked"`
+	Encrypted      int64  `json:"encrypted"`
+	ManifestSHA256 string `json:"manifest_sha256,omitempty"`
+	// Hashes are recomputed whole-image hashes, when an image was
+	// verified.
+	Hashes map[string]string `json:"hashes,omitempty"`
+	// Problems lists at most MaxProblems differences; MoreProblems
+	// counts the rest.
+	Problems     []Problem `json:"problems"`
+	MoreProblems int64     `json:"more_problems,omitempty"`
+}
+
+// MaxProblems bounds the problems a Verify step lists, so that a
+// wholesale corruption keeps the report readable.
+const MaxProblems = 100
+
+// Problem is one difference verification found.
+type Problem struct {
+	Index  int64  `json:"index"` // -1 when not about one block
+	Name   string `json:"name,omitempty"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+}
+
+// Transform is a conversion of the evidence into new evidence: for
+// example compressed or encrypted block files.
+type Transform struct {
+	Operation      string `json:"operation"` // e.g. "compress", "encrypt", "decrypt"
+	Source         string `json:"source"`
+	Destination    string `json:"destination"`
+	Codec          string `json:"codec"`      // of the destination: none, zstd, gzip
+	Encryption     string `json:"encryption"` // of the destination: none, age
+	Blocks         int64  `json:"blocks"`
+	Bytes          int64  `json:"bytes"`
+	ManifestSHA256 string `json:"manifest_sha256,omitempty"` // of the destination
+}
+
+// New returns an empty record of the evidence of snapshotID.
+func New(snapshotID string, volumeSizeGiB int64, blockSize int, kind, location string) *Report {
+	r := &Report{
+		Format: Format,
+		Evidence: Evidence{SnapshotID: snapshotID, VolumeSizeGiB: volumeSizeGiB, BlockSize: blockSize,
+			Kind: kind, Location: location},
+		Notes: []string{},
+		Steps: []Step{},
+	}
+	r.derive()
+	return r
+}
+
+// AppendStep adds s after the steps already recorded.
+func (r *Report) AppendStep(s Step) error {
+	if err := s.check(); err != nil {
+		return fmt.Errorf("step %d: %w", len(r.Steps)+1, err)
+	}
+	s.StartedAt, s.FinishedAt = s.StartedAt.UTC(), s.FinishedAt.UTC()
+	if s.Verify != nil && len(s.Verify.Problems) > MaxProblems {
+		v := *s.Verify
+		v.MoreProblems += int64(len(v.Problems) - MaxProblems)
+		v.Problems = v.Problems[:MaxProblems:MaxProblems]
+		s.Verify = &v
+	}
+	r.Steps = append(r.Steps, s)
+	return nil
+}
+
+func (s Step) check() error {
+	payloads := map[string]bool{StepExport: s.Export != nil, StepVerify: s.Verify != nil, StepTransform: s.Transform != nil}
+	if _, ok := payloads[s.Kind]; !ok {
+		return fmt.Errorf("unknown kind %q (want export, verify or transform)", s.Kind)
+	}
+	for kind, set := range payloads {
+		if set && kind != s.Kind {
+			return fmt.Errorf("a %s step carries a %s payload", s.Kind, kind)
+		}
+	}
+	if !payloads[s.Kind] && s.Outcome == OutcomeOK {
+		return fmt.Errorf("a successful %s step has no %s payload", s.Kind, s.Kind)
+	}
+	if s.Outcome != OutcomeOK && s.Outcome != OutcomeFailed {
+		return fmt.Errorf("outcome %q: want ok or failed", s.Outcome)
+	}
+	if s.StartedAt.IsZero() {
+		return errors.New("no start time")
+	}
+	return nil
+}
+
+// derive recomputes the derived fields.
+func (r *Report) derive() {
+	r.Format = Format
+	e := &r.Evidence
+	e.VolumeSizeBytes = e.VolumeSizeGiB << 30 // VolumeSize is in GiB
+	e.BlockSlots = 0
+	if e.BlockSize > 0 {
+		e.BlockSlots = e.VolumeSizeBytes / int64(e.BlockSize)
+	}
+	if a := r.Acquisition; a != nil {
+		a.StartedAt, a.FinishedAt = a.StartedAt.UTC(), a.FinishedAt.UTC()
+		a.Seconds, a.BytesPerSecond, a.BlocksPerSecond = 0, 0, 0
+		if d := a.FinishedAt.Sub(a.StartedAt); !a.FinishedAt.IsZero() && d > 0 {
+			a.Seconds = d.Seconds()
+			a.BytesPerSecond = float64(a.FetchedBytes) / a.Seconds
+			a.BlocksPerSecond = float64(a.FetchedBlocks) / a.Seconds
+		}
+		if a.CommandLine == nil {
+			a.CommandLine = []string{}
+		}
+		if a.AWS.Calls == nil {
+			a.AWS.Calls = []Call{}
+		}
+		if s := a.AWS.Snapshot; s != nil && s.Tags == nil {
+			s.Tags = []Tag{}
+		}
+		if a.Requests.RetriesByKind == nil {
+			a.Requests.RetriesByKind = map[string]int64{}
+		}
+		if a.Requests.ErrorsByKind == nil {
+			a.Requests.ErrorsByKind = map[string]int64{}
+		}
+	}
+	if r.Steps == nil {
+		r.Steps = []Step{}
+	}
+	r.Notes = r.notes()
+}
+
+// notes derives the caveats an examiner must read.
+func (r *Report) notes() []string {
+	notes := []string{}
+	var aws *AWS
+	if r.Acquisition != nil {
+		aws = &r.Acquisition.AWS
+	}
+	switch {
+	case aws != nil && aws.Snapshot != nil && aws.Snapshot.Encrypted:
+		notes = append(notes, "The snapshot is encrypted. Blocks it does not list are zeros in images made from this evidence, "+
+			"while a volume restored from the snapshot would read decrypt(zeros) there, which is not zeros: such images do not "+
+			"hash-match a dd of a restored volume. This is expected; the listed blocks are exactly as AWS served them.")
+	case aws != nil && aws.Snapshot == nil:
+		notes = append(notes, "EC2 DescribeSnapshots gave no answer (see the context calls), so the snapshot's volume, owner, "+
+			"start time, encryption and tags are not recorded. If the snapshot is encrypted, blocks it does not list are zeros "+
+			"in images made from this evidence, while a restored volume would read decrypt(zeros) there.")
+	}
+	if aws != nil && aws.CallerIdentity == nil {
+		notes = append(notes, "STS GetCallerIdentity gave no answer (see the context calls), so the AWS identity that made "+
+			"the acquisition is not recorded.")
+	}
+	if aws != nil {
+		for _, c := range aws.Calls {
+			if c.Outcome == OutcomeDenied {
+				notes = append(notes, fmt.Sprintf("%s was denied to the caller (%s); the acquisition ran without it.", c.API, c.Code))
+			}
+		}
+	}
+	if r.Layout == nil && r.LayoutError != "" {
+		notes = append(notes, "The partitions and file systems were not inspected: "+r.LayoutError+".")
+	}
+	if r.Layout != nil && r.Layout.Table == inspect.TableNone && r.Layout.FileSystem != nil && r.Layout.FileSystem.Type == inspect.TypeUnknown {
+		notes = append(notes, "No partition table and no known file system was found at the start of the volume.")
+	}
+	return notes
+}
+
+// check reports a record that is not self-consistent.
+func (r *Report) check() error {
+	if r.Format != Format {
+		return fmt.Errorf("format %q, this tool reads %q", r.Format, Format)
+	}
+	if !block.ValidSnapshotID(r.Evidence.SnapshotID) {
+		return fmt.Errorf("evidence: invalid snapshot id %q", r.Evidence.SnapshotID)
+	}
+	if m := r.BlockMap; m != nil {
+		if err := m.check(); err != nil {
+			return fmt.Errorf("block map: %w", err)
+		}
+		if r.Evidence.BlockSlots != 0 && m.Slots != r.Evidence.BlockSlots {
+			return fmt.Errorf("block map covers %d slots, the volume has %d", m.Slots, r.Evidence.BlockSlots)
+		}
+	}
+	for i, s := range r.Steps {
+		if err := s.check(); err != nil {
+			return fmt.Errorf("step %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// ErrNoReport is wrapped by Load's error when the directory holds no
+// report.json; it matches fs.ErrNotExist too.
+var ErrNoReport = fmt.Errorf("no %s: %w", JSONName, fs.ErrNotExist)
+
+// Load reads dir/report.json.
+func Load(dir string) (*Report, error) {
+	data, err := os.ReadFile(filepath.Join(dir, JSONName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNoReport)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading report: %w", err)
+	}
+	return parse(data)
+}
+
+func parse(data []byte) (*Report, error) {
+	var r Report
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", JSONName, err)
+	}
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", JSONName, err)
+	}
+	return &r, nil
+}
+
+// JSON returns report.json's content, derived fields recomputed.
+func (r *Report) JSON() ([]byte, error) {
+	r.derive()
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // the JSON is read as JSON, never pasted into HTML
+	if err := enc.Encode(r); err != nil {
+		return nil, fmt.Errorf("encoding report: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// Save writes report.json, report.txt and report.html into dir, each to
+// a temporary file that is synced and then renamed, report.json last.
+// When dir already holds a report.json, it must be of the same snapshot
+// and its steps must be the first steps of r: a record only ever grows.
+func (r *Report) Save(dir string) error {
+	js, err := r.JSON()
+	if err != nil {
+		return fmt.Errorf("saving report: %w", err)
+	}
+	old, err := Load(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("saving report: existing %w", err)
+	case old.Evidence.SnapshotID != r.Evidence.SnapshotID:
+		return fmt.Errorf("saving report: %s holds the record of %s, not %s", dir, old.Evidence.SnapshotID, r.Evidence.SnapshotID)
+	default:
+		if err := appendOnly(old.Steps, r.Steps); err != nil {
+			return fmt.Errorf("saving report: %w", err)
+		}
+	}
+	var txt, page bytes.Buffer
+	if err := r.Text(&txt); err != nil {
+		return fmt.Errorf("saving report: %w", err)
+	}
+	if err := r.HTML(&page); err != nil {
+		return fmt.Errorf("saving report: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{TextName, txt.Bytes()}, {HTMLName, page.Bytes()}, {JSONName, js}} {
+		if err := writeAtomic(dir, f.name, f.data); err != nil {
+			return fmt.Errorf("saving report: %w", err)
+		}
+	}
+	return syncDir(dir)
+}
+
+// appendOnly checks that every old step is still there, unchanged, in
+// its place.
+func appendOnly(old, cur []Step) error {
+	if len(cur) < len(old) {
+		return fmt.Errorf("%s records %d steps, this record %d: steps are only ever appended", JSONName, len(old), len(cur))
+	}
+	for i := range old {
+		a, err := json.Marshal(old[i])
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(cur[i])
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("step %d (%s) differs from the one %s records: steps are only ever appended", i+1, cur[i].Kind, JSONName)
+		}
+	}
+	return nil
+}
+
+// writeAtomic writes data to dir/name through a synced temporary file
+// (mode 0600) in the same directory.
+func writeAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
+}
+
+// syncDir makes the renames durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
