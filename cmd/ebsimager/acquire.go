@@ -27,6 +27,7 @@ type acquireOptions struct {
 	json        bool
 	caseMeta
 	seal sealOptions
+	e01  e01Options
 }
 
 func newAcquireCommand(aws *awsOptions) *cobra.Command {
@@ -40,7 +41,9 @@ SHA-256 AWS served it with before any byte of it is written.
 With --out DIR, blocks are kept as an evidence directory: one file per block
 under the original tool's name, a journal, and when complete a manifest.
 Running the same command again after any interruption fetches only what is
-missing. With --image FILE, blocks go straight into a sparse raw image.
+missing. With --image FILE, blocks go straight into a sparse raw image;
+with --image BASE.E01, into an E01 (blocks are put back in order within a
+window of 128 blocks, 64 MiB). Direct images do not resume.
 
 Concurrency adapts by itself: it grows while throughput grows and backs off
 when AWS throttles. --workers and --max-rate are hard caps.`,
@@ -60,7 +63,7 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "", "evidence directory to create or resume")
-	f.StringVar(&o.image, "image", "", "write a sparse raw image instead of an evidence directory")
+	f.StringVar(&o.image, "image", "", "write an image instead of an evidence directory: a sparse raw FILE, or BASE.E01")
 	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
 	f.Float64Var(&o.maxRate, "max-rate", 0, "most blocks per second (default: no cap)")
 	f.IntVar(&o.maxAttempts, "max-attempts", 10, "attempts per block before it counts as failed (throttling aside)")
@@ -69,6 +72,7 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
+	o.e01.addFlags(cmd)
 	return cmd
 }
 
@@ -106,15 +110,32 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	var (
 		st   *store.Store
 		sink imageSink
+		e01  *e01Sink
 	)
-	a := acquire.New(snap, acquire.Options{
+	started := time.Now()
+	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), started))
+	if err != nil {
+		return err
+	}
+	opts := acquire.Options{
 		Workers: o.workers,
 		MaxRate: o.maxRate,
 		Open: func(info ebs.Info) (acquire.Sink, error) {
+			if isE01(o.image) {
+				s, err := openE01Sink(o.image, info.VolumeBytes(), e01Opts)
+				if err != nil {
+					return nil, err
+				}
+				sink, e01 = s, s
+				return s, nil
+			}
 			if o.image != "" {
 				s, err := openImageSink(o.image, info, o.force)
+				if err != nil {
+					return nil, err
+				}
 				sink = s
-				return s, err
+				return s, nil
 			}
 			s, err := store.Create(o.out, store.Meta{
 				SnapshotID: id, Region: cfg.Region, Endpoint: ebs.Endpoint(cfg),
@@ -124,7 +145,12 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 			st = s
 			return s, err
 		},
-	})
+	}
+	if isE01(o.image) {
+		opts.Listed = func(i int64) { e01.Listed(i) }
+		opts.FailFast = true // an E01 stream cannot be completed later
+	}
+	a := acquire.New(snap, opts)
 	stop := drawProgress(a, status)
 	res, err := a.Run(ctx)
 	stop()

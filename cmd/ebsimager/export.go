@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/digest"
+	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -26,6 +28,8 @@ type exportOptions struct {
 	quiet  bool
 	json   bool
 	keys   openOptions
+	e01    e01Options
+	caseMeta
 }
 
 func newExportCommand() *cobra.Command {
@@ -40,6 +44,11 @@ read; the whole-image hashes (MD5, SHA-1 and SHA-256 by default, computed in
 parallel in the same pass) are written beside the image, in md5sum/sha1sum/
 sha256sum -c format, before the image is renamed into place.
 
+With --format e01, --out BASE writes BASE.E01, BASE.E02, … (zlib chunks of
+32 KiB compressed on every core, case metadata in the header sections, MD5
+and SHA-1 inside, and BASE.md5, BASE.sha1, BASE.sha256 beside it: E01 has no
+place for SHA-256). The case fields default to those given to acquire.
+
 --ext4 and --ntfs keep the original tool's flags: the image is rebuilt the
 same way (no mkfs, nothing overlaid), then checked to hold that file system,
 in the volume or in a partition.`,
@@ -48,8 +57,11 @@ in the volume or in a partition.`,
 			if o.out == "" {
 				return usagef("--out FILE is required")
 			}
-			if o.format != "raw" {
-				return usagef("--format %q: this build writes raw", o.format)
+			if o.format != "raw" && o.format != "e01" {
+				return usagef("--format %q: want raw or e01", o.format)
+			}
+			if o.format == "e01" && (o.split != "" || o.ext4 || o.ntfs || cmd.Flags().Changed("hash")) {
+				return usagef("--split, --hash, --ext4 and --ntfs go with --format raw; an E01 is segmented by --segment-size and always holds MD5, SHA-1 and SHA-256")
 			}
 			if o.ext4 && o.ntfs {
 				return usagef("give at most one of --ext4 and --ntfs")
@@ -67,7 +79,7 @@ in the volume or in a partition.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "", "image file to write (with --split: FILE.001, FILE.002, …)")
-	f.StringVar(&o.format, "format", "raw", "image format: raw")
+	f.StringVar(&o.format, "format", "raw", "image format: raw, or e01 (EnCase 6 style EWF: BASE.E01, BASE.E02, …)")
 	f.StringVar(&o.split, "split", "", "split the image into segments of this size, e.g. 2GiB or 650MB")
 	f.StringVar(&o.hashes, "hash", "md5,sha1,sha256", "whole-image hashes to compute")
 	f.BoolVar(&o.ext4, "ext4", false, "check that the image holds an ext2/3/4 file system")
@@ -76,6 +88,8 @@ in the volume or in a partition.`,
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	o.keys.addFlags(cmd)
+	o.e01.addFlags(cmd)
+	o.caseMeta.addFlags(cmd)
 	return cmd
 }
 
@@ -98,7 +112,7 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 		return err
 	}
 	size := ev.Meta.VolumeSizeGiB << 30
-	w, err := raw.Create(o.out, size, raw.Options{Split: split, Hashes: algs, Force: o.force})
+	w, finish, err := o.create(ev, size, split, algs)
 	if err != nil {
 		return err
 	}
@@ -118,17 +132,17 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 		w.Abort()
 		return err
 	}
-	res, err := w.Close()
+	files, sums, err := finish()
 	if err != nil {
 		return err
 	}
-	out := exportResult{Evidence: dir, Files: res.Files, Size: res.Size, Blocks: blocks, Hashes: res.Sums}
+	out := exportResult{Evidence: dir, Files: files, Size: size, Blocks: blocks, Hashes: sums}
 	if o.ext4 || o.ntfs {
 		want := "ntfs"
 		if o.ext4 {
 			want = "ext"
 		}
-		where, err := checkFileSystem(res.Files, want)
+		where, err := checkFileSystem(files, want)
 		if err != nil {
 			return err
 		}
@@ -156,4 +170,58 @@ func printExport(w io.Writer, r exportResult, asJSON bool) error {
 		fmt.Fprintf(w, "  file system: %s\n", r.FSCheck)
 	}
 	return nil
+}
+
+// blockImage is an image written block by block in ascending order.
+type blockImage interface {
+	WriteBlock(index int64, p []byte) error
+	Abort() error
+}
+
+// create opens the output image and returns how to finish it.
+func (o *exportOptions) create(ev *store.Evidence, size, split int64, algs []string) (blockImage, func() ([]string, map[string]string, error), error) {
+	if o.format == "e01" {
+		opts, err := o.e01.options(e01Metadata(ev.Meta.SnapshotID, mergeCase(ev.Meta.Case, &o.caseMeta), ev.Meta.CreatedAt))
+		if err != nil {
+			return nil, nil, err
+		}
+		base := e01Base(o.out)
+		if o.force {
+			removeE01(base)
+		}
+		w, err := ewf.Create(base, size, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return w, func() ([]string, map[string]string, error) {
+			res, err := w.CloseBlocks()
+			if err != nil {
+				return nil, nil, err
+			}
+			sums, err := writeMediaHashes(base, res)
+			return res.Segments, sums, err
+		}, nil
+	}
+	w, err := raw.Create(o.out, size, raw.Options{Split: split, Hashes: algs, Force: o.force})
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, func() ([]string, map[string]string, error) {
+		res, err := w.Close()
+		return res.Files, res.Sums, err
+	}, nil
+}
+
+// removeE01 removes an earlier E01 at base (--force): its segments in
+// order, and its hash files.
+func removeE01(base string) {
+	for n := 1; ; n++ {
+		name, err := ewf.SegmentName(base, n)
+		if err != nil || os.Remove(name) != nil {
+			break
+		}
+	}
+	for _, alg := range digest.Algorithms() {
+		os.Remove(digest.FileName(base, alg))
+	}
 }

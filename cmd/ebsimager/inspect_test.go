@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -29,29 +28,10 @@ import (
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
-// inspectCLI runs `ebsimager inspect args…` in this process through the
-// root command, with main's exit codes and error printing. root.go may
-// not list inspect yet; it is added here when it does not.
+// inspectCLI runs `ebsimager inspect args…` as a subprocess.
 func inspectCLI(t *testing.T, args ...string) result {
 	t.Helper()
-	root := newRootCommand()
-	if c, _, err := root.Find([]string{"inspect"}); err != nil || c.Name() != "inspect" {
-		c := newInspectCommand()
-		c.SilenceUsage, c.SilenceErrors = true, true
-		wrapArgs(c)
-		root.AddCommand(c)
-	}
-	var stdout, stderr bytes.Buffer
-	root.SetOut(&stdout)
-	root.SetErr(&stderr)
-	root.SetIn(strings.NewReader(""))
-	root.SetArgs(append([]string{"inspect"}, args...))
-	ctx := context.Background()
-	err := root.ExecuteContext(ctx)
-	if err != nil {
-		printError(&stderr, err)
-	}
-	return result{code: exitCode(ctx, err), stdout: stdout.String(), stderr: stderr.String()}
+	return newCLI(t, "").run(append([]string{"inspect"}, args...)...)
 }
 
 func inspectOK(t *testing.T, args ...string) string {

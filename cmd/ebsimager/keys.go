@@ -230,3 +230,42 @@ func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identi
 	}
 	return ids, nil
 }
+
+// passphraseKey opens, or first creates, the passphrase-protected identity
+// dir/key.age for a conversion to passphrase mode. Unlike recipientsFor it
+// also returns the identities, so that each converted block can be
+// decrypted back and checked before the plaintext it replaces goes. The
+// passphrase is read once (asked twice when the key file is new).
+func (o *sealOptions) passphraseKey(dir string) (age.Recipient, []age.Identity, error) {
+	path := filepath.Join(dir, keyFileName)
+	existing, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", existing == nil))
+	if err != nil {
+		return nil, nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
+	}
+	if existing == nil {
+		err := store.AtomicWrite(path, func(w io.Writer) error {
+			_, err := codec.GenerateKeyFile(w, pass)
+			return err
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("writing %s: %w", path, err)
+		}
+		if existing, err = os.ReadFile(path); err != nil {
+			return nil, nil, err
+		}
+	}
+	ids, err := codec.ParseIdentities(strings.NewReader(string(existing)), func() (string, error) { return pass, nil })
+	if err != nil {
+		return nil, nil, wrongKeyError{fmt.Errorf("%s: %w", path, err)}
+	}
+	for _, id := range ids {
+		if x, ok := id.(*age.X25519Identity); ok {
+			return x.Recipient(), ids, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%s holds no X25519 identity", path)
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,12 +19,17 @@ func newVerifyCommand() *cobra.Command {
 		keys   openOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "verify DIR",
-		Short: "Re-check an evidence directory against its manifest",
+		Use:   "verify DIR|IMAGE",
+		Short: "Re-check an evidence directory against its manifest, or an image against its hashes",
 		Long: `Re-hash every stored block against the manifest and against its file name,
 check that no block is missing or extra and that the manifest itself is
 intact (its SHA-256 file, its header, its totals). Every difference is
 named. Exits 0 only when everything matches, 4 otherwise.
+
+Given an image instead (raw FILE, split FILE.001, or BASE.E01), verify
+recomputes its MD5, SHA-1 and SHA-256 and compares them with every record
+of them: the hashes stored inside an E01 (whose chunk checksums are also
+checked) and the .md5/.sha1/.sha256 files beside the image.
 
 Encrypted evidence can be verified without any key: every stored file is
 checked against the SHA-256 of its stored bytes in the manifest. With
@@ -31,6 +37,9 @@ checked against the SHA-256 of its stored bytes in the manifest. With
 the SHA-256 AWS served it with.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fi, err := os.Stat(args[0]); err == nil && !fi.IsDir() {
+				return verifyImage(cmd, args[0], asJSON, quiet)
+			}
 			ev, err := store.Open(args[0])
 			if err != nil {
 				return err

@@ -49,7 +49,17 @@ type Options struct {
 	// Want, when set, filters the listing: only blocks it accepts are
 	// fetched (incremental acquisition fetches only changed blocks).
 	Want func(index int64) bool
+	// Listed, when set, is told every block to be fetched, in ascending
+	// order, before any worker can fetch it (a reordering sink needs it).
+	Listed func(index int64)
+	// FailFast stops the run at the first block that fails after every
+	// retry, for sinks that cannot be completed later (an E01 stream).
+	FailFast bool
 }
+
+// Canceler is implemented by sinks whose Put may wait; Run cancels them
+// when the run stops, so no worker waits forever.
+type Canceler interface{ Cancel() }
 
 // Progress is a snapshot of a running acquisition's counters.
 type Progress struct {
@@ -183,6 +193,9 @@ func (a *Acquisition) Run(ctx context.Context) (Result, error) {
 					return err
 				}
 				sink, res.Info, opened = s, p.Info, true
+				if c, ok := s.(Canceler); ok {
+					go func() { <-ctx.Done(); c.Cancel() }()
+				}
 				close(ready)
 			}
 			for _, ref := range p.Refs {
@@ -190,6 +203,9 @@ func (a *Acquisition) Run(ctx context.Context) (Result, error) {
 				if (a.o.Want != nil && !a.o.Want(ref.Index)) || sink.Has(ref.Index) {
 					a.skipped.Add(1)
 					continue
+				}
+				if a.o.Listed != nil {
+					a.o.Listed(ref.Index)
 				}
 				select {
 				case refs <- ref:
@@ -250,7 +266,7 @@ func (a *Acquisition) one(ctx context.Context, sink Sink, ref block.Ref, buf []b
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !ebs.KindOf(err).Retryable() {
+		if !ebs.KindOf(err).Retryable() || a.o.FailFast {
 			return err
 		}
 		a.mu.Lock()

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
+	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
+	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/ui"
+)
+
+// importRegion is recorded when --region does not say where the snapshot
+// was: the original tool's folders do not.
+const importRegion = "unknown"
+
+// maxIgnoredNames bounds the stray names of the source folder reported.
+const maxIgnoredNames = 10
+
+// maxImportFailures bounds the failed blocks named in full; the rest are
+// counted.
+const maxImportFailures = 20
+
+type importOptions struct {
+	out      string
+	saltFile string
+	force    bool
+	quiet    bool
+	json     bool
+	caseMeta
+	seal sealOptions
+}
+
+func newImport4n6irCommand() *cobra.Command {
+	o := &importOptions{}
+	cmd := &cobra.Command{
+		Use:   "import-4n6ir SRC --out DIR",
+		Short: "Turn a folder written by Snapshot 4n6ir Imager into an evidence directory",
+		Long: `Read a block folder that Snapshot 4n6ir Imager, the tool ebsimager
+succeeds, wrote, in any of its three forms: SRC/ with plain block files,
+SRC_compressed/ with .gz files, or SRC_encrypted/ with Fernet tokens. Each
+block is checked against the SHA-256 in its file name (the original tool
+computed it locally; AWS's own checksum was not kept), then stored in
+evidence directory DIR as acquire would store it, with --compress and
+--encrypt as there.
+
+For an encrypted folder the password comes from --passphrase-file,
+` + codec.PassphraseEnv + ` or a prompt, and the salt from --salt-file,
+` + snap4n6ir.SaltEnv + ` or a prompt; neither is ever a flag value. With
+--encrypt and no recipient, the same passphrase also protects the new
+key file. A wrong password or salt names the block it failed on and
+writes nothing.
+
+The Region is recorded as "` + importRegion + `" unless --region gives it;
+the evidence's endpoint records the source folder.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.out == "" {
+				return usagef("--out DIR is required")
+			}
+			return runImport(cmd.Context(), cmd, args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "", "evidence directory to create (or resume)")
+	f.StringVar(&o.saltFile, "salt-file", "", "read the salt of an encrypted folder from this file (else "+snap4n6ir.SaltEnv+", else a prompt)")
+	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot in DIR")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
+	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
+	o.caseMeta.addFlags(cmd)
+	o.seal.addFlags(cmd)
+	return cmd
+}
+
+// importSummary is what --json prints.
+type importSummary struct {
+	Source         string   `json:"source"`
+	SourceForm     string   `json:"source_form"`
+	SnapshotID     string   `json:"snapshot_id"`
+	Region         string   `json:"region"`
+	Output         string   `json:"output"`
+	VolumeSizeGiB  int64    `json:"volume_size_gib"`
+	Blocks         int64    `json:"blocks"`
+	Imported       int64    `json:"imported"`
+	Resumed        int64    `json:"resumed"`
+	Stored         string   `json:"stored_as"`
+	Ignored        []string `json:"ignored,omitempty"` // the first few other names in the folder
+	IgnoredCount   int      `json:"ignored_count,omitempty"`
+	ManifestSHA256 string   `json:"manifest_sha256"`
+	Seconds        float64  `json:"seconds"`
+}
+
+func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOptions) error {
+	folder, err := snap4n6ir.Scan(src)
+	if err != nil {
+		return err
+	}
+	var key *snap4n6ir.Key
+	if folder.Form == snap4n6ir.Encrypted {
+		if key, err = fernetKey(o); err != nil {
+			return err
+		}
+	}
+	// The first block proves the password and salt before anything is
+	// written.
+	first, err := folder.Read(folder.Blocks[0], key)
+	if err != nil {
+		return keyHint(importError(err))
+	}
+	region := importRegion
+	if f := cmd.Flag("region"); f != nil && f.Value.String() != "" {
+		region = f.Value.String()
+	}
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return err
+	}
+	_, statErr := os.Stat(o.out)
+	created := errors.Is(statErr, fs.ErrNotExist)
+	err = importInto(ctx, cmd, folder, key, first, region, (&url.URL{Scheme: "file", Path: abs}).String(), o)
+	if err != nil && created && !errors.Is(err, context.Canceled) {
+		// Nothing of a failed import stays behind; an interrupted one
+		// resumes.
+		if rerr := os.RemoveAll(o.out); rerr != nil {
+			return errors.Join(err, fmt.Errorf("removing %s: %w", o.out, rerr))
+		}
+	}
+	return keyHint(err)
+}
+
+// keyHint adds what to check to a wrong password or salt.
+func keyHint(err error) error {
+	if errors.Is(err, codec.ErrWrongKey) {
+		return withHint(err, "check the password and the salt ("+snap4n6ir.SaltEnv+" or --salt-file)")
+	}
+	return err
+}
+
+// fernetKey derives the original tool's key from the password and salt.
+func fernetKey(o *importOptions) (*snap4n6ir.Key, error) {
+	pass, err := codec.ReadPassphrase(o.seal.passphraseFile, os.Getenv, codec.TerminalPrompt("password of the encrypted folder", false))
+	if err != nil {
+		return nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
+	}
+	salt, err := snap4n6ir.ReadSalt(o.saltFile, os.Getenv, codec.TerminalPrompt("salt", false))
+	if err != nil {
+		return nil, withHint(err, "give --salt-file FILE, set "+snap4n6ir.SaltEnv+", or run on a terminal")
+	}
+	return snap4n6ir.DeriveKey(pass, salt)
+}
+
+func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folder, key *snap4n6ir.Key, first []byte,
+	region, endpoint string, o *importOptions) error {
+	form, recipients, keyFile, err := o.seal.form(o.out)
+	if err != nil {
+		return err
+	}
+	st, err := store.Create(o.out, store.Meta{
+		SnapshotID: folder.Snapshot, Region: region, Endpoint: endpoint,
+		VolumeSizeGiB: folder.VolumeGiB, BlockSize: block.Size, ToolVersion: toolVersion(),
+		Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
+	}, store.Options{Force: o.force, Form: form})
+	if err != nil {
+		return err
+	}
+	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
+	started := time.Now()
+	var (
+		mu       sync.Mutex
+		imported int64
+		failed   []error
+		nfailed  int
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, e := range folder.Blocks {
+		if gctx.Err() != nil {
+			break
+		}
+		if st.Has(e.Index) {
+			continue
+		}
+		g.Go(func() error {
+			data := first
+			if i > 0 {
+				var err error
+				if data, err = folder.Read(e, key); err != nil {
+					// A bad block is named with the others; the import
+					// goes on to find them all.
+					mu.Lock()
+					defer mu.Unlock()
+					if nfailed++; len(failed) < maxImportFailures {
+						failed = append(failed, importError(err))
+					}
+					return nil
+				}
+			}
+			if err := st.Put(e.Index, e.Sum, data); err != nil {
+				return err
+			}
+			mu.Lock()
+			imported++
+			if imported%256 == 0 {
+				status.Update(fmt.Sprintf("imported %d of %d blocks", imported, len(folder.Blocks)))
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	err = g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	status.Done("")
+	if err == nil && nfailed > 0 {
+		sort.Slice(failed, func(i, j int) bool { return failedIndex(failed[i]) < failedIndex(failed[j]) })
+		if nfailed > len(failed) {
+			failed = append(failed, fmt.Errorf("and %d more", nfailed-len(failed)))
+		}
+		err = fmt.Errorf("%d of %d blocks of %s could not be imported:\n%w", nfailed, len(folder.Blocks), folder.Dir, errors.Join(failed...))
+	}
+	if err != nil {
+		st.Close()
+		return err
+	}
+	sum, err := st.Finish(started, time.Now())
+	if err != nil {
+		return err
+	}
+	if sum.Blocks != int64(len(folder.Blocks)) {
+		return fmt.Errorf("evidence holds %d blocks but %s has %d", sum.Blocks, folder.Dir, len(folder.Blocks))
+	}
+	s := importSummary{
+		Source: folder.Dir, SourceForm: folder.Form.String(), SnapshotID: folder.Snapshot, Region: region, Output: o.out,
+		VolumeSizeGiB: folder.VolumeGiB, Blocks: sum.Blocks, Imported: imported, Resumed: st.Resumed(),
+		Stored:  store.FormName{Codec: form.Codec, Encryption: form.Encryption}.String(),
+		Ignored: folder.Other[:min(len(folder.Other), maxIgnoredNames)], IgnoredCount: len(folder.Other),
+		ManifestSHA256: sum.ManifestSHA256.Hex(), Seconds: time.Since(started).Seconds(),
+	}
+	if o.json {
+		return printJSON(cmd.OutOrStdout(), s)
+	}
+	printImport(cmd.OutOrStdout(), s)
+	return nil
+}
+
+// importError turns a block that does not match its name into a
+// verification failure (exit 4); a wrong key stays one (exit 10), a
+// local I/O error stays one (exit 9).
+func importError(err error) error {
+	var (
+		be *snap4n6ir.BlockError
+		pe *fs.PathError
+	)
+	if errors.As(err, &be) && !errors.Is(err, codec.ErrWrongKey) && !errors.As(err, &pe) {
+		return &store.Mismatch{Index: be.Index, Name: be.Name, What: be.Err.Error()}
+	}
+	return err
+}
+
+func failedIndex(err error) int64 {
+	var (
+		m  *store.Mismatch
+		be *snap4n6ir.BlockError
+	)
+	switch {
+	case errors.As(err, &m):
+		return m.Index
+	case errors.As(err, &be):
+		return be.Index
+	}
+	return -1
+}
+
+func printImport(w io.Writer, s importSummary) {
+	fmt.Fprintf(w, "imported %s (%s folder of %s, %d GiB volume) into %s\n", s.Source, s.SourceForm, s.SnapshotID, s.VolumeSizeGiB, s.Output)
+	fmt.Fprintf(w, "  blocks     %d, each checked against the SHA-256 in its file name (%d imported now, %d kept from an earlier run)\n",
+		s.Blocks, s.Imported, s.Resumed)
+	fmt.Fprintf(w, "  stored as  %s\n", s.Stored)
+	fmt.Fprintf(w, "  region     %s\n", s.Region)
+	if s.IgnoredCount > 0 {
+		more := ""
+		if s.IgnoredCount > len(s.Ignored) {
+			more = ", …"
+		}
+		fmt.Fprintf(w, "  ignored    %d other entries in the folder: %s%s\n", s.IgnoredCount, strings.Join(s.Ignored, ", "), more)
+	}
+	fmt.Fprintf(w, "  manifest   sha256 %s\n", s.ManifestSHA256)
+}

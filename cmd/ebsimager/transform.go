@@ -1,0 +1,411 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/spf13/cobra"
+
+	"github.com/ebsimager/ebsimager/internal/codec"
+	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/ui"
+)
+
+// newTransformCommands returns the commands that convert an evidence
+// directory in place: compress, uncompress, encrypt and decrypt.
+func newTransformCommands() []*cobra.Command {
+	return []*cobra.Command{newCompressCommand(), newUncompressCommand(), newEncryptCommand(), newDecryptCommand()}
+}
+
+const transformSafety = `The new form of every block is written beside the old one and checked (its
+stored SHA-256, and decoded back to the SHA-256 AWS served the block with
+when the key is at hand); only then does the manifest change and the old
+files go. A crash or Ctrl-C at any point leaves a directory that verify
+accepts; run the same command again to complete the job. A block that
+cannot be read (tampered with, or a wrong key) stops the conversion and
+undoes it, leaving the directory as it was.`
+
+// conversion is what one of the four commands asks for.
+type conversion struct {
+	verb string // past tense, for the summary
+	// target returns the form to convert to from the form the blocks
+	// are in, or an error when the command does not apply to it.
+	target func(from store.FormName) (store.FormName, error)
+	// options builds the conversion: how to seal the new files, what to
+	// record, how to read the blocks.
+	options func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error)
+	// cleanup, if set, runs after a conversion that failed and left no
+	// conversion under way.
+	cleanup func()
+}
+
+// transformOutput are the flags every conversion shares.
+type transformOutput struct {
+	workers int
+	quiet   bool
+	json    bool
+}
+
+func (o *transformOutput) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.IntVar(&o.workers, "workers", 0, "blocks converted at once (default: one per CPU)")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
+	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+}
+
+func newCompressCommand() *cobra.Command {
+	var (
+		codecName string
+		keys      openOptions
+		out       transformOutput
+	)
+	cmd := &cobra.Command{
+		Use:   "compress DIR [--codec zstd|gzip]",
+		Short: "Compress every block of an evidence directory in place",
+		Long: `Compress every stored block of evidence directory DIR with zstd (the
+default, fast) or gzip, as acquire --compress would have. An encrypted
+directory stays encrypted to the same recipients; reading it needs
+--identity or the passphrase. A compressed directory is recompressed with
+the other codec.
+
+` + transformSafety,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := codec.ParseCodec(codecName)
+			if err != nil {
+				return usageError{fmt.Errorf("--codec: %w", err)}
+			}
+			if c == codec.None {
+				return usagef("--codec none: use uncompress")
+			}
+			return runTransform(cmd, args[0], &out, recode("compressed", c, &keys))
+		},
+	}
+	cmd.Flags().StringVar(&codecName, "codec", "zstd", "zstd or gzip")
+	keys.addFlags(cmd)
+	out.addFlags(cmd)
+	return cmd
+}
+
+func newUncompressCommand() *cobra.Command {
+	var (
+		keys openOptions
+		out  transformOutput
+	)
+	cmd := &cobra.Command{
+		Use:   "uncompress DIR",
+		Short: "Store every block of an evidence directory uncompressed again",
+		Long: `Uncompress every stored block of evidence directory DIR. An encrypted
+directory stays encrypted to the same recipients; reading it needs
+--identity or the passphrase.
+
+` + transformSafety,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTransform(cmd, args[0], &out, recode("uncompressed", codec.None, &keys))
+		},
+	}
+	keys.addFlags(cmd)
+	out.addFlags(cmd)
+	return cmd
+}
+
+// recode is compress and uncompress: the codec changes, the encryption
+// stays.
+func recode(verb string, c codec.Codec, keys *openOptions) conversion {
+	return conversion{
+		verb: verb,
+		target: func(from store.FormName) (store.FormName, error) {
+			return store.FormName{Codec: c.String(), Encryption: from.Encryption}, nil
+		},
+		options: func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error) {
+			f := codec.Form{Codec: c, Encrypted: to.Encryption != "none"}
+			var (
+				ids    []age.Identity
+				recips []age.Recipient
+				err    error
+			)
+			if f.Encrypted {
+				if len(ev.Meta.Recipients) == 0 {
+					return store.TransformOptions{}, fmt.Errorf("%s lists no recipients to encrypt the new files to", store.MetaName)
+				}
+				for _, r := range ev.Meta.Recipients {
+					rc, err := codec.ParseRecipient(r)
+					if err != nil {
+						return store.TransformOptions{}, fmt.Errorf("%s: %w", store.MetaName, err)
+					}
+					recips = append(recips, rc)
+				}
+				if !st.Switching {
+					if ids, err = keys.identitiesFor(ev, true); err != nil {
+						return store.TransformOptions{}, err
+					}
+				}
+			}
+			return store.TransformOptions{To: sealForm(f, recips), Recipients: ev.Meta.Recipients, KeyFile: ev.Meta.KeyFile,
+				Unseal: unsealWith(ids)}, nil
+		},
+	}
+}
+
+func newEncryptCommand() *cobra.Command {
+	var (
+		seal sealOptions
+		out  transformOutput
+	)
+	cmd := &cobra.Command{
+		Use:   "encrypt DIR (--recipient KEY... | --recipients-file FILE... | passphrase)",
+		Short: "Encrypt every block of an evidence directory in place with age",
+		Long: `Encrypt every stored block of evidence directory DIR with age, as acquire
+--encrypt would have: to --recipient keys (age1… or SSH public keys) and
+--recipients-file files, so that this machine never holds a key that can
+decrypt; or, with no recipient, with a passphrase from --passphrase-file,
+` + codec.PassphraseEnv + ` or a prompt, which protects a new identity kept in
+DIR/` + keyFileName + `. Compression, if any, is kept. verify checks an encrypted
+directory without any key.
+
+` + transformSafety,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var keyCreated bool
+			path := filepath.Join(args[0], keyFileName)
+			return runTransform(cmd, args[0], &out, conversion{
+				verb: "encrypted",
+				target: func(from store.FormName) (store.FormName, error) {
+					if from.Encryption != "none" {
+						return from, fmt.Errorf("%s is already encrypted: decrypt it first to encrypt it to other keys", args[0])
+					}
+					return store.FormName{Codec: from.Codec, Encryption: "age"}, nil
+				},
+				options: func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error) {
+					c, err := codec.ParseCodec(to.Codec)
+					if err != nil {
+						return store.TransformOptions{}, err
+					}
+					f := codec.Form{Codec: c, Encrypted: true}
+					if len(seal.recipients) > 0 || len(seal.recipientsFiles) > 0 {
+						recips, names, _, err := seal.recipientsFor(ev.Dir)
+						if err != nil {
+							return store.TransformOptions{}, err
+						}
+						return store.TransformOptions{To: sealForm(f, recips), Recipients: names, Unseal: unsealWith(nil)}, nil
+					}
+					_, err = os.Stat(path)
+					keyCreated = errors.Is(err, fs.ErrNotExist)
+					rc, ids, err := seal.passphraseKey(ev.Dir)
+					if err != nil {
+						return store.TransformOptions{}, err
+					}
+					return store.TransformOptions{To: sealForm(f, []age.Recipient{rc}), Recipients: []string{fmt.Sprint(rc)},
+						KeyFile: keyFileName, Unseal: unsealWith(ids)}, nil
+				},
+				cleanup: func() {
+					if keyCreated {
+						os.Remove(path) // this run's key file, now protecting nothing
+					}
+				},
+			})
+		},
+	}
+	seal.addEncryptFlags(cmd)
+	cmd.Flags().MarkHidden("encrypt") // the command itself says it
+	out.addFlags(cmd)
+	return cmd
+}
+
+func newDecryptCommand() *cobra.Command {
+	var (
+		keys openOptions
+		out  transformOutput
+	)
+	cmd := &cobra.Command{
+		Use:   "decrypt DIR (--identity FILE... | passphrase)",
+		Short: "Decrypt every block of an evidence directory in place",
+		Long: `Decrypt every stored block of evidence directory DIR with --identity files
+(age identities or SSH private keys) or, for a directory encrypted with a
+passphrase, the passphrase from --passphrase-file, ` + codec.PassphraseEnv + ` or
+a prompt. Compression, if any, is kept. Once no block is encrypted, the
+passphrase-protected key file is deleted.
+
+` + transformSafety,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTransform(cmd, args[0], &out, conversion{
+				verb: "decrypted",
+				target: func(from store.FormName) (store.FormName, error) {
+					return store.FormName{Codec: from.Codec, Encryption: "none"}, nil
+				},
+				options: func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error) {
+					c, err := codec.ParseCodec(to.Codec)
+					if err != nil {
+						return store.TransformOptions{}, err
+					}
+					var ids []age.Identity
+					if !st.Switching {
+						if ids, err = keys.identitiesFor(ev, true); err != nil {
+							return store.TransformOptions{}, err
+						}
+					}
+					return store.TransformOptions{To: sealForm(codec.Form{Codec: c}, nil), Unseal: unsealWith(ids)}, nil
+				},
+			})
+		},
+	}
+	keys.addFlags(cmd)
+	out.addFlags(cmd)
+	return cmd
+}
+
+// sealForm is the store's view of codec form f, sealed to recips.
+func sealForm(f codec.Form, recips []age.Recipient) store.Form {
+	if f == (codec.Form{}) {
+		return store.Plain
+	}
+	sf := store.Form{Codec: f.Codec.String(), Encryption: "none", Suffix: f.Suffix(),
+		Seal: func(dst io.Writer) (io.WriteCloser, error) { return codec.Seal(dst, f, recips...) }}
+	if f.Encrypted {
+		sf.Encryption = "age"
+	}
+	return sf
+}
+
+// unsealWith opens a stored block of any form, encrypted ones with ids;
+// without ids they are store.ErrNeedKey.
+func unsealWith(ids []age.Identity) store.Unseal {
+	return func(src io.Reader, e manifest.Entry) (io.Reader, error) {
+		c, err := codec.ParseCodec(e.Codec)
+		if err != nil {
+			return nil, err
+		}
+		if e.Encryption == "none" {
+			return codec.Open(src, codec.Form{Codec: c})
+		}
+		if len(ids) == 0 {
+			return nil, store.ErrNeedKey
+		}
+		return codec.Open(src, codec.Form{Codec: c, Encrypted: true}, ids...)
+	}
+}
+
+// transformSummary is what --json prints.
+type transformSummary struct {
+	Evidence       string   `json:"evidence"`
+	From           string   `json:"from"`
+	To             string   `json:"to"`
+	Blocks         int64    `json:"blocks"`
+	Bytes          int64    `json:"bytes"`
+	Resumed        int64    `json:"resumed"`
+	Decoded        int64    `json:"decoded"`
+	StoredBefore   int64    `json:"stored_bytes_before,omitempty"`
+	StoredAfter    int64    `json:"stored_bytes_after"`
+	Recipients     []string `json:"recipients,omitempty"`
+	KeyFile        string   `json:"key_file,omitempty"`
+	RemovedKeyFile string   `json:"removed_key_file,omitempty"`
+	ManifestSHA256 string   `json:"manifest_sha256"`
+	Seconds        float64  `json:"seconds"`
+	NothingToDo    bool     `json:"nothing_to_do,omitempty"`
+}
+
+func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conversion) error {
+	if out.workers < 0 {
+		return usagef("--workers must not be negative")
+	}
+	ev, err := store.Open(dir)
+	if err != nil {
+		return err
+	}
+	st, err := ev.TransformState()
+	if err != nil {
+		return err
+	}
+	to, err := c.target(st.From)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if !st.Pending && to == st.From {
+		if out.json {
+			return printJSON(w, transformSummary{Evidence: dir, From: st.From.String(), To: to.String(), NothingToDo: true})
+		}
+		fmt.Fprintf(w, "%s already stores its blocks as %s: nothing to do\n", dir, to)
+		return nil
+	}
+	opts, err := c.options(ev, st, to)
+	if err != nil {
+		return err
+	}
+	status := ui.NewStatus(cmd.ErrOrStderr(), out.quiet || out.json, 5*time.Second)
+	start := time.Now()
+	opts.Workers = out.workers
+	opts.Progress = func(p store.TransformProgress) {
+		if p.Blocks%256 == 0 {
+			status.Update(fmt.Sprintf("converted %d blocks, %s", p.Blocks, ui.Rate(p.Bytes, time.Since(start))))
+		}
+	}
+	res, err := ev.Transform(cmd.Context(), opts)
+	status.Done("")
+	if err != nil {
+		if c.cleanup != nil {
+			if _, serr := os.Stat(filepath.Join(dir, store.TransformName)); errors.Is(serr, fs.ErrNotExist) {
+				c.cleanup()
+			}
+		}
+		var pending *store.PendingTransformError
+		if errors.As(err, &pending) {
+			return withHint(err, "a conversion to "+pending.Pending.String()+" was interrupted: run the command that started it again, with the same keys")
+		}
+		return err
+	}
+	sum := transformSummary{
+		Evidence: dir, From: res.From.String(), To: res.To.String(), Blocks: res.Blocks, Bytes: res.Bytes,
+		Resumed: res.Resumed, Decoded: res.Decoded, StoredBefore: res.StoredBefore, StoredAfter: res.StoredAfter,
+		Recipients: opts.Recipients, KeyFile: opts.KeyFile, RemovedKeyFile: res.RemovedKeyFile,
+		ManifestSHA256: res.ManifestSHA256.Hex(), Seconds: time.Since(start).Seconds(),
+	}
+	if out.json {
+		return printJSON(w, sum)
+	}
+	printTransform(w, c.verb, sum)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printTransform(w io.Writer, verb string, s transformSummary) {
+	fmt.Fprintf(w, "%s %s: %d blocks, %s → %s\n", verb, s.Evidence, s.Blocks, s.From, s.To)
+	if s.StoredBefore > 0 {
+		fmt.Fprintf(w, "  stored     %s → %s (%s of blocks)\n", ui.Bytes(s.StoredBefore), ui.Bytes(s.StoredAfter), ui.Bytes(s.Bytes))
+	} else {
+		fmt.Fprintf(w, "  stored     %s (%s of blocks)\n", ui.Bytes(s.StoredAfter), ui.Bytes(s.Bytes))
+	}
+	fmt.Fprintf(w, "  checked    every new file against the SHA-256 of its bytes; %d decoded back to the AWS SHA-256\n", s.Decoded)
+	if fresh := s.Blocks - s.Resumed; s.Decoded < fresh {
+		fmt.Fprintf(w, "             %d are encrypted to keys this machine does not hold: their content was checked just before encryption\n", fresh-s.Decoded)
+	}
+	if s.Resumed > 0 {
+		fmt.Fprintf(w, "  resumed    %d blocks converted by an interrupted run, checked again\n", s.Resumed)
+	}
+	if len(s.Recipients) > 0 && s.KeyFile == "" {
+		fmt.Fprintf(w, "  recipients %s\n", strings.Join(s.Recipients, "\n             "))
+	}
+	if s.KeyFile != "" {
+		fmt.Fprintf(w, "  key file   %s (an age identity protected by the passphrase; keep it with the evidence)\n", s.KeyFile)
+	}
+	if s.RemovedKeyFile != "" {
+		fmt.Fprintf(w, "  removed    %s: no block is encrypted any more\n", s.RemovedKeyFile)
+	}
+	fmt.Fprintf(w, "  manifest   sha256 %s\n", s.ManifestSHA256)
+}
