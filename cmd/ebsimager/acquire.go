@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -151,6 +153,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 		opts.FailFast = true // an E01 stream cannot be completed later
 	}
 	a := acquire.New(snap, opts)
+	awsInfo := gatherContext(ctx, cfg, id)
 	stop := drawProgress(a, status)
 	res, err := a.Run(ctx)
 	stop()
@@ -187,12 +190,28 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 			return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, res.Listed)
 		}
 		sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
+		rec := acquisitionRecord(report.KindEvidenceDirectory, o.out, st.Meta().Case, res, sum.Resumed, awsInfo())
+		if err := recordEvidence(o.out, rec, ms); err != nil {
+			return fmt.Errorf("writing the chain-of-custody record: %w", err)
+		}
 	} else {
 		hashes, err := sink.Close()
 		if err != nil {
 			return err
 		}
 		sum.Hashes = hashes
+		kind := report.KindRawImage
+		if isE01(o.image) {
+			kind = "e01-image"
+		}
+		rec := acquisitionRecord(kind, o.image, o.caseMeta.fields(), res, 0, awsInfo())
+		rec.Acquisition.ImageHashes = hashes
+		if err := os.MkdirAll(o.image+".report", 0o700); err != nil {
+			return err
+		}
+		if err := rec.Save(o.image + ".report"); err != nil {
+			return fmt.Errorf("writing the chain-of-custody record: %w", err)
+		}
 	}
 	status.Done("")
 	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)

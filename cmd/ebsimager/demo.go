@@ -26,7 +26,8 @@ func newDemoCommand() *cobra.Command {
 		Long: `Start the built-in EBS direct API emulator on a free loopback port, serving
 a small real disk (GPT, an ext4 and an NTFS partition with a few files) as a
 snapshot, then run ebsimager against it exactly as against AWS: budget,
-acquire, verify and export. Needs no AWS account, credentials or network.
+acquire, verify, export to raw and E01, verify the E01 and inspect the
+evidence; the evidence directory also gets its chain-of-custody report. Needs no AWS account, credentials or network.
 Everything it writes goes under --dir (default: a new temporary directory).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd, dir)
@@ -81,6 +82,7 @@ func runDemo(cmd *cobra.Command, dir string) error {
 	}
 	evidence := filepath.Join(dir, "evidence")
 	image := filepath.Join(dir, "image.raw")
+	e01 := filepath.Join(dir, "image")
 	global := []string{"--region", "us-east-1", "--endpoint-url", endpoint}
 	steps := []struct {
 		title string
@@ -91,6 +93,9 @@ func runDemo(cmd *cobra.Command, dir string) error {
 			"--case-number", "DEMO-1", "--examiner", "ebsimager demo", "--description", "built-in sample disk"}},
 		{"verify: re-check the evidence against its manifest", []string{"verify", evidence, "--quiet"}},
 		{"export: rebuild the volume as a sparse raw image", []string{"export", evidence, "--out", image, "--ext4", "--quiet"}},
+		{"export: and as an E01 that EnCase, FTK, X-Ways and Autopsy open", []string{"export", evidence, "--format", "e01", "--out", e01, "--quiet"}},
+		{"verify: recompute the E01's hashes, as ewfverify does, and compare every record of them", []string{"verify", e01 + ".E01", "--quiet"}},
+		{"inspect: partitions and file systems, read straight from the evidence", []string{"inspect", evidence}},
 	}
 	for _, s := range steps {
 		step("%s", s.title)
@@ -112,7 +117,10 @@ func runDemo(cmd *cobra.Command, dir string) error {
 		return mismatchError{fmt.Sprintf("exported image sha256 %s differs from the sample disk's %s", imageSum, diskSum)}
 	}
 	fmt.Fprintf(out, "the exported image is bit-identical to the sample disk (sha256 %s)\n", imageSum)
-	fmt.Fprintf(out, "evidence directory: %s\nimage:              %s (hashes beside it in .md5, .sha1, .sha256)\n", evidence, image)
+	fmt.Fprintf(out, "evidence directory: %s\n", evidence)
+	fmt.Fprintf(out, "raw image:          %s (hashes beside it in .md5, .sha1, .sha256)\n", image)
+	fmt.Fprintf(out, "E01 image:          %s.E01 (check it with: ewfverify %s.E01)\n", e01, e01)
+	fmt.Fprintf(out, "chain of custody:   %s (and report.txt, report.json)\n", filepath.Join(evidence, "report.html"))
 	c := srv.Counters()
 	fmt.Fprintf(out, "emulator served %d List and %d Get requests (%d bytes)\n",
 		c.Total("ListSnapshotBlocks"), c.Total("GetSnapshotBlock"), c.BytesServed)

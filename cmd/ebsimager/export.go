@@ -13,6 +13,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -118,8 +119,25 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	start := time.Now()
+	out, err := o.write(cmd, ev, unseal, w, finish, status, start)
+	step := newStep(report.StepExport, start, err)
+	if err == nil {
+		step.Export = &report.Export{Format: o.format, Segments: out.Files, Size: out.Size, Blocks: out.Blocks, Hashes: out.Hashes, FileSystemCheck: out.FSCheck}
+	}
+	if rerr := appendStep(dir, step); rerr != nil && err == nil {
+		err = fmt.Errorf("recording the export: %w", rerr)
+	}
+	if err != nil {
+		return err
+	}
+	return printExport(cmd.OutOrStdout(), out, o.json)
+}
+
+// write streams the verified blocks of ev into the image and finishes it.
+func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal store.Unseal, w blockImage, finish func() ([]string, map[string]string, error), status *ui.Status, start time.Time) (exportResult, error) {
+	size := ev.Meta.VolumeSizeGiB << 30
 	var blocks, bytes int64
-	err = ev.Blocks(cmd.Context(), unseal, func(e manifest.Entry, data []byte) error {
+	err := ev.Blocks(cmd.Context(), unseal, func(e manifest.Entry, data []byte) error {
 		blocks++
 		bytes += int64(len(data))
 		if blocks%256 == 0 {
@@ -130,13 +148,13 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 	status.Done("")
 	if err != nil {
 		w.Abort()
-		return err
+		return exportResult{}, err
 	}
 	files, sums, err := finish()
 	if err != nil {
-		return err
+		return exportResult{}, err
 	}
-	out := exportResult{Evidence: dir, Files: files, Size: size, Blocks: blocks, Hashes: sums}
+	out := exportResult{Evidence: ev.Dir, Files: files, Size: size, Blocks: blocks, Hashes: sums}
 	if o.ext4 || o.ntfs {
 		want := "ntfs"
 		if o.ext4 {
@@ -144,11 +162,11 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 		}
 		where, err := checkFileSystem(files, want)
 		if err != nil {
-			return err
+			return exportResult{}, err
 		}
 		out.FSCheck = where
 	}
-	return printExport(cmd.OutOrStdout(), out, o.json)
+	return out, nil
 }
 
 func printExport(w io.Writer, r exportResult, asJSON bool) error {

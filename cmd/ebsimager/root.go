@@ -85,7 +85,10 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newEmulateCommand(),
 		newDemoCommand(),
 		newInspectCommand(),
+		newImport4n6irCommand(),
+		newDiffCommand(aws),
 	)
+	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {
 		c.SilenceUsage, c.SilenceErrors = true, true
 		if c.Args == nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -40,6 +41,7 @@ the SHA-256 AWS served it with.`,
 			if fi, err := os.Stat(args[0]); err == nil && !fi.IsDir() {
 				return verifyImage(cmd, args[0], asJSON, quiet)
 			}
+			started := time.Now()
 			ev, err := store.Open(args[0])
 			if err != nil {
 				return err
@@ -57,6 +59,18 @@ the SHA-256 AWS served it with.`,
 			status.Done("")
 			if err != nil {
 				return err
+			}
+			step := newStep(report.StepVerify, started, nil)
+			step.Verify = &report.Verify{Target: args[0], OK: res.OK(), Blocks: res.Blocks, StoredChecked: res.StoredChecked,
+				ContentChecked: res.ContentChecked, Encrypted: res.Encrypted, Problems: []report.Problem{}, MoreProblems: res.MoreProblems}
+			for _, p := range res.Problems {
+				step.Verify.Problems = append(step.Verify.Problems, report.Problem(p))
+			}
+			if !res.OK() {
+				step.Outcome, step.Error = "failed", fmt.Sprintf("%d problems", int64(len(res.Problems))+res.MoreProblems)
+			}
+			if err := appendStep(args[0], step); err != nil {
+				return fmt.Errorf("recording the verification: %w", err)
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {

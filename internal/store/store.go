@@ -119,6 +119,9 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating evidence directory: %w", err)
 	}
+	if _, err := os.Stat(filepath.Join(dir, TransformName)); err == nil {
+		return nil, fmt.Errorf("%s: a conversion of its blocks is under way; run it again to finish it before acquiring into this directory", dir)
+	}
 	old, err := readMeta(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
