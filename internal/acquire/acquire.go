@@ -43,6 +43,11 @@ type Options struct {
 	MaxFailed int
 	// Start is the first block index to list (0 for a whole snapshot).
 	Start int64
+	// List, when set, replaces the snapshot's own listing
+	// (ListSnapshotBlocks): it calls fn with pages of blocks to fetch
+	// from index start upwards, in ascending order. Incremental
+	// acquisition lists through ListChangedBlocks with it.
+	List func(ctx context.Context, start int64, fn func(ebs.Page) error) error
 	// Open is called once, with the snapshot's sizes from the first
 	// listing page and before any fetch, and returns the sink.
 	Open func(ebs.Info) (Sink, error)
@@ -186,7 +191,11 @@ func (a *Acquisition) Run(ctx context.Context) (Result, error) {
 	g.Go(func() error {
 		defer close(refs)
 		opened := false
-		err := a.snap.List(ctx, a.o.Start, func(p ebs.Page) error {
+		list := a.snap.List
+		if a.o.List != nil {
+			list = a.o.List
+		}
+		err := list(ctx, a.o.Start, func(p ebs.Page) error {
 			if !opened {
 				s, err := a.o.Open(p.Info)
 				if err != nil {

@@ -247,6 +247,11 @@ func (s *Store) Put(index int64, sum block.Sum, data []byte) error {
 	} else {
 		e.StoredSHA256 = stored.Hex()
 	}
+	return s.record(leaf, e)
+}
+
+// record appends e to the journal of leaf and marks its block stored.
+func (s *Store) record(leaf string, e manifest.Entry) error {
 	line, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -258,9 +263,9 @@ func (s *Store) Put(index int64, sum block.Sum, data []byte) error {
 		return err
 	}
 	if _, err := j.f.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("journaling block %d: %w", index, err)
+		return fmt.Errorf("journaling block %d: %w", e.Index, err)
 	}
-	s.mark(index)
+	s.mark(e.Index)
 	return nil
 }
 
