@@ -165,8 +165,13 @@ func ceiling(tmp string) {
 	for _, mode := range []struct{ name, flag, path string }{
 		{"acquire --out (one fsynced file per block)", "--out", filepath.Join(tmp, "ev")},
 		{"acquire --image (sparse raw, 3 hashes at close)", "--image", filepath.Join(tmp, "direct.raw")},
+		{"acquire --image --hash none (like the reference: SDK, SHA-256, WriteAt)", "--image", filepath.Join(tmp, "nohash.raw")},
 	} {
-		r := measure(endpoint, *bin, "acquire", snap, mode.flag, mode.path, "--json")
+		args := []string{"acquire", snap, mode.flag, mode.path, "--json"}
+		if strings.Contains(mode.name, "--hash none") {
+			args = append(args, "--hash", "none")
+		}
+		r := measure(endpoint, *bin, args...)
 		s := parse(r)
 		rate := float64(s.Fetched) / r.wall.Seconds()
 		fmt.Printf("  %s: %.0f blocks/s (%.2f of reference), %.2f CPU-s/GiB, wall %.1f s\n", mode.name, rate, rate/refRate, r.cpu.Seconds()/gib, r.wall.Seconds())

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
+	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -24,9 +25,12 @@ type acquireOptions struct {
 	workers     int
 	maxRate     float64
 	maxAttempts int
+	hashes      string
 	force       bool
 	quiet       bool
 	json        bool
+	base        string
+	copyBase    bool
 	caseMeta
 	seal sealOptions
 	e01  e01Options
@@ -48,7 +52,14 @@ with --image BASE.E01, into an E01 (blocks are put back in order within a
 window of 128 blocks, 64 MiB). Direct images do not resume.
 
 Concurrency adapts by itself: it grows while throughput grows and backs off
-when AWS throttles. --workers and --max-rate are hard caps.`,
+when AWS throttles. --workers and --max-rate are hard caps.
+
+With --base BASE_DIR, the complete evidence directory of an earlier
+snapshot of the same volume (stored with the same --compress/--encrypt),
+only the blocks ListChangedBlocks reports between the two snapshots are
+fetched; every other block is taken from the base, hard-linked (copied
+with --copy-base, or when linking fails). The result is a complete
+evidence directory of SNAPSHOT.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (o.out == "") == (o.image == "") {
@@ -56,6 +67,12 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 			}
 			if o.image != "" && (o.seal.encrypting() || cmd.Flags().Changed("compress")) {
 				return usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
+			}
+			if o.base != "" && o.out == "" {
+				return usagef("--base needs --out DIR: the unchanged blocks are taken into an evidence directory")
+			}
+			if o.copyBase && o.base == "" {
+				return usagef("--copy-base applies to --base")
 			}
 			if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
 				return usagef("--workers, --max-rate and --max-attempts must not be negative")
@@ -69,9 +86,12 @@ when AWS throttles. --workers and --max-rate are hard caps.`,
 	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
 	f.Float64Var(&o.maxRate, "max-rate", 0, "most blocks per second (default: no cap)")
 	f.IntVar(&o.maxAttempts, "max-attempts", 10, "attempts per block before it counts as failed (throttling aside)")
+	f.StringVar(&o.hashes, "hash", "md5,sha1,sha256", "with --image FILE: whole-image hashes to compute when it is complete, or none")
 	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot, or an existing image")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
+	f.StringVar(&o.base, "base", "", "evidence directory of an earlier snapshot of the volume: fetch only the changed blocks")
+	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
 	o.e01.addFlags(cmd)
@@ -94,6 +114,8 @@ type acquireSummary struct {
 	Counts          ebs.Counts `json:"requests"`
 	ManifestSHA256  string     `json:"manifest_sha256,omitempty"`
 	Hashes          any        `json:"hashes,omitempty"`
+	// Base is set by --base: the earlier evidence and the blocks reused.
+	Base *report.Base `json:"base,omitempty"`
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
@@ -102,9 +124,21 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 		return err
 	}
 	snap.Policy.MaxAttempts = o.maxAttempts
+	var hashes []string
+	if o.hashes != "none" {
+		if hashes, err = digest.ParseList(o.hashes); err != nil {
+			return usagef("--hash: %v", err)
+		}
+	}
 	form, recipients, keyFile := store.Plain, []string(nil), ""
 	if o.out != "" {
 		if form, recipients, keyFile, err = o.seal.form(o.out); err != nil {
+			return err
+		}
+	}
+	var inc *incremental
+	if o.base != "" {
+		if inc, err = openIncremental(o.base, id, o.out, o.copyBase, form, recipients); err != nil {
 			return err
 		}
 	}
@@ -132,12 +166,17 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 				return s, nil
 			}
 			if o.image != "" {
-				s, err := openImageSink(o.image, info, o.force)
+				s, err := openImageSink(o.image, info, o.force, hashes)
 				if err != nil {
 					return nil, err
 				}
 				sink = s
 				return s, nil
+			}
+			if inc != nil {
+				if err := inc.checkInfo(info); err != nil {
+					return nil, err
+				}
 			}
 			s, err := store.Create(o.out, store.Meta{
 				SnapshotID: id, Region: cfg.Region, Endpoint: ebs.Endpoint(cfg),
@@ -151,6 +190,9 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	if isE01(o.image) {
 		opts.Listed = func(i int64) { e01.Listed(i) }
 		opts.FailFast = true // an E01 stream cannot be completed later
+	}
+	if inc != nil {
+		opts.List = inc.list(snap)
 	}
 	a := acquire.New(snap, opts)
 	awsInfo := gatherContext(ctx, cfg, id)
@@ -174,23 +216,38 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 			sink.Abort()
 		}
 		status.Done("")
-		var inc *acquire.IncompleteError
-		if errors.As(err, &inc) {
+		var incomplete *acquire.IncompleteError
+		if errors.As(err, &incomplete) {
 			return withHint(err, "run the same command again to retry the failed blocks; the others are kept")
+		}
+		if inc != nil && ebs.Reason(err) == "UNRELATED_SNAPSHOTS" {
+			return withHint(fmt.Errorf("base %s holds %s, which is not of %s's volume lineage (UNRELATED_SNAPSHOTS): %w", o.base, inc.base.Meta.SnapshotID, id, err),
+				"--base takes the evidence of an earlier snapshot of the same volume")
 		}
 		return err
 	}
 	if st != nil {
 		sum.Resumed = st.Resumed()
+		if inc != nil {
+			if err := inc.reuse(ctx, st); err != nil {
+				st.Close()
+				status.Done("")
+				return fmt.Errorf("taking unchanged blocks from %s: %w", o.base, err)
+			}
+			sum.Blocks += inc.reused
+			sum.Base = inc.record()
+			res.Finished = time.Now() // the reuse is part of the acquisition
+		}
 		ms, err := st.Finish(res.Started, res.Finished)
 		if err != nil {
 			return err
 		}
-		if ms.Blocks != res.Listed {
-			return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, res.Listed)
+		if ms.Blocks != sum.Blocks {
+			return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, sum.Blocks)
 		}
 		sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
 		rec := acquisitionRecord(report.KindEvidenceDirectory, o.out, st.Meta().Case, res, sum.Resumed, awsInfo())
+		rec.Acquisition.Base = sum.Base
 		if err := recordEvidence(o.out, rec, ms); err != nil {
 			return fmt.Errorf("writing the chain-of-custody record: %w", err)
 		}
@@ -228,6 +285,10 @@ func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 	fmt.Fprintf(w, "  data       %s in %s (%.0f blocks/s, %s)\n", ui.Bytes(s.Bytes), ui.Duration(time.Duration(s.Seconds*float64(time.Second))),
 		s.BlocksPerSecond, ui.Rate(s.Bytes, time.Duration(s.Seconds*float64(time.Second))))
 	fmt.Fprintf(w, "  requests   %d List, %d Get, %d retries %v\n", s.Counts.ListCalls, s.Counts.GetCalls, s.Counts.TotalRetries(), s.Counts.Retries)
+	if b := s.Base; b != nil {
+		fmt.Fprintf(w, "  base       %s (%s): %d changed blocks listed, %d blocks reused (%d linked, %d copied now)\n",
+			b.SnapshotID, b.Directory, b.ChangedBlocks, b.ReusedBlocks, b.LinkedBlocks, b.CopiedBlocks)
+	}
 	if s.ManifestSHA256 != "" {
 		fmt.Fprintf(w, "  manifest   sha256 %s\n", s.ManifestSHA256)
 	}

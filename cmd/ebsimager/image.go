@@ -2,7 +2,6 @@ package main
 
 import (
 	"github.com/ebsimager/ebsimager/internal/block"
-	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 )
@@ -19,8 +18,8 @@ type imageSink interface {
 // image's hashes are computed when it is closed.
 type rawSink struct{ w *raw.RandomWriter }
 
-func openImageSink(path string, info ebs.Info, force bool) (imageSink, error) {
-	w, err := raw.CreateRandom(path, info.VolumeBytes(), raw.Options{Hashes: digest.Algorithms(), Force: force})
+func openImageSink(path string, info ebs.Info, force bool, hashes []string) (imageSink, error) {
+	w, err := raw.CreateRandom(path, info.VolumeBytes(), raw.Options{Hashes: hashes, Force: force})
 	if err != nil {
 		return nil, err
 	}
