@@ -16,6 +16,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -364,6 +365,12 @@ func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conver
 			return withHint(err, "a conversion to "+pending.Pending.String()+" was interrupted: run the command that started it again, with the same keys")
 		}
 		return err
+	}
+	step := newStep(report.StepTransform, start, nil)
+	step.Transform = &report.Transform{Operation: cmd.Name(), Source: res.From.String(), Destination: res.To.String(),
+		Codec: res.To.Codec, Encryption: res.To.Encryption, Blocks: res.Blocks, Bytes: res.Bytes, ManifestSHA256: res.ManifestSHA256.Hex()}
+	if err := appendStep(dir, step); err != nil {
+		return fmt.Errorf("recording the conversion: %w", err)
 	}
 	sum := transformSummary{
 		Evidence: dir, From: res.From.String(), To: res.To.String(), Blocks: res.Blocks, Bytes: res.Bytes,
