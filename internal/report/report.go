@@ -129,6 +129,24 @@ type Acquisition struct {
 	ManifestSHA256 string            `json:"manifest_sha256,omitempty"`
 	ImageHashes    map[string]string `json:"image_hashes,omitempty"`
 	ImageFiles     []string          `json:"image_files,omitempty"`
+	// Base is set for an incremental acquisition (acquire --base): the
+	// evidence of an earlier snapshot whose unchanged blocks were reused.
+	Base *Base `json:"base,omitempty"`
+}
+
+// Base is the evidence an incremental acquisition took unchanged blocks
+// from. ChangedBlocks is what ListChangedBlocks listed between the two
+// snapshots (added, changed and removed); ReusedBlocks, the base's blocks
+// kept, were hard-linked (LinkedBlocks) or copied (CopiedBlocks), or were
+// already in place from an interrupted run of the same command.
+type Base struct {
+	Directory      string `json:"directory"`
+	SnapshotID     string `json:"snapshot_id"`
+	ManifestSHA256 string `json:"manifest_sha256"`
+	ChangedBlocks  int64  `json:"changed_blocks"`
+	ReusedBlocks   int64  `json:"reused_blocks"`
+	LinkedBlocks   int64  `json:"linked_blocks"`
+	CopiedBlocks   int64  `json:"copied_blocks"`
 }
 
 // Requests counts the EBS direct API calls of the acquisition.
