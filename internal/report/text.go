@@ -84,6 +84,10 @@ func (r *Report) Text(w io.Writer) error {
 		if a.ManifestSHA256 != "" {
 			t.field("Manifest SHA-256", a.ManifestSHA256)
 		}
+		if b := a.Base; b != nil {
+			t.field("Base evidence", fmt.Sprintf("%s (%s), manifest SHA-256 %s", b.Directory, b.SnapshotID, b.ManifestSHA256))
+			t.field("", fmt.Sprintf("%d changed blocks listed; %d blocks reused (%d linked, %d copied)", b.ChangedBlocks, b.ReusedBlocks, b.LinkedBlocks, b.CopiedBlocks))
+		}
 		t.hashes("Image", a.ImageFiles, a.ImageHashes)
 		t.blank()
 		t.section("AWS context calls")
