@@ -1,6 +1,8 @@
 package fsmap
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"fmt"
 	"path"
 	"slices"
@@ -100,7 +102,7 @@ const (
 
 func isExt(head []byte) bool {
 	sb := head[extSuperOff:]
-	return u16(sb, sMagic) == extMagic && u32(sb, sFeatureIncompat)&incompatJournalDev == 0
+	return ondisk.U16(sb, sMagic) == extMagic && ondisk.U32(sb, sFeatureIncompat)&incompatJournalDev == 0
 }
 
 type extGroup struct {
@@ -172,20 +174,20 @@ func buildExt(rd *reader, keep []Range) (*Map, error) {
 }
 
 func (x *extFS) superblock(sb []byte, keep []Range) error {
-	log := u32(sb, sLogBlockSize)
+	log := ondisk.U32(sb, sLogBlockSize)
 	if log > extMaxLogBlock {
 		return fmt.Errorf("ext superblock: block size 2^%d KiB", log)
 	}
 	x.bs = 1024 << log
-	x.blocks = uint64(u32(sb, sBlocksCountLo))
-	x.compat, x.incompat, x.roCompat = u32(sb, sFeatureCompat), u32(sb, sFeatureIncompat), u32(sb, sFeatureROCompat)
+	x.blocks = uint64(ondisk.U32(sb, sBlocksCountLo))
+	x.compat, x.incompat, x.roCompat = ondisk.U32(sb, sFeatureCompat), ondisk.U32(sb, sFeatureIncompat), ondisk.U32(sb, sFeatureROCompat)
 	if x.incompat&incompat64Bit != 0 {
-		x.blocks |= uint64(u32(sb, sBlocksCountHi)) << 32
+		x.blocks |= uint64(ondisk.U32(sb, sBlocksCountHi)) << 32
 	}
-	x.firstData = uint64(u32(sb, sFirstDataBlock))
-	x.perGroup = uint64(u32(sb, sBlocksPerGroup))
-	x.inodesPerGroup = uint64(u32(sb, sInodesPerGroup))
-	x.inodes = uint64(u32(sb, sInodesCount))
+	x.firstData = uint64(ondisk.U32(sb, sFirstDataBlock))
+	x.perGroup = uint64(ondisk.U32(sb, sBlocksPerGroup))
+	x.inodesPerGroup = uint64(ondisk.U32(sb, sInodesPerGroup))
+	x.inodes = uint64(ondisk.U32(sb, sInodesCount))
 	bits := uint64(8 * x.bs) // a group's bitmaps are one block each
 	if x.perGroup == 0 || x.perGroup > bits || x.inodesPerGroup == 0 || x.inodesPerGroup > bits {
 		return fmt.Errorf("ext superblock: %d blocks and %d inodes per group with %d-byte blocks", x.perGroup, x.inodesPerGroup, x.bs)
@@ -194,8 +196,8 @@ func (x *extFS) superblock(sb []byte, keep []Range) error {
 		return fmt.Errorf("ext superblock: %d blocks, first data block %d", x.blocks, x.firstData)
 	}
 	x.inodeSize, x.firstIno = extOldInode, extOldFirstIno
-	if u32(sb, sRevLevel) >= 1 {
-		x.inodeSize, x.firstIno = int(u16(sb, sInodeSize)), u32(sb, sFirstIno)
+	if ondisk.U32(sb, sRevLevel) >= 1 {
+		x.inodeSize, x.firstIno = int(ondisk.U16(sb, sInodeSize)), ondisk.U32(sb, sFirstIno)
 	}
 	if x.inodeSize < extOldInode || x.inodeSize > int(x.bs) || x.inodeSize&(x.inodeSize-1) != 0 {
 		return fmt.Errorf("ext superblock: inode size %d", x.inodeSize)
@@ -205,14 +207,14 @@ func (x *extFS) superblock(sb []byte, keep []Range) error {
 	}
 	x.descSize = descSizeOld
 	if x.incompat&incompat64Bit != 0 {
-		x.descSize = int(u16(sb, sDescSize))
+		x.descSize = int(ondisk.U16(sb, sDescSize))
 		if x.descSize < descSize64 || x.descSize > int(x.bs) || x.descSize&(x.descSize-1) != 0 {
 			return fmt.Errorf("ext superblock: group descriptor size %d", x.descSize)
 		}
 	}
-	x.reservedGDT = uint64(u16(sb, sReservedGDT))
-	x.firstMetaBg = uint64(u32(sb, sFirstMetaBg))
-	x.backupBgs = [2]uint32{u32(sb, sBackupBgs), u32(sb, sBackupBgs+4)}
+	x.reservedGDT = uint64(ondisk.U16(sb, sReservedGDT))
+	x.firstMetaBg = uint64(ondisk.U32(sb, sFirstMetaBg))
+	x.backupBgs = [2]uint32{ondisk.U32(sb, sBackupBgs), ondisk.U32(sb, sBackupBgs+4)}
 
 	switch {
 	case x.incompat&(incompatExtents|incompat64Bit|incompatFlexBg|incompatInlineData) != 0,
@@ -239,7 +241,7 @@ func (x *extFS) superblock(sb []byte, keep []Range) error {
 	}
 	for off, name := range map[int]string{sJournalInum: "journal", sUsrQuotaInum: "user quota", sGrpQuotaInum: "group quota",
 		sPrjQuotaInum: "project quota", sOrphanFileInum: "orphan file"} {
-		if ino := u32(sb, off); ino != 0 && ino != extRootIno {
+		if ino := ondisk.U32(sb, off); ino != 0 && ino != extRootIno {
 			x.specials[ino] = name
 		}
 	}
@@ -311,17 +313,17 @@ func (x *extFS) descriptors() error {
 		for k := uint64(0); k < dpb && uint64(len(x.gd)) < x.groups; k++ {
 			d := blk[k*uint64(x.descSize):]
 			g := extGroup{
-				blockBitmap:  uint64(u32(d, bgBlockBitmapLo)),
-				inodeBitmap:  uint64(u32(d, bgInodeBitmapLo)),
-				inodeTable:   uint64(u32(d, bgInodeTableLo)),
-				flags:        u16(d, bgFlags),
-				itableUnused: uint32(u16(d, bgItableUnusedLo)),
+				blockBitmap:  uint64(ondisk.U32(d, bgBlockBitmapLo)),
+				inodeBitmap:  uint64(ondisk.U32(d, bgInodeBitmapLo)),
+				inodeTable:   uint64(ondisk.U32(d, bgInodeTableLo)),
+				flags:        ondisk.U16(d, bgFlags),
+				itableUnused: uint32(ondisk.U16(d, bgItableUnusedLo)),
 			}
 			if x.descSize >= descSize64 {
-				g.blockBitmap |= uint64(u32(d, bgBlockBitmapHi)) << 32
-				g.inodeBitmap |= uint64(u32(d, bgInodeBitmapHi)) << 32
-				g.inodeTable |= uint64(u32(d, bgInodeTableHi)) << 32
-				g.itableUnused |= uint32(u16(d, bgItableUnusedHi)) << 16
+				g.blockBitmap |= uint64(ondisk.U32(d, bgBlockBitmapHi)) << 32
+				g.inodeBitmap |= uint64(ondisk.U32(d, bgInodeBitmapHi)) << 32
+				g.inodeTable |= uint64(ondisk.U32(d, bgInodeTableHi)) << 32
+				g.itableUnused |= uint32(ondisk.U16(d, bgItableUnusedHi)) << 16
 			}
 			x.gd = append(x.gd, g)
 		}
@@ -454,16 +456,16 @@ func (x *extFS) inodeTables() error {
 }
 
 func (x *extFS) inUse(ino uint32, rec []byte) bool {
-	if u16(rec, iMode) != 0 {
+	if ondisk.U16(rec, iMode) != 0 {
 		return true
 	}
 	// Reserved inodes may have no mode yet own blocks (bad blocks, quota).
-	return ino < x.firstIno && u32(rec, iBlocksLo) != 0
+	return ino < x.firstIno && ondisk.U32(rec, iBlocksLo) != 0
 }
 
 func (x *extFS) inode(ino uint32, recOff int64, rec []byte) error {
-	mode, flags := u16(rec, iMode), u32(rec, iFlags)
-	size := uint64(u32(rec, iSizeLo))
+	mode, flags := ondisk.U16(rec, iMode), ondisk.U32(rec, iFlags)
+	size := uint64(ondisk.U32(rec, iSizeLo))
 	kind := KindSpecial
 	switch mode & modeType {
 	case modeRegular:
@@ -505,7 +507,7 @@ func (x *extFS) inode(ino uint32, recOff int64, rec []byte) error {
 	} else {
 		x.b.add(recOff, int64(len(rec)), Metadata, owner)
 	}
-	if acl := uint64(u32(rec, iFileACLLo)) | uint64(u16(rec, iFileACLHi))<<32; acl != 0 {
+	if acl := uint64(ondisk.U32(rec, iFileACLLo)) | uint64(ondisk.U16(rec, iFileACLHi))<<32; acl != 0 {
 		if x.validBlock(acl, 1) {
 			x.b.add(int64(acl)*x.bs, x.bs, Metadata, owner)
 		} else {
@@ -571,11 +573,11 @@ func (w extWalk) node(blk uint64, what string) ([]byte, error) {
 // index entries name child nodes.
 func (w extWalk) extentNode(node []byte, want int) error {
 	x := w.x
-	if u16(node, 0) != extExtentMagic {
+	if ondisk.U16(node, 0) != extExtentMagic {
 		x.b.warnf("inode %d: extent node without its magic number", w.ino)
 		return nil
 	}
-	entries, depth := int(u16(node, 2)), int(u16(node, 6))
+	entries, depth := int(ondisk.U16(node, 2)), int(ondisk.U16(node, 6))
 	if depth > extMaxDepth || (want >= 0 && depth != want) {
 		x.b.warnf("inode %d: extent node of depth %d (want %d)", w.ino, depth, want)
 		return nil
@@ -587,11 +589,11 @@ func (w extWalk) extentNode(node []byte, want int) error {
 	for k := range entries {
 		e := node[extNodeHeader*(k+1):]
 		if depth == 0 {
-			n := uint64(u16(e, 4))
+			n := uint64(ondisk.U16(e, 4))
 			if n > extInitMaxLen {
 				n -= extInitMaxLen // an unwritten extent: allocated all the same
 			}
-			start := uint64(u16(e, 6))<<32 | uint64(u32(e, 8))
+			start := uint64(ondisk.U16(e, 6))<<32 | uint64(ondisk.U32(e, 8))
 			if n == 0 {
 				continue
 			}
@@ -602,7 +604,7 @@ func (w extWalk) extentNode(node []byte, want int) error {
 			w.emit(start, n)
 			continue
 		}
-		blk, err := w.node(uint64(u16(e, 8))<<32|uint64(u32(e, 4)), "extent node")
+		blk, err := w.node(uint64(ondisk.U16(e, 8))<<32|uint64(ondisk.U32(e, 4)), "extent node")
 		if err != nil {
 			return err
 		}
@@ -620,12 +622,12 @@ func (w extWalk) extentNode(node []byte, want int) error {
 func (w extWalk) blockMap(iblock []byte) error {
 	const direct = 12 // EXT2_NDIR_BLOCKS
 	for k := range direct {
-		if err := w.pointer(uint64(u32(iblock, 4*k)), 0); err != nil {
+		if err := w.pointer(uint64(ondisk.U32(iblock, 4*k)), 0); err != nil {
 			return err
 		}
 	}
 	for level := 1; level <= 3; level++ {
-		if err := w.pointer(uint64(u32(iblock, 4*(direct+level-1))), level); err != nil {
+		if err := w.pointer(uint64(ondisk.U32(iblock, 4*(direct+level-1))), level); err != nil {
 			return err
 		}
 	}
@@ -651,7 +653,7 @@ func (w extWalk) pointer(p uint64, level int) error {
 		return err
 	}
 	for k := 0; k+4 <= len(blk); k += 4 {
-		if err := w.pointer(uint64(u32(blk, k)), level-1); err != nil {
+		if err := w.pointer(uint64(ondisk.U32(blk, k)), level-1); err != nil {
 			return err
 		}
 	}
@@ -689,8 +691,8 @@ func (x *extFS) directories() error {
 func (x *extFS) entries(dir uint32, buf []byte) {
 	const header = 8 // inode, rec_len, name_len, file_type
 	for off := 0; off+header <= len(buf); {
-		ino := u32(buf, off)
-		recLen := int(u16(buf, off+4))
+		ino := ondisk.U32(buf, off)
+		recLen := int(ondisk.U16(buf, off+4))
 		if x.bs >= 1<<16 && (recLen == 0xFFFF || recLen == 0) {
 			recLen = int(x.bs) // EXT4_MAX_REC_LEN stands for a whole 64 KiB block
 		} else {
@@ -698,7 +700,7 @@ func (x *extFS) entries(dir uint32, buf []byte) {
 		}
 		nameLen := int(buf[off+6])
 		if x.incompat&incompatFiletype == 0 {
-			nameLen = int(u16(buf, off+6))
+			nameLen = int(ondisk.U16(buf, off+6))
 		}
 		if recLen < header || recLen%4 != 0 || off+recLen > len(buf) || header+nameLen > recLen {
 			x.b.warnf("directory inode %d: malformed entry at byte %d", dir, off)

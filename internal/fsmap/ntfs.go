@@ -1,6 +1,8 @@
 package fsmap
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"errors"
 	"fmt"
 	"slices"
@@ -120,7 +122,7 @@ func buildNTFS(rd *reader, keep []Range) (*Map, error) {
 }
 
 func (n *ntfsFS) bootSector(boot []byte, keep []Range) error {
-	n.sector = int64(u16(boot, bpbBytesPerSector))
+	n.sector = int64(ondisk.U16(boot, bpbBytesPerSector))
 	if n.sector < 256 || n.sector > 4096 || n.sector&(n.sector-1) != 0 {
 		return fmt.Errorf("NTFS boot sector: %d bytes per sector", n.sector)
 	}
@@ -140,7 +142,7 @@ func (n *ntfsFS) bootSector(boot []byte, keep []Range) error {
 	if n.recSize < fixupStride || n.recSize > 64<<10 || n.recSize&(n.recSize-1) != 0 {
 		return fmt.Errorf("NTFS boot sector: MFT record size %d", n.recSize)
 	}
-	total := int64(u64(boot, bpbTotalSectors))
+	total := int64(ondisk.U64(boot, bpbTotalSectors))
 	if total <= 0 || total > (1<<62)/n.sector {
 		return fmt.Errorf("NTFS boot sector: %d sectors", total)
 	}
@@ -151,7 +153,7 @@ func (n *ntfsFS) bootSector(boot []byte, keep []Range) error {
 		n.b.warnf("the file system says it spans %d bytes; the volume has %d: structures past the end are skipped", total*n.sector, n.rd.size)
 		n.clusters = n.rd.size / n.cluster
 	}
-	mftLCN := u64(boot, bpbMFTCluster)
+	mftLCN := ondisk.U64(boot, bpbMFTCluster)
 	if mftLCN >= uint64(n.clusters) {
 		return fmt.Errorf("NTFS boot sector: $MFT at cluster %d of %d", mftLCN, n.clusters)
 	}
@@ -164,15 +166,15 @@ func (n *ntfsFS) bootSector(boot []byte, keep []Range) error {
 
 // fixup checks and undoes the update sequence of a record in place.
 func fixup(rec []byte) error {
-	usa, count := int(u16(rec, recUSAOffset)), int(u16(rec, recUSACount))
+	usa, count := int(ondisk.U16(rec, recUSAOffset)), int(ondisk.U16(rec, recUSACount))
 	if count < 2 || usa < 8 || usa+2*count > len(rec) || (count-1)*fixupStride > len(rec) {
 		return errors.New("malformed update sequence array")
 	}
-	usn := u16(rec, usa)
+	usn := ondisk.U16(rec, usa)
 	var bad bool
 	for i := 1; i < count; i++ {
 		pos := i*fixupStride - 2
-		if u16(rec, pos) != usn {
+		if ondisk.U16(rec, pos) != usn {
 			bad = true
 		}
 		copy(rec[pos:pos+2], rec[usa+2*i:usa+2*i+2])
@@ -185,14 +187,14 @@ func fixup(rec []byte) error {
 
 // attrs parses the attributes of a fixed-up record.
 func (n *ntfsFS) attrs(recNo int64, rec []byte) []ntfsAttr {
-	used := min(int(u32(rec, recBytesInUse)), len(rec))
+	used := min(int(ondisk.U32(rec, recBytesInUse)), len(rec))
 	var out []ntfsAttr
-	for off := int(u16(rec, recFirstAttr)); off+8 <= used; {
-		typ := u32(rec, off)
+	for off := int(ondisk.U16(rec, recFirstAttr)); off+8 <= used; {
+		typ := ondisk.U32(rec, off)
 		if typ == attrEnd {
 			break
 		}
-		alen := int(u32(rec, off+4))
+		alen := int(ondisk.U32(rec, off+4))
 		if alen < 16 || alen > used-off {
 			n.b.warnf("MFT record %d: attribute at byte %d has length %d", recNo, off, alen)
 			break
@@ -200,20 +202,20 @@ func (n *ntfsFS) attrs(recNo int64, rec []byte) []ntfsAttr {
 		a := ntfsAttr{typ: typ, off: off, length: alen, nonResident: rec[off+8] != 0, named: rec[off+9] != 0}
 		body := rec[off : off+alen]
 		if !a.nonResident {
-			a.valLen, a.valOff = int(u32(body, 0x10)), int(u16(body, 0x14))
+			a.valLen, a.valOff = int(ondisk.U32(body, 0x10)), int(ondisk.U16(body, 0x14))
 			if alen < attrResidentHeader || a.valOff > alen || a.valLen > alen-a.valOff {
 				n.b.warnf("MFT record %d: resident attribute 0x%x overruns its %d bytes", recNo, typ, alen)
 				break
 			}
 			a.valOff += off
 		} else {
-			runOff := int(u16(body, 0x20))
+			runOff := int(ondisk.U16(body, 0x20))
 			if alen < attrNonResHeader || runOff > alen {
 				n.b.warnf("MFT record %d: non-resident attribute 0x%x is malformed", recNo, typ)
 				break
 			}
-			a.startVCN = int64(u64(body, 0x10))
-			a.realSize = int64(u64(body, 0x30))
+			a.startVCN = int64(ondisk.U64(body, 0x10))
+			a.realSize = int64(ondisk.U64(body, 0x30))
 			runs, err := decodeRuns(body[runOff:], a.startVCN)
 			if err != nil {
 				n.b.warnf("MFT record %d: attribute 0x%x: %v", recNo, typ, err)
@@ -399,11 +401,11 @@ func (n *ntfsFS) bootstrap() error {
 		for range maxBootstrapRecords {
 			progress := false
 			for off := 0; off+0x1A <= len(list); {
-				typ, l := u32(list, off), int(u16(list, off+4))
+				typ, l := ondisk.U32(list, off), int(ondisk.U16(list, off+4))
 				if l < 0x1A || off+l > len(list) {
 					break
 				}
-				ref := u64(list, off+0x10) & refRecordMask
+				ref := ondisk.U64(list, off+0x10) & refRecordMask
 				if typ == attrData && list[off+6] == 0 && !seen[ref] {
 					if ext, ok, err := n.readRecord(int64(ref)); err == nil && ok {
 						seen[ref], progress = true, true
@@ -523,12 +525,12 @@ func (n *ntfsFS) record(r int64, rec []byte) error {
 	if err := fixup(rec); err != nil {
 		n.b.warnf("MFT record %d: %v", r, err)
 	}
-	flags := u16(rec, recFlags)
+	flags := ondisk.U16(rec, recFlags)
 	if flags&recFlagInUse == 0 {
 		n.addMFT(v, n.recSize, Metadata, n.ownerOf(mftRecordMFT))
 		return n.b.err
 	}
-	ref := u64(rec, recBaseRef) // zero in a base record; else the base's reference
+	ref := ondisk.U64(rec, recBaseRef) // zero in a base record; else the base's reference
 	base, isBase := ref&refRecordMask, ref == 0
 	if isBase {
 		base = uint64(r)
@@ -579,7 +581,7 @@ func (n *ntfsFS) record(r int64, rec []byte) error {
 	dir := flags&recFlagDir != 0
 	if isBase && (dir || n.info[base] != nil) {
 		in := n.infoOf(base)
-		in.inUse, in.dir, in.seq = true, dir, u16(rec, recSequence)
+		in.inUse, in.dir, in.seq = true, dir, ondisk.U16(rec, recSequence)
 		in.names = append(in.names, n.names(attrs, rec)...)
 	}
 	return n.b.err
@@ -593,7 +595,7 @@ func (n *ntfsFS) names(attrs []ntfsAttr, rec []byte) []ntfsName {
 			continue
 		}
 		val := rec[a.valOff : a.valOff+a.valLen]
-		ref := u64(val, fnParent)
+		ref := ondisk.U64(val, fnParent)
 		out = append(out, ntfsName{
 			parent: ref & refRecordMask, pseq: uint16(ref >> 48),
 			name: utf16Name(val[fnName:], int(val[fnNameLength])), ns: val[fnNamespace],
@@ -613,11 +615,11 @@ func (n *ntfsFS) fillNames() error {
 		if fatal(err) {
 			return fmt.Errorf("reading MFT record %d: %w", r, err)
 		}
-		if !ok || u16(rec, recFlags)&recFlagInUse == 0 || u64(rec, recBaseRef) != 0 {
+		if !ok || ondisk.U16(rec, recFlags)&recFlagInUse == 0 || ondisk.U64(rec, recBaseRef) != 0 {
 			continue
 		}
-		flags := u16(rec, recFlags)
-		in.inUse, in.dir, in.seq = true, flags&recFlagDir != 0, u16(rec, recSequence)
+		flags := ondisk.U16(rec, recFlags)
+		in.inUse, in.dir, in.seq = true, flags&recFlagDir != 0, ondisk.U16(rec, recSequence)
 		in.names = n.names(n.attrs(int64(r), rec), rec)
 	}
 	return nil

@@ -56,27 +56,6 @@ func fatal(err error) bool {
 	return err != nil && !errors.Is(err, errOutside)
 }
 
-func u16(b []byte, off int) uint16 {
-	if off < 0 || off+2 > len(b) {
-		return 0
-	}
-	return binary.LittleEndian.Uint16(b[off:])
-}
-
-func u32(b []byte, off int) uint32 {
-	if off < 0 || off+4 > len(b) {
-		return 0
-	}
-	return binary.LittleEndian.Uint32(b[off:])
-}
-
-func u64(b []byte, off int) uint64 {
-	if off < 0 || off+8 > len(b) {
-		return 0
-	}
-	return binary.LittleEndian.Uint64(b[off:])
-}
-
 // cleanName makes a name read from disk printable: invalid UTF-8 bytes,
 // control characters and a '/' inside a name are written as \xNN.
 func cleanName(s string) string {

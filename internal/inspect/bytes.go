@@ -14,55 +14,6 @@ import (
 // that checked a signature can read the rest without a bounds check per
 // field; truncated input then fails its sanity checks.
 
-func u8(b []byte, off int) uint8 {
-	if off < 0 || off >= len(b) {
-		return 0
-	}
-	return b[off]
-}
-
-func u16(b []byte, off int) uint16 {
-	if off < 0 || off+2 > len(b) {
-		return 0
-	}
-	return binary.LittleEndian.Uint16(b[off:])
-}
-
-func u32(b []byte, off int) uint32 {
-	if off < 0 || off+4 > len(b) {
-		return 0
-	}
-	return binary.LittleEndian.Uint32(b[off:])
-}
-
-func u64(b []byte, off int) uint64 {
-	if off < 0 || off+8 > len(b) {
-		return 0
-	}
-	return binary.LittleEndian.Uint64(b[off:])
-}
-
-func be16(b []byte, off int) uint16 {
-	if off < 0 || off+2 > len(b) {
-		return 0
-	}
-	return binary.BigEndian.Uint16(b[off:])
-}
-
-func be32(b []byte, off int) uint32 {
-	if off < 0 || off+4 > len(b) {
-		return 0
-	}
-	return binary.BigEndian.Uint32(b[off:])
-}
-
-func be64(b []byte, off int) uint64 {
-	if off < 0 || off+8 > len(b) {
-		return 0
-	}
-	return binary.BigEndian.Uint64(b[off:])
-}
-
 // field returns b[off:off+n], or nil when that is out of range.
 func field(b []byte, off, n int) []byte {
 	if off < 0 || n < 0 || off+n > len(b) {

@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"fmt"
 	"strings"
 )
@@ -72,15 +74,15 @@ func extFeatures(bits uint32, names []string) []string {
 
 func probeExt(v volume, head []byte) (*FileSystem, error) {
 	sb := field(head, extSuperOffset, extSuperSize)
-	if u16(sb, 0x38) != extMagic {
+	if ondisk.U16(sb, 0x38) != extMagic {
 		return nil, nil
 	}
-	logBlock := u32(sb, 0x18)
+	logBlock := ondisk.U32(sb, 0x18)
 	if logBlock > 6 { // 1024 << 6 = 64 KiB, the largest ext4 block
 		return nil, nil
 	}
 	blockSize := int64(1024) << logBlock
-	compat, incompat, roCompat := u32(sb, 0x5C), u32(sb, 0x60), u32(sb, 0x64)
+	compat, incompat, roCompat := ondisk.U32(sb, 0x5C), ondisk.U32(sb, 0x60), ondisk.U32(sb, 0x64)
 
 	typ := TypeExt4
 	switch {
@@ -93,45 +95,45 @@ func probeExt(v volume, head []byte) (*FileSystem, error) {
 		typ = TypeExt2
 	}
 
-	blocks := uint64(u32(sb, 0x04))
-	reserved := uint64(u32(sb, 0x08))
-	free := uint64(u32(sb, 0x0C))
+	blocks := uint64(ondisk.U32(sb, 0x04))
+	reserved := uint64(ondisk.U32(sb, 0x08))
+	free := uint64(ondisk.U32(sb, 0x0C))
 	if incompat&extIncompat64Bit != 0 {
-		blocks |= uint64(u32(sb, 0x150)) << 32
-		reserved |= uint64(u32(sb, 0x154)) << 32
-		free |= uint64(u32(sb, 0x158)) << 32
+		blocks |= uint64(ondisk.U32(sb, 0x150)) << 32
+		reserved |= uint64(ondisk.U32(sb, 0x154)) << 32
+		free |= uint64(ondisk.U32(sb, 0x158)) << 32
 	}
-	inodeSize := int(u16(sb, 0x58))
-	rev := u32(sb, 0x4C)
+	inodeSize := int(ondisk.U16(sb, 0x58))
+	rev := ondisk.U32(sb, 0x4C)
 	if rev == 0 {
 		inodeSize = 128 // revision 0 has fixed 128-byte inodes
 	}
 	// Times are 32-bit seconds plus, since ext4's 2038 fix, a high byte
 	// each at 0x274-0x277.
-	tm := func(lo, hi int) int64 { return int64(u32(sb, lo)) | int64(u8(sb, hi))<<32 }
+	tm := func(lo, hi int) int64 { return int64(ondisk.U32(sb, lo)) | int64(ondisk.U8(sb, hi))<<32 }
 
 	e := &Ext{
-		Revision:         fmt.Sprintf("%d.%d", rev, u16(sb, 0x3E)),
-		State:            extState(u16(sb, 0x3A)),
-		ErrorBehavior:    extErrors(u16(sb, 0x3C)),
-		CreatorOS:        extCreatorOS(u32(sb, 0x48)),
+		Revision:         fmt.Sprintf("%d.%d", rev, ondisk.U16(sb, 0x3E)),
+		State:            extState(ondisk.U16(sb, 0x3A)),
+		ErrorBehavior:    extErrors(ondisk.U16(sb, 0x3C)),
+		CreatorOS:        extCreatorOS(ondisk.U32(sb, 0x48)),
 		BlockCount:       blocks,
 		FreeBlocks:       free,
 		ReservedBlocks:   reserved,
-		InodeCount:       u32(sb, 0x00),
-		FreeInodes:       u32(sb, 0x10),
+		InodeCount:       ondisk.U32(sb, 0x00),
+		FreeInodes:       ondisk.U32(sb, 0x10),
 		InodeSize:        inodeSize,
-		FirstDataBlock:   u32(sb, 0x14),
-		BlocksPerGroup:   u32(sb, 0x20),
-		InodesPerGroup:   u32(sb, 0x28),
+		FirstDataBlock:   ondisk.U32(sb, 0x14),
+		BlocksPerGroup:   ondisk.U32(sb, 0x20),
+		InodesPerGroup:   ondisk.U32(sb, 0x28),
 		Created:          unixTime(tm(0x108, 0x276)),
 		LastMount:        unixTime(tm(0x2C, 0x275)),
 		LastWrite:        unixTime(tm(0x30, 0x274)),
 		LastCheck:        unixTime(tm(0x40, 0x277)),
 		LastMountedOn:    cstring(field(sb, 0x88, 64)),
-		MountCount:       int(u16(sb, 0x34)),
-		MaxMountCount:    int(int16(u16(sb, 0x36))),
-		JournalInode:     u32(sb, 0xE0),
+		MountCount:       int(ondisk.U16(sb, 0x34)),
+		MaxMountCount:    int(int16(ondisk.U16(sb, 0x36))),
+		JournalInode:     ondisk.U32(sb, 0xE0),
 		FeaturesCompat:   extFeatures(compat, extCompat),
 		FeaturesIncompat: extFeatures(incompat, extIncompat),
 		FeaturesROCompat: extFeatures(roCompat, extROCompat),

@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"fmt"
 	"unicode/utf16"
 )
@@ -30,25 +32,25 @@ func probeFAT(v volume, head []byte) (*FileSystem, error) {
 	if !(bs[0] == 0xEB && bs[2] == 0x90) && bs[0] != 0xE9 { // fatgen103: a short or near jump
 		return nil, nil
 	}
-	bps := int64(u16(bs, 0x0B))
-	spc := int64(u8(bs, 0x0D))
-	reserved := int64(u16(bs, 0x0E))
-	fats := int64(u8(bs, 0x10))
-	rootEntries := int64(u16(bs, 0x11))
-	media := u8(bs, 0x15)
+	bps := int64(ondisk.U16(bs, 0x0B))
+	spc := int64(ondisk.U8(bs, 0x0D))
+	reserved := int64(ondisk.U16(bs, 0x0E))
+	fats := int64(ondisk.U8(bs, 0x10))
+	rootEntries := int64(ondisk.U16(bs, 0x11))
+	media := ondisk.U8(bs, 0x15)
 	// fatgen103's valid BPB values; more than 4 FATs is never written but
 	// tolerated by some drivers, so it is the bound used here.
 	if !isPow2(bps, 512, 4096) || !isPow2(spc, 1, 128) || reserved == 0 || fats == 0 || fats > 4 ||
 		(media != 0xF0 && media < 0xF8) {
 		return nil, nil
 	}
-	total := int64(u16(bs, 0x13))
+	total := int64(ondisk.U16(bs, 0x13))
 	if total == 0 {
-		total = int64(u32(bs, 0x20))
+		total = int64(ondisk.U32(bs, 0x20))
 	}
-	fatSize := int64(u16(bs, 0x16))
+	fatSize := int64(ondisk.U16(bs, 0x16))
 	if fatSize == 0 {
-		fatSize = int64(u32(bs, 0x24))
+		fatSize = int64(ondisk.U32(bs, 0x24))
 	}
 	if total == 0 || fatSize == 0 {
 		return nil, nil
@@ -75,12 +77,12 @@ func probeFAT(v volume, head []byte) (*FileSystem, error) {
 		TotalSectors:    uint32(total),
 		Clusters:        uint32(clusters),
 		MediaDescriptor: fmt.Sprintf("0x%02x", media),
-		HiddenSectors:   u32(bs, 0x1C),
+		HiddenSectors:   ondisk.U32(bs, 0x1C),
 	}
 	ebpb := 0x24 // FAT12/16 extended BPB
 	if typ == TypeFAT32 {
 		ebpb = 0x40
-		f.RootCluster = u32(bs, 0x2C)
+		f.RootCluster = ondisk.U32(bs, 0x2C)
 	}
 	fs := &FileSystem{
 		Type:        typ,
@@ -91,8 +93,8 @@ func probeFAT(v volume, head []byte) (*FileSystem, error) {
 	}
 	// Signature 0x29 says the serial, label and type string follow; 0x28
 	// has the serial only.
-	if sig := u8(bs, ebpb+2); sig == 0x29 || sig == 0x28 {
-		fs.Serial = fatSerial(u32(bs, ebpb+3))
+	if sig := ondisk.U8(bs, ebpb+2); sig == 0x29 || sig == 0x28 {
+		fs.Serial = fatSerial(ondisk.U32(bs, ebpb+3))
 		if sig == 0x29 {
 			f.BootLabel = padded(field(bs, ebpb+7, 11))
 			f.FSTypeLabel = padded(field(bs, ebpb+18, 8))
@@ -141,7 +143,7 @@ func fatChain(v volume, bs []byte, first uint32, fatOff, dataOff, clusterSize in
 		if err != nil {
 			return nil, err
 		}
-		c = u32(next, 0) & 0x0FFFFFFF // FAT32 entries are 28 bits
+		c = ondisk.U32(next, 0) & 0x0FFFFFFF // FAT32 entries are 28 bits
 	}
 	return dir, nil
 }
@@ -182,27 +184,27 @@ func probeExFAT(v volume, head []byte) (*FileSystem, error) {
 	if !isZeroBytes(field(bs, 11, 53)) { // exFAT spec 3.1.4: MustBeZero
 		return nil, nil
 	}
-	bpsShift, spcShift := int(u8(bs, 0x6C)), int(u8(bs, 0x6D))
+	bpsShift, spcShift := int(ondisk.U8(bs, 0x6C)), int(ondisk.U8(bs, 0x6D))
 	if bpsShift < 9 || bpsShift > 12 || spcShift > 25-bpsShift { // spec 3.1.14-15
 		return nil, nil
 	}
 	bps := int64(1) << bpsShift
 	cluster := bps << spcShift
-	rev := u16(bs, 0x68)
+	rev := ondisk.U16(bs, 0x68)
 	x := &ExFAT{
 		Revision:          fmt.Sprintf("%d.%02d", rev>>8, rev&0xFF),
-		PartitionOffset:   u64(bs, 0x40),
-		VolumeLength:      u64(bs, 0x48),
-		FATOffset:         u32(bs, 0x50),
-		ClusterHeapOffset: u32(bs, 0x58),
-		ClusterCount:      u32(bs, 0x5C),
-		RootCluster:       u32(bs, 0x60),
-		VolumeFlags:       u16(bs, 0x6A),
-		FATCount:          int(u8(bs, 0x6E)),
+		PartitionOffset:   ondisk.U64(bs, 0x40),
+		VolumeLength:      ondisk.U64(bs, 0x48),
+		FATOffset:         ondisk.U32(bs, 0x50),
+		ClusterHeapOffset: ondisk.U32(bs, 0x58),
+		ClusterCount:      ondisk.U32(bs, 0x5C),
+		RootCluster:       ondisk.U32(bs, 0x60),
+		VolumeFlags:       ondisk.U16(bs, 0x6A),
+		FATCount:          int(ondisk.U8(bs, 0x6E)),
 	}
 	fs := &FileSystem{
 		Type:        TypeExFAT,
-		Serial:      fatSerial(u32(bs, 0x64)),
+		Serial:      fatSerial(ondisk.U32(bs, 0x64)),
 		ClusterSize: cluster,
 		SectorSize:  bps,
 		Size:        clampMul(x.VolumeLength, bps),
@@ -231,7 +233,7 @@ func probeExFAT(v volume, head []byte) (*FileSystem, error) {
 		if err != nil {
 			return nil, err
 		}
-		c = u32(next, 0)
+		c = ondisk.U32(next, 0)
 	}
 	return fs, nil
 }
@@ -247,7 +249,7 @@ func exfatLabel(dir []byte) (label string, done bool) {
 			n := min(int(dir[off+1]), 11) // at most 11 UTF-16 characters
 			units := make([]uint16, n)
 			for i := range units {
-				units[i] = u16(dir, off+2+2*i)
+				units[i] = ondisk.U16(dir, off+2+2*i)
 			}
 			return string(utf16.Decode(units)), true
 		}

@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"bytes"
 	"fmt"
 	"hash/crc32"
@@ -38,27 +40,27 @@ func parseGPTHeader(sector []byte, lba uint64, sectorSize int) (gptHeader, strin
 	if !hasAt(sector, 0, gptSignature) {
 		return h, "no EFI PART signature"
 	}
-	size := u32(sector, 12)
+	size := ondisk.U32(sector, 12)
 	if size < gptMinHeaderSize || int(size) > sectorSize || int(size) > len(sector) {
 		return h, fmt.Sprintf("header size %d out of range", size)
 	}
-	stored := u32(sector, 16)
+	stored := ondisk.U32(sector, 16)
 	hdr := bytes.Clone(sector[:size])
 	clear(hdr[16:20])
 	if got := crc32.ChecksumIEEE(hdr); got != stored {
 		return h, fmt.Sprintf("header CRC32 0x%08x, stored 0x%08x", got, stored)
 	}
 	h = gptHeader{
-		revision:   u32(sector, 8),
-		myLBA:      u64(sector, 24),
-		altLBA:     u64(sector, 32),
-		firstUsed:  u64(sector, 40),
-		lastUsed:   u64(sector, 48),
+		revision:   ondisk.U32(sector, 8),
+		myLBA:      ondisk.U64(sector, 24),
+		altLBA:     ondisk.U64(sector, 32),
+		firstUsed:  ondisk.U64(sector, 40),
+		lastUsed:   ondisk.U64(sector, 48),
 		diskGUID:   field(sector, 56, 16),
-		entriesLBA: u64(sector, 72),
-		count:      u32(sector, 80),
-		entrySize:  u32(sector, 84),
-		entriesCRC: u32(sector, 88),
+		entriesLBA: ondisk.U64(sector, 72),
+		count:      ondisk.U32(sector, 80),
+		entrySize:  ondisk.U32(sector, 84),
+		entriesCRC: ondisk.U32(sector, 88),
 	}
 	if h.myLBA != lba {
 		return h, fmt.Sprintf("header says it is at LBA %d, found at LBA %d", h.myLBA, lba)
@@ -188,7 +190,7 @@ func fillGPT(l *Layout, h gptHeader, entries []byte, ss int, m mbr) {
 		if len(typ) != 16 || isZeroBytes(typ) {
 			continue
 		}
-		first, last := u64(e, 32), u64(e, 40)
+		first, last := ondisk.U64(e, 32), ondisk.U64(e, 40)
 		if last < first || last >= maxSectors {
 			l.Warnings = append(l.Warnings, fmt.Sprintf("GPT entry %d: sectors %d-%d out of range, skipped", i+1, first, last))
 			continue
@@ -207,7 +209,7 @@ func fillGPT(l *Layout, h gptHeader, entries []byte, ss int, m mbr) {
 			Offset:      int64(first) * int64(ss),
 			Length:      int64(last-first+1) * int64(ss),
 		}
-		if attrs := u64(e, 48); attrs != 0 {
+		if attrs := ondisk.U64(e, 48); attrs != 0 {
 			p.Attributes = fmt.Sprintf("0x%016x", attrs)
 			p.Flags = gptFlags(typeGUID, attrs)
 		}

@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"fmt"
 )
 
@@ -34,7 +36,7 @@ type mbr struct {
 func parseMBREntries(sector []byte) (ents [4]mbrEntry) {
 	for i := range ents {
 		e := field(sector, mbrEntries+i*mbrEntrySize, mbrEntrySize)
-		ents[i] = mbrEntry{status: u8(e, 0), typ: u8(e, 4), start: u32(e, 8), sectors: u32(e, 12)}
+		ents[i] = mbrEntry{status: ondisk.U8(e, 0), typ: ondisk.U8(e, 4), start: ondisk.U32(e, 8), sectors: ondisk.U32(e, 12)}
 	}
 	return ents
 }
@@ -51,7 +53,7 @@ func parseMBR(sector []byte) (mbr, bool) {
 	if hasAt(sector, 3, "NTFS    ") || hasAt(sector, 3, "EXFAT   ") {
 		return m, false
 	}
-	m.diskSig = u32(sector, mbrDiskSigOff)
+	m.diskSig = ondisk.U32(sector, mbrDiskSigOff)
 	m.entries = parseMBREntries(sector)
 	used := 0
 	for _, e := range m.entries {

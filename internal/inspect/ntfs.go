@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"fmt"
 )
 
@@ -35,8 +37,8 @@ func probeNTFS(v volume, head []byte) (*FileSystem, error) {
 	if !hasAt(head, 3, ntfsOEM) {
 		return nil, nil
 	}
-	bps := int64(u16(head, 0x0B))
-	spcByte := u8(head, 0x0D)
+	bps := int64(ondisk.U16(head, 0x0B))
+	spcByte := ondisk.U8(head, 0x0D)
 	spc := int64(spcByte)
 	if spcByte > 0x80 { // cluster sizes over 64 KiB store 256 - log2(sectors per cluster)
 		shift := 256 - int(spcByte)
@@ -49,19 +51,19 @@ func probeNTFS(v volume, head []byte) (*FileSystem, error) {
 		return nil, nil
 	}
 	cluster := bps * spc
-	total := u64(head, 0x28)
+	total := ondisk.U64(head, 0x28)
 	n := &NTFS{
 		TotalSectors:    total,
-		MFTCluster:      u64(head, 0x30),
-		MFTMirrCluster:  u64(head, 0x38),
-		MFTRecordSize:   ntfsSize(u8(head, 0x40), cluster),
-		IndexRecordSize: ntfsSize(u8(head, 0x44), cluster),
-		HiddenSectors:   u32(head, 0x1C),
+		MFTCluster:      ondisk.U64(head, 0x30),
+		MFTMirrCluster:  ondisk.U64(head, 0x38),
+		MFTRecordSize:   ntfsSize(ondisk.U8(head, 0x40), cluster),
+		IndexRecordSize: ntfsSize(ondisk.U8(head, 0x44), cluster),
+		HiddenSectors:   ondisk.U32(head, 0x1C),
 	}
 	n.MFTOffset = clampMul(n.MFTCluster, cluster)
 	fs := &FileSystem{
 		Type:        TypeNTFS,
-		Serial:      fmt.Sprintf("%016X", u64(head, 0x48)),
+		Serial:      fmt.Sprintf("%016X", ondisk.U64(head, 0x48)),
 		ClusterSize: cluster,
 		SectorSize:  bps,
 		Size:        clampMul(total, bps),
@@ -111,17 +113,17 @@ func ntfsVolume(v volume, fs *FileSystem, cluster int64) error {
 		return nil
 	}
 	ntfsAttrs(rec3, func(typ uint32, a []byte) {
-		if u8(a, 8) != 0 { // non-resident: $Volume's attributes are always resident
+		if ondisk.U8(a, 8) != 0 { // non-resident: $Volume's attributes are always resident
 			return
 		}
-		val := field(a, int(u16(a, 20)), int(u32(a, 16)))
+		val := field(a, int(ondisk.U16(a, 20)), int(ondisk.U32(a, 16)))
 		switch typ {
 		case ntfsAttrVolumeName:
 			fs.Label = utf16le(val)
 		case ntfsAttrVolumeInfo:
 			if len(val) >= 12 {
 				n.Version = fmt.Sprintf("%d.%d", val[8], val[9])
-				n.VolumeFlags = ntfsVolumeFlags(u16(val, 10))
+				n.VolumeFlags = ntfsVolumeFlags(ondisk.U16(val, 10))
 			}
 		}
 	})
@@ -137,7 +139,7 @@ func ntfsFixup(rec []byte) string {
 	if !hasAt(rec, 0, "FILE") {
 		return "no FILE signature"
 	}
-	usaOff, usaCount := int(u16(rec, 4)), int(u16(rec, 6))
+	usaOff, usaCount := int(ondisk.U16(rec, 4)), int(ondisk.U16(rec, 6))
 	if usaCount < 2 || (usaCount-1)*ntfsFixupStride != len(rec) || usaOff+2*usaCount > ntfsFixupStride || usaOff < 8 {
 		return fmt.Sprintf("update sequence array (offset %d, count %d) does not fit a %d-byte record", usaOff, usaCount, len(rec))
 	}
@@ -154,14 +156,14 @@ func ntfsFixup(rec []byte) string {
 
 // ntfsAttrs calls fn for each attribute of a fixed-up FILE record.
 func ntfsAttrs(rec []byte, fn func(typ uint32, attr []byte)) {
-	off := int(u16(rec, 0x14))
-	used := min(int(u32(rec, 0x18)), len(rec))
+	off := int(ondisk.U16(rec, 0x14))
+	used := min(int(ondisk.U32(rec, 0x18)), len(rec))
 	for off+16 <= used {
-		typ := u32(rec, off)
+		typ := ondisk.U32(rec, off)
 		if typ == ntfsAttrEnd {
 			return
 		}
-		n := int(u32(rec, off+4))
+		n := int(ondisk.U32(rec, off+4))
 		if n < 16 || off+n > used {
 			return
 		}
@@ -181,11 +183,11 @@ func ntfsDataRuns(rec []byte) ([]run, bool) {
 	var runs []run
 	found := false
 	ntfsAttrs(rec, func(typ uint32, a []byte) {
-		if found || typ != ntfsAttrData || u8(a, 8) == 0 || u8(a, 9) != 0 {
+		if found || typ != ntfsAttrData || ondisk.U8(a, 8) == 0 || ondisk.U8(a, 9) != 0 {
 			return
 		}
 		found = true
-		runs = decodeRuns(a, u64(a, 16))
+		runs = decodeRuns(a, ondisk.U64(a, 16))
 	})
 	return runs, found && len(runs) > 0
 }
@@ -195,7 +197,7 @@ func ntfsDataRuns(rec []byte) ([]run, bool) {
 // LCN delta, then those little-endian fields; a zero header ends it.
 func decodeRuns(a []byte, startVCN uint64) []run {
 	var runs []run
-	off := int(u16(a, 32))
+	off := int(ondisk.U16(a, 32))
 	vcn, lcn := startVCN, int64(0)
 	for off >= 0 && off < len(a) && a[off] != 0 {
 		lenBytes, offBytes := int(a[off]&0x0F), int(a[off]>>4)

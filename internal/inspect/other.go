@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"github.com/ebsimager/ebsimager/internal/ondisk"
+
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,16 +27,16 @@ func probeBtrfs(v volume, _ []byte) (*FileSystem, error) {
 	if !hasAt(sb, 0x40, btrfsMagic) {
 		return nil, nil
 	}
-	sector := int64(u32(sb, 0x90))
+	sector := int64(ondisk.U32(sb, 0x90))
 	if !isPow2(sector, 512, 65536) {
 		return nil, nil
 	}
 	b := &Btrfs{
-		NodeSize:   u32(sb, 0x94),
-		TotalBytes: u64(sb, 0x70),
-		BytesUsed:  u64(sb, 0x78),
-		Devices:    u64(sb, 0x88),
-		Generation: u64(sb, 0x48),
+		NodeSize:   ondisk.U32(sb, 0x94),
+		TotalBytes: ondisk.U64(sb, 0x70),
+		BytesUsed:  ondisk.U64(sb, 0x78),
+		Devices:    ondisk.U64(sb, 0x88),
+		Generation: ondisk.U64(sb, 0x48),
 		DeviceUUID: uuidString(field(sb, 0xC9+0x42, 16)), // dev_item.uuid
 	}
 	return &FileSystem{
@@ -59,10 +61,10 @@ const (
 func probeLVM2(v volume, head []byte) (*FileSystem, error) {
 	for s := range lvmScanSects {
 		sec := field(head, s*512, 512)
-		if !hasAt(sec, 0, lvmLabelID) || !hasAt(sec, 24, lvmLabelType) || u64(sec, 8) != uint64(s) {
+		if !hasAt(sec, 0, lvmLabelID) || !hasAt(sec, 24, lvmLabelType) || ondisk.U64(sec, 8) != uint64(s) {
 			continue
 		}
-		pv := int(u32(sec, 20)) // offset of the PV header within the label sector
+		pv := int(ondisk.U32(sec, 20)) // offset of the PV header within the label sector
 		id := field(sec, pv, 32)
 		if id == nil {
 			return nil, nil
@@ -73,14 +75,14 @@ func probeLVM2(v volume, head []byte) (*FileSystem, error) {
 		}
 		// LVM2 prints PV UUIDs in groups of 6-4-4-4-4-4-6 characters.
 		uuid := strings.Join([]string{raw[0:6], raw[6:10], raw[10:14], raw[14:18], raw[18:22], raw[22:26], raw[26:32]}, "-")
-		size := u64(sec, pv+32)
+		size := ondisk.U64(sec, pv+32)
 		fs := &FileSystem{
 			Type: TypeLVM2,
 			UUID: uuid,
 			Size: clampMul(size, 1),
 			LVM2: &LVM2{LabelSector: s, DeviceSize: size},
 		}
-		if got, want := lvmCRC(sec[20:]), u32(sec, 16); got != want {
+		if got, want := lvmCRC(sec[20:]), ondisk.U32(sec, 16); got != want {
 			fs.Warnings = append(fs.Warnings, fmt.Sprintf("label CRC 0x%08x, stored 0x%08x", got, want))
 		}
 		return fs, nil
@@ -115,22 +117,22 @@ func probeLUKS(v volume, head []byte) (*FileSystem, error) {
 		return nil, nil
 	}
 	fs := &FileSystem{UUID: cstring(field(head, 168, 40))}
-	switch ver := be16(head, 6); ver {
+	switch ver := ondisk.BE16(head, 6); ver {
 	case 1:
 		fs.Type = TypeLUKS1
 		fs.LUKS = &LUKS{
 			Version:       1,
 			Cipher:        cstring(field(head, 8, 32)) + "-" + cstring(field(head, 40, 32)),
 			Hash:          cstring(field(head, 72, 32)),
-			PayloadOffset: int64(be32(head, 104)) * 512, // in 512-byte sectors
-			KeyBytes:      be32(head, 108),
+			PayloadOffset: int64(ondisk.BE32(head, 104)) * 512, // in 512-byte sectors
+			KeyBytes:      ondisk.BE32(head, 108),
 		}
 	case 2:
 		fs.Type = TypeLUKS2
 		fs.Label = cstring(field(head, 24, 48))
 		fs.LUKS = &LUKS{
 			Version:    2,
-			HeaderSize: be64(head, 8),
+			HeaderSize: ondisk.BE64(head, 8),
 			Subsystem:  cstring(field(head, 208, 48)),
 		}
 	default:
@@ -165,10 +167,10 @@ func probeSwap(v volume, head []byte) (*FileSystem, error) {
 			if sig == "SWAP-SPACE" { // version 0 has no header fields
 				return fs, nil
 			}
-			ver := u32(head, 1024)
-			get := u32
-			if ver != 1 && be32(head, 1024) == 1 { // written by a big-endian kernel
-				get, ver = be32, 1
+			ver := ondisk.U32(head, 1024)
+			get := ondisk.U32
+			if ver != 1 && ondisk.BE32(head, 1024) == 1 { // written by a big-endian kernel
+				get, ver = ondisk.BE32, 1
 			}
 			s.Version = ver
 			s.Pages = get(head, 1028)
@@ -211,12 +213,12 @@ func probeISO9660(v volume, _ []byte) (*FileSystem, error) {
 		default:
 			continue
 		}
-		blockSize := int(u16(vd, 128)) // both-endian field: the LE half first
+		blockSize := int(ondisk.U16(vd, 128)) // both-endian field: the LE half first
 		iso := &ISO9660{
 			SystemID:    padded(field(vd, 8, 32)),
 			VolumeSetID: padded(field(vd, 190, 128)),
 			PublisherID: padded(field(vd, 318, 128)),
-			Blocks:      u32(vd, 80),
+			Blocks:      ondisk.U32(vd, 80),
 			BlockSize:   blockSize,
 			Created:     isoTime(field(vd, 813, 17)),
 			Modified:    isoTime(field(vd, 830, 17)),
