@@ -248,7 +248,11 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 		sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
 		rec := acquisitionRecord(report.KindEvidenceDirectory, o.out, st.Meta().Case, res, sum.Resumed, awsInfo())
 		rec.Acquisition.Base = sum.Base
-		if err := recordEvidence(o.out, rec, ms); err != nil {
+		var changed func(*report.BlockMap) error
+		if inc != nil {
+			changed = inc.markChanged
+		}
+		if err := recordEvidence(o.out, rec, ms, changed); err != nil {
 			return fmt.Errorf("writing the chain-of-custody record: %w", err)
 		}
 	} else {

@@ -46,7 +46,7 @@ func acquisitionRecord(kind, location string, meta map[string]string, res acquir
 // recordEvidence completes the record of an evidence directory: the
 // manifest's totals and SHA-256, the block map, and the partitions and
 // file systems (read from the evidence itself), then saves it.
-func recordEvidence(dir string, rec *report.Report, sum store.Summary) error {
+func recordEvidence(dir string, rec *report.Report, sum store.Summary, changed func(*report.BlockMap) error) error {
 	rec.Acquisition.Blocks, rec.Acquisition.Bytes = sum.Blocks, sum.Bytes
 	rec.Acquisition.ManifestSHA256 = sum.ManifestSHA256.Hex()
 	ev, err := store.Open(dir)
@@ -60,6 +60,9 @@ func recordEvidence(dir string, rec *report.Report, sum store.Summary) error {
 	rec.BlockMap = report.NewBlockMap(block.Slots(rec.Evidence.VolumeSizeGiB))
 	err = rec.BlockMap.AddManifest(mr)
 	c.Close()
+	if err == nil && changed != nil {
+		err = changed(rec.BlockMap)
+	}
 	if err != nil {
 		return fmt.Errorf("mapping blocks: %w", err)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	mathbits "math/bits"
+
 	"context"
 	"fmt"
 	"path/filepath"
@@ -136,4 +138,20 @@ func (in *incremental) record() *report.Base {
 		Directory: in.base.Dir, SnapshotID: in.base.Meta.SnapshotID, ManifestSHA256: in.base.ManifestSHA256,
 		ChangedBlocks: in.nChanged, ReusedBlocks: in.reused, LinkedBlocks: in.linked, CopiedBlocks: in.copied,
 	}
+}
+
+// markChanged marks the blocks ListChangedBlocks listed on the record's
+// block map, in ascending order.
+func (inc *incremental) markChanged(m *report.BlockMap) error {
+	m.ChangedBase = inc.base.Meta.SnapshotID
+	for w, bits := range inc.changed {
+		for bits != 0 {
+			b := bits & -bits
+			if err := m.AddChanged(int64(w)*64 + int64(mathbits.TrailingZeros64(b))); err != nil {
+				return err
+			}
+			bits ^= b
+		}
+	}
+	return nil
 }

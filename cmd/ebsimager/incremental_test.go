@@ -141,6 +141,10 @@ func TestIncrementalAcquire(t *testing.T) {
 	if rec.Acquisition.Base == nil || *rec.Acquisition.Base != wantBase || rec.Acquisition.Blocks != int64(len(fullNames)) {
 		t.Fatalf("record's base %+v, blocks %d; want %+v, %d", rec.Acquisition.Base, rec.Acquisition.Blocks, wantBase, len(fullNames))
 	}
+	// The block map marks the changed blocks against the base.
+	if m := rec.BlockMap; m == nil || m.ChangedBlocks != int64(len(changes)) || m.ChangedBase != snapIncParent {
+		t.Fatalf("block map %+v: want %d changed blocks against %s", m, len(changes), snapIncParent)
+	}
 
 	if got, want := manifestBlocks(t, inc), manifestBlocks(t, full); got != want {
 		t.Fatalf("incremental manifest differs from the full acquisition's:\n%s\nwant:\n%s", got, want)
