@@ -104,36 +104,14 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, reqID string
 // queryScope returns the service of the request's SigV4 credential scope.
 // As for the EBS direct APIs, the signature is required but not checked.
 func queryScope(r *http.Request) (string, *queryError) {
-	const scheme = "AWS4-HMAC-SHA256 " // SigV4's algorithm name
-	h := r.Header.Get("Authorization")
-	if h == "" {
+	service, missing, problem := sigV4Scope(r.Header.Get("Authorization"))
+	switch {
+	case missing:
 		return "", &queryError{http.StatusBadRequest, "MissingAuthenticationToken", "Request is missing Authentication Token"}
+	case problem != "":
+		return "", &queryError{http.StatusBadRequest, "IncompleteSignature", problem}
 	}
-	rest, ok := strings.CutPrefix(h, scheme)
-	if !ok {
-		return "", &queryError{http.StatusBadRequest, "IncompleteSignature",
-			"Authorization header requires the AWS4-HMAC-SHA256 scheme"}
-	}
-	var cred string
-	var signed, sig bool
-	for _, f := range strings.Split(rest, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
-		switch k {
-		case "Credential":
-			cred = v
-		case "SignedHeaders":
-			signed = v != ""
-		case "Signature":
-			sig = v != ""
-		}
-	}
-	// Credential=AKID/DATE/REGION/SERVICE/aws4_request
-	scope := strings.Split(cred, "/")
-	if len(scope) != 5 || !signed || !sig || scope[4] != "aws4_request" {
-		return "", &queryError{http.StatusBadRequest, "IncompleteSignature",
-			"Authorization header requires Credential, SignedHeaders and Signature"}
-	}
-	return scope[3], nil
+	return service, nil
 }
 
 // errorXML renders qe as the service's error document: EC2's

@@ -323,18 +323,18 @@ func route(r *http.Request) (op, id, idx string) {
 	return OpUnknown, "", ""
 }
 
-// checkAuth wants a SigV4 Authorization header for service ebs. The
-// signature itself is not verified: the emulator knows no secrets.
-func checkAuth(r *http.Request) *apiError {
+// sigV4Scope reads the credential scope's service from a SigV4
+// Authorization header. missing reports an absent header; otherwise a
+// non-empty problem says what is malformed. The signature itself is not
+// verified: the emulator knows no secrets.
+func sigV4Scope(h string) (service string, missing bool, problem string) {
 	const scheme = "AWS4-HMAC-SHA256 " // SigV4's algorithm name
-	h := r.Header.Get("Authorization")
 	if h == "" {
-		return &apiError{status: http.StatusForbidden, typ: errMissingAuth, message: "Missing Authentication Token"}
+		return "", true, ""
 	}
 	rest, ok := strings.CutPrefix(h, scheme)
 	if !ok {
-		return &apiError{status: http.StatusForbidden, typ: errIncompleteSig,
-			message: "Authorization header requires the AWS4-HMAC-SHA256 scheme"}
+		return "", false, "Authorization header requires the AWS4-HMAC-SHA256 scheme"
 	}
 	var cred string
 	var signed, sig bool
@@ -352,10 +352,20 @@ func checkAuth(r *http.Request) *apiError {
 	// Credential=AKID/DATE/REGION/SERVICE/aws4_request
 	scope := strings.Split(cred, "/")
 	if len(scope) != 5 || !signed || !sig || scope[4] != "aws4_request" {
-		return &apiError{status: http.StatusForbidden, typ: errIncompleteSig,
-			message: "Authorization header requires Credential, SignedHeaders and Signature"}
+		return "", false, "Authorization header requires Credential, SignedHeaders and Signature"
 	}
-	if scope[3] != "ebs" {
+	return scope[3], false, ""
+}
+
+// checkAuth wants a SigV4 Authorization header for service ebs.
+func checkAuth(r *http.Request) *apiError {
+	service, missing, problem := sigV4Scope(r.Header.Get("Authorization"))
+	switch {
+	case missing:
+		return &apiError{status: http.StatusForbidden, typ: errMissingAuth, message: "Missing Authentication Token"}
+	case problem != "":
+		return &apiError{status: http.StatusForbidden, typ: errIncompleteSig, message: problem}
+	case service != "ebs":
 		return &apiError{status: http.StatusForbidden, typ: errIncompleteSig,
 			message: "Credential should be scoped to correct service: 'ebs'"}
 	}
