@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
-	"github.com/ebsimager/ebsimager/internal/store"
 )
 
 // errNotAllocated: the snapshot does not list the requested block.
@@ -63,7 +63,7 @@ that says so; it is never replaced by the next allocated block.`,
 			if err != nil {
 				return err
 			}
-			err = store.AtomicWrite(out, func(w io.Writer) error {
+			err = atomicfile.Write(out, func(w io.Writer) error {
 				_, err := w.Write(b.Data)
 				return err
 			})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/diff"
 	"github.com/ebsimager/ebsimager/internal/ebs"
@@ -143,7 +144,7 @@ func runDiff(cmd *cobra.Command, aws *awsOptions, o *diffOptions, baseID, id str
 	counts := snap.Stats.Counts()
 	d.ListCalls, d.GetCalls = counts.ListCalls, counts.GetCalls
 	if o.out != "" {
-		if err := store.AtomicWrite(o.out, func(w io.Writer) error { return diff.WriteChangelog(w, d) }); err != nil {
+		if err := atomicfile.Write(o.out, func(w io.Writer) error { return diff.WriteChangelog(w, d) }); err != nil {
 			return fmt.Errorf("writing %s: %w", o.out, err)
 		}
 	}

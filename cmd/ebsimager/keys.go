@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 	"github.com/spf13/cobra"
 
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -139,7 +140,7 @@ func (o *sealOptions) recipientsFor(dir string) ([]age.Recipient, []string, stri
 		return nil, nil, "", err
 	}
 	var rc age.Recipient
-	err = store.AtomicWrite(path, func(w io.Writer) error {
+	err = atomicfile.Write(path, func(w io.Writer) error {
 		var err error
 		rc, err = codec.GenerateKeyFile(w, pass)
 		return err
@@ -247,7 +248,7 @@ func (o *sealOptions) passphraseKey(dir string) (age.Recipient, []age.Identity, 
 		return nil, nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
 	}
 	if existing == nil {
-		err := store.AtomicWrite(path, func(w io.Writer) error {
+		err := atomicfile.Write(path, func(w io.Writer) error {
 			_, err := codec.GenerateKeyFile(w, pass)
 			return err
 		})

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/inspect"
 )
@@ -526,11 +527,11 @@ func (r *Report) Save(dir string) error {
 		name string
 		data []byte
 	}{{TextName, txt.Bytes()}, {HTMLName, page.Bytes()}, {JSONName, js}} {
-		if err := writeAtomic(dir, f.name, f.data); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(dir, f.name), f.data); err != nil {
 			return fmt.Errorf("saving report: %w", err)
 		}
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // appendOnly checks that every old step is still there, unchanged, in
@@ -557,49 +558,8 @@ func appendOnly(old, cur []Step) error {
 
 // writeAtomic writes data to dir/name through a synced temporary file
 // (mode 0600) in the same directory.
-func writeAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
-}
 
 // syncDir makes the renames durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
-}
 
 // sortedKeys returns m's keys in order.
 func sortedKeys[V any](m map[string]V) []string {

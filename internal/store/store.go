@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
@@ -516,7 +517,7 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		ToolVersion: s.meta.ToolVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(),
 	}
 	var sum Summary
-	err := atomicWrite(filepath.Join(s.dir, ManifestName), func(w io.Writer) error {
+	err := atomicfile.Write(filepath.Join(s.dir, ManifestName), func(w io.Writer) error {
 		mw, err := manifest.NewWriter(w, h)
 		if err != nil {
 			return err
@@ -543,7 +544,7 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		return Summary{}, fmt.Errorf("writing manifest: %w", err)
 	}
 	line := fmt.Sprintf("%s  %s\n", sum.ManifestSHA256.Hex(), ManifestName)
-	if err := atomicWrite(filepath.Join(s.dir, ManifestSumName), func(w io.Writer) error {
+	if err := atomicfile.Write(filepath.Join(s.dir, ManifestSumName), func(w io.Writer) error {
 		_, err := io.WriteString(w, line)
 		return err
 	}); err != nil {
@@ -552,39 +553,9 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 	return sum, nil
 }
 
-// atomicWrite writes path through fn via a synced temporary file in the
-// same directory, then renames it into place.
-func atomicWrite(path string, fn func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(f, 1<<16)
-	err = fn(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
-}
-
-// AtomicWrite is atomicWrite for other packages writing beside the
-// evidence (reports, hash files).
-func AtomicWrite(path string, fn func(io.Writer) error) error { return atomicWrite(path, fn) }
-
+// writeJSON writes v, indented, to path atomically.
 func writeJSON(path string, v any) error {
-	return atomicWrite(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)

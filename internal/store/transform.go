@@ -42,6 +42,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
@@ -338,7 +339,7 @@ func (ev *Evidence) writeForm(ctx context.Context, mk *marker, o *TransformOptio
 		return fmt.Errorf("syncing %s: %w", transformEntriesName, err)
 	}
 	// The new files' names must be durable before a manifest lists them.
-	if err := eachLeaf(ev.Dir, func(leaf string) error { return syncDir(filepath.Join(ev.Dir, leaf)) }); err != nil {
+	if err := eachLeaf(ev.Dir, func(leaf string) error { return atomicfile.SyncDir(filepath.Join(ev.Dir, leaf)) }); err != nil {
 		return fmt.Errorf("syncing leaf directories: %w", err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -358,7 +359,7 @@ func (ev *Evidence) writeForm(ctx context.Context, mk *marker, o *TransformOptio
 	if err := writeMarker(ev.Dir, mk); err != nil {
 		return err
 	}
-	return syncDir(ev.Dir)
+	return atomicfile.SyncDir(ev.Dir)
 }
 
 // undo removes what a failed phase one wrote when the failure lies in
@@ -388,7 +389,7 @@ func (ev *Evidence) rollback(mk *marker) error {
 			return err
 		}
 	}
-	return syncDir(ev.Dir)
+	return atomicfile.SyncDir(ev.Dir)
 }
 
 // eachEntry calls fn for every entry of the manifest in index order,
@@ -411,7 +412,7 @@ func (ev *Evidence) eachEntry(fn func(e manifest.Entry) error) error {
 		}
 		if l := LeafDir(e.Index); l != leaf {
 			if leaf != "" {
-				if err := syncDir(filepath.Join(ev.Dir, leaf)); err != nil {
+				if err := atomicfile.SyncDir(filepath.Join(ev.Dir, leaf)); err != nil {
 					return err
 				}
 			}
@@ -425,7 +426,7 @@ func (ev *Evidence) eachEntry(fn func(e manifest.Entry) error) error {
 		}
 	}
 	if leaf != "" {
-		return syncDir(filepath.Join(ev.Dir, leaf))
+		return atomicfile.SyncDir(filepath.Join(ev.Dir, leaf))
 	}
 	return nil
 }
@@ -633,7 +634,7 @@ func (ev *Evidence) convert(e manifest.Entry, mk *marker, unseal Unseal, sink *S
 // in r, to DIR/transform-manifest.jsonl and returns its SHA-256.
 func (ev *Evidence) writePendingManifest(h manifest.Header, r io.Reader, blocks int64) (block.Sum, error) {
 	var sum block.Sum
-	err := atomicWrite(filepath.Join(ev.Dir, transformManifestName), func(w io.Writer) error {
+	err := atomicfile.Write(filepath.Join(ev.Dir, transformManifestName), func(w io.Writer) error {
 		mw, err := manifest.NewWriter(w, h)
 		if err != nil {
 			return err
@@ -691,7 +692,7 @@ func (ev *Evidence) switchForm(mk *marker, res *TransformResult) error {
 		return fmt.Errorf("%s is not the manifest %s records (%v): run verify", ManifestName, TransformName, err)
 	}
 	line := fmt.Sprintf("%s  %s\n", want.Hex(), ManifestName)
-	if err := atomicWrite(filepath.Join(ev.Dir, ManifestSumName), func(w io.Writer) error {
+	if err := atomicfile.Write(filepath.Join(ev.Dir, ManifestSumName), func(w io.Writer) error {
 		_, err := io.WriteString(w, line)
 		return err
 	}); err != nil {
@@ -710,7 +711,7 @@ func (ev *Evidence) switchForm(mk *marker, res *TransformResult) error {
 		return fmt.Errorf("writing %s: %w", MetaName, err)
 	}
 	ev.Meta = meta
-	if err := syncDir(ev.Dir); err != nil {
+	if err := atomicfile.SyncDir(ev.Dir); err != nil {
 		return err
 	}
 	if err := crashPoint("meta"); err != nil {
@@ -744,7 +745,7 @@ func (ev *Evidence) switchForm(mk *marker, res *TransformResult) error {
 		}
 	}
 	res.ManifestSHA256 = want
-	return syncDir(ev.Dir)
+	return atomicfile.SyncDir(ev.Dir)
 }
 
 // rewriteJournals replaces the journal of every leaf the manifest lists
@@ -843,7 +844,7 @@ func (j *leafJournal) commit() error {
 		err = os.Rename(j.f.Name(), filepath.Join(j.dir, j.leaf, journalName))
 	}
 	if err == nil {
-		err = syncDir(filepath.Join(j.dir, j.leaf))
+		err = atomicfile.SyncDir(filepath.Join(j.dir, j.leaf))
 	}
 	if err != nil {
 		os.Remove(j.f.Name())
@@ -967,17 +968,6 @@ func sweepTemp(dir string) error {
 }
 
 // syncDir makes the renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
-}
 
 // testHook, when a test sets it, is called at each step of a
 // conversion; an error it returns stops the conversion there, as a crash

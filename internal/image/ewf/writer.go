@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zlib"
+
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 )
 
 // Options configures Create.
@@ -565,19 +567,7 @@ func (w *Writer) rename() error {
 			return errors.Join(append(errs, kept)...)
 		}
 	}
-	return syncDir(filepath.Dir(w.base))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(w.base))
 }
 
 // openSegment starts the next segment file under a temporary name and

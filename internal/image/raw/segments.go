@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/digest"
 )
 
@@ -263,7 +264,7 @@ func (s *segments) commit(force bool) error {
 		moved++
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(s.l.path))
+		err = atomicfile.SyncDir(filepath.Dir(s.l.path))
 	}
 	if err != nil {
 		for _, name := range s.l.names[:moved] {
@@ -303,21 +304,6 @@ func place(tmp, name string, force bool) error {
 func wrapMove(tmp string, err error) error {
 	if err != nil {
 		return fmt.Errorf("moving %s into place: %w", tmp, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }
