@@ -135,6 +135,21 @@ func TestVerifyCatches(t *testing.T) {
 			name := block.FileName(block.FileInfo{Index: 20000, Snapshot: snap, Sum: block.SumOf(d), VolumeGiB: 8, BlockSize: block.Size})
 			os.WriteFile(filepath.Join(dir, LeafDir(20000), name), d, 0o600)
 		}, Problem{Index: 20000, Kind: "extra"}},
+		"tampered block with its stored digest rewritten": {func(t *testing.T, dir string) {
+			// The attacker flips a byte, records the new bytes' SHA-256 as
+			// the stored digest and rewrites the manifest's checksum file:
+			// only the content digest, from AWS, still tells.
+			p := blockPath(t, dir, 9999)
+			d, _ := os.ReadFile(p)
+			d[100] ^= 1
+			os.WriteFile(p, d, 0o600)
+			mp := filepath.Join(dir, ManifestName)
+			m, _ := os.ReadFile(mp)
+			old := `"stored_sha256":"` + block.SumOf(blockData(9999)).Hex()
+			m = bytes.Replace(m, []byte(old), []byte(`"stored_sha256":"`+block.SumOf(d).Hex()), 1)
+			os.WriteFile(mp, m, 0o600)
+			os.WriteFile(filepath.Join(dir, ManifestSumName), []byte(block.SumOf(m).Hex()+"  "+ManifestName+"\n"), 0o600)
+		}, Problem{Index: 9999, Kind: "mismatch"}},
 		"edited manifest": {func(t *testing.T, dir string) {
 			p := filepath.Join(dir, ManifestName)
 			d, _ := os.ReadFile(p)
