@@ -12,6 +12,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
@@ -31,6 +32,8 @@ const (
 	exitLocalIO     = 9   // local disk: full, unwritable, missing
 	exitWrongKey    = 10  // wrong passphrase or identity
 	exitQuota       = 11  // an AWS service quota is exhausted
+	exitBusy        = 12  // another ebsimager process holds the output (dirlock)
+	exitUnrecorded  = 13  // the evidence verified, but the step could not be recorded
 	exitInterrupted = 130 // Ctrl-C or SIGTERM; nothing half-written is left
 )
 
@@ -47,6 +50,8 @@ const exitCodesHelp = `EXIT STATUS
   9    local I/O error: disk full, output not writable
   10   wrong or missing passphrase or identity
   11   AWS service quota exhausted
+  12   busy: another ebsimager process (named by PID) is writing the same output
+  13   verified OK, but the verification could not be appended to the record
   130  interrupted (Ctrl-C); nothing half-written is left, run again to resume`
 
 // usageError marks errors in flags or arguments.
@@ -70,6 +75,12 @@ type mismatchError struct{ msg string }
 
 func (e mismatchError) Error() string { return e.msg }
 
+// unrecordedError is exit 13: the evidence itself is fine (the verdict
+// was printed), but the step could not be appended to the record.
+type unrecordedError struct{ error }
+
+func (e unrecordedError) Unwrap() error { return e.error }
+
 // wrongKeyError is exit 10.
 type wrongKeyError struct{ error }
 
@@ -80,14 +91,16 @@ func exitCode(ctx context.Context, err error) int {
 		return exitOK
 	}
 	var (
-		usage    usageError
-		incompl  *acquire.IncompleteError
-		mismatch mismatchError
-		storeMis *store.Mismatch
-		other    *store.OtherSnapshotError
-		badID    *block.InvalidSnapshotIDError
-		wrongKey wrongKeyError
-		errno    syscall.Errno
+		usage      usageError
+		incompl    *acquire.IncompleteError
+		mismatch   mismatchError
+		storeMis   *store.Mismatch
+		other      *store.OtherSnapshotError
+		badID      *block.InvalidSnapshotIDError
+		wrongKey   wrongKeyError
+		errno      syscall.Errno
+		held       *dirlock.HeldError
+		unrecorded unrecordedError
 	)
 	switch {
 	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
@@ -106,6 +119,10 @@ func exitCode(ctx context.Context, err error) int {
 		return exitWrongKey
 	case errors.Is(err, errNotAllocated):
 		return exitNotFound
+	case errors.As(err, &held):
+		return exitBusy
+	case errors.As(err, &unrecorded):
+		return exitUnrecorded
 	}
 	switch ebs.KindOf(err) {
 	case ebs.KindAccessDenied:
