@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
@@ -144,11 +146,12 @@ func exitCode(ctx context.Context, err error) int {
 	return exitError
 }
 
-// printError writes the error in the tool's style: "ebsimager: ..." and
-// an optional "ebsimager: hint: ..." line.
-func printError(w io.Writer, err error) {
+// printError writes the error of command cmd (nil when none ran) in the
+// tool's style: "ebsimager: ..." and an optional "ebsimager: hint: ..."
+// line.
+func printError(w io.Writer, cmd *cobra.Command, err error) {
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintln(w, "ebsimager: interrupted; nothing half-written was left, run the same command again to resume")
+		fmt.Fprintf(w, "ebsimager: interrupted; %s\n", interruptedMessage(cmd))
 		return
 	}
 	var mismatch mismatchError
@@ -194,4 +197,31 @@ func defaultHint(err error) string {
 		return "check the snapshot id and --region"
 	}
 	return ""
+}
+
+// interruptedMessage says what an interruption of cmd left behind and
+// what running it again does: only the commands that keep their work
+// resume.
+func interruptedMessage(cmd *cobra.Command) string {
+	const (
+		resumes   = "nothing half-written was left; run the same command again to resume"
+		startOver = "nothing half-written was left; run the same command again: it starts over"
+		readOnly  = "nothing was written or recorded; run the same command again: it starts over"
+	)
+	if cmd == nil {
+		return startOver
+	}
+	switch cmd.Name() {
+	case "acquire":
+		if f := cmd.Flags().Lookup("image"); f != nil && f.Value.String() != "" {
+			return "a direct image does not resume: the partial image was removed; run the same command again: it starts over " +
+				"(acquire into an evidence directory, --out DIR, to keep the verified blocks)"
+		}
+		return "the verified blocks are kept; run the same command again to resume"
+	case "compress", "uncompress", "encrypt", "decrypt", "import-4n6ir":
+		return resumes
+	case "verify", "inspect", "budget":
+		return readOnly
+	}
+	return startOver
 }
