@@ -43,7 +43,8 @@ const exitCodesHelp = `EXIT STATUS
   0    success
   1    other error
   2    bad flags or arguments
-  3    incomplete: some blocks failed after every retry (named); run again to resume
+  3    incomplete: some blocks failed after every retry (named); an evidence
+       directory keeps the rest and resumes, a direct image starts over
   4    verification failed: evidence or image does not match its record
   5    access denied by AWS (IAM policy, KMS key)
   6    not found: no such snapshot, or the block is not allocated
@@ -54,7 +55,8 @@ const exitCodesHelp = `EXIT STATUS
   11   AWS service quota exhausted
   12   busy: another ebsimager process (named by PID) is writing the same output
   13   verified OK, but the verification could not be appended to the record
-  130  interrupted (Ctrl-C); nothing half-written is left, run again to resume`
+  130  interrupted (Ctrl-C, SIGTERM); nothing half-written is left; the message
+       says whether running again resumes or starts over`
 
 // usageError marks errors in flags or arguments.
 type usageError struct{ error }
