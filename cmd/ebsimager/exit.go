@@ -169,6 +169,9 @@ func printError(w io.Writer, cmd *cobra.Command, err error) {
 	} else {
 		hint = defaultHint(err)
 	}
+	if errors.Is(err, syscall.ENOSPC) && !resumes(cmd) && !errors.As(err, &h) {
+		hint = "the disk is full; free space and run the same command again: it starts over"
+	}
 	if hint != "" {
 		fmt.Fprintf(w, "ebsimager: hint: %s\n", hint)
 	}
@@ -206,24 +209,42 @@ func defaultHint(err error) string {
 // resume.
 func interruptedMessage(cmd *cobra.Command) string {
 	const (
-		resumes   = "nothing half-written was left; run the same command again to resume"
-		startOver = "nothing half-written was left; run the same command again: it starts over"
-		readOnly  = "nothing was written or recorded; run the same command again: it starts over"
+		resumesText = "nothing half-written was left; run the same command again to resume"
+		startOver   = "nothing half-written was left; run the same command again: it starts over"
+		readOnly    = "nothing was written or recorded; run the same command again: it starts over"
 	)
 	if cmd == nil {
 		return startOver
 	}
-	switch cmd.Name() {
-	case "acquire":
-		if f := cmd.Flags().Lookup("image"); f != nil && f.Value.String() != "" {
-			return "a direct image does not resume: the partial image was removed; run the same command again: it starts over " +
-				"(acquire into an evidence directory, --out DIR, to keep the verified blocks)"
-		}
+	switch {
+	case cmd.Name() == "acquire" && !resumes(cmd):
+		return "a direct image does not resume: the partial image was removed; run the same command again: it starts over " +
+			"(acquire into an evidence directory, --out DIR, to keep the verified blocks)"
+	case cmd.Name() == "acquire":
 		return "the verified blocks are kept; run the same command again to resume"
-	case "compress", "uncompress", "encrypt", "decrypt", "import-4n6ir":
-		return resumes
+	case resumes(cmd):
+		return resumesText
+	}
+	switch cmd.Name() {
 	case "verify", "inspect", "budget":
 		return readOnly
 	}
 	return startOver
+}
+
+// resumes reports whether running cmd again continues the work an
+// interruption or a failure left: an evidence directory does, a direct
+// image or an export starts over.
+func resumes(cmd *cobra.Command) bool {
+	if cmd == nil {
+		return false
+	}
+	switch cmd.Name() {
+	case "acquire":
+		f := cmd.Flags().Lookup("image")
+		return f == nil || f.Value.String() == ""
+	case "compress", "uncompress", "encrypt", "decrypt", "import-4n6ir":
+		return true
+	}
+	return false
 }

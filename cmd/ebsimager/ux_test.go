@@ -280,3 +280,30 @@ func TestImageSizeText(t *testing.T) {
 }
 
 func contextCanceled() error { return context.Canceled }
+
+// A full disk: the hint says "resume" only where running again resumes.
+func TestDiskFullHint(t *testing.T) {
+	root := newRootCommand()
+	full := &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"acquire", snapA, "--out", "ev"}, "free space and run the same command again to resume"},
+		{[]string{"acquire", snapA, "--image", "x.raw"}, "free space and run the same command again: it starts over"},
+		{[]string{"export", "ev", "--out", "x.raw"}, "free space and run the same command again: it starts over"},
+	} {
+		cmd, rest, err := root.Find(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		printError(&b, cmd, full)
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("%v, disk full: %q, want %q", tc.args, b.String(), tc.want)
+		}
+	}
+}
