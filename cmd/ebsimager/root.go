@@ -126,15 +126,19 @@ func wrapArgs(c *cobra.Command) {
 	}
 }
 
-// swallowedFlag reports a flag whose value looks like another flag: a
-// flag that needs a value takes the next word, whatever it is.
+// swallowedFlag reports a flag whose value is one of the command's own
+// flags: a flag that needs a value takes the next word, whatever it is.
 func swallowedFlag(cmd *cobra.Command) error {
 	var err error
 	cmd.Flags().Visit(func(f *pflag.Flag) {
-		if err != nil || f.Value.Type() == "bool" || !strings.HasPrefix(f.Value.String(), "--") && !strings.HasPrefix(f.Value.String(), "[--") {
+		if err != nil || f.Value.Type() == "bool" {
 			return
 		}
-		err = fmt.Errorf("--%s took %q as its value: --%s needs a value of its own%s", f.Name, strings.Trim(f.Value.String(), "[]"), f.Name, valueExample(f.Name))
+		v := strings.Trim(f.Value.String(), "[]") // an array flag's values print as [a,b]
+		name, _, _ := strings.Cut(strings.TrimPrefix(v, "--"), "=")
+		if strings.HasPrefix(v, "--") && cmd.Flags().Lookup(name) != nil {
+			err = fmt.Errorf("--%s took %q as its value: --%s needs a value of its own%s", f.Name, v, f.Name, valueExample(f.Name))
+		}
 	})
 	return err
 }
