@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -116,6 +119,20 @@ type acquireSummary struct {
 	Hashes          any        `json:"hashes,omitempty"`
 	// Base is set by --base: the earlier evidence and the blocks reused.
 	Base *report.Base `json:"base,omitempty"`
+	// FailedBlocks lists every block that failed after every retry (the
+	// terminal names only the first ten); the summary is printed with
+	// them when the acquisition is incomplete (exit 3).
+	FailedBlocks         []report.FailedBlock `json:"failed_blocks,omitempty"`
+	FailedBlocksUnlisted int64                `json:"failed_blocks_unlisted,omitempty"`
+}
+
+// failedBlocks is the full list of an incomplete run's failures.
+func failedBlocks(e *acquire.IncompleteError) []report.FailedBlock {
+	out := make([]report.FailedBlock, len(e.Failed))
+	for i, f := range e.Failed {
+		out[i] = report.FailedBlock{Index: f.Index, Error: f.Err.Error()}
+	}
+	return out
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
@@ -218,7 +235,20 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 		status.Done("")
 		var incomplete *acquire.IncompleteError
 		if errors.As(err, &incomplete) {
-			return withHint(err, "run the same command again to retry the failed blocks; the others are kept")
+			sum.FailedBlocks, sum.FailedBlocksUnlisted = failedBlocks(incomplete), incomplete.More
+			if st != nil {
+				rec := acquisitionRecord(report.KindEvidenceDirectory, o.out, st.Meta().Case, res, st.Resumed(), awsInfo())
+				rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
+				if rerr := recordIncomplete(o.out, rec); rerr != nil {
+					err = fmt.Errorf("%w\n(and writing the record of the failures: %v)", err, rerr)
+				}
+			}
+			if o.json {
+				if perr := printAcquireSummary(cmd.OutOrStdout(), sum, true); perr != nil {
+					return perr
+				}
+			}
+			return withHint(err, incompleteHint(o))
 		}
 		if inc != nil && ebs.Reason(err) == "UNRELATED_SNAPSHOTS" {
 			return withHint(fmt.Errorf("base %s holds %s, which is not of %s's volume lineage (UNRELATED_SNAPSHOTS): %w", o.base, inc.base.Meta.SnapshotID, id, err),
@@ -278,6 +308,49 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
 }
 
+// retriesText renders retries by kind: "no retries", or "12 retries
+// (9 throttle, 3 server-error)", the most frequent kind first.
+func retriesText(byKind map[string]int64) string {
+	var total int64
+	kinds := make([]string, 0, len(byKind))
+	for k, n := range byKind {
+		if n > 0 {
+			total += n
+			kinds = append(kinds, k)
+		}
+	}
+	if total == 0 {
+		return "no retries"
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		if byKind[kinds[i]] != byKind[kinds[j]] {
+			return byKind[kinds[i]] > byKind[kinds[j]]
+		}
+		return kinds[i] < kinds[j]
+	})
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%d %s", byKind[k], k)
+	}
+	return fmt.Sprintf("%s (%s)", ui.Plural(total, "retry"), strings.Join(parts, ", "))
+}
+
+// incompleteHint says what happened to the blocks that did arrive, and
+// what running again will do.
+func incompleteHint(o *acquireOptions) string {
+	switch {
+	case o.out != "":
+		return "run the same command again to retry the failed blocks; the others are kept in " + o.out
+	case isE01(o.image):
+		return "an E01 is written in block order, so the acquisition stopped at the first failed block; " +
+			"a direct image does not resume: the partial E01 was removed and nothing is kept. " +
+			"Running the same command again fetches every block again; acquire into an evidence directory (--out DIR) to keep the verified blocks and retry only the failed ones"
+	default:
+		return "a direct image does not resume: the partial image was removed and nothing is kept. " +
+			"Running the same command again fetches every block again; acquire into an evidence directory (--out DIR) to keep the verified blocks and retry only the failed ones"
+	}
+}
+
 func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
@@ -288,10 +361,10 @@ func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 	fmt.Fprintf(w, "  blocks     %d listed, %d fetched now, %d kept from an earlier run\n", s.Blocks, s.Fetched, s.Resumed)
 	fmt.Fprintf(w, "  data       %s in %s (%.0f blocks/s, %s)\n", ui.Bytes(s.Bytes), ui.Duration(time.Duration(s.Seconds*float64(time.Second))),
 		s.BlocksPerSecond, ui.Rate(s.Bytes, time.Duration(s.Seconds*float64(time.Second))))
-	fmt.Fprintf(w, "  requests   %d List, %d Get, %d retries %v\n", s.Counts.ListCalls, s.Counts.GetCalls, s.Counts.TotalRetries(), s.Counts.Retries)
+	fmt.Fprintf(w, "  requests   %d List, %d Get, %s\n", s.Counts.ListCalls, s.Counts.GetCalls, retriesText(s.Counts.Retries))
 	if b := s.Base; b != nil {
-		fmt.Fprintf(w, "  base       %s (%s): %d changed blocks listed, %d blocks reused (%d linked, %d copied now)\n",
-			b.SnapshotID, b.Directory, b.ChangedBlocks, b.ReusedBlocks, b.LinkedBlocks, b.CopiedBlocks)
+		fmt.Fprintf(w, "  base       %s (%s): %s listed, %s reused (%d linked, %d copied now)\n",
+			b.SnapshotID, b.Directory, ui.Plural(b.ChangedBlocks, "changed block"), ui.Plural(b.ReusedBlocks, "block"), b.LinkedBlocks, b.CopiedBlocks)
 	}
 	if s.ManifestSHA256 != "" {
 		fmt.Fprintf(w, "  manifest   sha256 %s\n", s.ManifestSHA256)
@@ -314,27 +387,69 @@ func drawProgress(a *acquire.Acquisition, status *ui.Status) (stop func()) {
 		defer close(finished)
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
+		eta := &ui.ETA{}
 		for {
 			select {
 			case <-done:
 				return
-			case <-t.C:
-				status.Update(progressLine(a.Progress()))
+			case now := <-t.C:
+				status.Update(progressLine(a.Progress(), eta, now))
 			}
 		}
 	}()
 	return func() { close(done); <-finished }
 }
 
-func progressLine(p acquire.Progress) string {
+// progressLine draws p; the ETA comes from the blocks stored recently
+// (see ui.ETA), so a run that stopped moving says "stalled".
+func progressLine(p acquire.Progress, eta *ui.ETA, now time.Time) string {
 	total := "listing…"
-	eta := "-"
+	remaining := int64(-1)
 	if p.ListingDone {
 		total = fmt.Sprint(p.Listed)
-		if rate := float64(p.Stored) / p.Elapsed.Seconds(); rate > 0 {
-			eta = ui.Duration(time.Duration(float64(p.Remaining()) / rate * float64(time.Second)))
-		}
+		remaining = p.Remaining()
 	}
 	return fmt.Sprintf("blocks %d/%s  %s  %s  ETA %s  retries %d  failed %d  concurrency %d",
-		p.Stored+p.Skipped, total, ui.Bytes(p.Bytes), ui.Rate(p.Bytes, p.Elapsed), eta, p.Counts.TotalRetries(), p.Failed, p.Concurrency)
+		p.Stored+p.Skipped, total, ui.Bytes(p.Bytes), ui.Rate(p.Bytes, p.Elapsed), eta.Update(now, p.Stored, remaining),
+		p.Counts.TotalRetries(), p.Failed, p.Concurrency)
+}
+
+// recordIncomplete writes the record of an incomplete acquisition into
+// dir, naming every block that failed. The record of complete evidence
+// already there is left as it is: a failed rerun never rewrites it.
+func recordIncomplete(dir string, rec *report.Report) error {
+	old, err := report.Load(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case old.Acquisition != nil && old.Acquisition.ManifestSHA256 != "":
+		return nil
+	default:
+		for _, s := range old.Steps {
+			if err := rec.AppendStep(s); err != nil {
+				return err
+			}
+		}
+	}
+	return rec.Save(dir)
+}
+
+// imageSizeText says how big an image is. A raw image's files hold the
+// media byte for byte (sparse); an E01 holds it compressed, so the media
+// size and the size of its segment files are both given, each named.
+func imageSizeText(files []string, media int64) string {
+	if len(files) <= 1 && (len(files) == 0 || !isE01(files[0])) {
+		return ui.Bytes(media)
+	}
+	if !isE01(files[0]) {
+		return fmt.Sprintf("%s in %s", ui.Bytes(media), ui.Plural(int64(len(files)), "segment"))
+	}
+	var onDisk int64
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			onDisk += fi.Size()
+		}
+	}
+	return fmt.Sprintf("media %s, in %s of E01 files (%s)", ui.Bytes(media), ui.Bytes(onDisk), ui.Plural(int64(len(files)), "segment"))
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,7 +30,7 @@ func gatherContext(ctx context.Context, cfg aws.Config, id string) func() report
 func acquisitionRecord(kind, location string, meta map[string]string, res acquire.Result, resumed int64, awsInfo report.AWS) *report.Report {
 	rec := report.New(res.Info.SnapshotID, res.Info.VolumeGiB, res.Info.BlockSize, kind, location)
 	rec.Case = report.CaseFromFields(meta)
-	run := report.NewRun(toolVersion(), os.Args, res.Started)
+	run := report.NewRun(toolVersion(), commandLine(), res.Started)
 	run.FinishedAt = res.Finished
 	rec.Acquisition = &report.Acquisition{
 		Run: run, AWS: awsInfo,
@@ -104,7 +103,7 @@ func appendStep(dir string, step report.Step) error {
 
 // newStep starts a step of kind.
 func newStep(kind string, started time.Time, err error) report.Step {
-	s := report.Step{Kind: kind, Run: report.NewRun(toolVersion(), os.Args, started), Outcome: "ok"}
+	s := report.Step{Kind: kind, Run: report.NewRun(toolVersion(), commandLine(), started), Outcome: "ok"}
 	s.Run.FinishedAt = time.Now()
 	if err != nil {
 		s.Outcome, s.Error = "failed", err.Error()

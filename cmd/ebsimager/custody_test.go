@@ -21,7 +21,7 @@ func TestCustodyRecord(t *testing.T) {
 	c.env = append(c.env, "EBSIMAGER_PASSPHRASE="+secret)
 	dir := t.TempDir()
 	ev := filepath.Join(dir, "ev")
-	c.ok("acquire", snapA, "--out", ev, "--quiet", "--compress", "--encrypt", "--case-number", "C-7", "--examiner", "A. Examiner")
+	c.ok("acquire", snapA, "--out", ev, "--quiet", "--compress", "zstd", "--encrypt", "--case-number", "C-7", "--examiner", "A. Examiner")
 	c.ok("verify", ev, "--quiet")
 	c.ok("export", ev, "--out", filepath.Join(dir, "img.raw"), "--quiet")
 	c.ok("uncompress", ev, "--quiet")

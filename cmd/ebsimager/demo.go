@@ -18,6 +18,18 @@ import (
 // demoSnapshot is the id the demo serves the sample disk under.
 const demoSnapshot = "snap-0de0000000000000d"
 
+// stepArgs is the command line of the demo step running, if one is.
+var stepArgs []string
+
+// commandLine is the command line the chain-of-custody record names: the
+// process's own, or, inside the demo, the step's (as if typed).
+func commandLine() []string {
+	if stepArgs != nil {
+		return stepArgs
+	}
+	return os.Args
+}
+
 func newDemoCommand() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
@@ -101,10 +113,14 @@ func runDemo(cmd *cobra.Command, dir string) error {
 		step("%s", s.title)
 		fmt.Fprintf(out, "$ ebsimager %s\n", shellJoin(s.args))
 		root := newRootCommand()
-		root.SetArgs(append(append([]string{}, global...), s.args...))
+		args := append(append([]string{}, global...), s.args...)
+		root.SetArgs(args)
+		stepArgs = append([]string{"ebsimager"}, args...) // the record names this step's command, not the demo's
 		root.SetOut(out)
 		root.SetErr(cmd.ErrOrStderr())
-		if err := root.ExecuteContext(cmd.Context()); err != nil {
+		err := root.ExecuteContext(cmd.Context())
+		stepArgs = nil
+		if err != nil {
 			return fmt.Errorf("demo step %q: %w", s.args[0], err)
 		}
 	}

@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ebsimager/ebsimager/internal/report"
 )
 
 // TestEmulateCommand runs `ebsimager emulate` as a user would: it prints
@@ -89,5 +92,21 @@ func TestDemo(t *testing.T) {
 	}
 	if got, want := sha256File(t, filepath.Join(dir, "image.raw")), sha256File(t, filepath.Join(dir, "sample.raw")); got != want {
 		t.Fatalf("demo image %s, sample %s", got, want)
+	}
+	// Each custody step records its own command, not the demo's.
+	rec, err := report.Load(filepath.Join(dir, "evidence"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := []report.Run{rec.Acquisition.Run}
+	kinds := []string{"acquire"}
+	for _, s := range rec.Steps {
+		runs, kinds = append(runs, s.Run), append(kinds, s.Kind)
+	}
+	for i, run := range runs {
+		cl := run.CommandLine
+		if len(cl) < 2 || cl[0] != "ebsimager" || !slices.Contains(cl, kinds[i]) || slices.Contains(cl, "demo") {
+			t.Errorf("the demo's %s step records the command line %q", kinds[i], cl)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
@@ -41,7 +43,8 @@ const exitCodesHelp = `EXIT STATUS
   0    success
   1    other error
   2    bad flags or arguments
-  3    incomplete: some blocks failed after every retry (named); run again to resume
+  3    incomplete: some blocks failed after every retry (named); an evidence
+       directory keeps the rest and resumes, a direct image starts over
   4    verification failed: evidence or image does not match its record
   5    access denied by AWS (IAM policy, KMS key)
   6    not found: no such snapshot, or the block is not allocated
@@ -52,7 +55,8 @@ const exitCodesHelp = `EXIT STATUS
   11   AWS service quota exhausted
   12   busy: another ebsimager process (named by PID) is writing the same output
   13   verified OK, but the verification could not be appended to the record
-  130  interrupted (Ctrl-C); nothing half-written is left, run again to resume`
+  130  interrupted (Ctrl-C, SIGTERM); nothing half-written is left; the message
+       says whether running again resumes or starts over`
 
 // usageError marks errors in flags or arguments.
 type usageError struct{ error }
@@ -144,11 +148,12 @@ func exitCode(ctx context.Context, err error) int {
 	return exitError
 }
 
-// printError writes the error in the tool's style: "ebsimager: ..." and
-// an optional "ebsimager: hint: ..." line.
-func printError(w io.Writer, err error) {
+// printError writes the error of command cmd (nil when none ran) in the
+// tool's style: "ebsimager: ..." and an optional "ebsimager: hint: ..."
+// line.
+func printError(w io.Writer, cmd *cobra.Command, err error) {
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintln(w, "ebsimager: interrupted; nothing half-written was left, run the same command again to resume")
+		fmt.Fprintf(w, "ebsimager: interrupted; %s\n", interruptedMessage(cmd))
 		return
 	}
 	var mismatch mismatchError
@@ -163,6 +168,9 @@ func printError(w io.Writer, err error) {
 		hint = h.hint
 	} else {
 		hint = defaultHint(err)
+	}
+	if errors.Is(err, syscall.ENOSPC) && !resumes(cmd) && !errors.As(err, &h) {
+		hint = "the disk is full; free space and run the same command again: it starts over"
 	}
 	if hint != "" {
 		fmt.Fprintf(w, "ebsimager: hint: %s\n", hint)
@@ -194,4 +202,49 @@ func defaultHint(err error) string {
 		return "check the snapshot id and --region"
 	}
 	return ""
+}
+
+// interruptedMessage says what an interruption of cmd left behind and
+// what running it again does: only the commands that keep their work
+// resume.
+func interruptedMessage(cmd *cobra.Command) string {
+	const (
+		resumesText = "nothing half-written was left; run the same command again to resume"
+		startOver   = "nothing half-written was left; run the same command again: it starts over"
+		readOnly    = "nothing was written or recorded; run the same command again: it starts over"
+	)
+	if cmd == nil {
+		return startOver
+	}
+	switch {
+	case cmd.Name() == "acquire" && !resumes(cmd):
+		return "a direct image does not resume: the partial image was removed; run the same command again: it starts over " +
+			"(acquire into an evidence directory, --out DIR, to keep the verified blocks)"
+	case cmd.Name() == "acquire":
+		return "the verified blocks are kept; run the same command again to resume"
+	case resumes(cmd):
+		return resumesText
+	}
+	switch cmd.Name() {
+	case "verify", "inspect", "budget":
+		return readOnly
+	}
+	return startOver
+}
+
+// resumes reports whether running cmd again continues the work an
+// interruption or a failure left: an evidence directory does, a direct
+// image or an export starts over.
+func resumes(cmd *cobra.Command) bool {
+	if cmd == nil {
+		return false
+	}
+	switch cmd.Name() {
+	case "acquire":
+		f := cmd.Flags().Lookup("image")
+		return f == nil || f.Value.String() == ""
+	case "compress", "uncompress", "encrypt", "decrypt", "import-4n6ir":
+		return true
+	}
+	return false
 }

@@ -175,7 +175,7 @@ func printExport(w io.Writer, r exportResult, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Fprintf(w, "exported %s: %d blocks into %s (%s)\n", r.Evidence, r.Blocks, r.Files[0], ui.Bytes(r.Size))
+	fmt.Fprintf(w, "exported %s: %s into %s (%s)\n", r.Evidence, ui.Plural(r.Blocks, "block"), r.Files[0], imageSizeText(r.Files, r.Size))
 	for _, f := range r.Files[1:] {
 		fmt.Fprintf(w, "  segment %s\n", f)
 	}

@@ -139,7 +139,7 @@ func TestImport4n6ir(t *testing.T) {
 	identity, recipient := makeIdentity(t)
 	sealed := filepath.Join(dir, "sealed")
 	c.ok("import-4n6ir", filepath.Join(vectorDir, v.Folders["encrypted"]), "--out", sealed, "--quiet",
-		"--compress", "--recipient", recipient, "--region", "eu-west-1")
+		"--compress", "zstd", "--recipient", recipient, "--region", "eu-west-1")
 	checkStoredSuffix(t, sealed, ".zst.age")
 	if m := metaOf(t, sealed); m.Region != "eu-west-1" || m.Codec != "zstd" || m.Encryption != "age" {
 		t.Fatalf("evidence.json of the sealed import: %+v", m)

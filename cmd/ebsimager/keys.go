@@ -34,8 +34,9 @@ type sealOptions struct {
 
 func (o *sealOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.compress, "compress", "none", "compress each block: zstd (fast, the default when given alone), gzip or none")
-	f.Lookup("compress").NoOptDefVal = "zstd"
+	// A required value: an optional one (--compress alone meaning zstd)
+	// made "--compress gzip" read gzip as an argument.
+	f.StringVar(&o.compress, "compress", "none", "compress each block: zstd (fast), gzip or none")
 	o.addEncryptFlags(cmd)
 }
 

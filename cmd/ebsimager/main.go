@@ -22,13 +22,13 @@ func main() {
 		}
 	}
 	root := newRootCommand()
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
 		err = usageError{err} // cobra's own argument error
 	}
 	code := exitCode(ctx, err)
 	if err != nil {
-		printError(os.Stderr, err)
+		printError(os.Stderr, cmd, err)
 	}
 	stop()
 	pprof.StopCPUProfile()

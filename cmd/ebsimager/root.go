@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
@@ -74,7 +77,14 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		for _, name := range []string{"compress", "codec"} {
+			if strings.HasSuffix(err.Error(), "needs an argument: --"+name) {
+				return withHint(usageError{err}, "--"+name+" needs a value"+valueExample(name))
+			}
+		}
+		return usageError{err}
+	})
 	aws.addFlags(root)
 	root.AddCommand(
 		newBudgetCommand(aws),
@@ -99,13 +109,97 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 	return root
 }
 
-// wrapArgs turns argument-count errors into usage errors (exit 2).
+// wrapArgs makes c's positional-argument check the shared one: every
+// error is a usage error (exit 2) that names the missing or the stray
+// argument and its likely cause, and a flag that swallowed the next flag
+// as its value ("--compress --recipient …") is caught first.
 func wrapArgs(c *cobra.Command) {
-	args := c.Args
+	check := c.Args
 	c.Args = func(cmd *cobra.Command, a []string) error {
-		if err := args(cmd, a); err != nil {
+		if err := swallowedFlag(cmd); err != nil {
 			return usageError{err}
 		}
-		return nil
+		if check(cmd, a) == nil {
+			return nil
+		}
+		return usageError{argsError(cmd, check, a)}
 	}
+}
+
+// swallowedFlag reports a flag whose value is one of the command's own
+// flags: a flag that needs a value takes the next word, whatever it is.
+func swallowedFlag(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if err != nil || f.Value.Type() == "bool" {
+			return
+		}
+		v := strings.Trim(f.Value.String(), "[]") // an array flag's values print as [a,b]
+		name, _, _ := strings.Cut(strings.TrimPrefix(v, "--"), "=")
+		if strings.HasPrefix(v, "--") && cmd.Flags().Lookup(name) != nil {
+			err = fmt.Errorf("--%s took %q as its value: --%s needs a value of its own%s", f.Name, v, f.Name, valueExample(f.Name))
+		}
+	})
+	return err
+}
+
+// valueExample shows how to give flag name a value, where a flag's values
+// are few.
+func valueExample(name string) string {
+	switch name {
+	case "compress":
+		return " (zstd, gzip or none: write --compress zstd)"
+	case "codec":
+		return " (zstd or gzip: write --codec zstd)"
+	}
+	return ""
+}
+
+// argsError explains why check refused the arguments a of cmd. The
+// largest prefix of a that check accepts tells how many cmd takes: with
+// one, the word after it is the stray one; with none, one is missing.
+func argsError(cmd *cobra.Command, check cobra.PositionalArgs, a []string) error {
+	usage := "usage: " + cmd.UseLine()
+	for k := len(a) - 1; k >= 0; k-- {
+		if check(cmd, a[:k]) != nil {
+			continue
+		}
+		stray := a[k]
+		return fmt.Errorf("unexpected argument %q%s (%s)", stray, strayCause(cmd, stray), usage)
+	}
+	return fmt.Errorf("missing argument: ebsimager %s takes %s (%s)", cmd.Name(), argNames(cmd), usage)
+}
+
+// strayCause guesses why a word ended up as an argument.
+func strayCause(cmd *cobra.Command, stray string) string {
+	switch strings.ToLower(stray) {
+	case "zstd", "gzip", "none":
+		for _, name := range []string{"compress", "codec"} {
+			if cmd.Flags().Lookup(name) != nil {
+				return fmt.Sprintf(": did you mean --%s %s?", name, stray)
+			}
+		}
+	case "true", "false", "yes", "no", "on", "off":
+		return ": switches such as --force take no value (write --force, or --force=false)"
+	}
+	if strings.HasPrefix(stray, "-") {
+		return ": a flag value that begins with - needs the --flag=value form"
+	}
+	return fmt.Sprintf(": ebsimager %s takes %s", cmd.Name(), argNames(cmd))
+}
+
+// argNames is the arguments of cmd's usage line (the words before its
+// flags), or "no arguments".
+func argNames(cmd *cobra.Command) string {
+	var names []string
+	for _, w := range strings.Fields(cmd.Use)[1:] {
+		if strings.ContainsAny(w[:1], "-([") {
+			break
+		}
+		names = append(names, w)
+	}
+	if len(names) == 0 {
+		return "no arguments"
+	}
+	return strings.Join(names, " ")
 }

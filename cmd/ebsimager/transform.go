@@ -392,7 +392,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func printTransform(w io.Writer, verb string, s transformSummary) {
-	fmt.Fprintf(w, "%s %s: %d blocks, %s → %s\n", verb, s.Evidence, s.Blocks, s.From, s.To)
+	fmt.Fprintf(w, "%s %s: %s, %s → %s\n", verb, s.Evidence, ui.Plural(s.Blocks, "block"), s.From, s.To)
 	if s.StoredBefore > 0 {
 		fmt.Fprintf(w, "  stored     %s → %s (%s of blocks)\n", ui.Bytes(s.StoredBefore), ui.Bytes(s.StoredAfter), ui.Bytes(s.Bytes))
 	} else {
@@ -403,7 +403,7 @@ func printTransform(w io.Writer, verb string, s transformSummary) {
 		fmt.Fprintf(w, "             %d are encrypted to keys this machine does not hold: their content was checked just before encryption\n", fresh-s.Decoded)
 	}
 	if s.Resumed > 0 {
-		fmt.Fprintf(w, "  resumed    %d blocks converted by an interrupted run, checked again\n", s.Resumed)
+		fmt.Fprintf(w, "  resumed    %s converted by an interrupted run, checked again\n", ui.Plural(s.Resumed, "block"))
 	}
 	if len(s.Recipients) > 0 && s.KeyFile == "" {
 		fmt.Fprintf(w, "  recipients %s\n", strings.Join(s.Recipients, "\n             "))

@@ -297,7 +297,7 @@ func TestTransformPassphrase(t *testing.T) {
 	ref := exportSHA256(t, c, plain)
 
 	c.env = []string{"EBSIMAGER_PASSPHRASE=correct horse battery staple"}
-	c.ok("acquire", snapT, "--out", sealed, "--quiet", "--compress", "--encrypt")
+	c.ok("acquire", snapT, "--out", sealed, "--quiet", "--compress", "zstd", "--encrypt")
 	checkStoredSuffix(t, sealed, ".zst.age")
 	if got := exportSHA256(t, c, sealed); got != ref {
 		t.Fatalf("export of passphrase-encrypted evidence: sha256 %s, want %s", got, ref)

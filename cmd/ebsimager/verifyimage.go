@@ -133,7 +133,7 @@ func verifyImage(cmd *cobra.Command, path string, asJSON, quiet bool) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(w, "%s: %s image, %d segment(s), %s\n", path, res.Format, len(res.Segments), ui.Bytes(res.Size))
+		fmt.Fprintf(w, "%s: %s image, %s\n", path, res.Format, imageSizeText(res.Segments, res.Size))
 		for _, c := range res.Checks {
 			verdict := "matches"
 			if !c.OK {

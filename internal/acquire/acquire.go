@@ -107,11 +107,19 @@ type FailedBlock struct {
 type IncompleteError struct {
 	Failed []FailedBlock // in index order
 	More   int64         // failures beyond those listed
+	// Stopped is set when the run stopped at the first failure
+	// (Options.FailFast): blocks after it were not all tried.
+	Stopped bool
 }
 
 func (e *IncompleteError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d blocks failed after every retry:", int64(len(e.Failed))+e.More)
+	n := int64(len(e.Failed)) + e.More
+	if n == 1 {
+		b.WriteString("1 block failed after every retry:")
+	} else {
+		fmt.Fprintf(&b, "%d blocks failed after every retry:", n)
+	}
 	for i, f := range e.Failed {
 		if i == 10 {
 			fmt.Fprintf(&b, " (and %d more)", int64(len(e.Failed)-10)+e.More)
@@ -275,8 +283,12 @@ func (a *Acquisition) one(ctx context.Context, sink Sink, ref block.Ref, buf []b
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !ebs.KindOf(err).Retryable() || a.o.FailFast {
+		if !ebs.KindOf(err).Retryable() {
 			return err
+		}
+		if a.o.FailFast {
+			a.failed.Add(1)
+			return &IncompleteError{Failed: []FailedBlock{{Index: ref.Index, Err: err}}, Stopped: true}
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()

@@ -361,3 +361,18 @@ func entries(t *testing.T, dir string) string {
 	_ = manifest.Format
 	return strings.Join(out, "\n")
 }
+
+// FailFast (an E01 stream) stops at the first block that fails after
+// every retry, and says so with an IncompleteError naming it (exit 3),
+// not with the bare fetch error.
+func TestAcquireFailFastIsIncomplete(t *testing.T) {
+	const bad = 100
+	e := newEnv(t, emulator.Options{}, snapID+"=1GiB,1,2")
+	e.srv.SetFaults(emulator.Faults{FailBlocks: []emulator.BlockFault{{Snapshot: snapID, Index: bad, Error: emulator.FaultBadChecksum}}})
+	_, err := e.acquireInto(context.Background(), t, snapID, filepath.Join(t.TempDir(), "ev"), Options{FailFast: true})
+	var inc *IncompleteError
+	if !errors.As(err, &inc) || !inc.Stopped || len(inc.Failed) != 1 || inc.Failed[0].Index != bad ||
+		!strings.HasPrefix(err.Error(), "1 block failed after every retry:\n  block 100: ") {
+		t.Fatalf("err = %v, want an IncompleteError that stopped at block %d", err, bad)
+	}
+}

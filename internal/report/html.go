@@ -28,6 +28,9 @@ var page = template.Must(template.New("report.html").Funcs(template.FuncMap{
 	"fsSummary":    fsSummary,
 	"rate":         func(bps float64) string { return shortBytes(int64(bps)) + "/s" },
 	"hashRows":     hashRows,
+	"failedText": func(a *Acquisition) string {
+		return plural(int64(len(a.FailedBlocks))+a.FailedBlocksUnlisted, "block")
+	},
 	"percent": func(n, of int64) string {
 		if of == 0 {
 			return "0.00"

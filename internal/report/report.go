@@ -133,6 +133,18 @@ type Acquisition struct {
 	// Base is set for an incremental acquisition (acquire --base): the
 	// evidence of an earlier snapshot whose unchanged blocks were reused.
 	Base *Base `json:"base,omitempty"`
+	// FailedBlocks is set in the record of an incomplete acquisition:
+	// every block that failed after every retry, in index order.
+	// FailedBlocksUnlisted counts the failures past them when the run
+	// stopped because too many blocks failed.
+	FailedBlocks         []FailedBlock `json:"failed_blocks,omitempty"`
+	FailedBlocksUnlisted int64         `json:"failed_blocks_unlisted,omitempty"`
+}
+
+// FailedBlock is a block that could not be fetched, and why.
+type FailedBlock struct {
+	Index int64  `json:"index"`
+	Error string `json:"error"`
 }
 
 // Base is the evidence an incremental acquisition took unchanged blocks

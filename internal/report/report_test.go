@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -402,4 +403,34 @@ func TestCollectHost(t *testing.T) {
 func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
+}
+
+// The record of an incomplete acquisition names every failed block, in
+// every form of the report.
+func TestIncompleteRecord(t *testing.T) {
+	dir := t.TempDir()
+	r := fixture(t)
+	r.Acquisition.ManifestSHA256 = ""
+	for i := int64(0); i < 12; i++ {
+		r.Acquisition.FailedBlocks = append(r.Acquisition.FailedBlocks, FailedBlock{Index: 100 + i, Error: fmt.Sprintf("boom %d", i)})
+	}
+	r.Acquisition.FailedBlocksUnlisted = 3
+	if err := r.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(dir)
+	if err != nil || len(back.Acquisition.FailedBlocks) != 12 || back.Acquisition.FailedBlocks[11] != (FailedBlock{111, "boom 11"}) || back.Acquisition.FailedBlocksUnlisted != 3 {
+		t.Fatalf("Load: %v %+v", err, back.Acquisition)
+	}
+	for _, name := range []string{TextName, HTMLName} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"15 blocks failed after every retry", "block 100", "block 111", "boom 11", "and 3 more"} {
+			if !strings.Contains(string(data), want) {
+				t.Errorf("%s lacks %q", name, want)
+			}
+		}
+	}
 }

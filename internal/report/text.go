@@ -86,7 +86,16 @@ func (r *Report) Text(w io.Writer) error {
 		}
 		if b := a.Base; b != nil {
 			t.field("Base evidence", fmt.Sprintf("%s (%s), manifest SHA-256 %s", b.Directory, b.SnapshotID, b.ManifestSHA256))
-			t.field("", fmt.Sprintf("%d changed blocks listed; %d blocks reused (%d linked, %d copied)", b.ChangedBlocks, b.ReusedBlocks, b.LinkedBlocks, b.CopiedBlocks))
+			t.field("", fmt.Sprintf("%s listed; %s reused (%d linked, %d copied)", plural(b.ChangedBlocks, "changed block"), plural(b.ReusedBlocks, "block"), b.LinkedBlocks, b.CopiedBlocks))
+		}
+		if n := int64(len(a.FailedBlocks)) + a.FailedBlocksUnlisted; n > 0 {
+			t.field("INCOMPLETE", fmt.Sprintf("%s failed after every retry; the evidence has no manifest yet", plural(n, "block")))
+			for _, f := range a.FailedBlocks {
+				t.field("", fmt.Sprintf("block %d: %s", f.Index, f.Error))
+			}
+			if a.FailedBlocksUnlisted > 0 {
+				t.field("", fmt.Sprintf("and %d more: the run stopped because too many blocks failed", a.FailedBlocksUnlisted))
+			}
 		}
 		t.hashes("Image", a.ImageFiles, a.ImageHashes)
 		t.blank()
@@ -146,7 +155,7 @@ func (r *Report) Text(w io.Writer) error {
 		case s.Export != nil:
 			x := s.Export
 			t.field("Format", x.Format)
-			t.field("Size", fmt.Sprintf("%s, %d blocks written", bytesText(x.Size), x.Blocks))
+			t.field("Size", fmt.Sprintf("%s, %s written", bytesText(x.Size), plural(x.Blocks, "block")))
 			t.hashes("Image", x.Segments, x.Hashes)
 			if x.FileSystemCheck != "" {
 				t.field("File system", x.FileSystemCheck)
@@ -156,7 +165,7 @@ func (r *Report) Text(w io.Writer) error {
 			t.field("Target", v.Target)
 			result := "verified: everything matched"
 			if !v.OK {
-				result = fmt.Sprintf("FAILED: %d problems", int64(len(v.Problems))+v.MoreProblems)
+				result = "FAILED: " + plural(int64(len(v.Problems))+v.MoreProblems, "problem")
 			}
 			t.field("Result", result)
 			t.field("Checked", fmt.Sprintf("%d blocks in the manifest, %d stored files matched, %d contents matched the AWS SHA-256, %d needed a key",
@@ -428,4 +437,12 @@ func shellJoin(args []string) string {
 		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(out, " ")
+}
+
+// plural writes n and noun, with an s unless n is 1.
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,4 +96,64 @@ func Duration(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// Plural writes n and noun, in the plural unless n is 1: "1 block",
+// "2 blocks", "0 blocks", "1 retry", "3 retries".
+func Plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if k := len(noun); k >= 2 && noun[k-1] == 'y' && !strings.ContainsRune("aeiou", rune(noun[k-2])) {
+		return fmt.Sprintf("%d %sies", n, noun[:k-1])
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// ETA estimates the time left from recent progress only: a run that
+// stops making progress (a block throttled without end) shows "stalled",
+// not a time computed from blocks done minutes ago.
+type ETA struct {
+	// Window is how far back progress counts; zero means 30 seconds.
+	Window  time.Duration
+	samples []etaSample
+}
+
+type etaSample struct {
+	at   time.Time
+	done int64
+}
+
+// Update records done units at now and returns the estimate for
+// remaining units: "--" before the first unit is done (or while the
+// total is unknown, remaining < 0), "stalled" when none was done within
+// the window, "0s" when nothing remains.
+func (e *ETA) Update(now time.Time, done, remaining int64) string {
+	window := e.Window
+	if window <= 0 {
+		window = 30 * time.Second
+	}
+	e.samples = append(e.samples, etaSample{now, done})
+	// Keep the newest sample at or before the window's start, and every
+	// one after it.
+	cut := 0
+	for cut+1 < len(e.samples) && now.Sub(e.samples[cut+1].at) >= window {
+		cut++
+	}
+	e.samples = e.samples[cut:]
+	switch {
+	case remaining == 0:
+		return "0s"
+	case remaining < 0 || done == 0:
+		return "--"
+	}
+	first := e.samples[0]
+	if done <= first.done {
+		if now.Sub(first.at) >= window {
+			return "stalled"
+		}
+		return "--"
+	}
+	rate := float64(done-first.done) / now.Sub(first.at).Seconds()
+	return Duration(time.Duration(float64(remaining) / rate * float64(time.Second)))
 }
