@@ -307,3 +307,19 @@ func TestReuseChecksLinkedBlock(t *testing.T) {
 		}
 	}
 }
+
+// In passphrase mode the key file is the new run's (read or written
+// before Create): --force keeps it.
+func TestForceKeepsTheRunsKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ev")
+	fill(t, dir)
+	os.WriteFile(filepath.Join(dir, KeyName), []byte("key"), 0o600)
+	s, err := Create(dir, Meta{SnapshotID: nextSnap, VolumeSizeGiB: 8, BlockSize: block.Size, KeyFile: KeyName}, Options{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if string(readBytes(t, filepath.Join(dir, KeyName))) != "key" {
+		t.Fatal("--force removed the key this run uses")
+	}
+}

@@ -159,7 +159,9 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 		if !o.Force {
 			return nil, &OtherSnapshotError{Dir: dir, Have: old.SnapshotID, Want: meta.SnapshotID}
 		}
-		if replaced, err = replaceEvidence(dir, old); err != nil {
+		// In passphrase mode the caller has already read (or written)
+		// key.age for this run: it is the new evidence's key, kept.
+		if replaced, err = replaceEvidence(dir, old, meta.KeyFile == KeyName); err != nil {
 			return nil, err
 		}
 	case old.Codec != meta.Codec || old.Encryption != meta.Encryption:
@@ -244,8 +246,9 @@ var topLevel = map[string]bool{
 // first checks that every file in dir is one ebsimager writes, and
 // refuses before deleting anything otherwise. evidence.json goes last, so
 // an interrupted replacement is still recognised as evidence (and
-// replaced again by the next forced run).
-func replaceEvidence(dir string, old Meta) (*Replaced, error) {
+// replaced again by the next forced run). keepKey keeps key.age, which
+// the new acquisition uses.
+func replaceEvidence(dir string, old Meta, keepKey bool) (*Replaced, error) {
 	if err := checkOurs(dir); err != nil {
 		return nil, err
 	}
@@ -257,7 +260,7 @@ func replaceEvidence(dir string, old Meta) (*Replaced, error) {
 	}
 	names := make([]string, 0, len(topLevel))
 	for n, evidence := range topLevel {
-		if evidence && n != MetaName {
+		if evidence && n != MetaName && (n != KeyName || !keepKey) {
 			names = append(names, n)
 		}
 	}
