@@ -988,19 +988,7 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 	}
 	if p := s.prior; p != nil {
 		d := newEntryDigest()
-		err := s.eachLeaf(func(leaf string) error {
-			entries, err := readJournal(filepath.Join(s.dir, leaf, journalName))
-			if err != nil {
-				return err
-			}
-			for _, e := range entries {
-				if err := d.add(e); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := s.storedEntries(d.add); err != nil {
 			return Summary{}, fmt.Errorf("comparing with the manifest: %w", err)
 		}
 		if d.sum() == p.entries {
@@ -1018,19 +1006,7 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		if err != nil {
 			return err
 		}
-		err = s.eachLeaf(func(leaf string) error {
-			entries, err := readJournal(filepath.Join(s.dir, leaf, journalName))
-			if err != nil {
-				return err
-			}
-			for _, e := range entries {
-				if err := mw.Add(e); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := s.storedEntries(mw.Add); err != nil {
 			return err
 		}
 		sum.Trailer, sum.ManifestSHA256, err = mw.Close()
@@ -1047,6 +1023,28 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		return Summary{}, fmt.Errorf("writing manifest checksum: %w", err)
 	}
 	return sum, nil
+}
+
+// storedEntries calls fn with the journal entry of every block stored,
+// in index order: the last line per index, and only for blocks that count
+// as stored (a line whose file was set aside, and never replaced, does
+// not).
+func (s *Store) storedEntries(fn func(manifest.Entry) error) error {
+	return s.eachLeaf(func(leaf string) error {
+		entries, err := readJournal(filepath.Join(s.dir, leaf, journalName))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !s.Has(e.Index) {
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // writeJSON writes v, indented, to path atomically.
