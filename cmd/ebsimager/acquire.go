@@ -16,6 +16,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/digest"
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -124,6 +125,17 @@ type acquireSummary struct {
 	// them when the acquisition is incomplete (exit 3).
 	FailedBlocks         []report.FailedBlock `json:"failed_blocks,omitempty"`
 	FailedBlocksUnlisted int64                `json:"failed_blocks_unlisted,omitempty"`
+	// Complete says the directory already held complete evidence of
+	// these blocks: nothing was fetched and nothing was rewritten.
+	Complete bool `json:"complete"`
+	// Checked kept block files matched their SHA-256 (Adopted of them had
+	// no journal line); Rejected did not and were fetched again, their
+	// files set aside as Unverified names.
+	Checked    int64               `json:"checked"`
+	Adopted    int64               `json:"adopted"`
+	Rejected   int64               `json:"rejected"`
+	Unverified []report.Unverified `json:"unverified,omitempty"`
+	Replaced   *report.Replaced    `json:"replaced,omitempty"`
 }
 
 // failedBlocks is the full list of an incomplete run's failures.
@@ -149,6 +161,11 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	}
 	form, recipients, keyFile := store.Plain, []string(nil), ""
 	if o.out != "" {
+		unlock, err := lockEvidenceDir(o.out)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		if form, recipients, keyFile, err = o.seal.form(o.out); err != nil {
 			return err
 		}
@@ -264,7 +281,18 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 				status.Done("")
 				return fmt.Errorf("taking unchanged blocks from %s: %w", o.base, err)
 			}
-			sum.Blocks += inc.reused
+			r2, err := inc.refetch(ctx, snap, st, opts)
+			res.Stored, res.Bytes = res.Stored+r2.Stored, res.Bytes+r2.Bytes
+			if len(inc.bad) > 0 {
+				res.Counts = r2.Counts
+			}
+			sum.Fetched, sum.Bytes, sum.Counts = res.Stored, res.Bytes, res.Counts
+			if err != nil {
+				st.Close()
+				status.Done("")
+				return fmt.Errorf("fetching the blocks of %s that did not match its manifest: %w", o.base, err)
+			}
+			sum.Blocks += inc.reused + int64(len(inc.bad))
 			sum.Base = inc.record()
 			res.Finished = time.Now() // the reuse is part of the acquisition
 		}
@@ -276,14 +304,9 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 			return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, sum.Blocks)
 		}
 		sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
-		rec := acquisitionRecord(report.KindEvidenceDirectory, o.out, st.Meta().Case, res, sum.Resumed, awsInfo())
-		rec.Acquisition.Base = sum.Base
-		var changed func(*report.BlockMap) error
-		if inc != nil {
-			changed = inc.markChanged
-		}
-		if err := recordEvidence(o.out, rec, ms, changed); err != nil {
-			return fmt.Errorf("writing the chain-of-custody record: %w", err)
+		keptSummary(&sum, st, ms, res)
+		if err := recordDirectory(o.out, st, inc, ms, res, &sum, awsInfo); err != nil {
+			return err
 		}
 	} else {
 		hashes, err := sink.Close()
@@ -366,6 +389,7 @@ func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 		fmt.Fprintf(w, "  base       %s (%s): %s listed, %s reused (%d linked, %d copied now)\n",
 			b.SnapshotID, b.Directory, ui.Plural(b.ChangedBlocks, "changed block"), ui.Plural(b.ReusedBlocks, "block"), b.LinkedBlocks, b.CopiedBlocks)
 	}
+	printKept(w, s)
 	if s.ManifestSHA256 != "" {
 		fmt.Fprintf(w, "  manifest   sha256 %s\n", s.ManifestSHA256)
 	}
@@ -452,4 +476,108 @@ func imageSizeText(files []string, media int64) string {
 		}
 	}
 	return fmt.Sprintf("media %s, in %s of E01 files (%s)", ui.Bytes(media), ui.Bytes(onDisk), ui.Plural(int64(len(files)), "segment"))
+}
+
+// lockEvidenceDir creates the evidence directory (0700) if needed and
+// takes its lock for the whole acquisition: a second acquisition or a
+// conversion of the same directory is refused at once (exit 12), naming
+// this process. unlock releases it, and removes the directory again when
+// this run created it and left nothing in it.
+func lockEvidenceDir(dir string) (unlock func(), err error) {
+	_, statErr := os.Stat(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating evidence directory: %w", err)
+	}
+	l, err := dirlock.ForDir(dir, "acquire")
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		l.Release()
+		if statErr != nil {
+			os.Remove(dir) // only if empty
+		}
+	}, nil
+}
+
+// keptSummary says what the store found of earlier runs, and whether
+// the evidence was already complete.
+func keptSummary(sum *acquireSummary, st *store.Store, ms store.Summary, res acquire.Result) {
+	k := st.Kept()
+	sum.Checked, sum.Adopted, sum.Rejected = k.Checked, k.Adopted, k.Rejected
+	for _, u := range k.Unverified {
+		sum.Unverified = append(sum.Unverified, report.Unverified{Name: u.Name, MovedTo: u.MovedTo, Reason: u.Reason})
+	}
+	if b := sum.Base; b != nil {
+		sum.Rejected += b.RejectedBlocks
+	}
+	if r := st.Replaced(); r != nil {
+		sum.Replaced = &report.Replaced{SnapshotID: r.SnapshotID, ManifestSHA256: r.ManifestSHA256}
+	}
+	sum.Complete = ms.Unchanged && res.Stored == 0 && sum.Rejected == 0
+}
+
+// recordDirectory records the acquisition of an evidence directory. When
+// the directory already held complete evidence of these blocks (its
+// manifest kept as it was) and its record exists, the record of the
+// acquisition is left as it is and this run is appended as an "acquire"
+// step; otherwise the acquisition is recorded anew (earlier steps kept).
+func recordDirectory(dir string, st *store.Store, inc *incremental, ms store.Summary, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+	if ms.Unchanged {
+		old, err := report.Load(dir)
+		if err == nil {
+			step := newStep(report.StepAcquire, res.Started, nil)
+			step.Acquire = &report.Rerun{
+				Complete: sum.Complete, ManifestSHA256: sum.ManifestSHA256, Blocks: ms.Blocks,
+				CheckedBlocks: sum.Checked, AdoptedBlocks: sum.Adopted, RejectedBlocks: sum.Rejected, FetchedBlocks: res.Stored,
+				Unverified: sum.Unverified,
+				Requests: report.Requests{ListCalls: res.Counts.ListCalls, GetCalls: res.Counts.GetCalls,
+					RetriesByKind: res.Counts.Retries, ErrorsByKind: map[string]int64{}},
+			}
+			if err := old.AppendStep(step); err == nil {
+				err = old.Save(dir)
+			}
+			if err != nil {
+				return unrecordedError{fmt.Errorf("the evidence is complete, but this run could not be appended to its record: %w", err)}
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return unrecordedError{fmt.Errorf("the evidence is complete, but its record could not be read: %w", err)}
+		}
+	}
+	rec := acquisitionRecord(report.KindEvidenceDirectory, dir, st.Meta().Case, res, sum.Resumed, awsInfo())
+	a := rec.Acquisition
+	a.Base, a.AdoptedBlocks, a.RejectedBlocks, a.Unverified, a.Replaced = sum.Base, sum.Adopted, sum.Rejected, sum.Unverified, sum.Replaced
+	var changed func(*report.BlockMap) error
+	if inc != nil {
+		changed = inc.markChanged
+	}
+	if err := recordEvidence(dir, rec, ms, changed); err != nil {
+		return fmt.Errorf("writing the chain-of-custody record: %w", err)
+	}
+	return nil
+}
+
+// printKept says what a rerun found of earlier runs.
+func printKept(w io.Writer, s acquireSummary) {
+	if s.Complete {
+		fmt.Fprintf(w, "  complete   the evidence was already complete: %d blocks checked against their SHA-256, nothing fetched, nothing rewritten\n", s.Checked)
+	}
+	if s.Adopted > 0 {
+		fmt.Fprintf(w, "  kept       %d block files without a journal line matched their SHA-256 and were kept\n", s.Adopted)
+	}
+	if s.Rejected > 0 {
+		fmt.Fprintf(w, "  refetched  %d kept blocks did not match their SHA-256 and were fetched again\n", s.Rejected)
+	}
+	for _, u := range s.Unverified {
+		fmt.Fprintf(w, "  set aside  %s → %s: %s\n", u.Name, u.MovedTo, u.Reason)
+	}
+	if r := s.Replaced; r != nil {
+		fmt.Fprintf(w, "  replaced   the evidence of %s", r.SnapshotID)
+		if r.ManifestSHA256 != "" {
+			fmt.Fprintf(w, " (manifest sha256 %s)", r.ManifestSHA256)
+		}
+		fmt.Fprintln(w)
+	}
 }

@@ -4,9 +4,11 @@ import (
 	mathbits "math/bits"
 
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
+	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/manifest"
@@ -26,6 +28,9 @@ type incremental struct {
 	nChanged int64
 
 	reused, linked, copied int64
+	// bad are the base blocks that did not match the base's manifest:
+	// not reused, fetched from the snapshot instead (refetch).
+	bad []int64
 }
 
 // openIncremental checks that dir can serve as the base of an acquisition
@@ -114,14 +119,20 @@ func (in *incremental) reuse(ctx context.Context, st *store.Store) error {
 		if in.isChanged(e.Index) {
 			return nil
 		}
-		in.reused++
 		if st.Has(e.Index) {
+			in.reused++
 			return nil
 		}
 		linked, err := st.Reuse(e, filepath.Join(in.base.Dir, filepath.FromSlash(e.Name)), in.copy)
+		var bad *store.BadSourceError
+		if errors.As(err, &bad) {
+			in.bad = append(in.bad, e.Index)
+			return nil
+		}
 		if err != nil {
 			return err
 		}
+		in.reused++
 		if linked {
 			in.linked++
 		} else {
@@ -131,12 +142,39 @@ func (in *incremental) reuse(ctx context.Context, st *store.Store) error {
 	})
 }
 
+// refetch fetches from snap, into st, the unchanged blocks whose base
+// copy did not match the base's manifest, listing the snapshot from the
+// first of them; o is the acquisition's options.
+func (in *incremental) refetch(ctx context.Context, snap *ebs.Snapshot, st *store.Store, o acquire.Options) (acquire.Result, error) {
+	if len(in.bad) == 0 {
+		return acquire.Result{}, nil
+	}
+	want := make(map[int64]bool, len(in.bad))
+	for _, i := range in.bad {
+		want[i] = true
+	}
+	o.Start, o.List, o.Listed = in.bad[0], nil, nil
+	o.Want = func(i int64) bool { return want[i] }
+	o.Open = func(ebs.Info) (acquire.Sink, error) { return st, nil }
+	res, err := acquire.New(snap, o).Run(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, i := range in.bad {
+		if !st.Has(i) {
+			return res, fmt.Errorf("block %d of base %s does not match the base's manifest, and %s does not list it to fetch instead", i, in.base.Dir, snap.ID)
+		}
+	}
+	return res, nil
+}
+
 // record is what the chain-of-custody record and the summary say of the
 // base.
 func (in *incremental) record() *report.Base {
 	return &report.Base{
 		Directory: in.base.Dir, SnapshotID: in.base.Meta.SnapshotID, ManifestSHA256: in.base.ManifestSHA256,
 		ChangedBlocks: in.nChanged, ReusedBlocks: in.reused, LinkedBlocks: in.linked, CopiedBlocks: in.copied,
+		RejectedBlocks: int64(len(in.bad)),
 	}
 }
 

@@ -21,6 +21,7 @@ var page = template.Must(template.New("report.html").Funcs(template.FuncMap{
 	"shellJoin":    shellJoin,
 	"countsText":   countsText,
 	"callText":     func(c Call) string { return callText(&c) },
+	"replacedText": replacedText,
 	"callFor":      func(calls []Call, api string) string { return callText(findCall(calls, api)) },
 	"orNone":       orNone,
 	"add1":         func(i int) int { return i + 1 },

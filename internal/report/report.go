@@ -139,12 +139,52 @@ type Acquisition struct {
 	// stopped because too many blocks failed.
 	FailedBlocks         []FailedBlock `json:"failed_blocks,omitempty"`
 	FailedBlocksUnlisted int64         `json:"failed_blocks_unlisted,omitempty"`
+	// AdoptedBlocks were block files of earlier runs that no journal
+	// accounted for but that matched their SHA-256, and were kept.
+	// RejectedBlocks were block files of earlier runs (or of the base)
+	// that did not match their SHA-256: they were fetched again, and the
+	// files set aside are named in Unverified.
+	AdoptedBlocks  int64        `json:"adopted_blocks,omitempty"`
+	RejectedBlocks int64        `json:"rejected_blocks,omitempty"`
+	Unverified     []Unverified `json:"unverified,omitempty"`
+	// Replaced is the evidence of another snapshot that this acquisition
+	// replaced in the same directory (acquire --force).
+	Replaced *Replaced `json:"replaced,omitempty"`
 }
 
 // FailedBlock is a block that could not be fetched, and why.
 type FailedBlock struct {
 	Index int64  `json:"index"`
 	Error string `json:"error"`
+}
+
+// Unverified is a file found in the evidence directory that could not be
+// verified: it was moved aside, never deleted.
+type Unverified struct {
+	Name    string `json:"name"`
+	MovedTo string `json:"moved_to"`
+	Reason  string `json:"reason"`
+}
+
+// Replaced names evidence that acquire --force replaced.
+type Replaced struct {
+	SnapshotID     string `json:"snapshot_id"`
+	ManifestSHA256 string `json:"manifest_sha256,omitempty"`
+}
+
+// Rerun is a later run of acquire over complete evidence: it checked the
+// stored blocks against their SHA-256 and kept the manifest (Complete),
+// or fetched blocks that were missing or did not verify.
+type Rerun struct {
+	Complete       bool         `json:"complete"`
+	ManifestSHA256 string       `json:"manifest_sha256"`
+	Blocks         int64        `json:"blocks"`
+	CheckedBlocks  int64        `json:"checked_blocks"`
+	AdoptedBlocks  int64        `json:"adopted_blocks"`
+	RejectedBlocks int64        `json:"rejected_blocks"`
+	FetchedBlocks  int64        `json:"fetched_blocks"`
+	Unverified     []Unverified `json:"unverified,omitempty"`
+	Requests       Requests     `json:"requests"`
 }
 
 // Base is the evidence an incremental acquisition took unchanged blocks
@@ -160,6 +200,9 @@ type Base struct {
 	ReusedBlocks   int64  `json:"reused_blocks"`
 	LinkedBlocks   int64  `json:"linked_blocks"`
 	CopiedBlocks   int64  `json:"copied_blocks"`
+	// RejectedBlocks are base blocks that did not match the base's
+	// manifest: they were not reused but fetched from the snapshot.
+	RejectedBlocks int64 `json:"rejected_blocks,omitempty"`
 }
 
 // Requests counts the EBS direct API calls of the acquisition.
@@ -241,7 +284,7 @@ const (
 // Step is one thing done to the evidence after its acquisition. Exactly
 // the payload that Kind names is set.
 type Step struct {
-	Kind string `json:"kind"` // "export", "verify" or "transform"
+	Kind string `json:"kind"` // "export", "verify", "transform" or "acquire"
 	Run
 	// Outcome is "ok" or "failed"; Error says why a step failed.
 	Outcome   string     `json:"outcome"`
@@ -249,6 +292,7 @@ type Step struct {
 	Export    *Export    `json:"export,omitempty"`
 	Verify    *Verify    `json:"verify,omitempty"`
 	Transform *Transform `json:"transform,omitempty"`
+	Acquire   *Rerun     `json:"acquire,omitempty"`
 }
 
 // Step kinds.
@@ -256,6 +300,8 @@ const (
 	StepExport    = "export"
 	StepVerify    = "verify"
 	StepTransform = "transform"
+	// StepAcquire is a rerun of acquire over evidence already recorded.
+	StepAcquire = "acquire"
 )
 
 // Export is an image made from the evidence.
@@ -342,9 +388,10 @@ func (r *Report) AppendStep(s Step) error {
 }
 
 func (s Step) check() error {
-	payloads := map[string]bool{StepExport: s.Export != nil, StepVerify: s.Verify != nil, StepTransform: s.Transform != nil}
+	payloads := map[string]bool{StepExport: s.Export != nil, StepVerify: s.Verify != nil, StepTransform: s.Transform != nil,
+		StepAcquire: s.Acquire != nil}
 	if _, ok := payloads[s.Kind]; !ok {
-		return fmt.Errorf("unknown kind %q (want export, verify or transform)", s.Kind)
+		return fmt.Errorf("unknown kind %q (want export, verify, transform or acquire)", s.Kind)
 	}
 	for kind, set := range payloads {
 		if set && kind != s.Kind {

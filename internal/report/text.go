@@ -97,6 +97,14 @@ func (r *Report) Text(w io.Writer) error {
 				t.field("", fmt.Sprintf("and %d more: the run stopped because too many blocks failed", a.FailedBlocksUnlisted))
 			}
 		}
+		if a.AdoptedBlocks > 0 || a.RejectedBlocks > 0 {
+			t.field("Checked", fmt.Sprintf("%d block files of earlier runs kept without a journal line (they matched their SHA-256); %d did not match and were fetched again",
+				a.AdoptedBlocks, a.RejectedBlocks))
+		}
+		t.unverified(a.Unverified)
+		if r := a.Replaced; r != nil {
+			t.field("Replaced", replacedText(r))
+		}
 		t.hashes("Image", a.ImageFiles, a.ImageHashes)
 		t.blank()
 		t.section("AWS context calls")
@@ -184,6 +192,18 @@ func (r *Report) Text(w io.Writer) error {
 			if v.MoreProblems > 0 {
 				t.field("", fmt.Sprintf("and %d more problems", v.MoreProblems))
 			}
+		case s.Acquire != nil:
+			x := s.Acquire
+			result := "complete: nothing fetched, the manifest kept as it was"
+			if !x.Complete {
+				result = fmt.Sprintf("%d blocks fetched again, the manifest kept as it was", x.FetchedBlocks)
+			}
+			t.field("Result", result)
+			t.field("Checked", fmt.Sprintf("%d blocks in the manifest, %d stored files matched their SHA-256 (%d without a journal line), %d did not",
+				x.Blocks, x.CheckedBlocks, x.AdoptedBlocks, x.RejectedBlocks))
+			t.field("Manifest SHA-256", x.ManifestSHA256)
+			t.field("Requests", fmt.Sprintf("%d List, %d Get", x.Requests.ListCalls, x.Requests.GetCalls))
+			t.unverified(x.Unverified)
 		case s.Transform != nil:
 			x := s.Transform
 			t.field("Operation", x.Operation)
@@ -197,6 +217,19 @@ func (r *Report) Text(w io.Writer) error {
 		}
 	}
 	return bw.Flush()
+}
+
+func (t *textWriter) unverified(us []Unverified) {
+	for _, u := range us {
+		t.field("Set aside", fmt.Sprintf("%s → %s: %s", u.Name, u.MovedTo, u.Reason))
+	}
+}
+
+func replacedText(r *Replaced) string {
+	if r.ManifestSHA256 == "" {
+		return "the incomplete evidence of " + r.SnapshotID + " that this directory held"
+	}
+	return fmt.Sprintf("the evidence of %s that this directory held (manifest SHA-256 %s)", r.SnapshotID, r.ManifestSHA256)
 }
 
 // textWriter writes aligned "  Label: value" lines.

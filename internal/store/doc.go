@@ -12,7 +12,13 @@
 //	DIR/blocks/NN/NNNN/.journal  JSON lines, one manifest entry per stored block
 //	DIR/manifest.jsonl           the manifest, written when the acquisition completes
 //	DIR/manifest.jsonl.sha256    its SHA-256, in sha256sum format
+//	DIR/.unverified/...          files a rerun could not verify, set aside (never deleted)
+//	DIR/.ebsimager.lock          the directory lock, while a process writes (package dirlock)
 //
 // Every file is written to a temporary name in its final directory,
 // fsynced, and renamed; nothing half-written ever carries a final name.
+//
+// A rerun never deletes evidence that verifies: the journals only speed
+// up resuming, every kept block file is checked against its SHA-256
+// before it counts, and complete evidence is never rewritten.
 package store

@@ -106,13 +106,27 @@ func (b *Base) CheckForm(f Form, recipients []string) error {
 	return nil
 }
 
+// BadSourceError says that a base's block file does not match the
+// base's manifest: it is not reused, and the block must be fetched.
+type BadSourceError struct {
+	Index int64
+	Path  string
+	What  string
+}
+
+func (e *BadSourceError) Error() string {
+	return fmt.Sprintf("%s: %s", e.Path, e.What)
+}
+
 // Reuse stores, as block e.Index of s, the file src that holds the same
 // block in the same form (a base's file, described by its manifest entry
 // e): hard-linked through a temporary name in the leaf and renamed, or
 // copied (temporary file, fsync, rename) when copy is set or linking
-// fails, for example across file systems. A copy is checked against the
-// entry's size and stored SHA-256 as it is made; a link against its size.
-// The block is journaled like Put. linked says which was done.
+// fails, for example across file systems. Either way its bytes are
+// checked against the entry's size and stored SHA-256 before it takes
+// its final name (a link, through the linked inode itself): a source
+// that does not match is a *BadSourceError, and nothing is stored. The
+// block is journaled like Put. linked says which was done.
 func (s *Store) Reuse(e manifest.Entry, src string, copy bool) (linked bool, err error) {
 	if e.Index < 0 || e.Index >= int64(len(s.done))*64 {
 		return false, fmt.Errorf("reusing block %d: beyond the %d GiB volume", e.Index, s.meta.VolumeSizeGiB)
@@ -130,7 +144,7 @@ func (s *Store) Reuse(e manifest.Entry, src string, copy bool) (linked bool, err
 	}
 	rel := s.Name(e.Index, sum)
 	if !copy {
-		linked, err = s.link(rel, src, e.Size)
+		linked, err = s.link(rel, src, e)
 		if err != nil {
 			return false, fmt.Errorf("reusing block %d: %w", e.Index, err)
 		}
@@ -144,16 +158,17 @@ func (s *Store) Reuse(e manifest.Entry, src string, copy bool) (linked bool, err
 	return linked, s.record(leaf, e)
 }
 
-// link hard-links src to rel through a temporary name. It returns false
-// without error when the file system refuses the link, so the caller
-// copies instead; a src of the wrong size is an error.
-func (s *Store) link(rel, src string, size int64) (bool, error) {
-	fi, err := os.Stat(src)
+// link hard-links src to rel through a temporary name, and checks the
+// linked file's bytes against e before renaming it into place. It
+// returns false without error when the file system refuses the link, so
+// the caller copies instead.
+func (s *Store) link(rel, src string, e manifest.Entry) (bool, error) {
+	fi, err := os.Lstat(src)
 	if err != nil {
 		return false, err
 	}
-	if !fi.Mode().IsRegular() || fi.Size() != size {
-		return false, fmt.Errorf("%s: %d bytes, the base's manifest says %d", src, fi.Size(), size)
+	if !fi.Mode().IsRegular() || fi.Size() != e.Size {
+		return false, &BadSourceError{Index: e.Index, Path: src, What: fmt.Sprintf("%d bytes, the base's manifest says %d", fi.Size(), e.Size)}
 	}
 	final := filepath.Join(s.dir, rel)
 	tmp := filepath.Join(filepath.Dir(final), tempPrefix+filepath.Base(final)+"-link")
@@ -162,6 +177,12 @@ func (s *Store) link(rel, src string, size int64) (bool, error) {
 	}
 	if err := os.Link(src, tmp); err != nil {
 		return false, nil // another file system, or no hard links: copy
+	}
+	// The link shares the source's inode: what is checked here is what
+	// the new evidence holds.
+	if err := checkStored(tmp, e.Size, e.StoredSHA256); err != nil {
+		os.Remove(tmp)
+		return false, &BadSourceError{Index: e.Index, Path: src, What: err.Error() + " (the base's manifest entry)"}
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		os.Remove(tmp)
@@ -178,6 +199,9 @@ func (s *Store) copyFile(rel, src string, e manifest.Entry) error {
 		return err
 	}
 	defer in.Close()
+	if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return &BadSourceError{Index: e.Index, Path: src, What: "not a regular file"}
+	}
 	final := filepath.Join(s.dir, rel)
 	f, err := os.CreateTemp(filepath.Dir(final), tempPrefix+filepath.Base(final)+"-*")
 	if err != nil {
@@ -189,12 +213,12 @@ func (s *Store) copyFile(rel, src string, e manifest.Entry) error {
 		return err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), in)
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(in, e.Size+1))
 	if err != nil {
 		return fail(fmt.Errorf("copying %s: %w", src, err))
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); n != e.Size || got != e.StoredSHA256 {
-		return fail(fmt.Errorf("%s: %d bytes with sha256 %s, the base's manifest says %d bytes with sha256 %s", src, n, got, e.Size, e.StoredSHA256))
+		return fail(&BadSourceError{Index: e.Index, Path: src, What: fmt.Sprintf("%d bytes with sha256 %s, the base's manifest says %d bytes with sha256 %s", n, got, e.Size, e.StoredSHA256)})
 	}
 	if err := f.Sync(); err != nil {
 		return fail(err)

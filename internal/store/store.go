@@ -2,10 +2,13 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
 
@@ -95,6 +99,12 @@ type Store struct {
 	meta Meta
 	form Form
 
+	// prior is the complete evidence Create found, nil when there was
+	// none; replaced, the other snapshot's evidence it replaced (Force).
+	prior    *prior
+	replaced *Replaced
+	kept     Kept
+
 	mu       sync.Mutex
 	done     []uint64 // bitmap over the volume's block slots
 	resumed  int64
@@ -108,9 +118,13 @@ type journal struct {
 }
 
 // Create opens dir for an acquisition of meta.SnapshotID, creating it
-// (0700) or resuming the acquisition it holds. Blocks already stored,
-// whose journal entry and file agree, count as done; files without a
-// journal entry and temporary files are removed.
+// (0700) or resuming the acquisition it holds. Nothing that verifies is
+// ever removed: every block file is checked against its SHA-256 before
+// it counts as stored (journaled or not: the journal is an optimisation,
+// not the source of truth), a file that does not verify is moved aside
+// into .unverified/ and fetched again, and the manifest of complete
+// evidence stays in place until Finish decides whether it must change.
+// Only temporary files are removed.
 func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if o.Form.Codec == "" {
 		o.Form = Plain
@@ -123,6 +137,10 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if _, err := os.Stat(filepath.Join(dir, TransformName)); err == nil {
 		return nil, fmt.Errorf("%s: a conversion of its blocks is under way; run it again to finish it before acquiring into this directory", dir)
 	}
+	var (
+		replaced *Replaced
+		resuming bool
+	)
 	old, err := readMeta(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -131,7 +149,7 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 			return nil, fmt.Errorf("reading %s: %w", dir, err)
 		}
 		for _, e := range entries {
-			if e.Name() != KeyName {
+			if e.Name() != KeyName && e.Name() != dirlock.Name {
 				return nil, fmt.Errorf("%s: %w", dir, ErrNotEvidence)
 			}
 		}
@@ -141,13 +159,16 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 		if !o.Force {
 			return nil, &OtherSnapshotError{Dir: dir, Have: old.SnapshotID, Want: meta.SnapshotID}
 		}
-		if err := removeEvidence(dir); err != nil {
+		// In passphrase mode the caller has already read (or written)
+		// key.age for this run: it is the new evidence's key, kept.
+		if replaced, err = replaceEvidence(dir, old, meta.KeyFile == KeyName); err != nil {
 			return nil, err
 		}
 	case old.Codec != meta.Codec || old.Encryption != meta.Encryption:
 		return nil, fmt.Errorf("%s stores blocks as codec %s, encryption %s; this run asks for %s, %s: resume with the same --compress/--encrypt, or convert first",
 			dir, old.Codec, old.Encryption, meta.Codec, meta.Encryption)
 	default:
+		resuming = true
 		meta.CreatedAt = old.CreatedAt
 		if old.Case != nil && meta.Case == nil {
 			meta.Case = old.Case
@@ -156,16 +177,20 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if meta.CreatedAt.IsZero() {
 		meta.CreatedAt = time.Now().UTC()
 	}
-	s := &Store{dir: dir, meta: meta, form: o.Form, leaves: map[string]bool{},
+	s := &Store{dir: dir, meta: meta, form: o.Form, leaves: map[string]bool{}, replaced: replaced,
 		done: make([]uint64, (block.Slots(meta.VolumeSizeGiB)+63)/64)}
-	if err := writeJSON(filepath.Join(dir, MetaName), meta); err != nil {
-		return nil, err
-	}
-	// A resumed acquisition's manifest is stale until it completes again.
-	for _, n := range []string{ManifestName, ManifestSumName} {
-		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if resuming {
+		// Complete evidence is never rewritten: its evidence.json stays
+		// as it is, and so does its manifest unless the blocks changed.
+		if s.prior, err = readPrior(dir, old); err != nil {
 			return nil, err
 		}
+		if s.prior != nil {
+			s.meta = old
+		}
+	}
+	if err := s.writeMeta(); err != nil {
+		return nil, err
 	}
 	if err := s.scan(); err != nil {
 		return nil, err
@@ -173,10 +198,130 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	return s, nil
 }
 
-func removeEvidence(dir string) error {
-	for _, n := range []string{blocksDir, ManifestName, ManifestSumName, MetaName} {
+// writeMeta writes evidence.json unless it already holds exactly that.
+func (s *Store) writeMeta() error {
+	path := filepath.Join(s.dir, MetaName)
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s.meta); err != nil {
+		return err
+	}
+	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want.Bytes()) {
+		return nil
+	}
+	return atomicfile.WriteBytes(path, want.Bytes())
+}
+
+// Replaced is the evidence of another snapshot that Create replaced
+// (Options.Force).
+type Replaced struct {
+	SnapshotID string
+	// ManifestSHA256 is the hex SHA-256 of its manifest, empty when it
+	// had none (an acquisition that never completed).
+	ManifestSHA256 string
+}
+
+// ForeignFileError refuses to replace evidence in a directory that also
+// holds files ebsimager did not write.
+type ForeignFileError struct{ Dir, Name string }
+
+func (e *ForeignFileError) Error() string {
+	return fmt.Sprintf("%s holds %s, which ebsimager did not write: --force replaces only evidence, so nothing was deleted", e.Dir, e.Name)
+}
+
+// Is makes a ForeignFileError match ErrNotEvidence.
+func (e *ForeignFileError) Is(target error) bool { return target == ErrNotEvidence }
+
+// topLevel lists the names ebsimager writes at the top of an evidence
+// directory; true marks those that belong to the evidence (and go when it
+// is replaced), false the lock, which belongs to the running process.
+var topLevel = map[string]bool{
+	MetaName: true, KeyName: true, ManifestName: true, ManifestSumName: true, blocksDir: true, unverifiedDir: true,
+	"report.json": true, "report.txt": true, "report.html": true,
+	TransformName: true, transformEntriesName: true, transformManifestName: true, dirlock.Name: false,
+}
+
+// replaceEvidence removes the evidence of old from dir, for --force. It
+// first checks that every file in dir is one ebsimager writes, and
+// refuses before deleting anything otherwise. evidence.json goes last, so
+// an interrupted replacement is still recognised as evidence (and
+// replaced again by the next forced run). keepKey keeps key.age, which
+// the new acquisition uses.
+func replaceEvidence(dir string, old Meta, keepKey bool) (*Replaced, error) {
+	if err := checkOurs(dir); err != nil {
+		return nil, err
+	}
+	r := &Replaced{SnapshotID: old.SnapshotID}
+	if data, err := os.ReadFile(filepath.Join(dir, ManifestSumName)); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 && f[1] == ManifestName {
+			r.ManifestSHA256 = f[0]
+		}
+	}
+	names := make([]string, 0, len(topLevel))
+	for n, evidence := range topLevel {
+		if evidence && n != MetaName && (n != KeyName || !keepKey) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range append(names, MetaName) {
 		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
-			return fmt.Errorf("removing old evidence: %w", err)
+			return nil, fmt.Errorf("removing the evidence of %s: %w", old.SnapshotID, err)
+		}
+	}
+	return r, atomicfile.SyncDir(dir)
+}
+
+// checkOurs returns a *ForeignFileError naming the first file in dir that
+// ebsimager does not write: anything at the top but the names in
+// topLevel and temporary files; under blocks/, anything but leaf
+// directories holding block files, journals and temporary files.
+func checkOurs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if _, ok := topLevel[e.Name()]; !ok && !strings.HasPrefix(e.Name(), tempPrefix) {
+			return &ForeignFileError{Dir: dir, Name: e.Name()}
+		}
+	}
+	foreign := func(rel string) error { return &ForeignFileError{Dir: dir, Name: filepath.ToSlash(rel)} }
+	tops, err := os.ReadDir(filepath.Join(dir, blocksDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, top := range tops {
+		rel := filepath.Join(blocksDir, top.Name())
+		if !top.IsDir() || len(top.Name()) != 2 {
+			return foreign(rel)
+		}
+		leaves, err := os.ReadDir(filepath.Join(dir, rel))
+		if err != nil {
+			return err
+		}
+		for _, leaf := range leaves {
+			lrel := filepath.Join(rel, leaf.Name())
+			if !leaf.IsDir() || len(leaf.Name()) != 4 {
+				return foreign(lrel)
+			}
+			files, err := os.ReadDir(filepath.Join(dir, lrel))
+			if err != nil {
+				return err
+			}
+			for _, f := range files {
+				n := f.Name()
+				if n == journalName || strings.HasPrefix(n, tempPrefix) {
+					continue
+				}
+				if _, _, err := block.ParseFileName(n); err != nil || !f.Type().IsRegular() {
+					return foreign(filepath.Join(lrel, n))
+				}
+			}
 		}
 	}
 	return nil
@@ -385,10 +530,59 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// scan rebuilds the done bitmap from the leaf journals, keeping only
-// entries whose file exists with the journaled size, and removes files
-// that no journal entry accounts for.
+// Kept says what Create found of earlier runs in the directory.
+type Kept struct {
+	// Checked block files matched their SHA-256 and count as stored;
+	// Adopted of them had no journal line (a crash between rename and
+	// journal, or a lost journal) and were journaled again.
+	Checked, Adopted int64
+	// Rejected block files did not match: they were moved aside into
+	// .unverified/ (never deleted) and their blocks are fetched again.
+	Rejected int64
+	// Unverified names, relative to the directory, the files moved into
+	// .unverified/ and why (at most maxUnverifiedNamed; MoreUnverified
+	// counts the rest).
+	Unverified     []Unverified
+	MoreUnverified int64
+}
+
+// Unverified is a file set aside because it could not be verified.
+type Unverified struct {
+	Name    string `json:"name"`     // where it was, relative to the evidence directory
+	MovedTo string `json:"moved_to"` // where it is now
+	Reason  string `json:"reason"`
+}
+
+const (
+	unverifiedDir      = ".unverified"
+	maxUnverifiedNamed = 100
+)
+
+// Kept returns what Create found of earlier runs.
+func (s *Store) Kept() Kept { return s.kept }
+
+// Replaced returns the evidence of another snapshot that Create replaced,
+// or nil.
+func (s *Store) Replaced() *Replaced { return s.replaced }
+
+// scan rebuilds the done bitmap from the block files themselves. A file
+// counts as stored only once its bytes match their SHA-256: the journal
+// line's stored SHA-256, or for a file no journal line accounts for, the
+// SHA-256 in its own name (plain blocks) or in the entry of the complete
+// manifest that lists it (sealed blocks, which cannot be checked without
+// the key otherwise). A file that verifies without a journal line is
+// journaled again; one that does not verify is moved into .unverified/.
+// Only temporary files are removed.
 func (s *Store) scan() error {
+	var cur *entryCursor
+	if s.prior != nil && !s.form.plain() {
+		c, err := openCursor(s.dir)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		cur = c
+	}
 	return s.eachLeaf(func(leaf string) error {
 		s.leaves[leaf] = true
 		entries, err := readJournal(filepath.Join(s.dir, leaf, journalName))
@@ -401,31 +595,309 @@ func (s *Store) scan() error {
 		}
 		byName := make(map[string]manifest.Entry, len(entries))
 		for _, e := range entries {
-			byName[filepath.Base(e.Name)] = e
+			byName[filepath.Base(filepath.FromSlash(e.Name))] = e
 		}
+		var pending []fs.DirEntry
 		for _, f := range files {
 			name := f.Name()
-			if name == journalName {
+			switch {
+			case name == journalName:
 				continue
-			}
-			e, ok := byName[name]
-			info, err := f.Info()
-			if err != nil {
-				return err
-			}
-			if !ok || strings.HasPrefix(name, tempPrefix) || !info.Mode().IsRegular() || info.Size() != e.Size {
-				if err := os.Remove(filepath.Join(s.dir, leaf, name)); err != nil {
-					return fmt.Errorf("removing unjournaled %s: %w", name, err)
+			case strings.HasPrefix(name, tempPrefix):
+				if err := os.RemoveAll(filepath.Join(s.dir, leaf, name)); err != nil {
+					return fmt.Errorf("removing temporary %s: %w", name, err)
 				}
 				continue
 			}
-			if !s.has(e.Index) {
-				s.mark(e.Index)
-				s.resumed++
+			e, ok := byName[name]
+			if !ok || s.has(e.Index) {
+				pending = append(pending, f)
+				continue
 			}
+			if err := s.checkKept(leaf, name, e); err != nil {
+				if err := s.setAside(leaf, name, err); err != nil {
+					return err
+				}
+				continue
+			}
+			s.mark(e.Index)
+			s.resumed++
+			s.kept.Checked++
+		}
+		var listed map[string]manifest.Entry
+		if cur != nil && len(pending) > 0 {
+			if listed, err = cur.leaf(leaf); err != nil {
+				return err
+			}
+		}
+		for _, f := range pending {
+			e, err := s.adoptable(leaf, f.Name(), listed)
+			if err != nil {
+				if err := s.setAside(leaf, f.Name(), err); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := s.record(leaf, e); err != nil {
+				return err
+			}
+			s.resumed++
+			s.kept.Checked++
+			s.kept.Adopted++
 		}
 		return nil
 	})
+}
+
+// checkKept checks a journaled block file against its journal entry:
+// name, form, size and stored SHA-256, and for plain blocks that the
+// stored bytes are the block AWS served.
+func (s *Store) checkKept(leaf, name string, e manifest.Entry) error {
+	rel := filepath.ToSlash(filepath.Join(leaf, name))
+	sum, err := e.Sum()
+	if err != nil {
+		return fmt.Errorf("journal entry: %w", err)
+	}
+	if e.Name != rel || filepath.ToSlash(s.Name(e.Index, sum)) != rel || e.Codec != s.form.Codec || e.Encryption != s.form.Encryption {
+		return errors.New("journal entry disagrees with the file name or the evidence's form")
+	}
+	if s.form.plain() && (e.StoredSHA256 != e.SHA256 || int64(e.Length) != e.Size) {
+		return errors.New("journal entry of a plain block records different stored and served bytes")
+	}
+	return checkStored(filepath.Join(s.dir, leaf, name), e.Size, e.StoredSHA256)
+}
+
+// adoptable returns the entry of a block file no journal line accounts
+// for, once it verifies, or says why it does not. listed holds the
+// complete manifest's entries of the leaf by file name (sealed forms).
+func (s *Store) adoptable(leaf, name string, listed map[string]manifest.Entry) (manifest.Entry, error) {
+	fi, suffix, err := block.ParseFileName(name)
+	if err != nil {
+		return manifest.Entry{}, errors.New("not a block file name")
+	}
+	if fi.Snapshot != s.meta.SnapshotID || fi.VolumeGiB != s.meta.VolumeSizeGiB || fi.BlockSize != s.meta.BlockSize ||
+		suffix != s.form.Suffix || LeafDir(fi.Index) != leaf || fi.Index >= block.Slots(s.meta.VolumeSizeGiB) {
+		return manifest.Entry{}, errors.New("not a block of this evidence, in this leaf, in this form")
+	}
+	if s.has(fi.Index) {
+		return manifest.Entry{}, errors.New("another file already holds this block")
+	}
+	rel := filepath.ToSlash(filepath.Join(leaf, name))
+	if !s.form.plain() {
+		e, ok := listed[name]
+		if !ok {
+			return manifest.Entry{}, errors.New("no journal line and no manifest entry to check it against (a sealed block cannot be checked without the key)")
+		}
+		if err := checkStored(filepath.Join(s.dir, leaf, name), e.Size, e.StoredSHA256); err != nil {
+			return manifest.Entry{}, err
+		}
+		return e, nil
+	}
+	f, err := os.Open(filepath.Join(s.dir, leaf, name))
+	if err != nil {
+		return manifest.Entry{}, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return manifest.Entry{}, errors.New("not a regular file")
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, block.Size+1))
+	if err != nil {
+		return manifest.Entry{}, err
+	}
+	if n == 0 || n > block.Size {
+		return manifest.Entry{}, fmt.Errorf("%d bytes: a block holds 1 to %d", n, block.Size)
+	}
+	var got block.Sum
+	copy(got[:], h.Sum(nil))
+	if got != fi.Sum {
+		return manifest.Entry{}, fmt.Errorf("content sha256 %s, its name says %s", got.Hex(), fi.Sum.Hex())
+	}
+	return manifest.Entry{Type: "block", Index: fi.Index, SHA256: fi.Sum.Hex(), Length: int(n), Name: rel,
+		Size: n, StoredSHA256: fi.Sum.Hex(), Codec: s.form.Codec, Encryption: s.form.Encryption}, nil
+}
+
+// checkStored checks that path is a regular file of size bytes with the
+// given hex SHA-256, reading at most one byte more than size.
+func checkStored(path string, size int64, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return errors.New("not a regular file")
+	}
+	if size < 0 || size > 2*block.Size {
+		return fmt.Errorf("recorded size %d is out of bounds", size)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, size+1))
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("%d bytes, recorded %d", n, size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("stored sha256 %s, recorded %s", got, want)
+	}
+	return nil
+}
+
+// setAside moves leaf/name, which could not be verified, into
+// .unverified/ under the same relative path (never over another file),
+// and notes it.
+func (s *Store) setAside(leaf, name string, why error) error {
+	rel := filepath.Join(leaf, name)
+	dst := filepath.Join(s.dir, unverifiedDir, rel)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return fmt.Errorf("setting aside %s: %w", rel, err)
+	}
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if i > 1000 {
+			return fmt.Errorf("setting aside %s: too many earlier copies in %s", rel, unverifiedDir)
+		}
+		dst = filepath.Join(s.dir, unverifiedDir, rel) + fmt.Sprintf(".%d", i)
+	}
+	if err := os.Rename(filepath.Join(s.dir, rel), dst); err != nil {
+		return fmt.Errorf("setting aside %s: %w", rel, err)
+	}
+	s.kept.Rejected++
+	if len(s.kept.Unverified) < maxUnverifiedNamed {
+		moved, _ := filepath.Rel(s.dir, dst)
+		s.kept.Unverified = append(s.kept.Unverified, Unverified{Name: filepath.ToSlash(rel), MovedTo: filepath.ToSlash(moved), Reason: why.Error()})
+	} else {
+		s.kept.MoreUnverified++
+	}
+	return nil
+}
+
+// prior is complete evidence that Create found: a manifest that matches
+// its checksum file and evidence.json.
+type prior struct {
+	sum     block.Sum // of the manifest
+	trailer manifest.Trailer
+	entries block.Sum // of its entries alone (see entryDigest)
+}
+
+// readPrior returns the complete evidence in dir, or nil when its
+// manifest is missing or does not check out (it is then stale, and
+// Finish replaces it).
+func readPrior(dir string, meta Meta) (*prior, error) {
+	ev := &Evidence{Dir: dir, Meta: meta}
+	mr, c, err := ev.Manifest()
+	if errors.Is(err, ErrIncomplete) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, nil
+	}
+	defer c.Close()
+	if ev.checkHeader(mr.Header()) != nil {
+		return nil, nil
+	}
+	d := newEntryDigest()
+	for {
+		e, err := mr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || ev.checkEntry(e) != nil {
+			return nil, nil
+		}
+		if err := d.add(e); err != nil {
+			return nil, err
+		}
+	}
+	if ev.checkManifestSum(mr.Sum()) != nil {
+		return nil, nil
+	}
+	return &prior{sum: mr.Sum(), trailer: mr.Trailer(), entries: d.sum()}, nil
+}
+
+// entryDigest hashes manifest entries as the manifest writes them, so
+// that two manifests with the same blocks compare equal whatever their
+// headers' times.
+type entryDigest struct{ h hash.Hash }
+
+func newEntryDigest() *entryDigest { return &entryDigest{h: sha256.New()} }
+
+func (d *entryDigest) add(e manifest.Entry) error {
+	line, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	d.h.Write(append(line, '\n'))
+	return nil
+}
+
+func (d *entryDigest) sum() block.Sum {
+	var s block.Sum
+	copy(s[:], d.h.Sum(nil))
+	return s
+}
+
+// entryCursor walks the complete manifest's entries leaf by leaf, in
+// the order eachLeaf visits leaves.
+type entryCursor struct {
+	f    *os.File
+	mr   *manifest.Reader
+	next *manifest.Entry
+	eof  bool
+}
+
+func openCursor(dir string) (*entryCursor, error) {
+	f, err := os.Open(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	mr, err := manifest.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &entryCursor{f: f, mr: mr}, nil
+}
+
+func (c *entryCursor) close() { c.f.Close() }
+
+// leaf returns the entries of leaf by file name. Leaves must be asked
+// for in ascending order; leaf names sort as their indexes do.
+func (c *entryCursor) leaf(leaf string) (map[string]manifest.Entry, error) {
+	out := map[string]manifest.Entry{}
+	for {
+		if c.next == nil && !c.eof {
+			e, err := c.mr.Next()
+			if errors.Is(err, io.EOF) {
+				c.eof = true
+			} else if err != nil {
+				return nil, err
+			} else {
+				c.next = &e
+			}
+		}
+		if c.next == nil {
+			return out, nil
+		}
+		switch l := LeafDir(c.next.Index); {
+		case l < leaf:
+			c.next = nil
+		case l == leaf:
+			out[filepath.Base(filepath.FromSlash(c.next.Name))] = *c.next
+			c.next = nil
+		default:
+			return out, nil
+		}
+	}
 }
 
 // eachLeaf calls fn for every leaf directory, in index order.
@@ -502,6 +974,9 @@ func readJournal(path string) ([]manifest.Entry, error) {
 type Summary struct {
 	manifest.Trailer
 	ManifestSHA256 block.Sum
+	// Unchanged says that the directory already held complete evidence
+	// of exactly these blocks: its manifest was kept as it was.
+	Unchanged bool
 }
 
 // Finish writes the manifest of every stored block, in index order, from
@@ -510,6 +985,15 @@ type Summary struct {
 func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 	if err := s.Close(); err != nil {
 		return Summary{}, err
+	}
+	if p := s.prior; p != nil {
+		d := newEntryDigest()
+		if err := s.storedEntries(d.add); err != nil {
+			return Summary{}, fmt.Errorf("comparing with the manifest: %w", err)
+		}
+		if d.sum() == p.entries {
+			return Summary{Trailer: p.trailer, ManifestSHA256: p.sum, Unchanged: true}, nil
+		}
 	}
 	h := manifest.Header{
 		SnapshotID: s.meta.SnapshotID, Region: s.meta.Region, Endpoint: s.meta.Endpoint,
@@ -522,19 +1006,7 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		if err != nil {
 			return err
 		}
-		err = s.eachLeaf(func(leaf string) error {
-			entries, err := readJournal(filepath.Join(s.dir, leaf, journalName))
-			if err != nil {
-				return err
-			}
-			for _, e := range entries {
-				if err := mw.Add(e); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := s.storedEntries(mw.Add); err != nil {
 			return err
 		}
 		sum.Trailer, sum.ManifestSHA256, err = mw.Close()
@@ -551,6 +1023,28 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		return Summary{}, fmt.Errorf("writing manifest checksum: %w", err)
 	}
 	return sum, nil
+}
+
+// storedEntries calls fn with the journal entry of every block stored,
+// in index order: the last line per index, and only for blocks that count
+// as stored (a line whose file was set aside, and never replaced, does
+// not).
+func (s *Store) storedEntries(fn func(manifest.Entry) error) error {
+	return s.eachLeaf(func(leaf string) error {
+		entries, err := readJournal(filepath.Join(s.dir, leaf, journalName))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !s.Has(e.Index) {
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // writeJSON writes v, indented, to path atomically.

@@ -191,12 +191,24 @@ func TestResume(t *testing.T) {
 	jf.WriteString(`{"type":"block","index":8,"sha`)
 	jf.Close()
 
+	// An orphan whose content is not what its name says.
+	d9 := blockData(9)
+	badOrphan := filepath.Join(dir, LeafDir(9), block.FileName(block.FileInfo{Index: 9, Snapshot: snap, Sum: block.SumOf(d), VolumeGiB: 8, BlockSize: block.Size}))
+	os.WriteFile(badOrphan, d9, 0o600)
+
 	s = newStore(t, dir)
-	if s.Resumed() != 2 || !s.Has(3) || !s.Has(4) || s.Has(7) || s.Has(8) {
-		t.Fatalf("resumed %d, has 3/4/7/8 = %v %v %v %v", s.Resumed(), s.Has(3), s.Has(4), s.Has(7), s.Has(8))
+	// The orphan that verifies is evidence: adopted, never deleted.
+	if s.Resumed() != 3 || !s.Has(3) || !s.Has(4) || !s.Has(7) || s.Has(8) || s.Has(9) {
+		t.Fatalf("resumed %d, has 3/4/7/8/9 = %v %v %v %v %v", s.Resumed(), s.Has(3), s.Has(4), s.Has(7), s.Has(8), s.Has(9))
 	}
-	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
-		t.Fatal("orphan block file survived the resume scan")
+	if _, err := os.Stat(orphan); err != nil {
+		t.Fatalf("orphan block file that verifies: %v", err)
+	}
+	if _, err := os.Stat(badOrphan); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("an orphan that does not verify still counts in its leaf")
+	}
+	if k := s.Kept(); k.Adopted != 1 || k.Rejected != 1 || k.Unverified[0].MovedTo != filepath.ToSlash(filepath.Join(unverifiedDir, LeafDir(9), filepath.Base(badOrphan))) {
+		t.Fatalf("kept %+v", k)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, LeafDir(7), tempPrefix+"*")); len(m) != 0 {
 		t.Fatalf("temporary files survived: %v", m)

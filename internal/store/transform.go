@@ -38,12 +38,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
 
@@ -981,19 +981,13 @@ func crashPoint(step string) error {
 	return nil
 }
 
-// lockDir takes an exclusive lock on the evidence directory for one
-// conversion at a time; the lock goes with the process.
+// lockDir takes the directory lock (package dirlock) for one conversion:
+// no acquisition and no other conversion writes to the directory while it
+// runs; the lock goes with the process.
 func lockDir(dir string) (func(), error) {
-	d, err := os.Open(dir)
+	l, err := dirlock.ForDir(dir, "convert")
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		d.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s: another conversion is running in it", dir)
-		}
-		return nil, fmt.Errorf("locking %s: %w", dir, err)
-	}
-	return func() { d.Close() }, nil
+	return func() { l.Release() }, nil
 }
