@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ebsimager/ebsimager/internal/emulator"
+)
+
+// TestVerifyE01DamagedDigest damages the digest section of an exported
+// E01 (one byte of its SHA-1, so its Adler-32 no longer matches). verify
+// used to drop the SHA-1 line and say OK on the strength of the hash
+// section's MD5; now the hash that cannot be read is a failure, named.
+func TestVerifyE01DamagedDigest(t *testing.T) {
+	const snap = "snap-0e0100000000000e1"
+	_, endpoint := startEmulator(t, emulator.Options{}, snap+"=1GiB,0.01,5")
+	c := newCLI(t, endpoint)
+	dir := t.TempDir()
+	ev := filepath.Join(dir, "ev")
+	c.ok("acquire", snap, "--out", ev, "--quiet")
+	img := filepath.Join(dir, "img")
+	c.ok("export", ev, "--format", "e01", "--out", img, "--quiet")
+	b, err := os.ReadFile(img + ".E01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.LastIndex(b, []byte("digest\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"))
+	if i < 0 {
+		t.Fatal("no digest section")
+	}
+	const descriptorSize = 76
+	b[i+descriptorSize+20] ^= 0x10 // a byte of the SHA-1
+	if err := os.WriteFile(img+".E01", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.fails(exitMismatch, "verification FAILED: the MD5 and SHA-1 cannot be read from the digest section of img.E01 at offset", "verify", img+".E01")
+	if strings.Contains(r.stdout, "verification OK") {
+		t.Errorf("verify says OK:\n%s", r.stdout)
+	}
+	for _, want := range []string{
+		"sha1    ", "CANNOT BE COMPARED: the stored hash cannot be read from the digest section of img.E01 at offset",
+		"checksum mismatch", "matches (E01 hash section)", "DAMAGED: ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	r = c.run("verify", img+".E01", "--json")
+	if r.code != exitMismatch {
+		t.Fatalf("verify --json: exit %d, want %d\n%s", r.code, exitMismatch, r.stderr)
+	}
+	var res imageVerifyResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("verify --json: %v\n%s", err, r.stdout)
+	}
+	unreadable := map[string]bool{}
+	for _, ch := range res.Checks {
+		if ch.Error != "" {
+			unreadable[ch.Algorithm] = true
+			if ch.OK || ch.Stored != "" || ch.Where != "E01 digest section" {
+				t.Errorf("unreadable check %+v", ch)
+			}
+		}
+	}
+	if res.OK || !unreadable["md5"] || !unreadable["sha1"] || len(unreadable) != 2 || len(res.Problems) != 1 {
+		t.Errorf("verify --json: ok %v, unreadable %v, problems %q; want not ok, the digest's md5 and sha1 unreadable, one problem", res.OK, unreadable, res.Problems)
+	}
+}
