@@ -160,12 +160,14 @@ func verifyImage(cmd *cobra.Command, path string, asJSON, quiet bool) error {
 		for _, c := range res.Checks {
 			computed := c.Computed
 			if computed == "" {
-				computed = "(not computed: the media cannot be read)"
+				computed = "(not computed)"
 			}
 			verdict := "matches"
 			switch {
+			case c.Computed == "":
+				verdict = "NOT COMPARED: the media cannot be read"
 			case c.Error != "":
-				verdict = "CANNOT BE COMPARED: the stored hash " + c.Error
+				verdict = "NOT COMPARED: the stored " + hashName(c.Algorithm) + " cannot be read"
 			case !c.OK:
 				verdict = "DIFFERS from " + c.Stored
 			}

@@ -335,6 +335,11 @@ func (r *Reader) scan(i int) (bool, error) {
 			if d.Type == "table" && err != nil && sectors[1] == off && prev == "sectors" {
 				brokenTable.start = sectors[0]
 			}
+		case "error2", "session", "ltree", "ltypes", "xheader", "xhash", "incomplete":
+			// Known sections that hold nothing the reader needs.
+		default:
+			// libewf skips sections it does not know; only Check reports them.
+			r.damage = append(r.damage, damage{fmt.Errorf("%s: %w", s.name, at(errors.New("unknown section type"))), true})
 		case "digest":
 			if err := r.readStored(s, "digest", off, dataOff, dataLen); err != nil {
 				return false, err
