@@ -114,17 +114,24 @@ func verifyImage(cmd *cobra.Command, path string, asJSON, quiet bool) error {
 			continue
 		}
 		if err != nil {
-			return err
+			// A record that exists but cannot be read fails verification.
+			res.Checks = append(res.Checks, hashCheck{Algorithm: alg, Computed: sums[alg], Where: name, Error: fmt.Sprintf("cannot be read from %s: %v", name, err)})
+			continue
 		}
 		entries, err := digest.Parse(f)
 		f.Close()
 		if err != nil {
 			return mismatchError{fmt.Sprintf("verification FAILED: %s: %v", name, err)}
 		}
+		found := false
 		for _, e := range entries {
 			if e.Sum != "" {
+				found = true
 				res.Checks = append(res.Checks, hashCheck{Algorithm: alg, Computed: sums[alg], Stored: e.Sum, Where: name, OK: sums[alg] != "" && e.Sum == sums[alg]})
 			}
+		}
+		if !found {
+			res.Checks = append(res.Checks, hashCheck{Algorithm: alg, Computed: sums[alg], Where: name, Error: fmt.Sprintf("is missing from %s, which holds no hash", name)})
 		}
 	}
 	res.OK = len(res.Checks) > 0 && len(res.Problems) == 0

@@ -37,7 +37,15 @@ func TestVerifyE01DamagedDigest(t *testing.T) {
 	if err := os.WriteFile(img+".E01", b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A hash file beside the image that holds no hash is no silent
+	// omission either.
+	if err := os.WriteFile(img+".sha256", []byte("# emptied\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r := c.fails(exitMismatch, "verification FAILED: the MD5 and SHA-1 cannot be read from the digest section of img.E01 at offset", "verify", img+".E01")
+	if !strings.Contains(r.stderr, "the SHA-256 is missing from "+img+".sha256, which holds no hash") {
+		t.Errorf("verify does not name the empty hash file:\n%s", r.stderr)
+	}
 	if strings.Contains(r.stdout, "verification OK") {
 		t.Errorf("verify says OK:\n%s", r.stdout)
 	}
@@ -45,6 +53,7 @@ func TestVerifyE01DamagedDigest(t *testing.T) {
 		"NOT COMPARED: the stored SHA-1 cannot be read (E01 digest section)",
 		"NOT COMPARED: the stored MD5 cannot be read (E01 digest section)",
 		"matches (E01 hash section)", "DAMAGED: ", "digest section at offset", "checksum mismatch",
+		"NOT COMPARED: the stored SHA-256 cannot be read (" + img + ".sha256)", "matches (" + img + ".sha1)",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("verify output lacks %q:\n%s", want, r.stdout)
@@ -63,12 +72,12 @@ func TestVerifyE01DamagedDigest(t *testing.T) {
 	for _, ch := range res.Checks {
 		if ch.Error != "" {
 			unreadable[ch.Algorithm] = true
-			if ch.OK || ch.Stored != "" || ch.Where != "E01 digest section" {
+			if ch.OK || ch.Stored != "" || (ch.Where != "E01 digest section" && ch.Where != img+".sha256") {
 				t.Errorf("unreadable check %+v", ch)
 			}
 		}
 	}
-	if res.OK || !unreadable["md5"] || !unreadable["sha1"] || len(unreadable) != 2 || len(res.Problems) != 1 {
-		t.Errorf("verify --json: ok %v, unreadable %v, problems %q; want not ok, the digest's md5 and sha1 unreadable, one problem", res.OK, unreadable, res.Problems)
+	if res.OK || !unreadable["md5"] || !unreadable["sha1"] || !unreadable["sha256"] || len(unreadable) != 3 || len(res.Problems) != 1 {
+		t.Errorf("verify --json: ok %v, unreadable %v, problems %q; want not ok, the digest's md5 and sha1 and the sha256 file unreadable, one problem", res.OK, unreadable, res.Problems)
 	}
 }
