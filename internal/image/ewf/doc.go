@@ -11,11 +11,11 @@
 // when its table2 mirror is intact); Check, for the verify command, goes
 // further and reports every damage: every checksum the format keeps,
 // table2 against table, the placement of every chunk, and every stored
-// hash that is missing, unreadable or different. Unusually for a sink, the Writer
-// starts goroutines of its own: zlib compression of the chunks is the
-// slowest step of writing an E01, and spreading it over Options.Workers
-// goroutines is what lets it keep up with an acquisition. Chunks travel in
-// batches from a fixed pool, so memory stays bounded, and are placed in
+// hash that is missing, unreadable or different. Unusually for a sink,
+// the Writer starts goroutines of its own: zlib compression of the chunks
+// is the slowest step of writing an E01, and spreading it over
+// Options.Workers goroutines is what lets it keep up with an acquisition.
+// Chunks travel in batches from a fixed pool, so memory stays bounded, and are placed in
 // the files strictly in order, so the output is byte-identical whatever
 // the number of workers; MD5, SHA-1 and SHA-256 each run in their own
 // goroutine over the same ordered stream. Every one of these goroutines
