@@ -147,3 +147,61 @@ func TestCheckMissingSegmentIsAnError(t *testing.T) {
 		t.Errorf("Check = %v, want os.ErrNotExist", err)
 	}
 }
+
+// TestOpenRefusesDamagedSections: the normal reader (export, diff) refuses
+// a damaged section wherever libewf refuses to open the image, even when
+// the data it needs is elsewhere: the second header2 copy, the header,
+// the data section at the end, the digest and the hash.
+func TestOpenRefusesDamagedSections(t *testing.T) {
+	data := sparseMedia(2<<20 + 512)
+	res := writeImage(t, t.TempDir(), "img", data, Options{Level: LevelFast, Meta: testMeta})
+	orig, err := os.ReadFile(res.Segments[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := map[string][]int64{} // type -> descriptor offsets
+	for off := int64(fileHeaderSize); ; {
+		d, err := parseDescriptor(orig[off:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sections[d.Type] = append(sections[d.Type], off)
+		if d.Type == "done" {
+			break
+		}
+		off = d.Next
+	}
+	for _, tc := range []struct {
+		typ  string
+		copy int
+		want string
+	}{
+		{"header2", 1, "header2 section"},
+		{"header", 0, "header section"},
+		{"volume", 0, "volume section"},
+		{"data", 0, "data section"},
+		{"digest", 0, "digest section"},
+		{"hash", 0, "hash section"},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			b := bytes.Clone(orig)
+			b[sections[tc.typ][tc.copy]+descriptorSize+20] ^= 0x01
+			path := filepath.Join(t.TempDir(), "img.E01")
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, err := Open(path)
+			if err == nil {
+				r.Close()
+				t.Fatalf("Open accepted a damaged %s section", tc.typ)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open: %v; want it to name the %s", err, tc.want)
+			}
+			rep, err := Check(path, nil)
+			if err != nil || rep.OK() || len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].Error(), tc.want) {
+				t.Errorf("Check: %v, problems %v", err, rep.Problems)
+			}
+		})
+	}
+}
