@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,7 +25,8 @@ type hashCheck struct {
 	Algorithm string `json:"algorithm"`
 	Computed  string `json:"computed"`
 	Stored    string `json:"stored"`
-	Where     string `json:"where"` // "E01" or the hash file
+	Where     string `json:"where"`           // "E01 digest section", "E01 hash section" or the hash file
+	Error     string `json:"error,omitempty"` // why the stored hash cannot be read
 	OK        bool   `json:"ok"`
 }
 
@@ -35,6 +37,7 @@ type imageVerifyResult struct {
 	Segments []string    `json:"segments"`
 	Size     int64       `json:"size"`
 	Checks   []hashCheck `json:"checks"`
+	Problems []string    `json:"problems,omitempty"` // damage found in the image's structure or chunks
 }
 
 var rawSegment = regexp.MustCompile(`\.\d{3,}$`)
@@ -52,23 +55,26 @@ func verifyImage(cmd *cobra.Command, path string, asJSON, quiet bool) error {
 		sums map[string]string
 	)
 	if isE01(path) {
-		r, err := ewf.Open(path)
+		rep, err := ewf.Check(path, progress)
+		status.Done("")
 		if err != nil {
 			return err
 		}
-		defer r.Close()
-		vr, err := r.Verify(progress)
-		status.Done("")
-		if err != nil {
-			return mismatchError{fmt.Sprintf("verification FAILED: %v", err)}
+		res = imageVerifyResult{Image: path, Format: "e01", Segments: rep.Segments, Size: rep.Size}
+		for _, p := range rep.Problems {
+			res.Problems = append(res.Problems, p.Error())
 		}
-		res = imageVerifyResult{Image: path, Format: "e01", Segments: r.Segments(), Size: r.Size()}
-		sums = map[string]string{digest.MD5: hex.EncodeToString(vr.MD5[:]), digest.SHA1: hex.EncodeToString(vr.SHA1[:]), digest.SHA256: hex.EncodeToString(vr.SHA256[:])}
-		if md5, ok := r.StoredMD5(); ok {
-			res.Checks = append(res.Checks, hashCheck{digest.MD5, sums[digest.MD5], hex.EncodeToString(md5[:]), "E01", vr.MD5OK})
+		if rep.Read {
+			sums = map[string]string{digest.MD5: hex.EncodeToString(rep.MD5[:]), digest.SHA1: hex.EncodeToString(rep.SHA1[:]), digest.SHA256: hex.EncodeToString(rep.SHA256[:])}
 		}
-		if sha1, ok := r.StoredSHA1(); ok {
-			res.Checks = append(res.Checks, hashCheck{digest.SHA1, sums[digest.SHA1], hex.EncodeToString(sha1[:]), "E01", vr.SHA1OK})
+		for _, h := range rep.Stored {
+			c := hashCheck{Algorithm: h.Algorithm, Computed: sums[h.Algorithm], Where: "E01 " + h.Section + " section", OK: rep.Matches(h)}
+			if h.Err != nil {
+				c.Error = fmt.Sprintf("cannot be read from the %s: %v", h.Where(), h.Err)
+			} else {
+				c.Stored = hex.EncodeToString(h.Sum)
+			}
+			res.Checks = append(res.Checks, c)
 		}
 		base = e01Base(path)
 	} else {
@@ -108,22 +114,43 @@ func verifyImage(cmd *cobra.Command, path string, asJSON, quiet bool) error {
 			continue
 		}
 		if err != nil {
-			return err
+			// A record that exists but cannot be read fails verification.
+			res.Checks = append(res.Checks, hashCheck{Algorithm: alg, Computed: sums[alg], Where: name, Error: fmt.Sprintf("cannot be read from %s: %v", name, err)})
+			continue
 		}
 		entries, err := digest.Parse(f)
 		f.Close()
 		if err != nil {
 			return mismatchError{fmt.Sprintf("verification FAILED: %s: %v", name, err)}
 		}
+		found := false
 		for _, e := range entries {
 			if e.Sum != "" {
-				res.Checks = append(res.Checks, hashCheck{alg, sums[alg], e.Sum, name, e.Sum == sums[alg]})
+				found = true
+				res.Checks = append(res.Checks, hashCheck{Algorithm: alg, Computed: sums[alg], Stored: e.Sum, Where: name, OK: sums[alg] != "" && e.Sum == sums[alg]})
 			}
 		}
+		if !found {
+			res.Checks = append(res.Checks, hashCheck{Algorithm: alg, Computed: sums[alg], Where: name, Error: fmt.Sprintf("is missing from %s, which holds no hash", name)})
+		}
 	}
-	res.OK = len(res.Checks) > 0
+	res.OK = len(res.Checks) > 0 && len(res.Problems) == 0
+	// Hashes that cannot be read, grouped by the reason (one per section):
+	// "the MD5 and SHA-1 cannot be read from the digest section of …".
+	var reasons []string
+	algs := map[string][]string{}
 	for _, c := range res.Checks {
 		res.OK = res.OK && c.OK
+		if c.Error != "" {
+			if algs[c.Error] == nil {
+				reasons = append(reasons, c.Error)
+			}
+			algs[c.Error] = append(algs[c.Error], hashName(c.Algorithm))
+		}
+	}
+	var unreadable []string
+	for _, r := range reasons {
+		unreadable = append(unreadable, fmt.Sprintf("the %s %s", strings.Join(algs[r], " and "), r))
 	}
 	w := cmd.OutOrStdout()
 	if asJSON {
@@ -134,15 +161,31 @@ func verifyImage(cmd *cobra.Command, path string, asJSON, quiet bool) error {
 		}
 	} else {
 		fmt.Fprintf(w, "%s: %s image, %s\n", path, res.Format, imageSizeText(res.Segments, res.Size))
+		for _, p := range res.Problems {
+			fmt.Fprintf(w, "  DAMAGED: %s\n", p)
+		}
 		for _, c := range res.Checks {
+			computed := c.Computed
+			if computed == "" {
+				computed = "(not computed)"
+			}
 			verdict := "matches"
-			if !c.OK {
+			switch {
+			case c.Computed == "":
+				verdict = "NOT COMPARED: the media cannot be read"
+			case c.Error != "":
+				verdict = "NOT COMPARED: the stored " + hashName(c.Algorithm) + " cannot be read"
+			case !c.OK:
 				verdict = "DIFFERS from " + c.Stored
 			}
-			fmt.Fprintf(w, "  %-7s %s %s (%s)\n", c.Algorithm, c.Computed, verdict, c.Where)
+			fmt.Fprintf(w, "  %-7s %s %s (%s)\n", c.Algorithm, computed, verdict, c.Where)
 		}
 	}
 	switch {
+	case len(unreadable) > 0:
+		return mismatchError{fmt.Sprintf("verification FAILED: %s", strings.Join(unreadable, "; "))}
+	case len(res.Problems) > 0:
+		return mismatchError{fmt.Sprintf("verification FAILED: %s is damaged: %s", path, res.Problems[0])}
 	case len(res.Checks) == 0:
 		return mismatchError{fmt.Sprintf("verification FAILED: %s has no recorded hash to compare with (no hash files beside it)", path)}
 	case !res.OK:
@@ -152,4 +195,9 @@ func verifyImage(cmd *cobra.Command, path string, asJSON, quiet bool) error {
 		fmt.Fprintln(w, "verification OK")
 	}
 	return nil
+}
+
+// hashName is how messages name a hash algorithm: "SHA-1" for "sha1".
+func hashName(alg string) string {
+	return strings.Replace(strings.ToUpper(alg), "SHA", "SHA-", 1)
 }

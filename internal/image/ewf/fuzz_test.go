@@ -11,13 +11,17 @@ import (
 
 // openMemory opens an image whose segments are byte slices.
 func openMemory(segs ...[]byte) (*Reader, error) {
-	return open(func(n int) (*segment, error) {
+	return openWith(memorySegments(segs), false)
+}
+
+func memorySegments(segs [][]byte) func(n int) (*segment, error) {
+	return func(n int) (*segment, error) {
 		if n > len(segs) {
 			return nil, fmt.Errorf("segment %d: %w", n, os.ErrNotExist)
 		}
 		b := segs[n-1]
 		return &segment{name: fmt.Sprintf("mem.E%02d", n), r: bytes.NewReader(b), size: int64(len(b))}, nil
-	})
+	}
 }
 
 // fuzzSeeds writes small valid images: one segment at each level, and one
@@ -61,6 +65,14 @@ func FuzzOpen(f *testing.F) {
 		segs := [][]byte{seg1}
 		if len(seg2) > 0 {
 			segs = append(segs, seg2)
+		}
+		// What Check does beyond the normal reader: open leniently and
+		// check every table.
+		if r, err := openWith(memorySegments(segs), true); err == nil {
+			for _, t := range r.tables {
+				r.checkTable(t)
+			}
+			r.Close()
 		}
 		r, err := openMemory(segs...)
 		if err != nil {

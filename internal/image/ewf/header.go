@@ -148,6 +148,9 @@ func parseHeaderText(text string) (Metadata, error) {
 	}
 	keys := strings.Split(lines[i+1], "\t")
 	vals := strings.Split(lines[i+2], "\t")
+	if len(keys) != len(vals) {
+		return m, fmt.Errorf("main category: %d names, %d values", len(keys), len(vals))
+	}
 	for j, k := range keys {
 		if j >= len(vals) {
 			break

@@ -31,6 +31,11 @@ const (
 	// spare.
 	maxHeaderSection = 1 << 20
 	maxHeaderText    = 4 << 20
+	// maxReadEntries is the most entries a table may list: far more than
+	// the 65534 of EnCase 6 and libewf (maxTableEntries), so that no
+	// writer's image is refused, yet it keeps one table's entries within
+	// 4 MiB of memory.
+	maxReadEntries = 1 << 20
 	// cachedTables is how many tables keep their entries in memory.
 	cachedTables = 4
 )
@@ -64,6 +69,10 @@ type Reader struct {
 	sha1      [20]byte
 	hasMD5    bool
 	hasSHA1   bool
+	stored    []StoredHash // every hash the digest and hash sections record
+	damage    []damage     // what the sections' checks found wrong
+	lenient   bool         // open goes on past damage it can step over (Check)
+	header2   []byte       // the first header2 text, which later copies must repeat
 
 	mu      sync.Mutex
 	loaded  []*loadedTable // most recently used last
@@ -87,8 +96,32 @@ type table struct {
 	entriesOff int64
 	footer     bool  // an Adler-32 of the entries follows them
 	end        int64 // where the last chunk's stored bytes end
+	start      int64 // where the first chunk's stored bytes start (0: not known)
 	first      int64 // index of its first chunk
 	mirror     *table
+}
+
+// damage is one thing wrong in an image. Open refuses an image with
+// damage it cannot step over; a table whose table2 mirror stands in for it
+// is read, and only Check reports it (tolerated).
+type damage struct {
+	err       error
+	tolerated bool
+}
+
+// StoredHash is a hash an image records in its digest or hash section.
+type StoredHash struct {
+	Algorithm string // "md5" or "sha1", as internal/digest names them
+	Section   string // "digest" or "hash"
+	Segment   string // the segment file holding the section
+	Offset    int64  // offset of the section descriptor in it
+	Sum       []byte // nil when the section cannot be read
+	Err       error  // why the section cannot be read
+}
+
+// Where names the section holding the hash.
+func (h StoredHash) Where() string {
+	return fmt.Sprintf("%s section of %s at offset %d", h.Section, filepath.Base(h.Segment), h.Offset)
 }
 
 type loadedTable struct {
@@ -111,31 +144,19 @@ func Open(path string) (*Reader, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	base := strings.TrimSuffix(path, ext)
-	return open(func(n int) (*segment, error) {
-		name, err := SegmentName(base, n)
-		if err != nil {
-			return nil, err
-		}
-		if lower {
-			name = base + strings.ToLower(strings.TrimPrefix(name, base))
-		}
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		return &segment{name: name, r: f, size: st.Size(), c: f}, nil
-	})
+	return open(func(n int) (*segment, error) { return openSegment(base, lower, n) })
 }
 
 // open reads the segments that next returns, in order, up to the one
-// holding the done section.
+// holding the done section. Damage that a section's checksum or a check
+// reveals is an error, unless lenient (for Check) and it can be stepped
+// over: then it is kept in r.damage.
 func open(next func(n int) (*segment, error)) (*Reader, error) {
-	r := &Reader{}
+	return openWith(next, false)
+}
+
+func openWith(next func(n int) (*segment, error), lenient bool) (*Reader, error) {
+	r := &Reader{lenient: lenient}
 	for n := 1; ; n++ {
 		s, err := next(n)
 		if err != nil {
@@ -168,6 +189,16 @@ func open(next func(n int) (*segment, error)) (*Reader, error) {
 	return r, nil
 }
 
+// damaged records damage found in segment s. Outside lenient mode,
+// damage that is not tolerated is returned, to stop the scan.
+func (r *Reader) damaged(s *segment, tolerated bool, err error) error {
+	r.damage = append(r.damage, damage{fmt.Errorf("%s: %w", s.name, err), tolerated})
+	if r.lenient || tolerated {
+		return nil
+	}
+	return err
+}
+
 func readAt(s *segment, off int64, n int) ([]byte, error) {
 	if off < 0 || n < 0 || off > s.size || int64(n) > s.size-off {
 		return nil, fmt.Errorf("%d bytes at offset %d run past the end of the file (%d bytes): truncated", n, off, s.size)
@@ -179,8 +210,9 @@ func readAt(s *segment, off int64, n int) ([]byte, error) {
 	return b, nil
 }
 
-// scan walks the sections of segment i and reports whether it ends with
-// done (the last segment) rather than next.
+// scan walks the sections of segment i, checking each one's own checksum,
+// and reports whether it ends with done (the last segment) rather than
+// next.
 func (r *Reader) scan(i int) (bool, error) {
 	s := r.segs[i]
 	if s.size < fileHeaderSize {
@@ -196,12 +228,17 @@ func (r *Reader) scan(i int) (bool, error) {
 	if n := int(binary.LittleEndian.Uint16(h[9:])); n != i+1 {
 		return false, fmt.Errorf("segment number %d, want %d", n, i+1)
 	}
+	if h[8] != 0x01 || h[11] != 0 || h[12] != 0 {
+		// libewf ignores these constant fields; only Check reports them.
+		r.damage = append(r.damage, damage{fmt.Errorf("%s: file header fields % x, want 01 and 00 00", s.name, []byte{h[8], h[11], h[12]}), true})
+	}
 	var (
 		off         = int64(fileHeaderSize)
 		prev        string
-		sawSectors  bool
-		broken      error // the header error of a table waiting for its table2
+		sectors     [2]int64 // data start and end of the latest sectors section
+		broken      error    // the header error of a table waiting for its table2
 		brokenTable *table
+		lastTable   *table // the table a table2 mirrors
 	)
 	for {
 		if off+descriptorSize > s.size {
@@ -219,6 +256,9 @@ func (r *Reader) scan(i int) (bool, error) {
 			return false, fmt.Errorf("table at offset %d: %w (and no table2 follows)", brokenTable.off, broken)
 		}
 		if d.Type == "done" || d.Type == "next" {
+			if d.Next != off && d.Next != 0 || d.Size != 0 && d.Size != descriptorSize {
+				r.damage = append(r.damage, damage{fmt.Errorf("%s: %s section at offset %d: next %d, size %d; want itself and 0", s.name, d.Type, off, d.Next, d.Size), true})
+			}
 			return d.Type == "done", nil
 		}
 		if d.Next < off+descriptorSize {
@@ -231,69 +271,126 @@ func (r *Reader) scan(i int) (bool, error) {
 			return false, fmt.Errorf("section %q at offset %d: size %d disagrees with next offset %d", d.Type, off, d.Size, d.Next)
 		}
 		dataOff, dataLen := off+descriptorSize, d.Next-off-descriptorSize
+		at := func(err error) error { return fmt.Errorf("%s section at offset %d: %w", d.Type, off, err) }
 		switch d.Type {
 		case "header2", "header":
 			if err := r.readHeader(s, d.Type, dataOff, dataLen); err != nil {
-				return false, fmt.Errorf("%s section at offset %d: %w", d.Type, off, err)
-			}
-		case "volume", "disk", "data":
-			if r.vol == nil {
-				b, err := readAt(s, dataOff, int(min(dataLen, volumeDataSize)))
-				if err != nil {
+				if err := r.damaged(s, false, at(err)); err != nil {
 					return false, err
 				}
-				v, err := parseVolume(b)
-				if err != nil {
-					return false, fmt.Errorf("%s section at offset %d: %w", d.Type, off, err)
-				}
+			}
+		case "volume", "disk", "data":
+			b, err := readAt(s, dataOff, int(min(dataLen, volumeDataSize)))
+			if err != nil {
+				return false, err
+			}
+			v, err := parseVolume(b)
+			switch {
+			case err != nil && r.vol == nil:
+				return false, at(err)
+			case err != nil:
+				err = r.damaged(s, false, at(err))
+			case r.vol == nil:
 				r.vol = &v
+			case v != *r.vol:
+				err = r.damaged(s, false, at(fmt.Errorf("disagrees with the volume section: %+v, want %+v", v, *r.vol)))
+			}
+			if err != nil {
+				return false, err
 			}
 		case "sectors":
-			sawSectors = true
+			sectors = [2]int64{dataOff, d.Next}
 		case "table", "table2":
-			t, err := r.readTable(i, off, dataLen, sawSectors)
+			t, err := r.readTable(i, off, dataLen, sectors[1] != 0)
+			if err == nil && sectors[1] == off && prev == "sectors" {
+				t.start = sectors[0]
+			}
 			switch {
 			case d.Type == "table" && err != nil:
-				broken, brokenTable = err, &table{off: off}
+				broken, brokenTable, lastTable = err, &table{off: off}, nil
 			case d.Type == "table":
 				r.tables = append(r.tables, t)
+				lastTable = t
 			case broken != nil && err != nil:
 				return false, fmt.Errorf("table at offset %d: %v; table2 at offset %d: %w", brokenTable.off, broken, off, err)
 			case broken != nil:
+				// The mirror stands in for the table; libewf 20140813
+				// refuses such an image, newer versions read it too.
+				r.damage = append(r.damage, damage{fmt.Errorf("%s: table section at offset %d: %w (its table2 stands in)", s.name, brokenTable.off, broken), true})
 				broken = nil
+				t.start = brokenTable.start
 				r.tables = append(r.tables, t)
-			case prev == "table" && err == nil && t.count == r.tables[len(r.tables)-1].count:
-				r.tables[len(r.tables)-1].mirror = t
-			case prev != "table" && err != nil:
-				return false, fmt.Errorf("table2 at offset %d: %w", off, err)
-			case prev != "table":
+			case prev == "table" && lastTable != nil && err != nil:
+				r.damage = append(r.damage, damage{fmt.Errorf("%s: %w", s.name, at(err)), true})
+			case prev == "table" && lastTable != nil && (t.count != lastTable.count || t.base != lastTable.base):
+				r.damage = append(r.damage, damage{fmt.Errorf("%s: %w", s.name, at(fmt.Errorf("lists %d chunks from base %d, its table %d from base %d",
+					t.count, t.base, lastTable.count, lastTable.base))), true})
+			case prev == "table" && lastTable != nil:
+				lastTable.mirror = t
+			case err != nil:
+				return false, at(err)
+			default:
 				r.tables = append(r.tables, t)
 			}
+			if d.Type == "table" && err != nil && sectors[1] == off && prev == "sectors" {
+				brokenTable.start = sectors[0]
+			}
+		case "error2", "session", "ltree", "ltypes", "xheader", "xhash", "incomplete":
+			// Known sections that hold nothing the reader needs.
+		default:
+			// libewf skips sections it does not know; only Check reports them.
+			r.damage = append(r.damage, damage{fmt.Errorf("%s: %w", s.name, at(errors.New("unknown section type"))), true})
 		case "digest":
-			b, err := readAt(s, dataOff, int(min(dataLen, digestDataSize)))
-			if err != nil {
+			if err := r.readStored(s, "digest", off, dataOff, dataLen); err != nil {
 				return false, err
-			}
-			if len(b) == digestDataSize && checkTrailer(b) == nil {
-				if !isZero(b[:16]) {
-					r.md5, r.hasMD5 = [16]byte(b[:16]), true
-				}
-				if !isZero(b[16:36]) {
-					r.sha1, r.hasSHA1 = [20]byte(b[16:36]), true
-				}
 			}
 		case "hash":
-			b, err := readAt(s, dataOff, int(min(dataLen, hashDataSize)))
-			if err != nil {
+			if err := r.readStored(s, "hash", off, dataOff, dataLen); err != nil {
 				return false, err
-			}
-			if len(b) == hashDataSize && checkTrailer(b) == nil && !r.hasMD5 && !isZero(b[:16]) {
-				r.md5, r.hasMD5 = [16]byte(b[:16]), true
 			}
 		}
 		prev = d.Type
 		off = d.Next
 	}
+}
+
+// readStored reads the hashes of a digest section (MD5 and SHA-1) or hash
+// section (MD5). An all-zero hash is one the writer did not compute. A
+// section that cannot be read is damage: its hashes are kept without a
+// sum, so that Check names what could not be read.
+func (r *Reader) readStored(s *segment, typ string, off, dataOff, dataLen int64) error {
+	want := int64(digestDataSize)
+	algs := []string{"md5", "sha1"}
+	if typ == "hash" {
+		want, algs = hashDataSize, algs[:1]
+	}
+	var b []byte
+	var err error
+	if dataLen < want {
+		err = fmt.Errorf("%d bytes of data, want %d", dataLen, want)
+	} else if b, err = readAt(s, dataOff, int(want)); err == nil {
+		err = checkTrailer(b)
+	}
+	if err != nil {
+		for _, alg := range algs {
+			r.stored = append(r.stored, StoredHash{Algorithm: alg, Section: typ, Segment: s.name, Offset: off, Err: err})
+		}
+		return r.damaged(s, false, fmt.Errorf("%s section at offset %d: %w", typ, off, err))
+	}
+	sums := [][]byte{b[:16], b[16:36]}
+	for k, alg := range algs {
+		if isZero(sums[k]) {
+			continue
+		}
+		r.stored = append(r.stored, StoredHash{Algorithm: alg, Section: typ, Segment: s.name, Offset: off, Sum: bytes.Clone(sums[k])})
+		switch {
+		case alg == "md5" && !r.hasMD5:
+			r.md5, r.hasMD5 = [16]byte(sums[k]), true
+		case alg == "sha1" && !r.hasSHA1:
+			r.sha1, r.hasSHA1 = [20]byte(sums[k]), true
+		}
+	}
+	return nil
 }
 
 func isZero(b []byte) bool {
@@ -305,12 +402,12 @@ func isZero(b []byte) bool {
 	return true
 }
 
-// readHeader reads the case metadata from a header2 section or, when the
-// image has no header2, from the header section.
+// readHeader checks a header2 or header section: its zlib stream must
+// decompress (which checks its Adler-32) and hold header text with a main
+// category. The case metadata comes from the first header2 section or,
+// when the image has none, from the header section; a later header2 copy
+// must repeat the first.
 func (r *Reader) readHeader(s *segment, typ string, off, n int64) error {
-	if r.haveMeta2 || (typ == "header" && r.meta != (Metadata{})) {
-		return nil
-	}
 	if n > maxHeaderSection {
 		return fmt.Errorf("%d bytes, more than %d", n, maxHeaderSection)
 	}
@@ -320,11 +417,11 @@ func (r *Reader) readHeader(s *segment, typ string, off, n int64) error {
 	}
 	zr, err := zlib.NewReader(bytes.NewReader(b))
 	if err != nil {
-		return err
+		return fmt.Errorf("zlib: %w", err)
 	}
 	text, err := io.ReadAll(io.LimitReader(zr, maxHeaderText+1))
 	if err != nil {
-		return err
+		return fmt.Errorf("zlib: %w", err)
 	}
 	if len(text) > maxHeaderText {
 		return fmt.Errorf("more than %d bytes of text", maxHeaderText)
@@ -339,8 +436,17 @@ func (r *Reader) readHeader(s *segment, typ string, off, n int64) error {
 	if err != nil {
 		return err
 	}
-	r.meta = m
-	r.haveMeta2 = typ == "header2"
+	switch {
+	case typ == "header2" && r.header2 != nil:
+		if !bytes.Equal(text, r.header2) {
+			return errors.New("differs from the first header2 section")
+		}
+	case typ == "header2":
+		r.header2 = text
+		r.meta, r.haveMeta2 = m, true
+	case !r.haveMeta2 && r.meta == (Metadata{}):
+		r.meta = m
+	}
 	return nil
 }
 
@@ -368,6 +474,9 @@ func (r *Reader) readTable(i int, off, dataLen int64, afterSectors bool) (*table
 	need := tableHeaderSize + 4*int64(t.count)
 	if t.count == 0 {
 		return nil, errors.New("no entries")
+	}
+	if t.count > maxReadEntries {
+		return nil, fmt.Errorf("%d entries, more than %d", t.count, maxReadEntries)
 	}
 	if need > dataLen {
 		return nil, fmt.Errorf("%d entries do not fit in %d bytes of data", t.count, dataLen)
@@ -607,8 +716,8 @@ func (r *Reader) readChunk(idx int64, dst []byte) error {
 }
 
 // inflate decompresses a stored chunk into dst. The zlib stream must hold
-// at least len(dst) and at most a chunk of bytes, and is read to its end,
-// which checks its Adler-32.
+// exactly len(dst) bytes, and is read to its end, which checks its
+// Adler-32.
 func (r *Reader) inflate(b, dst []byte) error {
 	zr, err := getInflater(b)
 	if err != nil {
@@ -622,12 +731,12 @@ func (r *Reader) inflate(b, dst []byte) error {
 	if err != nil {
 		return fmt.Errorf("zlib: %w", err)
 	}
-	rest, err := io.Copy(io.Discard, io.LimitReader(zr, int64(r.chunkSize-len(dst))+1))
-	if err != nil {
+	var one [1]byte
+	switch k, err := io.ReadFull(zr, one[:]); {
+	case k > 0:
+		return fmt.Errorf("zlib stream holds more than %d bytes", len(dst))
+	case err != io.EOF:
 		return fmt.Errorf("zlib: %w", err)
-	}
-	if int64(len(dst))+rest > int64(r.chunkSize) {
-		return fmt.Errorf("zlib stream holds more than %d bytes", r.chunkSize)
 	}
 	return nil
 }
@@ -649,7 +758,7 @@ func getInflater(b []byte) (io.Reader, error) {
 // unstore checks an uncompressed stored chunk (data then its Adler-32)
 // and copies its data into dst.
 func unstore(b, dst []byte) error {
-	if len(b) < len(dst)+4 {
+	if len(b) != len(dst)+4 {
 		return fmt.Errorf("%d stored bytes, want %d", len(b), len(dst)+4)
 	}
 	data := b[:len(b)-4]

@@ -100,6 +100,7 @@ func TestRoundTrip(t *testing.T) {
 						t.Errorf("StoredSHA1 = %x, %v; want %x", sum, ok, sha1.Sum(m.data))
 					}
 					readAllMatches(t, r, m.data)
+					checkOK(t, res.Segments[0], m.data)
 					var last, calls int64
 					vr, err := r.Verify(func(done, total int64) {
 						if total != int64(len(m.data)) || done <= last {
@@ -263,6 +264,7 @@ func TestReadsEwfacquireImages(t *testing.T) {
 					t.Errorf("StoredSHA1 = %x, %v; want %x", sum, ok, sha1.Sum(d.data))
 				}
 				readAllMatches(t, r, d.data)
+				checkOK(t, target+".E01", nil)
 				vr, err := r.Verify(nil)
 				if err != nil || !vr.MD5OK || !vr.SHA1OK || vr.SHA256 != sha256.Sum256(d.data) {
 					t.Errorf("Verify = %+v, %v", vr, err)
