@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
@@ -48,7 +49,7 @@ func newVerifyCommand(aws *awsOptions) *cobra.Command {
 	o := &verifyOptions{}
 	cmd := &cobra.Command{
 		Use:   "verify DIR|IMAGE",
-		Short: "Re-check an evidence directory against its manifest and records, or an image against its hashes",
+		Short: "Re-check an evidence directory against its manifest, or an image against its hashes",
 		Long: `Re-hash every stored block against the manifest and against its file name,
 check that no block is missing or extra and that the manifest itself is
 intact (its SHA-256 file, its header, its totals). Then compare the
@@ -162,7 +163,7 @@ func runVerifyDir(cmd *cobra.Command, aws *awsOptions, dir string, o *verifyOpti
 		recErr = appendStep(dir, verifyStep(dir, started, res, snapCheck))
 	}
 	if o.asJSON {
-		out := verifyOutput{OK: res.OK(), VerifyResult: res, Snapshot: snapCheck, Recorded: !o.noRecord && recErr == nil}
+		out := verifyOutput{OK: res.OK() && (snapCheck == nil || snapCheck.FailedCount == 0), VerifyResult: res, Snapshot: snapCheck, Recorded: !o.noRecord && recErr == nil}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -172,17 +173,24 @@ func runVerifyDir(cmd *cobra.Command, aws *awsOptions, dir string, o *verifyOpti
 		printVerifyResult(w, dir, res, snapCheck)
 	}
 	if recErr != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: warning: the verification was not appended to %s: %v\n", report.JSONName, recErr)
+		recErr = fmt.Errorf("warning: the verification was not appended to %s: %w", report.JSONName, recErr)
 	}
 	if !res.OK() {
+		if recErr != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: %v\n", recErr)
+		}
 		return mismatchError{fmt.Sprintf("verification FAILED: %d problems in %s", int64(len(res.Problems))+res.MoreProblems, dir)}
 	}
 	if snapCheck != nil && snapCheck.FailedCount > 0 {
-		return withHint(fmt.Errorf("%d blocks of %s could not be fetched to compare: %v", snapCheck.FailedCount, snapCheck.SnapshotID, snapCheck.Failed),
-			"run the same command again")
+		if recErr != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: %v\n", recErr)
+		}
+		return withHint(&acquire.IncompleteError{Failed: snapFailed(snapCheck)},
+			"the evidence itself matched; run the same command again to compare the blocks that could not be fetched")
 	}
 	if recErr != nil {
-		return unrecordedError{fmt.Errorf("the evidence verified, but recording it failed: %w", recErr)}
+		// The verdict (OK) was printed; this is the separate warning.
+		return unrecordedError{withHint(recErr, "the evidence verified; on read-only media, pass --no-record")}
 	}
 	return nil
 }
@@ -212,7 +220,7 @@ func compareWithRecord(ev *store.Evidence, res *store.VerifyResult) {
 		return
 	}
 	if err != nil {
-		res.Record = &store.Comparison{Record: report.JSONName, Outcome: store.CompareNotPossible, Detail: fmt.Sprintf("unreadable, so not compared: %v", err)}
+		res.Record = &store.Comparison{Record: report.JSONName, Outcome: store.CompareNotPossible, Detail: fmt.Sprintf("unreadable: %v", err)}
 		return
 	}
 	claim, err := rec.ManifestClaim()
@@ -250,8 +258,12 @@ func verifyStep(dir string, started time.Time, res *store.VerifyResult, snap *re
 		v.Compared = append(v.Compared, c)
 	}
 	step.Verify = v
-	if !res.OK() {
+	switch {
+	case !res.OK():
 		step.Outcome, step.Error = report.OutcomeFailed, fmt.Sprintf("%d problems", int64(len(res.Problems))+res.MoreProblems)
+	case snap != nil && snap.FailedCount > 0:
+		v.OK = false
+		step.Outcome, step.Error = report.OutcomeFailed, fmt.Sprintf("%d blocks of the snapshot could not be fetched to compare", snap.FailedCount)
 	}
 	return step
 }
@@ -280,9 +292,22 @@ func printVerifyResult(w io.Writer, dir string, res *store.VerifyResult, snap *r
 	if res.KeyOpensNone {
 		fmt.Fprintf(w, "the key given opens none of the %d encrypted blocks: their content was not checked\n", res.KeyRejected)
 	}
-	if res.OK() {
+	switch {
+	case !res.OK():
+	case snap != nil && snap.FailedCount > 0:
+		fmt.Fprintf(w, "verification INCOMPLETE: %d blocks of the snapshot could not be fetched to compare\n", snap.FailedCount)
+	default:
 		fmt.Fprintln(w, "verification OK")
 	}
+}
+
+// snapFailed lists the blocks a snapshot check could not fetch.
+func snapFailed(s *report.SnapshotCheck) []acquire.FailedBlock {
+	out := make([]acquire.FailedBlock, len(s.Failed))
+	for i, idx := range s.Failed {
+		out[i] = acquire.FailedBlock{Index: idx, Err: errors.New("could not be fetched after every retry")}
+	}
+	return out
 }
 
 // printVerifySummary prints what was checked, and the manifest's SHA-256.

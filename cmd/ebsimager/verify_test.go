@@ -457,4 +457,12 @@ func TestVerifyAgainstSnapshot(t *testing.T) {
 	if g := srv2.Counters().Total("GetSnapshotBlock"); g != blocks {
 		t.Fatalf("--full made %d Get calls, want %d", g, blocks)
 	}
+
+	// AWS errors keep their documented codes, and nothing is recorded.
+	steps := len(loadSteps(t, good))
+	srv2.SetFaults(emulator.Faults{Deny: map[string]string{snapA: emulator.DenyUnauthorizedAccount}})
+	c.fails(exitDenied, "ebs:ListSnapshotBlocks", "verify", good, "--against-snapshot", "--endpoint-url", endpoint2)
+	if got := len(loadSteps(t, good)); got != steps {
+		t.Fatalf("a denied comparison was recorded: %d steps, want %d", got, steps)
+	}
 }

@@ -41,9 +41,9 @@ const MaxCheckListed = 10000
 // blocks whose AWS checksum is not the expected one; Failed, blocks that
 // could not be fetched after every retry. Each list is sorted.
 type CheckResult struct {
-	Info    ebs.Info
-	Listed  int64
-	Fetched int64
+	Info                                               ebs.Info
+	Listed                                             int64
+	Fetched                                            int64
 	Missing, Extra, Differ, Failed                     []int64
 	MissingCount, ExtraCount, DifferCount, FailedCount int64
 	Counts                                             ebs.Counts

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/ebsimager/ebsimager/internal/block"
@@ -285,9 +286,28 @@ func (j *journalCheck) entry(res *VerifyResult, e manifest.Entry, journal map[in
 		res.add(Problem{Index: e.Index, Name: name, Kind: "journal", Detail: "the manifest lists this block, its leaf's journal does not"})
 	case je != e:
 		j.differed++
-		res.add(Problem{Index: e.Index, Name: name, Kind: "journal",
-			Detail: fmt.Sprintf("the journal records %s (sha256 %s, %d bytes), the manifest %s (sha256 %s, %d bytes)", je.Name, je.SHA256, je.Size, e.Name, e.SHA256, e.Size)})
+		res.add(Problem{Index: e.Index, Name: name, Kind: "journal", Detail: "the journal and the manifest disagree: " + entryDiff(je, e)})
 	}
+}
+
+// entryDiff names the fields in which the journal's entry a and the
+// manifest's b differ.
+func entryDiff(a, b manifest.Entry) string {
+	var d []string
+	add := func(field string, x, y any) {
+		if x != y {
+			d = append(d, fmt.Sprintf("%s %v in the journal, %v in the manifest", field, x, y))
+		}
+	}
+	add("name", a.Name, b.Name)
+	add("sha256", a.SHA256, b.SHA256)
+	add("length", a.Length, b.Length)
+	add("size", a.Size, b.Size)
+	add("stored_sha256", a.StoredSHA256, b.StoredSHA256)
+	add("codec", a.Codec, b.Codec)
+	add("encryption", a.Encryption, b.Encryption)
+	add("type", a.Type, b.Type)
+	return strings.Join(d, "; ")
 }
 
 // unlisted reports what a leaf's journal records and the manifest does
