@@ -325,20 +325,27 @@ func (j *journalCheck) unlisted(res *VerifyResult, leaf string, journal map[int6
 	}
 }
 
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 func (j *journalCheck) result() Comparison {
 	c := Comparison{Record: "journals"}
 	switch {
 	case j.skip:
 		c.Outcome, c.Detail = CompareNotPossible, "a conversion is under way: the journals name the other form of each block"
 	case j.differed > 0:
-		c.Outcome, c.Detail = CompareDiffers, fmt.Sprintf("%d differences between the manifest and the leaf journals", j.differed)
+		c.Outcome, c.Detail = CompareDiffers, fmt.Sprintf("%d %s between the manifest and the leaf journals", j.differed, plural(j.differed, "difference", "differences"))
 	case j.leaves == 0:
 		c.Outcome, c.Detail = CompareNotPossible, "no leaf journal is left to compare with"
 	default:
 		c.Outcome = CompareMatch
-		c.Detail = fmt.Sprintf("%d entries in %d leaf journals", j.entries, j.leaves)
+		c.Detail = fmt.Sprintf("%d entries in %d leaf %s", j.entries, j.leaves, plural(j.leaves, "journal", "journals"))
 		if j.missing > 0 {
-			c.Detail += fmt.Sprintf("; %d leaves have no journal to compare with", j.missing)
+			c.Detail += fmt.Sprintf("; %d %s no journal to compare with", j.missing, plural(j.missing, "leaf has", "leaves have"))
 		}
 	}
 	return c
