@@ -88,6 +88,9 @@ the SHA-256 AWS served it with.
 			if o.snap.full && !o.snap.against {
 				return usagef("--full applies to --against-snapshot")
 			}
+			if (cmd.Flags().Changed("workers") || cmd.Flags().Changed("max-rate")) && !o.snap.full {
+				return usagef("--workers and --max-rate apply to --against-snapshot --full")
+			}
 			fi, err := os.Stat(args[0])
 			if err != nil {
 				return err

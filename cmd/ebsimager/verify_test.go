@@ -373,6 +373,7 @@ func TestVerifyHelpExitCodes(t *testing.T) {
 	}
 	c.fails(exitLocalIO, "no such file or directory", "verify", filepath.Join(t.TempDir(), "nothing"))
 	c.fails(exitUsage, "--full applies to --against-snapshot", "verify", t.TempDir(), "--full")
+	c.fails(exitUsage, "--workers and --max-rate apply to --against-snapshot --full", "verify", t.TempDir(), "--against-snapshot", "--workers", "4")
 	c.fails(exitError, "is not an evidence directory", "verify", t.TempDir())
 }
 
