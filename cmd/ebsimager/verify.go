@@ -88,8 +88,8 @@ the SHA-256 AWS served it with.
 			if o.snap.full && !o.snap.against {
 				return usagef("--full applies to --against-snapshot")
 			}
-			if (cmd.Flags().Changed("workers") || cmd.Flags().Changed("max-rate")) && !o.snap.full {
-				return usagef("--workers and --max-rate apply to --against-snapshot --full")
+			if (cmd.Flags().Changed("workers") || cmd.Flags().Changed("max-rate") || cmd.Flags().Changed("max-attempts")) && !o.snap.full {
+				return usagef("--workers, --max-rate and --max-attempts apply to --against-snapshot --full")
 			}
 			fi, err := os.Stat(args[0])
 			if err != nil {
@@ -298,7 +298,11 @@ func printVerifyResult(w io.Writer, dir string, res *store.VerifyResult, snap *r
 	switch {
 	case !res.OK():
 	case snap != nil && snap.FailedCount > 0:
-		fmt.Fprintf(w, "verification INCOMPLETE: %d blocks of the snapshot could not be fetched to compare\n", snap.FailedCount)
+		n := "blocks of the snapshot were"
+		if snap.FailedCount == 1 {
+			n = "block of the snapshot was"
+		}
+		fmt.Fprintf(w, "verification INCOMPLETE: %d %s not fetched, so not compared\n", snap.FailedCount, n)
 	default:
 		fmt.Fprintln(w, "verification OK")
 	}

@@ -373,7 +373,7 @@ func TestVerifyHelpExitCodes(t *testing.T) {
 	}
 	c.fails(exitLocalIO, "no such file or directory", "verify", filepath.Join(t.TempDir(), "nothing"))
 	c.fails(exitUsage, "--full applies to --against-snapshot", "verify", t.TempDir(), "--full")
-	c.fails(exitUsage, "--workers and --max-rate apply to --against-snapshot --full", "verify", t.TempDir(), "--against-snapshot", "--workers", "4")
+	c.fails(exitUsage, "--workers, --max-rate and --max-attempts apply to --against-snapshot --full", "verify", t.TempDir(), "--against-snapshot", "--workers", "4")
 	c.fails(exitError, "is not an evidence directory", "verify", t.TempDir())
 }
 
@@ -458,6 +458,23 @@ func TestVerifyAgainstSnapshot(t *testing.T) {
 	if g := srv2.Counters().Total("GetSnapshotBlock"); g != blocks {
 		t.Fatalf("--full made %d Get calls, want %d", g, blocks)
 	}
+
+	// A block that cannot be fetched: no verdict of OK, exit 3, and the
+	// step is recorded as failed.
+	failing, _, err := block.ParseFileName(filepath.Base(blockFilesOf(t, good)[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetFaults(emulator.Faults{FailBlocks: []emulator.BlockFault{{Snapshot: snapA, Index: failing.Index, Error: "InternalServerException"}}})
+	r = c.fails(exitIncomplete, fmt.Sprintf("block %d", failing.Index), "verify", good, "--against-snapshot", "--full", "--max-attempts", "1")
+	if !strings.Contains(r.stdout, "verification INCOMPLETE: 1 block of the snapshot was not fetched, so not compared") || strings.Contains(r.stdout, "verification OK") {
+		t.Fatalf("verify --full with a block that cannot be fetched:\n%s", r.stdout)
+	}
+	st := loadSteps(t, good)
+	if v := st[len(st)-1].Verify; v == nil || v.OK || v.Snapshot == nil || v.Snapshot.FailedCount != 1 || fmt.Sprint(v.Snapshot.Failed) != fmt.Sprint([]int64{failing.Index}) {
+		t.Fatalf("recorded step: %+v", st[len(st)-1])
+	}
+	srv.SetFaults(emulator.Faults{})
 
 	// AWS errors keep their documented codes, and nothing is recorded.
 	steps := len(loadSteps(t, good))

@@ -20,10 +20,11 @@ import (
 // snapshotCheckOptions are verify's flags that compare the evidence with
 // the snapshot it came from.
 type snapshotCheckOptions struct {
-	against bool
-	full    bool
-	workers int
-	maxRate float64
+	against     bool
+	full        bool
+	workers     int
+	maxRate     float64
+	maxAttempts int
 }
 
 func (o *snapshotCheckOptions) addFlags(cmd *cobra.Command) {
@@ -32,6 +33,7 @@ func (o *snapshotCheckOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.full, "full", false, "with --against-snapshot: fetch every block again and compare its AWS checksum with the manifest's")
 	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("with --full: most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
 	f.Float64Var(&o.maxRate, "max-rate", 0, "with --full: most blocks per second (default: no cap)")
+	f.IntVar(&o.maxAttempts, "max-attempts", 10, "with --full: attempts per block before it counts as not fetched (throttling aside)")
 }
 
 // manifestSums yields a manifest's blocks, in index order, for
@@ -53,14 +55,15 @@ func (m manifestSums) Next() (int64, block.Sum, error) {
 // run compares the evidence with its snapshot, after printing the calls
 // it will make and their cost. Differences become problems of res.
 func (o *snapshotCheckOptions) run(cmd *cobra.Command, aws *awsOptions, ev *store.Evidence, res *store.VerifyResult) (*report.SnapshotCheck, error) {
-	if o.workers < 0 || o.maxRate < 0 || math.IsNaN(o.maxRate) || math.IsInf(o.maxRate, 0) {
-		return nil, usagef("--workers and --max-rate must be finite and not negative")
+	if o.workers < 0 || o.maxAttempts < 0 || o.maxRate < 0 || math.IsNaN(o.maxRate) || math.IsInf(o.maxRate, 0) {
+		return nil, usagef("--workers, --max-attempts and --max-rate must be finite and not negative")
 	}
 	ctx := cmd.Context()
 	snap, cfg, err := aws.snapshot(ctx, ev.Meta.SnapshotID)
 	if err != nil {
 		return nil, err
 	}
+	snap.Policy.MaxAttempts = o.maxAttempts
 	est := cost.Compute(cost.Inputs{SnapshotID: snap.ID, Region: cfg.Region, VolumeSizeGiB: ev.Meta.VolumeSizeGiB,
 		Blocks: res.Blocks, BlockSize: int64(ev.Meta.BlockSize)})
 	price := est.ListCostUSD
