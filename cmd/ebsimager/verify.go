@@ -161,6 +161,9 @@ func runVerifyDir(cmd *cobra.Command, aws *awsOptions, dir string, o *verifyOpti
 		return wrongKeyError{fmt.Errorf("the key given does not open this evidence: none of its %d encrypted blocks opened with it (their stored bytes match the manifest)", res.KeyRejected)}
 	}
 	w := cmd.OutOrStdout()
+	if !o.asJSON {
+		printVerifyResult(w, dir, res, snapCheck) // the verdict first, whatever happens to the record
+	}
 	var recErr error
 	if !o.noRecord {
 		recErr = appendStep(dir, verifyStep(dir, started, res, snapCheck))
@@ -172,8 +175,6 @@ func runVerifyDir(cmd *cobra.Command, aws *awsOptions, dir string, o *verifyOpti
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
-	} else {
-		printVerifyResult(w, dir, res, snapCheck)
 	}
 	if recErr != nil {
 		recErr = fmt.Errorf("warning: the verification was not appended to %s: %w", report.JSONName, recErr)
