@@ -90,7 +90,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newBudgetCommand(aws),
 		newAcquireCommand(aws),
 		newBlockCommand(aws),
-		newVerifyCommand(),
+		newVerifyCommand(aws),
 		newExportCommand(),
 		newEmulateCommand(),
 		newDemoCommand(),

@@ -368,7 +368,8 @@ func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conver
 	}
 	step := newStep(report.StepTransform, start, nil)
 	step.Transform = &report.Transform{Operation: cmd.Name(), Source: res.From.String(), Destination: res.To.String(),
-		Codec: res.To.Codec, Encryption: res.To.Encryption, Blocks: res.Blocks, Bytes: res.Bytes, ManifestSHA256: res.ManifestSHA256.Hex()}
+		Codec: res.To.Codec, Encryption: res.To.Encryption, Blocks: res.Blocks, Bytes: res.Bytes, ManifestSHA256: res.ManifestSHA256.Hex(),
+		SourceManifestSHA256: res.SourceManifestSHA256}
 	if err := appendStep(dir, step); err != nil {
 		return fmt.Errorf("recording the conversion: %w", err)
 	}

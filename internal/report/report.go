@@ -331,6 +331,56 @@ type Verify struct {
 	// counts the rest.
 	Problems     []Problem `json:"problems"`
 	MoreProblems int64     `json:"more_problems,omitempty"`
+	// Compared lists the records, kept apart from the manifest, that it
+	// was compared with, and what each comparison found.
+	Compared []Comparison `json:"compared,omitempty"`
+	// Snapshot is set by verify --against-snapshot: what the snapshot
+	// itself said.
+	Snapshot *SnapshotCheck `json:"snapshot,omitempty"`
+}
+
+// Comparison is the manifest checked against one independent record of
+// it: "report.json" (the acquisition or the last conversion that wrote
+// the manifest), "journals" (the leaf journals), or "snapshot".
+type Comparison struct {
+	Record string `json:"record"`
+	// Outcome is "match", "differs" or "not-possible" (Detail says why).
+	Outcome string `json:"outcome"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Comparison outcomes.
+const (
+	CompareMatch       = "match"
+	CompareDiffers     = "differs"
+	CompareNotPossible = "not-possible"
+)
+
+// SnapshotCheck is the evidence compared with the snapshot it came from,
+// through the EBS direct APIs: the listing's block indexes and, with
+// Full, every block fetched again and its AWS checksum compared with the
+// manifest's.
+type SnapshotCheck struct {
+	SnapshotID string `json:"snapshot_id"`
+	Full       bool   `json:"full"`
+	Listed     int64  `json:"listed"`  // blocks the snapshot lists
+	Fetched    int64  `json:"fetched"` // blocks fetched and compared (Full)
+	// Missing are indexes the manifest holds and the snapshot does not
+	// list; Extra, listed indexes the manifest does not hold; Differ,
+	// indexes whose AWS checksum is not the manifest's; Failed, blocks
+	// that could not be fetched. Each list holds at most MaxProblems
+	// indexes; the counts are complete.
+	Missing      []int64  `json:"missing"`
+	Extra        []int64  `json:"extra"`
+	Differ       []int64  `json:"differ"`
+	Failed       []int64  `json:"failed"`
+	MissingCount int64    `json:"missing_count"`
+	ExtraCount   int64    `json:"extra_count"`
+	DifferCount  int64    `json:"differ_count"`
+	FailedCount  int64    `json:"failed_count"`
+	Requests     Requests `json:"requests"`
+	// EstimatedCostUSD is what the calls were priced at beforehand.
+	EstimatedCostUSD float64 `json:"estimated_cost_usd"`
 }
 
 // MaxProblems bounds the problems a Verify step lists, so that a
@@ -356,6 +406,45 @@ type Transform struct {
 	Blocks         int64  `json:"blocks"`
 	Bytes          int64  `json:"bytes"`
 	ManifestSHA256 string `json:"manifest_sha256,omitempty"` // of the destination
+	// SourceManifestSHA256 is the manifest the conversion started from:
+	// the one the record held before it.
+	SourceManifestSHA256 string `json:"source_manifest_sha256,omitempty"`
+}
+
+// ManifestClaim is what the record says the manifest of an evidence
+// directory is: the SHA-256 and totals recorded by the last step that
+// wrote it (the acquisition, or a later conversion).
+type ManifestClaim struct {
+	// Source names the step, e.g. "the acquisition record" or
+	// "conversion step 3 (compress)".
+	Source string
+	SHA256 string
+	Blocks int64
+	Bytes  int64
+}
+
+// ManifestClaim returns the record's claim about the manifest, or nil
+// when the record holds none (no acquisition of an evidence directory).
+// Every successful conversion must start from the manifest the claim
+// before it names; a chain that breaks is an error naming the step.
+func (r *Report) ManifestClaim() (*ManifestClaim, error) {
+	a := r.Acquisition
+	if a == nil || a.ManifestSHA256 == "" {
+		return nil, nil
+	}
+	c := &ManifestClaim{Source: "the acquisition record", SHA256: a.ManifestSHA256, Blocks: a.Blocks, Bytes: a.Bytes}
+	for i, s := range r.Steps {
+		t := s.Transform
+		if s.Kind != StepTransform || s.Outcome != OutcomeOK || t == nil || t.ManifestSHA256 == "" {
+			continue
+		}
+		name := fmt.Sprintf("conversion step %d (%s)", i+1, t.Operation)
+		if t.SourceManifestSHA256 != "" && t.SourceManifestSHA256 != c.SHA256 {
+			return c, fmt.Errorf("%s converted manifest %s, but %s names %s", name, t.SourceManifestSHA256, c.Source, c.SHA256)
+		}
+		c = &ManifestClaim{Source: name, SHA256: t.ManifestSHA256, Blocks: t.Blocks, Bytes: t.Bytes}
+	}
+	return c, nil
 }
 
 // New returns an empty record of the evidence of snapshotID.

@@ -111,7 +111,13 @@ func fixture(t testing.TB) *Report {
 		{Kind: StepVerify, Outcome: OutcomeOK, Run: Run{ToolVersion: "0.1.0", Host: testHost, StartedAt: t0.Add(2 * time.Hour),
 			FinishedAt: t0.Add(2*time.Hour + 3*time.Second), CommandLine: []string{"ebsimager", "verify", "/cases/2024-017/ev"}},
 			Verify: &Verify{Target: "/cases/2024-017/ev", OK: true, Blocks: 290, StoredChecked: 290, ContentChecked: 290,
-				ManifestSHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Problems: []Problem{}}},
+				ManifestSHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Problems: []Problem{},
+				Compared: []Comparison{{Record: "report.json", Outcome: CompareMatch, Detail: "the acquisition record in report.json"},
+					{Record: "journals", Outcome: CompareMatch, Detail: "290 entries in 1 leaf journal"}, {Record: "snapshot", Outcome: CompareMatch}},
+				Snapshot: &SnapshotCheck{SnapshotID: testSnap, Full: true, Listed: 290, Fetched: 290,
+					Missing: []int64{}, Extra: []int64{}, Differ: []int64{}, Failed: []int64{},
+					Requests:         Requests{ListCalls: 1, GetCalls: 290, RetriesByKind: map[string]int64{}, ErrorsByKind: map[string]int64{}},
+					EstimatedCostUSD: 0.001745}}},
 		{Kind: StepVerify, Outcome: OutcomeFailed, Error: "verification FAILED: 1 problems in /cases/2024-017/ev",
 			Run: Run{ToolVersion: "0.1.0", Host: testHost, StartedAt: t0.Add(3 * time.Hour), FinishedAt: t0.Add(3*time.Hour + 3*time.Second),
 				CommandLine: []string{"ebsimager", "verify", "/cases/2024-017/ev"}},
@@ -432,5 +438,39 @@ func TestIncompleteRecord(t *testing.T) {
 				t.Errorf("%s lacks %q", name, want)
 			}
 		}
+	}
+}
+
+// The record's claim about the manifest is the last step that wrote one,
+// and every conversion must start from the manifest recorded before it.
+func TestManifestClaim(t *testing.T) {
+	r := New(testSnap, 1, 524288, KindEvidenceDirectory, "ev")
+	if c, err := r.ManifestClaim(); c != nil || err != nil {
+		t.Fatalf("no acquisition: %+v %v", c, err)
+	}
+	run := Run{StartedAt: time.Unix(1, 0)}
+	r.Acquisition = &Acquisition{Run: run, Blocks: 3, Bytes: 3 * 524288, ManifestSHA256: "aa"}
+	c, err := r.ManifestClaim()
+	if err != nil || *c != (ManifestClaim{Source: "the acquisition record", SHA256: "aa", Blocks: 3, Bytes: 3 * 524288}) {
+		t.Fatalf("acquisition: %+v %v", c, err)
+	}
+	steps := []Step{
+		{Kind: StepVerify, Outcome: OutcomeOK, Run: run, Verify: &Verify{ManifestSHA256: "ff"}},
+		{Kind: StepTransform, Outcome: OutcomeOK, Run: run, Transform: &Transform{Operation: "compress", Blocks: 3, Bytes: 3 * 524288,
+			SourceManifestSHA256: "aa", ManifestSHA256: "bb"}},
+		{Kind: StepTransform, Outcome: OutcomeFailed, Run: run, Transform: &Transform{Operation: "encrypt", ManifestSHA256: "ee"}},
+	}
+	for _, s := range steps {
+		if err := r.AppendStep(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err = r.ManifestClaim()
+	if err != nil || *c != (ManifestClaim{Source: "conversion step 2 (compress)", SHA256: "bb", Blocks: 3, Bytes: 3 * 524288}) {
+		t.Fatalf("after a conversion: %+v %v", c, err)
+	}
+	r.AppendStep(Step{Kind: StepTransform, Outcome: OutcomeOK, Run: run, Transform: &Transform{Operation: "encrypt", SourceManifestSHA256: "cc", ManifestSHA256: "dd"}})
+	if _, err := r.ManifestClaim(); err == nil || err.Error() != "conversion step 4 (encrypt) converted manifest cc, but conversion step 2 (compress) names bb" {
+		t.Fatalf("broken chain: %v", err)
 	}
 }

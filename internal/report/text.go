@@ -192,6 +192,22 @@ func (r *Report) Text(w io.Writer) error {
 			if v.MoreProblems > 0 {
 				t.field("", fmt.Sprintf("and %d more problems", v.MoreProblems))
 			}
+			for _, c := range v.Compared {
+				line := c.Record + ": " + c.Outcome
+				if c.Detail != "" {
+					line += " (" + c.Detail + ")"
+				}
+				t.field("Compared with", line)
+			}
+			if sc := v.Snapshot; sc != nil {
+				what := "listing"
+				if sc.Full {
+					what = "listing and every block's AWS checksum"
+				}
+				t.field("Snapshot", fmt.Sprintf("%s %s: %d listed, %d fetched; %d missing, %d extra, %d differ, %d not fetched; %d List + %d Get calls (estimated $%.4f)",
+					sc.SnapshotID, what, sc.Listed, sc.Fetched, sc.MissingCount, sc.ExtraCount, sc.DifferCount, sc.FailedCount,
+					sc.Requests.ListCalls, sc.Requests.GetCalls, sc.EstimatedCostUSD))
+			}
 		case s.Acquire != nil:
 			x := s.Acquire
 			result := "complete: nothing fetched, the manifest kept as it was"
@@ -211,6 +227,9 @@ func (r *Report) Text(w io.Writer) error {
 			t.field("Destination", x.Destination)
 			t.field("Stored as", fmt.Sprintf("codec %s, encryption %s", x.Codec, x.Encryption))
 			t.field("Blocks", fmt.Sprintf("%d (%s)", x.Blocks, bytesText(x.Bytes)))
+			if x.SourceManifestSHA256 != "" {
+				t.field("From manifest", x.SourceManifestSHA256)
+			}
 			if x.ManifestSHA256 != "" {
 				t.field("Manifest SHA-256", x.ManifestSHA256)
 			}

@@ -115,26 +115,26 @@ func blockPath(t *testing.T, dir string, i int64) string {
 func TestVerifyCatches(t *testing.T) {
 	for name, tc := range map[string]struct {
 		damage func(t *testing.T, dir string)
-		want   Problem
+		want   []Problem
 	}{
 		"flipped byte": {func(t *testing.T, dir string) {
 			p := blockPath(t, dir, 9999)
 			d, _ := os.ReadFile(p)
 			d[100] ^= 1
 			os.WriteFile(p, d, 0o600)
-		}, Problem{Index: 9999, Kind: "mismatch"}},
-		"missing block": {func(t *testing.T, dir string) { os.Remove(blockPath(t, dir, 1)) }, Problem{Index: 1, Kind: "missing"}},
+		}, []Problem{{Index: 9999, Kind: "mismatch"}}},
+		"missing block": {func(t *testing.T, dir string) { os.Remove(blockPath(t, dir, 1)) }, []Problem{{Index: 1, Kind: "missing"}}},
 		"extra block": {func(t *testing.T, dir string) {
 			d := blockData(5)
 			name := block.FileName(block.FileInfo{Index: 5, Snapshot: snap, Sum: block.SumOf(d), VolumeGiB: 8, BlockSize: block.Size})
 			os.WriteFile(filepath.Join(dir, LeafDir(5), name), d, 0o600)
-		}, Problem{Index: 5, Kind: "extra"}},
+		}, []Problem{{Index: 5, Kind: "extra"}}},
 		"extra leaf": {func(t *testing.T, dir string) {
 			d := blockData(20000)
 			os.MkdirAll(filepath.Join(dir, LeafDir(20000)), 0o700)
 			name := block.FileName(block.FileInfo{Index: 20000, Snapshot: snap, Sum: block.SumOf(d), VolumeGiB: 8, BlockSize: block.Size})
 			os.WriteFile(filepath.Join(dir, LeafDir(20000), name), d, 0o600)
-		}, Problem{Index: 20000, Kind: "extra"}},
+		}, []Problem{{Index: 20000, Kind: "extra"}}},
 		"tampered block with its stored digest rewritten": {func(t *testing.T, dir string) {
 			// The attacker flips a byte, records the new bytes' SHA-256 as
 			// the stored digest and rewrites the manifest's checksum file:
@@ -149,12 +149,12 @@ func TestVerifyCatches(t *testing.T) {
 			m = bytes.Replace(m, []byte(old), []byte(`"stored_sha256":"`+block.SumOf(d).Hex()), 1)
 			os.WriteFile(mp, m, 0o600)
 			os.WriteFile(filepath.Join(dir, ManifestSumName), []byte(block.SumOf(m).Hex()+"  "+ManifestName+"\n"), 0o600)
-		}, Problem{Index: 9999, Kind: "mismatch"}},
+		}, []Problem{{Index: 9999, Kind: "journal"}, {Index: 9999, Kind: "mismatch"}}}, // the journal still holds the true stored digest
 		"edited manifest": {func(t *testing.T, dir string) {
 			p := filepath.Join(dir, ManifestName)
 			d, _ := os.ReadFile(p)
 			os.WriteFile(p, bytes.Replace(d, []byte(`"region":"us-east-1"`), []byte(`"region":"us-east-2"`), 1), 0o600)
-		}, Problem{Index: -1, Kind: "manifest"}},
+		}, []Problem{{Index: -1, Kind: "manifest"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "ev")
@@ -164,8 +164,13 @@ func TestVerifyCatches(t *testing.T) {
 			}
 			tc.damage(t, dir)
 			p := verifyProblems(t, dir)
-			if len(p) != 1 || p[0].Index != tc.want.Index || p[0].Kind != tc.want.Kind {
-				t.Fatalf("problems %+v, want one %+v", p, tc.want)
+			if len(p) != len(tc.want) {
+				t.Fatalf("problems %+v, want %+v", p, tc.want)
+			}
+			for i := range p {
+				if p[i].Index != tc.want[i].Index || p[i].Kind != tc.want[i].Kind {
+					t.Fatalf("problems %+v, want %+v", p, tc.want)
+				}
 			}
 		})
 	}

@@ -134,6 +134,9 @@ type TransformResult struct {
 	StoredBefore   int64 // stored bytes of the old files (0 when phase one was already done)
 	StoredAfter    int64 // stored bytes of the new files
 	ManifestSHA256 block.Sum
+	// SourceManifestSHA256 is the SHA-256 of the manifest the conversion
+	// started from, so that the record can chain one to the other.
+	SourceManifestSHA256 string
 	// RemovedKeyFile names the passphrase key file deleted because no
 	// block is encrypted any more.
 	RemovedKeyFile string
@@ -228,7 +231,7 @@ func (ev *Evidence) Transform(ctx context.Context, o TransformOptions) (*Transfo
 	} else if mk.To.FormName != to || mk.To.Suffix != o.To.Suffix || !slices.Equal(mk.Recipients, o.Recipients) || mk.KeyFile != o.KeyFile {
 		return nil, &PendingTransformError{Dir: ev.Dir, Pending: mk.To.FormName, Asked: to}
 	}
-	res := &TransformResult{From: mk.From.FormName, To: to}
+	res := &TransformResult{From: mk.From.FormName, To: to, SourceManifestSHA256: mk.SourceManifestSHA256}
 	if mk.State == stateWriting {
 		if err := ev.writeForm(ctx, mk, &o, res); err != nil {
 			return nil, err
