@@ -14,6 +14,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
 
@@ -97,6 +98,8 @@ func exitCode(ctx context.Context, err error) int {
 		storeMis   *store.Mismatch
 		other      *store.OtherSnapshotError
 		badID      *block.InvalidSnapshotIDError
+		beyond     *block.BeyondVolumeError
+		badFolder  *snap4n6ir.FolderError
 		wrongKey   wrongKeyError
 		errno      syscall.Errno
 		held       *dirlock.HeldError
@@ -113,9 +116,9 @@ func exitCode(ctx context.Context, err error) int {
 		return exitMismatch
 	case errors.As(err, &other), errors.Is(err, store.ErrNotEvidence), errors.Is(err, fs.ErrExist):
 		return exitConflict
-	case errors.As(err, &badID):
+	case errors.As(err, &badID), errors.As(err, &beyond), errors.As(err, &badFolder):
 		return exitInvalid
-	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey):
+	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey), errors.Is(err, codec.ErrNoSecret):
 		return exitWrongKey
 	case errors.Is(err, errNotAllocated):
 		return exitNotFound

@@ -19,11 +19,18 @@ const Format = "ebsimager-manifest/1"
 
 // Header is the first line.
 type Header struct {
-	Type            string    `json:"type"` // "header"
-	Format          string    `json:"format"`
-	SnapshotID      string    `json:"snapshot_id"`
-	Region          string    `json:"region"`
-	Endpoint        string    `json:"endpoint,omitempty"`
+	Type       string `json:"type"` // "header"
+	Format     string `json:"format"`
+	SnapshotID string `json:"snapshot_id"`
+	Region     string `json:"region"`
+	Endpoint   string `json:"endpoint,omitempty"`
+	// Provenance says where the blocks and their SHA-256 came from:
+	// absent (or ProvenanceAWS) for blocks fetched through the EBS direct
+	// APIs and checked against AWS's checksum; ProvenanceImported for
+	// blocks imported from a folder of the original tool, whose SHA-256
+	// came from its file names. Source is that folder.
+	Provenance      string    `json:"provenance,omitempty"`
+	Source          string    `json:"source,omitempty"`
 	VolumeSizeGiB   int64     `json:"volume_size_gib"`
 	VolumeSizeBytes int64     `json:"volume_size_bytes"`
 	BlockSize       int       `json:"block_size"`
@@ -31,6 +38,18 @@ type Header struct {
 	StartedAt       time.Time `json:"started_at"`
 	FinishedAt      time.Time `json:"finished_at"`
 }
+
+// Provenances of a manifest (and of evidence.json).
+const (
+	ProvenanceAWS      = "aws-ebs-direct"        // fetched through the EBS direct APIs (also: absent)
+	ProvenanceImported = "snapshot-4n6ir-folder" // imported from a folder Snapshot 4n6ir Imager wrote
+)
+
+// MaxStoredSize bounds a stored block file: a block compressed and
+// encrypted grows by a few hundred bytes at worst (gzip's 5 bytes per
+// 64 KiB stored block, age's 16 bytes per 64 KiB chunk and its header),
+// so twice a block is far beyond any honest size.
+const MaxStoredSize = 2 * block.Size
 
 // Entry is one stored block.
 type Entry struct {
@@ -148,7 +167,41 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if mr.header.Format != Format {
 		return nil, corrupt(1, "format %q, this tool reads %q", mr.header.Format, Format)
 	}
+	if err := checkHeader(mr.header); err != nil {
+		return nil, corrupt(1, "%v", err)
+	}
 	return mr, nil
+}
+
+// checkHeader bounds the header's numbers before a reader trusts them.
+func checkHeader(h Header) error {
+	if err := block.CheckVolumeGiB(h.VolumeSizeGiB); err != nil {
+		return err
+	}
+	if h.VolumeSizeBytes != h.VolumeSizeGiB<<30 {
+		return fmt.Errorf("volume size %d bytes, but %d GiB is %d bytes", h.VolumeSizeBytes, h.VolumeSizeGiB, h.VolumeSizeGiB<<30)
+	}
+	if h.BlockSize != block.Size {
+		return fmt.Errorf("block size %d, want %d", h.BlockSize, block.Size)
+	}
+	if h.Provenance != "" && h.Provenance != ProvenanceAWS && h.Provenance != ProvenanceImported {
+		return fmt.Errorf("provenance %q, want %q or %q", h.Provenance, ProvenanceAWS, ProvenanceImported)
+	}
+	return nil
+}
+
+// checkEntry bounds an entry's numbers against the header's volume.
+func (r *Reader) checkEntry(e Entry) error {
+	if err := block.CheckIndex(e.Index, block.Slots(r.header.VolumeSizeGiB)); err != nil {
+		return err
+	}
+	if e.Length <= 0 || e.Length > block.Size {
+		return fmt.Errorf("block %d: length %d, want 1 to %d", e.Index, e.Length, block.Size)
+	}
+	if e.Size < 0 || e.Size > MaxStoredSize {
+		return fmt.Errorf("block %d: stored size %d, want 0 to %d", e.Index, e.Size, MaxStoredSize)
+	}
+	return nil
 }
 
 // Header returns the manifest header.
@@ -181,6 +234,9 @@ func (r *Reader) Next() (Entry, error) {
 		}
 		if e.Index <= r.last {
 			return Entry{}, corrupt(r.line, "block %d after %d", e.Index, r.last)
+		}
+		if err := r.checkEntry(e); err != nil {
+			return Entry{}, corrupt(r.line, "%v", err)
 		}
 		r.last = e.Index
 		r.t.Blocks++

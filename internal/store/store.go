@@ -38,10 +38,14 @@ const (
 
 // Meta is evidence.json: what the directory holds.
 type Meta struct {
-	Format        string            `json:"format"`
-	SnapshotID    string            `json:"snapshot_id"`
-	Region        string            `json:"region"`
-	Endpoint      string            `json:"endpoint,omitempty"`
+	Format     string `json:"format"`
+	SnapshotID string `json:"snapshot_id"`
+	Region     string `json:"region"`
+	Endpoint   string `json:"endpoint,omitempty"`
+	// Provenance and Source are the manifest header's: absent for blocks
+	// fetched from AWS, ProvenanceImported and the folder for an import.
+	Provenance    string            `json:"provenance,omitempty"`
+	Source        string            `json:"source,omitempty"`
 	VolumeSizeGiB int64             `json:"volume_size_gib"`
 	BlockSize     int               `json:"block_size"`
 	CreatedAt     time.Time         `json:"created_at"`
@@ -513,7 +517,7 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 	}
 	h := manifest.Header{
 		SnapshotID: s.meta.SnapshotID, Region: s.meta.Region, Endpoint: s.meta.Endpoint,
-		VolumeSizeGiB: s.meta.VolumeSizeGiB, VolumeSizeBytes: s.meta.VolumeSizeGiB << 30, BlockSize: s.meta.BlockSize,
+		Provenance: s.meta.Provenance, Source: s.meta.Source, VolumeSizeGiB: s.meta.VolumeSizeGiB, VolumeSizeBytes: s.meta.VolumeSizeGiB << 30, BlockSize: s.meta.BlockSize,
 		ToolVersion: s.meta.ToolVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(),
 	}
 	var sum Summary
@@ -569,10 +573,13 @@ func readMeta(dir string) (Meta, error) {
 		return m, err
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("reading %s: %w", MetaName, err)
+		return m, metaDamage(err.Error())
 	}
 	if m.Format != metaFormat {
 		return m, fmt.Errorf("%s: format %q, this tool reads %q", MetaName, m.Format, metaFormat)
+	}
+	if err := checkMeta(m); err != nil {
+		return m, err
 	}
 	if m.Codec == "" {
 		m.Codec = "none"
