@@ -93,8 +93,8 @@ the SHA-256 AWS served it with.`,
 				if res.MoreProblems > 0 {
 					fmt.Fprintf(w, "... and %d more problems\n", res.MoreProblems)
 				}
-				fmt.Fprintf(w, "%s: %d blocks in the manifest, %d stored files matched, %d block contents matched the AWS SHA-256\n",
-					args[0], res.Blocks, res.StoredChecked, res.ContentChecked)
+				fmt.Fprintf(w, "%s: %d blocks in the manifest, %d stored files matched, %d block contents matched %s\n",
+					args[0], res.Blocks, res.StoredChecked, res.ContentChecked, contentSource(ev.Meta))
 				if res.Encrypted > 0 && res.ContentChecked < res.Blocks {
 					fmt.Fprintf(w, "%d blocks are encrypted: their stored bytes were checked; give --identity or the passphrase to check their content too\n", res.Encrypted)
 				}
