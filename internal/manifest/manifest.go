@@ -82,6 +82,7 @@ type Writer struct {
 	sum     hash.Hash
 	t       Trailer
 	last    int64
+	slots   int64
 	started bool
 }
 
@@ -90,7 +91,10 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	h.Type, h.Format = "header", Format
 	sum := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, sum), 1<<16)
-	mw := &Writer{bw: bw, enc: json.NewEncoder(bw), sum: sum, last: -1}
+	if err := checkHeader(h); err != nil {
+		return nil, fmt.Errorf("writing manifest header: %w", err)
+	}
+	mw := &Writer{bw: bw, enc: json.NewEncoder(bw), sum: sum, last: -1, slots: block.Slots(h.VolumeSizeGiB)}
 	if err := mw.enc.Encode(h); err != nil {
 		return nil, fmt.Errorf("writing manifest header: %w", err)
 	}
@@ -101,6 +105,12 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 func (w *Writer) Add(e Entry) error {
 	if e.Index <= w.last {
 		return fmt.Errorf("manifest entry %d after %d: entries must ascend", e.Index, w.last)
+	}
+	// What a reader would refuse is never written: a journal line from
+	// outside (an index beyond the volume, an impossible size) stops the
+	// manifest here.
+	if err := checkEntry(e, w.slots); err != nil {
+		return fmt.Errorf("manifest entry %d: %w", e.Index, err)
 	}
 	e.Type = "block"
 	w.last = e.Index
@@ -190,9 +200,9 @@ func checkHeader(h Header) error {
 	return nil
 }
 
-// checkEntry bounds an entry's numbers against the header's volume.
-func (r *Reader) checkEntry(e Entry) error {
-	if err := block.CheckIndex(e.Index, block.Slots(r.header.VolumeSizeGiB)); err != nil {
+// checkEntry bounds an entry's numbers against a volume of slots.
+func checkEntry(e Entry, slots int64) error {
+	if err := block.CheckIndex(e.Index, slots); err != nil {
 		return err
 	}
 	if e.Length <= 0 || e.Length > block.Size {
@@ -235,7 +245,7 @@ func (r *Reader) Next() (Entry, error) {
 		if e.Index <= r.last {
 			return Entry{}, corrupt(r.line, "block %d after %d", e.Index, r.last)
 		}
-		if err := r.checkEntry(e); err != nil {
+		if err := checkEntry(e, block.Slots(r.header.VolumeSizeGiB)); err != nil {
 			return Entry{}, corrupt(r.line, "%v", err)
 		}
 		r.last = e.Index

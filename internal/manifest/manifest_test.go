@@ -135,3 +135,21 @@ func TestBounds(t *testing.T) {
 		t.Errorf("64 TiB imported: %v", err)
 	}
 }
+
+// The writer never writes what a reader would refuse.
+func TestWriterBounds(t *testing.T) {
+	h := Header{SnapshotID: "snap-1", VolumeSizeGiB: 1, VolumeSizeBytes: 1 << 30, BlockSize: 524288}
+	w, err := NewWriter(io.Discard, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []Entry{{Index: 2048, Length: 524288}, {Index: 5, Length: 0}, {Index: 6, Length: 524288, Size: -1}} {
+		if err := w.Add(e); err == nil {
+			t.Errorf("entry %+v written", e)
+		}
+	}
+	h.VolumeSizeGiB, h.VolumeSizeBytes = 65537, 65537<<30
+	if _, err := NewWriter(io.Discard, h); err == nil {
+		t.Error("header of a 65,537 GiB volume written")
+	}
+}
