@@ -28,7 +28,7 @@ const (
 	exitMismatch    = 4   // verification found evidence that does not match its record
 	exitDenied      = 5   // AWS refused access (IAM, KMS)
 	exitNotFound    = 6   // no such snapshot, or block not allocated
-	exitInvalid     = 7   // malformed snapshot id or a request AWS rejects as invalid
+	exitInvalid     = 7   // malformed snapshot id, index beyond the volume, bad import folder, or a request AWS rejects
 	exitConflict    = 8   // output exists (other snapshot, or without --force)
 	exitLocalIO     = 9   // local disk: full, unwritable, missing
 	exitWrongKey    = 10  // wrong passphrase or identity
@@ -46,7 +46,8 @@ const exitCodesHelp = `EXIT STATUS
   4    verification failed: evidence or image does not match its record
   5    access denied by AWS (IAM policy, KMS key)
   6    not found: no such snapshot, or the block is not allocated
-  7    invalid input: malformed snapshot id, or a request AWS rejects as invalid
+  7    invalid input: malformed snapshot id, block index beyond the volume, an import-4n6ir
+       folder the original tool cannot have written, or a request AWS rejects as invalid
   8    output conflict: evidence of another snapshot, or an existing file without --force
   9    local I/O error: disk full, output not writable
   10   wrong or missing passphrase or identity

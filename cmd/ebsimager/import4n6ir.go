@@ -58,14 +58,23 @@ SRC_compressed/ with .gz files, or SRC_encrypted/ with Fernet tokens. Each
 block is checked against the SHA-256 in its file name (the original tool
 computed it locally; AWS's own checksum was not kept), then stored in
 evidence directory DIR as acquire would store it, with --compress and
---encrypt as there.
+--encrypt as there. evidence.json, the manifest and the chain-of-custody
+record (report.json, .txt, .html) state the provenance: imported from
+this folder, hashes from the file names, no AWS checksum; verify says so
+too.
+
+An entry whose name looks like a block file's but is not one the
+original tool wrote (upper-case hex, eleven digits, a directory, a
+volume beyond 64 TiB) is an error naming it (exit 7); other entries
+(.DS_Store, notes) are listed as ignored.
 
 For an encrypted folder the password comes from --passphrase-file,
 ` + codec.PassphraseEnv + ` or a prompt, and the salt from --salt-file,
 ` + snap4n6ir.SaltEnv + ` or a prompt; neither is ever a flag value. With
 --encrypt and no recipient, the same passphrase also protects the new
-key file. A wrong password or salt names the block it failed on and
-writes nothing.
+key file. A password and salt that open no token name the first block
+and write nothing (exit 10); a token that does not open while others do
+was altered, and is named as a verification failure (exit 4).
 
 The Region is recorded as "` + importRegion + `" unless --region gives it;
 the evidence's endpoint records the source folder.`,
