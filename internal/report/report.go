@@ -481,6 +481,12 @@ func (r *Report) check() error {
 	if !block.ValidSnapshotID(r.Evidence.SnapshotID) {
 		return fmt.Errorf("evidence: invalid snapshot id %q", r.Evidence.SnapshotID)
 	}
+	if err := block.CheckVolumeGiB(r.Evidence.VolumeSizeGiB); err != nil {
+		return fmt.Errorf("evidence: %w", err)
+	}
+	if r.Evidence.BlockSize != block.Size {
+		return fmt.Errorf("evidence: block size %d, want %d", r.Evidence.BlockSize, block.Size)
+	}
 	if m := r.BlockMap; m != nil {
 		if err := m.check(); err != nil {
 			return fmt.Errorf("block map: %w", err)

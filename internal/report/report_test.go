@@ -284,6 +284,9 @@ func TestLoadErrors(t *testing.T) {
 		{"map count", `"allocated": "1 0 1*16`, `"allocated": "2 0 1*16`, "cell 0 counts 2 of its 1 slots"},
 		{"map token", `"allocated": "1 0 1*16`, `"allocated": "1 0 1*x`, `bad repeat "1*x"`},
 		{"step kind", `"kind": "export"`, `"kind": "erase"`, `step 1: unknown kind "erase"`},
+		{"huge volume", `"volume_size_gib": 1,` + "\n    \"volume_size_bytes\"", `"volume_size_gib": 99999999999,` + "\n    \"volume_size_bytes\"", "EBS volumes are at most 64 TiB"},
+		{"negative volume", `"volume_size_gib": 1,` + "\n    \"volume_size_bytes\"", `"volume_size_gib": -3,` + "\n    \"volume_size_bytes\"", "volume size -3 GiB"},
+		{"block size", `"block_size": 524288,`, `"block_size": 0,`, "block size 0, want 524288"},
 	} {
 		bad := strings.Replace(string(good), tc.from, tc.to, 1)
 		if bad == string(good) {
