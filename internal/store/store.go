@@ -38,14 +38,12 @@ const (
 
 // Meta is evidence.json: what the directory holds.
 type Meta struct {
-	Format     string `json:"format"`
-	SnapshotID string `json:"snapshot_id"`
-	Region     string `json:"region"`
-	Endpoint   string `json:"endpoint,omitempty"`
-	// Provenance and Source are the manifest header's: absent for blocks
-	// fetched from AWS, ProvenanceImported and the folder for an import.
-	Provenance    string            `json:"provenance,omitempty"`
-	Source        string            `json:"source,omitempty"`
+	Format        string            `json:"format"`
+	SnapshotID    string            `json:"snapshot_id"`
+	Region        string            `json:"region"`
+	Endpoint      string            `json:"endpoint,omitempty"`
+	Provenance    string            `json:"provenance,omitempty"` // the manifest header's: absent for AWS, ProvenanceImported for an import
+	Source        string            `json:"source,omitempty"`     // the folder an import came from
 	VolumeSizeGiB int64             `json:"volume_size_gib"`
 	BlockSize     int               `json:"block_size"`
 	CreatedAt     time.Time         `json:"created_at"`
@@ -516,8 +514,8 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		return Summary{}, err
 	}
 	h := manifest.Header{
-		SnapshotID: s.meta.SnapshotID, Region: s.meta.Region, Endpoint: s.meta.Endpoint,
-		Provenance: s.meta.Provenance, Source: s.meta.Source, VolumeSizeGiB: s.meta.VolumeSizeGiB, VolumeSizeBytes: s.meta.VolumeSizeGiB << 30, BlockSize: s.meta.BlockSize,
+		SnapshotID: s.meta.SnapshotID, Region: s.meta.Region, Endpoint: s.meta.Endpoint, Provenance: s.meta.Provenance, Source: s.meta.Source,
+		VolumeSizeGiB: s.meta.VolumeSizeGiB, VolumeSizeBytes: s.meta.VolumeSizeGiB << 30, BlockSize: s.meta.BlockSize,
 		ToolVersion: s.meta.ToolVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(),
 	}
 	var sum Summary
