@@ -19,18 +19,13 @@ const Format = "ebsimager-manifest/1"
 
 // Header is the first line.
 type Header struct {
-	Type       string `json:"type"` // "header"
-	Format     string `json:"format"`
-	SnapshotID string `json:"snapshot_id"`
-	Region     string `json:"region"`
-	Endpoint   string `json:"endpoint,omitempty"`
-	// Provenance says where the blocks and their SHA-256 came from:
-	// absent (or ProvenanceAWS) for blocks fetched through the EBS direct
-	// APIs and checked against AWS's checksum; ProvenanceImported for
-	// blocks imported from a folder of the original tool, whose SHA-256
-	// came from its file names. Source is that folder.
-	Provenance      string    `json:"provenance,omitempty"`
-	Source          string    `json:"source,omitempty"`
+	Type            string    `json:"type"` // "header"
+	Format          string    `json:"format"`
+	SnapshotID      string    `json:"snapshot_id"`
+	Region          string    `json:"region"`
+	Endpoint        string    `json:"endpoint,omitempty"`
+	Provenance      string    `json:"provenance,omitempty"` // absent or ProvenanceAWS, or ProvenanceImported
+	Source          string    `json:"source,omitempty"`     // the folder an import came from
 	VolumeSizeGiB   int64     `json:"volume_size_gib"`
 	VolumeSizeBytes int64     `json:"volume_size_bytes"`
 	BlockSize       int       `json:"block_size"`
@@ -39,7 +34,12 @@ type Header struct {
 	FinishedAt      time.Time `json:"finished_at"`
 }
 
-// Provenances of a manifest (and of evidence.json).
+// Provenances of a manifest (and of evidence.json): where the blocks and
+// their SHA-256 came from. Blocks fetched through the EBS direct APIs
+// were checked against AWS's checksum (no provenance field, or
+// ProvenanceAWS); blocks imported from a folder of the original tool
+// (Header.Source) have the SHA-256 its file names gave, and no AWS
+// checksum.
 const (
 	ProvenanceAWS      = "aws-ebs-direct"        // fetched through the EBS direct APIs (also: absent)
 	ProvenanceImported = "snapshot-4n6ir-folder" // imported from a folder Snapshot 4n6ir Imager wrote
