@@ -81,6 +81,9 @@ evidence directory of SNAPSHOT.`,
 			if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
 				return usagef("--workers, --max-rate and --max-attempts must not be negative")
 			}
+			if err := ebs.CheckRate(o.maxRate); err != nil {
+				return usagef("--max-rate: %v", err)
+			}
 			return runAcquire(cmd.Context(), cmd, aws, args[0], o)
 		},
 	}

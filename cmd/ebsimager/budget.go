@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,11 +24,14 @@ func newBudgetCommand(aws *awsOptions) *cobra.Command {
 		Use:   "budget SNAPSHOT",
 		Short: "List a snapshot and estimate what acquiring it will cost and take",
 		Long: `List SNAPSHOT (10,000 blocks per call, the API maximum) and report the volume
-size, the allocated blocks and bytes to download, the List and Get calls an
-acquisition needs, its estimated cost from the price table for the Region
-(us-east-1's when the Region is not in the table), and the time it takes at
-the default per-snapshot quota of 1,000 blocks/s. Listing is billed too: it
-costs what the List calls of the acquisition will.`,
+size, the allocated blocks and bytes to download, the List calls this
+listing made (an acquisition's listing makes the same; AWS returns short
+pages over sparse stretches, so a sparse volume takes more than its blocks
+fill) and the Get calls an acquisition needs, its estimated cost from the
+price table for the Region (us-east-1's when the Region is not in the
+table), and the time it takes at the default per-snapshot quota of 1,000
+blocks/s. Listing is billed too: it costs what the List calls of the
+acquisition will.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -50,7 +54,19 @@ costs what the List calls of the acquisition will.`,
 			if err != nil {
 				return err
 			}
-			in := cost.Inputs{SnapshotID: snap.ID, Region: cfg.Region, VolumeSizeGiB: info.VolumeGiB, Blocks: blocks, BlockSize: int64(info.BlockSize)}
+			// The listing's own List calls (retries included) are what an
+			// acquisition's listing will make: short pages over sparse
+			// stretches count too.
+			in := cost.Inputs{SnapshotID: snap.ID, Region: cfg.Region, VolumeSizeGiB: info.VolumeGiB, Blocks: blocks, BlockSize: int64(info.BlockSize),
+				ListRequests: snap.Stats.Counts().ListCalls}
+			for _, p := range []struct {
+				name string
+				v    float64
+			}{{"price-get", priceGet}, {"price-list", priceList}} {
+				if math.IsNaN(p.v) || math.IsInf(p.v, 0) || p.v < 0 {
+					return usagef("--%s %v: want a price of 0 or more", p.name, p.v)
+				}
+			}
 			if cmd.Flags().Changed("price-get") {
 				in.GetPricePer1000 = &priceGet
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
 
@@ -29,7 +30,7 @@ const (
 	exitMismatch    = 4   // verification found evidence that does not match its record
 	exitDenied      = 5   // AWS refused access (IAM, KMS)
 	exitNotFound    = 6   // no such snapshot, or block not allocated
-	exitInvalid     = 7   // malformed snapshot id or a request AWS rejects as invalid
+	exitInvalid     = 7   // malformed snapshot id, index beyond the volume, bad import folder, or a request AWS rejects
 	exitConflict    = 8   // output exists (other snapshot, or without --force)
 	exitLocalIO     = 9   // local disk: full, unwritable, missing
 	exitWrongKey    = 10  // wrong passphrase or identity
@@ -48,7 +49,8 @@ const exitCodesHelp = `EXIT STATUS
   4    verification failed: evidence or image does not match its record
   5    access denied by AWS (IAM policy, KMS key)
   6    not found: no such snapshot, or the block is not allocated
-  7    invalid input: malformed snapshot id, or a request AWS rejects as invalid
+  7    invalid input: malformed snapshot id, block index beyond the volume, an import-4n6ir
+       folder the original tool cannot have written, or a request AWS rejects as invalid
   8    output conflict: evidence of another snapshot, or an existing file without --force
   9    local I/O error: disk full, output not writable
   10   wrong or missing passphrase or identity
@@ -101,6 +103,8 @@ func exitCode(ctx context.Context, err error) int {
 		storeMis   *store.Mismatch
 		other      *store.OtherSnapshotError
 		badID      *block.InvalidSnapshotIDError
+		beyond     *block.BeyondVolumeError
+		badFolder  *snap4n6ir.FolderError
 		wrongKey   wrongKeyError
 		errno      syscall.Errno
 		held       *dirlock.HeldError
@@ -117,9 +121,9 @@ func exitCode(ctx context.Context, err error) int {
 		return exitMismatch
 	case errors.As(err, &other), errors.Is(err, store.ErrNotEvidence), errors.Is(err, fs.ErrExist):
 		return exitConflict
-	case errors.As(err, &badID):
+	case errors.As(err, &badID), errors.As(err, &beyond), errors.As(err, &badFolder):
 		return exitInvalid
-	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey):
+	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey), errors.Is(err, codec.ErrNoSecret):
 		return exitWrongKey
 	case errors.Is(err, errNotAllocated):
 		return exitNotFound

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
@@ -57,14 +58,23 @@ SRC_compressed/ with .gz files, or SRC_encrypted/ with Fernet tokens. Each
 block is checked against the SHA-256 in its file name (the original tool
 computed it locally; AWS's own checksum was not kept), then stored in
 evidence directory DIR as acquire would store it, with --compress and
---encrypt as there.
+--encrypt as there. evidence.json, the manifest and the chain-of-custody
+record (report.json, .txt, .html) state the provenance: imported from
+this folder, hashes from the file names, no AWS checksum; verify says so
+too.
+
+An entry whose name looks like a block file's but is not one the
+original tool wrote (upper-case hex, eleven digits, a directory, a
+volume beyond 64 TiB) is an error naming it (exit 7); other entries
+(.DS_Store, notes) are listed as ignored.
 
 For an encrypted folder the password comes from --passphrase-file,
 ` + codec.PassphraseEnv + ` or a prompt, and the salt from --salt-file,
 ` + snap4n6ir.SaltEnv + ` or a prompt; neither is ever a flag value. With
 --encrypt and no recipient, the same passphrase also protects the new
-key file. A wrong password or salt names the block it failed on and
-writes nothing.
+key file. A password and salt that open no token name the first block
+and write nothing (exit 10); a token that does not open while others do
+was altered, and is named as a verification failure (exit 4).
 
 The Region is recorded as "` + importRegion + `" unless --region gives it;
 the evidence's endpoint records the source folder.`,
@@ -116,9 +126,9 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 			return err
 		}
 	}
-	// The first block proves the password and salt before anything is
-	// written.
-	first, err := folder.Read(folder.Blocks[0], key)
+	// A block that opens and matches its name proves the password and
+	// salt before anything is written.
+	proof, first, err := proveKey(folder, key)
 	if err != nil {
 		return keyHint(importError(err))
 	}
@@ -132,8 +142,9 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 	}
 	_, statErr := os.Stat(o.out)
 	created := errors.Is(statErr, fs.ErrNotExist)
-	err = importInto(ctx, cmd, folder, key, first, region, (&url.URL{Scheme: "file", Path: abs}).String(), o)
-	if err != nil && created && !errors.Is(err, context.Canceled) {
+	err = importInto(ctx, cmd, folder, key, proof, first, region, abs, o)
+	var unrecorded unrecordedError
+	if err != nil && created && !errors.Is(err, context.Canceled) && !errors.As(err, &unrecorded) {
 		// Nothing of a failed import stays behind; an interrupted one
 		// resumes.
 		if rerr := os.RemoveAll(o.out); rerr != nil {
@@ -141,6 +152,35 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 		}
 	}
 	return keyHint(err)
+}
+
+// maxKeyProbes bounds the tokens tried before a password and salt that
+// open none of them are called wrong: a wrong key fails every token, so
+// a few suffice, and a folder of millions is not read to say so.
+const maxKeyProbes = 64
+
+// proveKey returns the position in folder.Blocks of the first block that
+// reads and matches its name, and its data. For an encrypted folder a
+// token that does not open (a Fernet signature mismatch) is passed over,
+// up to maxKeyProbes of them: when a later one opens, the key is right
+// and the first is altered, which the import reports as a mismatch; when
+// none opens, the error is the first block's (codec.ErrWrongKey, exit
+// 10). Any other failure of the first block is returned as it is.
+func proveKey(folder *snap4n6ir.Folder, key *snap4n6ir.Key) (int, []byte, error) {
+	var firstErr error
+	for i, e := range folder.Blocks[:min(len(folder.Blocks), maxKeyProbes)] {
+		data, err := folder.Read(e, key)
+		if err == nil {
+			return i, data, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if !errors.Is(err, snap4n6ir.ErrSignature) {
+			return -1, nil, firstErr
+		}
+	}
+	return -1, nil, firstErr
 }
 
 // keyHint adds what to check to a wrong password or salt.
@@ -164,14 +204,16 @@ func fernetKey(o *importOptions) (*snap4n6ir.Key, error) {
 	return snap4n6ir.DeriveKey(pass, salt)
 }
 
-func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folder, key *snap4n6ir.Key, first []byte,
-	region, endpoint string, o *importOptions) error {
+func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folder, key *snap4n6ir.Key, proof int, first []byte,
+	region, source string, o *importOptions) error {
 	form, recipients, keyFile, err := o.seal.form(o.out)
 	if err != nil {
 		return err
 	}
+	endpoint := (&url.URL{Scheme: "file", Path: source}).String()
 	st, err := store.Create(o.out, store.Meta{
 		SnapshotID: folder.Snapshot, Region: region, Endpoint: endpoint,
+		Provenance: store.ProvenanceImported, Source: source,
 		VolumeSizeGiB: folder.VolumeGiB, BlockSize: block.Size, ToolVersion: toolVersion(),
 		Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
 	}, store.Options{Force: o.force, Form: form})
@@ -197,7 +239,7 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 		}
 		g.Go(func() error {
 			data := first
-			if i > 0 {
+			if i != proof {
 				var err error
 				if data, err = folder.Read(e, key); err != nil {
 					// A bad block is named with the others; the import
@@ -205,7 +247,7 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 					mu.Lock()
 					defer mu.Unlock()
 					if nfailed++; len(failed) < maxImportFailures {
-						failed = append(failed, importError(err))
+						failed = append(failed, tampered(importError(err)))
 					}
 					return nil
 				}
@@ -245,6 +287,10 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 	if sum.Blocks != int64(len(folder.Blocks)) {
 		return fmt.Errorf("evidence holds %d blocks but %s has %d", sum.Blocks, folder.Dir, len(folder.Blocks))
 	}
+	if err := recordImport(o.out, folder, region, source, sum, imported, st.Resumed(), started, o); err != nil {
+		// The evidence is complete and verified; only its record is not.
+		return unrecordedError{fmt.Errorf("recording the import: %w", err)}
+	}
 	s := importSummary{
 		Source: folder.Dir, SourceForm: folder.Form.String(), SnapshotID: folder.Snapshot, Region: region, Output: o.out,
 		VolumeSizeGiB: folder.VolumeGiB, Blocks: sum.Blocks, Imported: imported, Resumed: st.Resumed(),
@@ -257,6 +303,52 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 	}
 	printImport(cmd.OutOrStdout(), s)
 	return nil
+}
+
+// recordImport writes the chain-of-custody record of an import: the
+// acquisition of the evidence, marked as imported from the original
+// tool's folder, with hashes from its file names and no AWS checksum.
+func recordImport(dir string, folder *snap4n6ir.Folder, region, source string, sum store.Summary, imported, resumed int64,
+	started time.Time, o *importOptions) error {
+	rec := report.New(folder.Snapshot, folder.VolumeGiB, block.Size, report.KindEvidenceDirectory, dir)
+	rec.Case = report.CaseFromFields(o.caseMeta.fields())
+	if m, err := store.Open(dir); err == nil {
+		rec.Case = report.CaseFromFields(m.Meta.Case) // a resumed import keeps the case of its first run
+	}
+	run := report.NewRun(toolVersion(), os.Args, started)
+	run.FinishedAt = time.Now()
+	rec.Acquisition = &report.Acquisition{
+		Run: run, AWS: report.AWS{Region: region, Endpoint: (&url.URL{Scheme: "file", Path: source}).String()},
+		ResumedBlocks: resumed,
+		Import: &report.Import{
+			Provenance: store.ProvenanceImported, Source: source, Form: folder.Form.String(),
+			HashSource: report.HashSourceFileNames, Blocks: int64(len(folder.Blocks)), ImportedBlocks: imported,
+			Ignored: folder.Other[:min(len(folder.Other), maxIgnoredNames)], IgnoredCount: len(folder.Other),
+		},
+	}
+	return recordEvidence(dir, rec, sum, nil)
+}
+
+// contentSource names what verify compared block contents with: the
+// SHA-256 AWS served, or for imported evidence the original tool's file
+// names.
+func contentSource(m store.Meta) string {
+	if m.Imported() {
+		return "the SHA-256 in the original tool's file names (no AWS checksum: imported)"
+	}
+	return "the AWS SHA-256"
+}
+
+// tampered turns a token that does not open, once the key has opened
+// another, into the verification failure it is: an altered token, not
+// a wrong password.
+func tampered(err error) error {
+	var be *snap4n6ir.BlockError
+	if errors.As(err, &be) && errors.Is(err, snap4n6ir.ErrSignature) {
+		return &store.Mismatch{Index: be.Index, Name: be.Name,
+			What: "fernet signature mismatch: the token was altered (the password and salt open other tokens of this folder)"}
+	}
+	return err
 }
 
 // importError turns a block that does not match its name into a

@@ -126,7 +126,7 @@ func TestImport4n6ir(t *testing.T) {
 			}
 		}
 		r = c.ok("verify", out)
-		if !strings.Contains(r.stdout, fmt.Sprintf("%d stored files matched, %d block contents matched the AWS SHA-256", n, n)) {
+		if !strings.Contains(r.stdout, fmt.Sprintf("%d stored files matched, %d block contents matched the SHA-256 in the original tool's file names (no AWS checksum: imported)", n, n)) {
 			t.Fatalf("verify of the %s import:\n%s", form, r.stdout)
 		}
 		if got := exportSHA256(t, c, out); got != want {
@@ -175,7 +175,7 @@ func TestImport4n6irBadInput(t *testing.T) {
 	}
 	// No salt at all, and no terminal to ask on.
 	c.env = []string{"EBSIMAGER_PASSPHRASE=" + v.Password, "EBSIMAGER_SALT="}
-	c.fails(exitError, "hint: give --salt-file FILE", "import-4n6ir", enc, "--out", filepath.Join(dir, "nosalt"))
+	c.fails(exitWrongKey, "hint: give --salt-file FILE", "import-4n6ir", enc, "--out", filepath.Join(dir, "nosalt"))
 
 	// A token altered after the first block: named, and the output
 	// directory this run created is removed, in passphrase mode too.
@@ -192,7 +192,7 @@ func TestImport4n6irBadInput(t *testing.T) {
 	}
 	os.WriteFile(token, data, 0o600)
 	out := filepath.Join(dir, "altered-out")
-	c.fails(exitWrongKey, fmt.Sprintf("block %d", last.Index), "import-4n6ir", altered, "--out", out, "--encrypt")
+	c.fails(exitMismatch, fmt.Sprintf("block %d", last.Index), "import-4n6ir", altered, "--out", out, "--encrypt")
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("a failed import left %s: %v", out, err)
 	}

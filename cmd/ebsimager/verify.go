@@ -162,7 +162,7 @@ func runVerifyDir(cmd *cobra.Command, aws *awsOptions, dir string, o *verifyOpti
 	}
 	w := cmd.OutOrStdout()
 	if !o.asJSON {
-		printVerifyResult(w, dir, res, snapCheck) // the verdict first, whatever happens to the record
+		printVerifyResult(w, dir, contentSource(ev.Meta), res, snapCheck) // the verdict first, whatever happens to the record
 	}
 	var recErr error
 	if !o.noRecord {
@@ -273,7 +273,7 @@ func verifyStep(dir string, started time.Time, res *store.VerifyResult, snap *re
 }
 
 // printVerifyResult prints the problems, then the summary.
-func printVerifyResult(w io.Writer, dir string, res *store.VerifyResult, snap *report.SnapshotCheck) {
+func printVerifyResult(w io.Writer, dir, source string, res *store.VerifyResult, snap *report.SnapshotCheck) {
 	for _, p := range res.Problems {
 		if p.Index >= 0 {
 			fmt.Fprintf(w, "%-8s block %d  %s: %s\n", p.Kind, p.Index, p.Name, p.Detail)
@@ -284,7 +284,7 @@ func printVerifyResult(w io.Writer, dir string, res *store.VerifyResult, snap *r
 	if res.MoreProblems > 0 {
 		fmt.Fprintf(w, "... and %d more problems\n", res.MoreProblems)
 	}
-	printVerifySummary(w, dir, res)
+	printVerifySummary(w, dir, source, res)
 	for _, c := range []*store.Comparison{res.Record, &res.Journals} {
 		if c != nil {
 			printComparison(w, c.Record, c.Outcome, c.Detail)
@@ -319,9 +319,9 @@ func snapFailed(s *report.SnapshotCheck) []acquire.FailedBlock {
 }
 
 // printVerifySummary prints what was checked, and the manifest's SHA-256.
-func printVerifySummary(w io.Writer, dir string, res *store.VerifyResult) {
-	fmt.Fprintf(w, "%s: %d blocks in the manifest, %d stored files matched, %d block contents matched the AWS SHA-256\n",
-		dir, res.Blocks, res.StoredChecked, res.ContentChecked)
+func printVerifySummary(w io.Writer, dir, source string, res *store.VerifyResult) {
+	fmt.Fprintf(w, "%s: %d blocks in the manifest, %d stored files matched, %d block contents matched %s\n",
+		dir, res.Blocks, res.StoredChecked, res.ContentChecked, source)
 	if res.Encrypted > 0 && res.ContentChecked < res.Blocks && !res.KeyOpensNone {
 		fmt.Fprintf(w, "%d blocks are encrypted: their stored bytes were checked; give --identity or the passphrase to check their content too\n", res.Encrypted)
 	}

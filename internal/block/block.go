@@ -16,8 +16,47 @@ const Size = 512 << 10 // EBS direct APIs serve fixed 512 KiB blocks
 // PerGiB is how many block slots one GiB of VolumeSize holds.
 const PerGiB = (1 << 30) / Size // VolumeSize is reported in GiB
 
+// MaxVolumeGiB is the largest VolumeSize a snapshot can have: EBS
+// volumes are at most 64 TiB (io2 Block Express; the EBS user guide's
+// "Amazon EBS volume limits"), and a snapshot is of one volume.
+const MaxVolumeGiB = 64 << 10
+
+// MaxSlots is the block slots of the largest volume: 134,217,728, which
+// fits an int32 (the API's BlockIndex and StartingBlockIndex).
+const MaxSlots = MaxVolumeGiB * PerGiB
+
 // Slots returns how many block slots a volume of volumeGiB GiB has.
 func Slots(volumeGiB int64) int64 { return volumeGiB * PerGiB }
+
+// CheckVolumeGiB refuses a volume size that no EBS volume has: zero or
+// less, or more than MaxVolumeGiB. Every size taken from outside (a
+// listing, a file name, evidence.json, a manifest) passes here before
+// anything is allocated for it.
+func CheckVolumeGiB(gib int64) error {
+	if gib <= 0 || gib > MaxVolumeGiB {
+		return fmt.Errorf("volume size %d GiB: EBS volumes are at most 64 TiB (%d GiB)", gib, MaxVolumeGiB)
+	}
+	return nil
+}
+
+// BeyondVolumeError reports a block index outside a volume of Slots
+// block slots.
+type BeyondVolumeError struct {
+	Index int64
+	Slots int64
+}
+
+func (e *BeyondVolumeError) Error() string {
+	return fmt.Sprintf("block %d is beyond the volume of %d blocks", e.Index, e.Slots)
+}
+
+// CheckIndex returns a *BeyondVolumeError unless 0 <= index < slots.
+func CheckIndex(index, slots int64) error {
+	if index < 0 || index >= slots {
+		return &BeyondVolumeError{Index: index, Slots: slots}
+	}
+	return nil
+}
 
 // Sum is a SHA-256 digest.
 type Sum [sha256.Size]byte
@@ -150,8 +189,11 @@ func ParseFileName(name string) (FileInfo, string, error) {
 		return f, "", fmt.Errorf("block file name %q: %w", name, err)
 	}
 	vol, err := strconv.ParseInt(parts[3], 10, 64)
-	if err != nil || vol <= 0 {
+	if err != nil {
 		return f, "", fmt.Errorf("block file name %q: bad volume size %q", name, parts[3])
+	}
+	if err := CheckVolumeGiB(vol); err != nil {
+		return f, "", fmt.Errorf("block file name %q: %w", name, err)
 	}
 	bs, err := strconv.Atoi(parts[4])
 	if err != nil || bs <= 0 {

@@ -18,8 +18,13 @@ const PassphraseEnv = "EBSIMAGER_PASSPHRASE"
 const secretFileLimit = 64 << 10
 
 // ErrNoSecret is returned when none of a SecretSource's places holds the
-// secret (no file, the variable unset or empty, no terminal).
+// secret (no file, the variable unset or empty, no terminal), and wrapped
+// when the place given holds an empty one: either way the key is missing
+// (exit 10, like a wrong one).
 var ErrNoSecret = errors.New("no secret given")
+
+// errEmptySecret is a file or prompt that gave an empty secret.
+var errEmptySecret = fmt.Errorf("empty (%w)", ErrNoSecret)
 
 // SecretSource lists where a secret (a passphrase, a salt) may come from,
 // in order of precedence: a file named on the command line, an
@@ -51,7 +56,7 @@ func (s SecretSource) Read(what string) (string, error) {
 			return "", fmt.Errorf("reading %s file: %w", what, err)
 		}
 		if v == "" {
-			return "", fmt.Errorf("reading %s file %s: empty", what, s.File)
+			return "", fmt.Errorf("reading %s file %s: %w", what, s.File, errEmptySecret)
 		}
 		return v, nil
 	case s.Env != "" && s.Getenv != nil && s.Getenv(s.Env) != "":
@@ -62,7 +67,7 @@ func (s SecretSource) Read(what string) (string, error) {
 			return "", fmt.Errorf("reading %s from terminal: %w", what, err)
 		}
 		if v == "" {
-			return "", fmt.Errorf("reading %s from terminal: empty", what)
+			return "", fmt.Errorf("reading %s from terminal: %w", what, errEmptySecret)
 		}
 		return v, nil
 	}

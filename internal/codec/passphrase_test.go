@@ -70,7 +70,7 @@ func TestReadPassphraseFileTrimming(t *testing.T) {
 		}
 	}
 	for _, content := range []string{"", "\n", "\r\n"} {
-		if _, err := codec.ReadPassphrase(writeSecret(t, content), nil, nil); err == nil || !strings.Contains(err.Error(), "empty") {
+		if _, err := codec.ReadPassphrase(writeSecret(t, content), nil, nil); !errors.Is(err, codec.ErrNoSecret) || !strings.Contains(err.Error(), "empty") {
 			t.Errorf("file %q: %v, want an empty-file error", content, err)
 		}
 	}
@@ -89,7 +89,7 @@ func TestReadPassphraseNone(t *testing.T) {
 		t.Errorf("no source: %v, want ErrNoSecret naming %s", err, codec.PassphraseEnv)
 	}
 	_, err = codec.ReadPassphrase("", nil, func() (string, error) { return "", nil })
-	if err == nil || !strings.Contains(err.Error(), "empty") {
+	if !errors.Is(err, codec.ErrNoSecret) || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty prompt answer: %v, want an empty error", err)
 	}
 	boom := errors.New("terminal went away")

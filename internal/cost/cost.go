@@ -84,6 +84,12 @@ type Inputs struct {
 	BlockSize int64
 	// PageSize is the MaxResults of each List call; 0 means MaxPageSize.
 	PageSize int64
+	// ListRequests, when above 0, is the List calls a listing of the
+	// snapshot actually made, which replaces the estimate from PageSize:
+	// AWS returns short (even empty) pages over sparse stretches of a
+	// volume, so a sparse 64 TiB snapshot takes far more calls than its
+	// blocks fill pages, and an acquisition lists it the same way.
+	ListRequests int64
 	// ListPricePer1000 and GetPricePer1000 override the Region's prices
 	// when not nil.
 	ListPricePer1000 *float64
@@ -158,6 +164,9 @@ func Compute(in Inputs) Estimate {
 	// The listing ends only on a page without NextToken, so even an empty
 	// snapshot takes one call.
 	e.ListRequests = max(1, (e.Blocks+e.PageSize-1)/e.PageSize)
+	if in.ListRequests > 0 {
+		e.ListRequests = in.ListRequests
+	}
 
 	prices, known := PricesFor(e.Region)
 	e.PriceListPer1000, e.PriceGetPer1000, e.PriceSource = prices.ListPer1000, prices.GetPer1000, prices.Source

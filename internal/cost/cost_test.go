@@ -133,3 +133,17 @@ func TestPricesFor(t *testing.T) {
 		}
 	}
 }
+
+// The List calls a listing made replace the page estimate: a sparse
+// volume's listing takes many short pages.
+func TestComputeListRequestsMade(t *testing.T) {
+	in := Inputs{Region: "us-east-1", VolumeSizeGiB: 65536, Blocks: 1383}
+	if e := Compute(in); e.ListRequests != 1 {
+		t.Fatalf("estimate: %d List calls, want 1", e.ListRequests)
+	}
+	in.ListRequests = 128
+	e := Compute(in)
+	if e.ListRequests != 128 || e.ListCostUSD != 128*600e-9 || e.ListSeconds != 128.0/DefaultListPerSecond {
+		t.Fatalf("with 128 calls made: %+v", e)
+	}
+}

@@ -56,7 +56,11 @@ func (s *Snapshot) Changes(ctx context.Context, base string, start int64, fn fun
 		if token != nil {
 			in.NextToken = token
 		} else if last >= 0 {
-			in.StartingBlockIndex = aws.Int32(int32(last + 1))
+			i, err := index32(last + 1)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			in.StartingBlockIndex = aws.Int32(i)
 		}
 		var out *ebsapi.ListChangedBlocksOutput
 		err := s.Policy.Do(ctx, s.Stats, func(ctx context.Context) error {

@@ -2,6 +2,8 @@ package ebs
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -120,13 +122,45 @@ func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, 
 	return b, err
 }
 
+// MinRate is the slowest rate RateLimit can space attempts for: one
+// attempt per the longest time.Duration (about 292 years), about 1.08e-10
+// per second.
+const MinRate = float64(time.Second) / math.MaxInt64
+
+// CheckRate refuses a rate cap that RateLimit cannot honour: NaN, an
+// infinity, a negative rate, or one below MinRate. Zero (no cap) is fine.
+func CheckRate(perSecond float64) error {
+	switch {
+	case math.IsNaN(perSecond) || math.IsInf(perSecond, 0):
+		return fmt.Errorf("rate %v: want a finite number of blocks per second", perSecond)
+	case perSecond < 0:
+		return fmt.Errorf("rate %g: must not be negative", perSecond)
+	case perSecond > 0 && perSecond < MinRate:
+		return fmt.Errorf("rate %g: the slowest rate that can be honoured is %.3g blocks per second (one per %v)", perSecond, MinRate, time.Duration(math.MaxInt64))
+	}
+	return nil
+}
+
 // RateLimit wraps next so that attempts start no faster than perSecond,
-// evenly spaced (no bursts). perSecond <= 0 returns next unchanged.
+// evenly spaced (no bursts). perSecond <= 0 returns next unchanged; a rate
+// too slow to express (below MinRate, or NaN) spaces attempts by the
+// longest time.Duration, never by none: check it with CheckRate first.
 func RateLimit(next Fetcher, perSecond float64) Fetcher {
 	if perSecond <= 0 {
 		return next
 	}
-	return &rated{next: next, interval: time.Duration(float64(time.Second) / perSecond)}
+	return &rated{next: next, interval: rateInterval(perSecond)}
+}
+
+// rateInterval is the spacing of attempts at perSecond, clamped to a
+// time.Duration: a float64 that does not fit converts to an undefined
+// value (a negative one on amd64, which meant no cap at all).
+func rateInterval(perSecond float64) time.Duration {
+	d := float64(time.Second) / perSecond
+	if !(d < math.MaxInt64) { // too long, or NaN
+		return math.MaxInt64
+	}
+	return time.Duration(d)
 }
 
 type rated struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -99,7 +100,11 @@ func (s *Snapshot) List(ctx context.Context, start int64, fn func(Page) error) e
 		if token != nil {
 			in.NextToken = token
 		} else if last >= 0 {
-			in.StartingBlockIndex = aws.Int32(int32(last + 1))
+			i, err := index32(last + 1)
+			if err != nil {
+				return fmt.Errorf("listing blocks of %s: %w", s.ID, err)
+			}
+			in.StartingBlockIndex = aws.Int32(i)
 		}
 		var out *ebsapi.ListSnapshotBlocksOutput
 		err := s.Policy.Do(ctx, s.Stats, func(ctx context.Context) error {
@@ -161,12 +166,39 @@ func (s *Snapshot) Info(ctx context.Context) (Info, error) {
 }
 
 // Ref returns a fresh reference for block index, or ok=false when the
-// snapshot does not list that index.
+// snapshot does not list that index; next is the first listed index
+// after it, or -1. An index outside the volume is a
+// *block.BeyondVolumeError, found from a first page listed from index 0,
+// so that no request ever carries it.
 func (s *Snapshot) Ref(ctx context.Context, index int64) (ref block.Ref, next int64, ok bool, err error) {
 	small := *s
 	small.PageSize = 100 // the API minimum; the cheapest page
 	errStop := errors.New("stop")
 	next = -1
+	// The first page says how big the volume is, and answers at once for
+	// an index at or before its last block.
+	answered := false
+	err = small.List(ctx, 0, func(p Page) error {
+		if err := block.CheckIndex(index, p.Slots()); err != nil {
+			return err
+		}
+		for _, r := range p.Refs {
+			if r.Index >= index {
+				ref, ok, next, answered = r, r.Index == index, r.Index, true
+				break
+			}
+		}
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return block.Ref{}, -1, false, err
+	}
+	if answered {
+		if !ok {
+			ref = block.Ref{}
+		}
+		return ref, next, ok, nil
+	}
 	err = small.List(ctx, index, func(p Page) error {
 		if len(p.Refs) == 0 {
 			return nil // an empty page may still carry a NextToken
@@ -183,6 +215,16 @@ func (s *Snapshot) Ref(ctx context.Context, index int64) (ref block.Ref, next in
 	return ref, next, ok, nil
 }
 
+// index32 converts an index for the API, whose BlockIndex and
+// StartingBlockIndex are 32-bit: an index that does not fit is refused,
+// never truncated. No EBS volume has more slots than fit (block.MaxSlots).
+func index32(index int64) (int32, error) {
+	if index < 0 || index > math.MaxInt32 {
+		return 0, &block.BeyondVolumeError{Index: index, Slots: block.MaxSlots}
+	}
+	return int32(index), nil
+}
+
 func (s *Snapshot) page(blockSize *int32, volumeSize *int64, expiry *time.Time) (Page, error) {
 	if blockSize == nil || volumeSize == nil {
 		return Page{}, fmt.Errorf("listing blocks of %s: response lacks BlockSize or VolumeSize", s.ID)
@@ -190,8 +232,8 @@ func (s *Snapshot) page(blockSize *int32, volumeSize *int64, expiry *time.Time) 
 	if *blockSize != block.Size {
 		return Page{}, fmt.Errorf("listing blocks of %s: block size %d, this tool handles %d", s.ID, *blockSize, block.Size)
 	}
-	if *volumeSize <= 0 {
-		return Page{}, fmt.Errorf("listing blocks of %s: volume size %d GiB", s.ID, *volumeSize)
+	if err := block.CheckVolumeGiB(*volumeSize); err != nil {
+		return Page{}, fmt.Errorf("listing blocks of %s: %w", s.ID, err)
 	}
 	p := Page{Info: Info{SnapshotID: s.ID, VolumeGiB: *volumeSize, BlockSize: int(*blockSize)}}
 	if expiry != nil {
@@ -214,12 +256,16 @@ func (s *Snapshot) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block,
 	if len(buf) < block.Size {
 		return Block{}, fmt.Errorf("fetching block %d: buffer of %d bytes", ref.Index, len(buf))
 	}
+	index, err := index32(ref.Index)
+	if err != nil {
+		return Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.attemptTimeout())
 	defer cancel()
 	s.Stats.addGet()
 	out, err := s.API.GetSnapshotBlock(ctx, &ebsapi.GetSnapshotBlockInput{
 		SnapshotId: aws.String(s.ID),
-		BlockIndex: aws.Int32(int32(ref.Index)),
+		BlockIndex: aws.Int32(index),
 		BlockToken: aws.String(ref.Token),
 	})
 	if err != nil {

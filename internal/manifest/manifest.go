@@ -24,6 +24,8 @@ type Header struct {
 	SnapshotID      string    `json:"snapshot_id"`
 	Region          string    `json:"region"`
 	Endpoint        string    `json:"endpoint,omitempty"`
+	Provenance      string    `json:"provenance,omitempty"` // absent or ProvenanceAWS, or ProvenanceImported
+	Source          string    `json:"source,omitempty"`     // the folder an import came from
 	VolumeSizeGiB   int64     `json:"volume_size_gib"`
 	VolumeSizeBytes int64     `json:"volume_size_bytes"`
 	BlockSize       int       `json:"block_size"`
@@ -31,6 +33,23 @@ type Header struct {
 	StartedAt       time.Time `json:"started_at"`
 	FinishedAt      time.Time `json:"finished_at"`
 }
+
+// Provenances of a manifest (and of evidence.json): where the blocks and
+// their SHA-256 came from. Blocks fetched through the EBS direct APIs
+// were checked against AWS's checksum (no provenance field, or
+// ProvenanceAWS); blocks imported from a folder of the original tool
+// (Header.Source) have the SHA-256 its file names gave, and no AWS
+// checksum.
+const (
+	ProvenanceAWS      = "aws-ebs-direct"        // fetched through the EBS direct APIs (also: absent)
+	ProvenanceImported = "snapshot-4n6ir-folder" // imported from a folder Snapshot 4n6ir Imager wrote
+)
+
+// MaxStoredSize bounds a stored block file: a block compressed and
+// encrypted grows by a few hundred bytes at worst (gzip's 5 bytes per
+// 64 KiB stored block, age's 16 bytes per 64 KiB chunk and its header),
+// so twice a block is far beyond any honest size.
+const MaxStoredSize = 2 * block.Size
 
 // Entry is one stored block.
 type Entry struct {
@@ -63,6 +82,7 @@ type Writer struct {
 	sum     hash.Hash
 	t       Trailer
 	last    int64
+	slots   int64
 	started bool
 }
 
@@ -71,7 +91,10 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	h.Type, h.Format = "header", Format
 	sum := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, sum), 1<<16)
-	mw := &Writer{bw: bw, enc: json.NewEncoder(bw), sum: sum, last: -1}
+	if err := checkHeader(h); err != nil {
+		return nil, fmt.Errorf("writing manifest header: %w", err)
+	}
+	mw := &Writer{bw: bw, enc: json.NewEncoder(bw), sum: sum, last: -1, slots: block.Slots(h.VolumeSizeGiB)}
 	if err := mw.enc.Encode(h); err != nil {
 		return nil, fmt.Errorf("writing manifest header: %w", err)
 	}
@@ -82,6 +105,12 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 func (w *Writer) Add(e Entry) error {
 	if e.Index <= w.last {
 		return fmt.Errorf("manifest entry %d after %d: entries must ascend", e.Index, w.last)
+	}
+	// What a reader would refuse is never written: a journal line from
+	// outside (an index beyond the volume, an impossible size) stops the
+	// manifest here.
+	if err := checkEntry(e, w.slots); err != nil {
+		return fmt.Errorf("manifest entry %d: %w", e.Index, err)
 	}
 	e.Type = "block"
 	w.last = e.Index
@@ -148,7 +177,41 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if mr.header.Format != Format {
 		return nil, corrupt(1, "format %q, this tool reads %q", mr.header.Format, Format)
 	}
+	if err := checkHeader(mr.header); err != nil {
+		return nil, corrupt(1, "%v", err)
+	}
 	return mr, nil
+}
+
+// checkHeader bounds the header's numbers before a reader trusts them.
+func checkHeader(h Header) error {
+	if err := block.CheckVolumeGiB(h.VolumeSizeGiB); err != nil {
+		return err
+	}
+	if h.VolumeSizeBytes != h.VolumeSizeGiB<<30 {
+		return fmt.Errorf("volume size %d bytes, but %d GiB is %d bytes", h.VolumeSizeBytes, h.VolumeSizeGiB, h.VolumeSizeGiB<<30)
+	}
+	if h.BlockSize != block.Size {
+		return fmt.Errorf("block size %d, want %d", h.BlockSize, block.Size)
+	}
+	if h.Provenance != "" && h.Provenance != ProvenanceAWS && h.Provenance != ProvenanceImported {
+		return fmt.Errorf("provenance %q, want %q or %q", h.Provenance, ProvenanceAWS, ProvenanceImported)
+	}
+	return nil
+}
+
+// checkEntry bounds an entry's numbers against a volume of slots.
+func checkEntry(e Entry, slots int64) error {
+	if err := block.CheckIndex(e.Index, slots); err != nil {
+		return err
+	}
+	if e.Length <= 0 || e.Length > block.Size {
+		return fmt.Errorf("block %d: length %d, want 1 to %d", e.Index, e.Length, block.Size)
+	}
+	if e.Size < 0 || e.Size > MaxStoredSize {
+		return fmt.Errorf("block %d: stored size %d, want 0 to %d", e.Index, e.Size, MaxStoredSize)
+	}
+	return nil
 }
 
 // Header returns the manifest header.
@@ -181,6 +244,9 @@ func (r *Reader) Next() (Entry, error) {
 		}
 		if e.Index <= r.last {
 			return Entry{}, corrupt(r.line, "block %d after %d", e.Index, r.last)
+		}
+		if err := checkEntry(e, block.Slots(r.header.VolumeSizeGiB)); err != nil {
+			return Entry{}, corrupt(r.line, "%v", err)
 		}
 		r.last = e.Index
 		r.t.Blocks++

@@ -100,3 +100,56 @@ func TestCorruptions(t *testing.T) {
 		}
 	}
 }
+
+// Numbers from outside are bounded before they are trusted: the volume
+// against the 64 TiB EBS maximum, the block size, each index against the
+// volume, lengths and stored sizes.
+func TestBounds(t *testing.T) {
+	data, _ := sample(t)
+	s := string(data)
+	for name, text := range map[string]string{
+		"huge volume":     strings.Replace(strings.Replace(s, `"volume_size_gib":1,`, `"volume_size_gib":99999999999,`, 1), `"volume_size_bytes":1073741824`, `"volume_size_bytes":107374182398926258176`, 1),
+		"huge volume 2":   strings.Replace(strings.Replace(s, `"volume_size_gib":1,`, `"volume_size_gib":65537,`, 1), `"volume_size_bytes":1073741824`, `"volume_size_bytes":70369817919488`, 1),
+		"negative volume": strings.Replace(s, `"volume_size_gib":1,`, `"volume_size_gib":-3,`, 1),
+		"bytes disagree":  strings.Replace(s, `"volume_size_bytes":1073741824`, `"volume_size_bytes":1073741825`, 1),
+		"block size":      strings.Replace(s, `"block_size":524288`, `"block_size":4096`, 1),
+		"index beyond":    strings.Replace(s, `"index":2047`, `"index":2048`, 1),
+		"index huge":      strings.Replace(s, `"index":2047`, `"index":9223372036854775807`, 1),
+		"long block":      strings.Replace(s, `"length":524288`, `"length":524289`, 1),
+		"huge stored":     strings.Replace(s, `"size":100`, `"size":9223372036854775807`, 1),
+		"negative stored": strings.Replace(s, `"size":100`, `"size":-100`, 1),
+		"provenance":      strings.Replace(s, `"region"`, `"provenance":"elsewhere","region"`, 1),
+	} {
+		if text == s {
+			t.Fatalf("%s: the edit changed nothing", name)
+		}
+		if err := readAll([]byte(text)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+	}
+	// A header of the largest volume, and the provenance of an import, are
+	// fine.
+	ok := strings.Replace(strings.Replace(s, `"volume_size_gib":1,`, `"volume_size_gib":65536,`, 1), `"volume_size_bytes":1073741824`, `"volume_size_bytes":70368744177664`, 1)
+	ok = strings.Replace(ok, `"region"`, `"provenance":"`+ProvenanceImported+`","source":"/x","region"`, 1)
+	if err := readAll([]byte(ok)); err != nil {
+		t.Errorf("64 TiB imported: %v", err)
+	}
+}
+
+// The writer never writes what a reader would refuse.
+func TestWriterBounds(t *testing.T) {
+	h := Header{SnapshotID: "snap-1", VolumeSizeGiB: 1, VolumeSizeBytes: 1 << 30, BlockSize: 524288}
+	w, err := NewWriter(io.Discard, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []Entry{{Index: 2048, Length: 524288}, {Index: 5, Length: 0}, {Index: 6, Length: 524288, Size: -1}} {
+		if err := w.Add(e); err == nil {
+			t.Errorf("entry %+v written", e)
+		}
+	}
+	h.VolumeSizeGiB, h.VolumeSizeBytes = 65537, 65537<<30
+	if _, err := NewWriter(io.Discard, h); err == nil {
+		t.Error("header of a 65,537 GiB volume written")
+	}
+}

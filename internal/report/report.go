@@ -150,6 +150,10 @@ type Acquisition struct {
 	// Replaced is the evidence of another snapshot that this acquisition
 	// replaced in the same directory (acquire --force).
 	Replaced *Replaced `json:"replaced,omitempty"`
+	// Import is set when the evidence was not fetched from AWS but
+	// imported (import-4n6ir) from a folder of the original tool; AWS is
+	// then empty but for the Region given and the folder as endpoint.
+	Import *Import `json:"import,omitempty"`
 }
 
 // FailedBlock is a block that could not be fetched, and why.
@@ -186,6 +190,40 @@ type Rerun struct {
 	Unverified     []Unverified `json:"unverified,omitempty"`
 	Requests       Requests     `json:"requests"`
 }
+
+// Import is the folder of Snapshot 4n6ir Imager that evidence was
+// imported from. Its blocks' SHA-256 came from the original tool's file
+// names (that tool computed them locally); no AWS checksum was kept, so
+// nothing proves the blocks are what AWS served.
+type Import struct {
+	Provenance string `json:"provenance"` // "snapshot-4n6ir-folder"
+	Source     string `json:"source"`     // the folder, absolute
+	Form       string `json:"form"`       // "plain", "compressed" or "encrypted"
+	// HashSource says where each block's SHA-256 came from: "file-names".
+	HashSource string `json:"hash_source"`
+	// Blocks are the folder's block files; ImportedBlocks were imported
+	// by this run (the rest by an earlier, interrupted one).
+	Blocks         int64 `json:"blocks"`
+	ImportedBlocks int64 `json:"imported_blocks"`
+	// Ignored lists the first few other entries of the folder (not block
+	// files, such as .DS_Store); IgnoredCount counts them all.
+	Ignored      []string `json:"ignored,omitempty"`
+	IgnoredCount int      `json:"ignored_count,omitempty"`
+}
+
+// ContentSource names what verified block contents were compared with:
+// the SHA-256 AWS served, or, for imported evidence, the one in the
+// original tool's file names.
+func (r *Report) ContentSource() string {
+	if r.Acquisition != nil && r.Acquisition.Import != nil {
+		return "the SHA-256 in the original tool's file names (no AWS checksum: imported)"
+	}
+	return "the AWS SHA-256"
+}
+
+// HashSourceFileNames is Import.HashSource for the original tool's
+// folders.
+const HashSourceFileNames = "file-names"
 
 // Base is the evidence an incremental acquisition took unchanged blocks
 // from. ChangedBlocks is what ListChangedBlocks listed between the two
@@ -545,6 +583,14 @@ func (r *Report) notes() []string {
 	if r.Acquisition != nil {
 		aws = &r.Acquisition.AWS
 	}
+	if r.Acquisition != nil && r.Acquisition.Import != nil {
+		// Nothing was asked of AWS: no DescribeSnapshots or
+		// GetCallerIdentity to miss.
+		notes = append(notes, "This evidence was imported from a folder of Snapshot 4n6ir Imager ("+r.Acquisition.Import.Source+
+			"), not fetched from AWS: the block hashes come from the original tool's file names (that tool computed them locally), "+
+			"and there is no AWS checksum. Verification proves the blocks match those names, not that they are what AWS served.")
+		aws = nil
+	}
 	switch {
 	case aws != nil && aws.Snapshot != nil && aws.Snapshot.Encrypted:
 		notes = append(notes, "The snapshot is encrypted. Blocks it does not list are zeros in images made from this evidence, "+
@@ -582,6 +628,12 @@ func (r *Report) check() error {
 	}
 	if !block.ValidSnapshotID(r.Evidence.SnapshotID) {
 		return fmt.Errorf("evidence: invalid snapshot id %q", r.Evidence.SnapshotID)
+	}
+	if err := block.CheckVolumeGiB(r.Evidence.VolumeSizeGiB); err != nil {
+		return fmt.Errorf("evidence: %w", err)
+	}
+	if r.Evidence.BlockSize != block.Size {
+		return fmt.Errorf("evidence: block size %d, want %d", r.Evidence.BlockSize, block.Size)
 	}
 	if m := r.BlockMap; m != nil {
 		if err := m.check(); err != nil {

@@ -291,6 +291,9 @@ func TestLoadErrors(t *testing.T) {
 		{"map count", `"allocated": "1 0 1*16`, `"allocated": "2 0 1*16`, "cell 0 counts 2 of its 1 slots"},
 		{"map token", `"allocated": "1 0 1*16`, `"allocated": "1 0 1*x`, `bad repeat "1*x"`},
 		{"step kind", `"kind": "export"`, `"kind": "erase"`, `step 1: unknown kind "erase"`},
+		{"huge volume", `"volume_size_gib": 1,` + "\n    \"volume_size_bytes\"", `"volume_size_gib": 99999999999,` + "\n    \"volume_size_bytes\"", "EBS volumes are at most 64 TiB"},
+		{"negative volume", `"volume_size_gib": 1,` + "\n    \"volume_size_bytes\"", `"volume_size_gib": -3,` + "\n    \"volume_size_bytes\"", "volume size -3 GiB"},
+		{"block size", `"block_size": 524288,`, `"block_size": 0,`, "block size 0, want 524288"},
 	} {
 		bad := strings.Replace(string(good), tc.from, tc.to, 1)
 		if bad == string(good) {
@@ -472,5 +475,55 @@ func TestManifestClaim(t *testing.T) {
 	r.AppendStep(Step{Kind: StepTransform, Outcome: OutcomeOK, Run: run, Transform: &Transform{Operation: "encrypt", SourceManifestSHA256: "cc", ManifestSHA256: "dd"}})
 	if _, err := r.ManifestClaim(); err == nil || err.Error() != "conversion step 4 (encrypt) converted manifest cc, but conversion step 2 (compress) names bb" {
 		t.Fatalf("broken chain: %v", err)
+	}
+}
+
+// TestGoldenImported pins the record of evidence imported from a folder
+// of the original tool: no AWS context, the provenance in its own
+// section and in the notes, and verify steps that say what the contents
+// were compared with.
+func TestGoldenImported(t *testing.T) {
+	r := New(testSnap, 1, 524288, KindEvidenceDirectory, "/cases/2024-017/imported")
+	r.Acquisition = &Acquisition{
+		Run: Run{ToolVersion: "0.1.0", Host: testHost, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second),
+			CommandLine: []string{"ebsimager", "import-4n6ir", "/mnt/usb/" + testSnap, "--out", "/cases/2024-017/imported"}},
+		AWS:    AWS{Region: "unknown", Endpoint: "file:///mnt/usb/" + testSnap},
+		Blocks: 3, Bytes: 3 * 524288,
+		Import: &Import{Provenance: "snapshot-4n6ir-folder", Source: "/mnt/usb/" + testSnap, Form: "compressed",
+			HashSource: HashSourceFileNames, Blocks: 3, ImportedBlocks: 3, Ignored: []string{".DS_Store"}, IgnoredCount: 1},
+		ManifestSHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+	}
+	err := r.AppendStep(Step{Kind: StepVerify, Outcome: OutcomeOK, Run: Run{ToolVersion: "0.1.0", Host: testHost, StartedAt: t0.Add(time.Hour),
+		FinishedAt: t0.Add(time.Hour + time.Second), CommandLine: []string{"ebsimager", "verify", "/cases/2024-017/imported"}},
+		Verify: &Verify{Target: "/cases/2024-017/imported", OK: true, Blocks: 3, StoredChecked: 3, ContentChecked: 3, Problems: []Problem{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := r.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{JSONName, TextName} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "imported-"+name, data)
+	}
+	var page bytes.Buffer
+	if err := r.HTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	html := page.String()
+	for _, want := range []string{"imported from a folder of Snapshot 4n6ir Imager", "no AWS checksum",
+		"3 contents matched the SHA-256 in the original tool&#39;s file names (no AWS checksum: imported)"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{"AWS context calls", "AWS caller", "DescribeSnapshots", "the AWS SHA-256"} {
+		if strings.Contains(html, unwanted) {
+			t.Errorf("report.html of an import says %q", unwanted)
+		}
 	}
 }

@@ -37,50 +37,70 @@ func (r *Report) Text(w io.Writer) error {
 
 	if a := r.Acquisition; a != nil {
 		t.blank()
-		t.section("Source snapshot (EC2 DescribeSnapshots)")
-		if s := a.AWS.Snapshot; s != nil {
-			t.field("Volume", s.VolumeID)
-			t.field("Owner", s.OwnerID)
-			t.field("Started", timeText(s.StartTime))
-			t.field("State", fmt.Sprintf("%s (%s)", s.State, s.Progress))
-			t.field("Volume size", fmt.Sprintf("%d GiB", s.VolumeSizeGiB))
-			if s.Encrypted {
-				t.field("Encrypted", "yes, KMS key "+orNone(s.KMSKeyID))
-			} else {
-				t.field("Encrypted", "no")
-			}
-			t.field("Description", s.Description)
-			t.field("Storage tier", s.StorageTier)
-			if len(s.Tags) == 0 {
-				t.field("Tags", "none")
-			}
-			for i, tag := range s.Tags {
-				label := ""
-				if i == 0 {
-					label = "Tags"
-				}
-				t.field(label, tag.Key+"="+tag.Value)
+		if imp := a.Import; imp != nil {
+			t.section("Source folder (imported, not fetched from AWS)")
+			t.field("Provenance", "imported from a folder of Snapshot 4n6ir Imager ("+imp.Provenance+")")
+			t.field("Folder", imp.Source)
+			t.field("Form", imp.Form)
+			t.field("Hashes", "from the original tool's file names ("+imp.HashSource+"); no AWS checksum")
+			t.field("Block files", fmt.Sprintf("%d, %d imported by this run", imp.Blocks, imp.ImportedBlocks))
+			if imp.IgnoredCount > 0 {
+				t.field("Ignored", fmt.Sprintf("%d other entries: %s", imp.IgnoredCount, strings.Join(imp.Ignored, ", ")))
 			}
 		} else {
-			t.field("", "not recorded: "+callText(findCall(a.AWS.Calls, APIDescribeSnapshots)))
+			t.section("Source snapshot (EC2 DescribeSnapshots)")
+			if s := a.AWS.Snapshot; s != nil {
+				t.field("Volume", s.VolumeID)
+				t.field("Owner", s.OwnerID)
+				t.field("Started", timeText(s.StartTime))
+				t.field("State", fmt.Sprintf("%s (%s)", s.State, s.Progress))
+				t.field("Volume size", fmt.Sprintf("%d GiB", s.VolumeSizeGiB))
+				if s.Encrypted {
+					t.field("Encrypted", "yes, KMS key "+orNone(s.KMSKeyID))
+				} else {
+					t.field("Encrypted", "no")
+				}
+				t.field("Description", s.Description)
+				t.field("Storage tier", s.StorageTier)
+				if len(s.Tags) == 0 {
+					t.field("Tags", "none")
+				}
+				for i, tag := range s.Tags {
+					label := ""
+					if i == 0 {
+						label = "Tags"
+					}
+					t.field(label, tag.Key+"="+tag.Value)
+				}
+			} else {
+				t.field("", "not recorded: "+callText(findCall(a.AWS.Calls, APIDescribeSnapshots)))
+			}
 		}
 		t.blank()
 		t.section("Acquisition")
 		t.run(a.Run)
-		if id := a.AWS.CallerIdentity; id != nil {
+		switch id := a.AWS.CallerIdentity; {
+		case a.Import != nil:
+			// Nothing was asked of AWS.
+		case id != nil:
 			t.field("AWS caller", fmt.Sprintf("%s (account %s, user id %s)", id.ARN, id.Account, id.UserID))
-		} else {
+		default:
 			t.field("AWS caller", "not recorded: "+callText(findCall(a.AWS.Calls, APIGetCallerIdentity)))
 		}
 		t.field("Region", a.AWS.Region)
 		t.field("Endpoint", a.AWS.Endpoint)
 		t.field("Duration", durationText(a.Seconds))
-		t.field("Blocks", fmt.Sprintf("%d listed and held (%s)", a.Blocks, bytesText(a.Bytes)))
-		t.field("", fmt.Sprintf("%d fetched by this run (%s), %d kept from earlier runs", a.FetchedBlocks, bytesText(a.FetchedBytes), a.ResumedBlocks))
-		t.field("Throughput", fmt.Sprintf("%s/s, %.1f blocks/s", shortBytes(int64(a.BytesPerSecond)), a.BlocksPerSecond))
-		t.field("Requests", fmt.Sprintf("%d List, %d Get", a.Requests.ListCalls, a.Requests.GetCalls))
-		t.field("Retries", countsText(a.Requests.RetriesByKind))
-		t.field("Errors", countsText(a.Requests.ErrorsByKind))
+		if a.Import != nil {
+			t.field("Blocks", fmt.Sprintf("%d held (%s), %d imported by this run, %d kept from earlier runs; none fetched from AWS",
+				a.Blocks, bytesText(a.Bytes), a.Import.ImportedBlocks, a.ResumedBlocks))
+		} else {
+			t.field("Blocks", fmt.Sprintf("%d listed and held (%s)", a.Blocks, bytesText(a.Bytes)))
+			t.field("", fmt.Sprintf("%d fetched by this run (%s), %d kept from earlier runs", a.FetchedBlocks, bytesText(a.FetchedBytes), a.ResumedBlocks))
+			t.field("Throughput", fmt.Sprintf("%s/s, %.1f blocks/s", shortBytes(int64(a.BytesPerSecond)), a.BlocksPerSecond))
+			t.field("Requests", fmt.Sprintf("%d List, %d Get", a.Requests.ListCalls, a.Requests.GetCalls))
+			t.field("Retries", countsText(a.Requests.RetriesByKind))
+			t.field("Errors", countsText(a.Requests.ErrorsByKind))
+		}
 		if a.ManifestSHA256 != "" {
 			t.field("Manifest SHA-256", a.ManifestSHA256)
 		}
@@ -106,13 +126,15 @@ func (r *Report) Text(w io.Writer) error {
 			t.field("Replaced", replacedText(r))
 		}
 		t.hashes("Image", a.ImageFiles, a.ImageHashes)
-		t.blank()
-		t.section("AWS context calls")
-		for _, c := range a.AWS.Calls {
-			t.field(c.API, callText(&c))
-		}
-		if len(a.AWS.Calls) == 0 {
-			t.field("", "none made")
+		if a.Import == nil {
+			t.blank()
+			t.section("AWS context calls")
+			for _, c := range a.AWS.Calls {
+				t.field(c.API, callText(&c))
+			}
+			if len(a.AWS.Calls) == 0 {
+				t.field("", "none made")
+			}
 		}
 	}
 
@@ -176,8 +198,8 @@ func (r *Report) Text(w io.Writer) error {
 				result = "FAILED: " + plural(int64(len(v.Problems))+v.MoreProblems, "problem")
 			}
 			t.field("Result", result)
-			t.field("Checked", fmt.Sprintf("%d blocks in the manifest, %d stored files matched, %d contents matched the AWS SHA-256, %d needed a key",
-				v.Blocks, v.StoredChecked, v.ContentChecked, v.Encrypted))
+			t.field("Checked", fmt.Sprintf("%d blocks in the manifest, %d stored files matched, %d contents matched %s, %d needed a key",
+				v.Blocks, v.StoredChecked, v.ContentChecked, r.ContentSource(), v.Encrypted))
 			if v.ManifestSHA256 != "" {
 				t.field("Manifest SHA-256", v.ManifestSHA256)
 			}

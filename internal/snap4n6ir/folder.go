@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
@@ -91,7 +92,10 @@ var readDirBatch = 4096
 // Scan lists the block files in dir. The form comes from the files'
 // suffixes, which must all agree, as must their snapshot, volume size and
 // block size (which must be block.Size). An index beyond the volume or
-// given twice is an error; so is a folder with no block file.
+// given twice is an error; so is a folder with no block file, and an
+// entry whose name looks like a block file's but is not one (upper-case
+// hex, eleven digits, a directory, a size beyond any EBS volume). All
+// these are a *FolderError.
 func Scan(dir string) (*Folder, error) {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -104,8 +108,14 @@ func Scan(dir string) (*Folder, error) {
 		ents, err := d.ReadDir(readDirBatch)
 		for _, ent := range ents {
 			name := ent.Name()
-			info, form, ok := parseName(name)
-			if !ok || ent.IsDir() {
+			info, form, perr := parseName(name)
+			if perr == nil && ent.IsDir() {
+				perr = errors.New("a directory")
+			}
+			if perr != nil {
+				if blockLike(name) {
+					return nil, &FolderError{Dir: dir, Entry: name, Reason: "looks like a block file but is not one the original tool wrote: " + perr.Error()}
+				}
 				f.Other = append(f.Other, name)
 				continue
 			}
@@ -113,17 +123,21 @@ func Scan(dir string) (*Folder, error) {
 				first = name
 				f.Form, f.Snapshot, f.VolumeGiB = form, info.Snapshot, info.VolumeGiB
 			}
+			var reason string
 			switch {
 			case form != f.Form:
-				return nil, fmt.Errorf("scanning %s: %s is %v but %s is %v", dir, name, form, first, f.Form)
+				reason = fmt.Sprintf("is %v but %s is %v", form, first, f.Form)
 			case info.Snapshot != f.Snapshot:
-				return nil, fmt.Errorf("scanning %s: %s is from %s but %s is from %s", dir, name, info.Snapshot, first, f.Snapshot)
+				reason = fmt.Sprintf("is from %s but %s is from %s", info.Snapshot, first, f.Snapshot)
 			case info.VolumeGiB != f.VolumeGiB:
-				return nil, fmt.Errorf("scanning %s: %s gives a %d GiB volume but %s gives %d GiB", dir, name, info.VolumeGiB, first, f.VolumeGiB)
+				reason = fmt.Sprintf("gives a %d GiB volume but %s gives %d GiB", info.VolumeGiB, first, f.VolumeGiB)
 			case info.BlockSize != block.Size:
-				return nil, fmt.Errorf("scanning %s: %s has block size %d, want %d", dir, name, info.BlockSize, block.Size)
+				reason = fmt.Sprintf("has block size %d, want %d", info.BlockSize, block.Size)
 			case info.Index >= block.Slots(info.VolumeGiB):
-				return nil, fmt.Errorf("scanning %s: %s: index %d beyond a %d GiB volume", dir, name, info.Index, info.VolumeGiB)
+				reason = (&block.BeyondVolumeError{Index: info.Index, Slots: block.Slots(info.VolumeGiB)}).Error()
+			}
+			if reason != "" {
+				return nil, &FolderError{Dir: dir, Entry: name, Reason: reason}
 			}
 			f.Blocks = append(f.Blocks, Entry{Index: info.Index, Sum: info.Sum})
 		}
@@ -135,7 +149,7 @@ func Scan(dir string) (*Folder, error) {
 		}
 	}
 	if len(f.Blocks) == 0 {
-		return nil, fmt.Errorf("scanning %s: no block files", dir)
+		return nil, &FolderError{Dir: dir, Reason: "no block files"}
 	}
 	slices.SortFunc(f.Blocks, func(a, b Entry) int {
 		switch {
@@ -148,31 +162,62 @@ func Scan(dir string) (*Folder, error) {
 	})
 	for i := 1; i < len(f.Blocks); i++ {
 		if f.Blocks[i].Index == f.Blocks[i-1].Index {
-			return nil, fmt.Errorf("scanning %s: block %d has two files (%s and %s)", dir, f.Blocks[i].Index,
-				f.Name(f.Blocks[i-1]), f.Name(f.Blocks[i]))
+			return nil, &FolderError{Dir: dir, Entry: f.Name(f.Blocks[i]),
+				Reason: fmt.Sprintf("block %d has another file, %s", f.Blocks[i].Index, f.Name(f.Blocks[i-1]))}
 		}
 	}
 	sort.Strings(f.Other)
 	return f, nil
 }
 
-// parseName reads a block file name with one of the three forms' suffixes.
-func parseName(name string) (block.FileInfo, Form, bool) {
+// parseName reads a block file name with one of the three forms'
+// suffixes, spelled exactly as the original tool spelled it.
+func parseName(name string) (block.FileInfo, Form, error) {
 	info, ext, err := block.ParseFileName(name)
 	if err != nil {
-		return info, Plain, false
+		return info, Plain, err
 	}
 	for _, form := range []Form{Plain, Compressed, Encrypted} {
 		if ext == form.Suffix() {
 			// Only the original's own spelling: ParseFileName accepts any
-			// zero padding of at least ten digits, FileName writes ten.
-			if block.FileName(info)+ext != name {
-				return info, Plain, false
+			// zero padding of at least ten digits and upper-case hex,
+			// FileName writes ten digits and lower case.
+			if want := block.FileName(info) + ext; want != name {
+				return info, Plain, fmt.Errorf("the original tool would have written %s", want)
 			}
-			return info, form, true
+			return info, form, nil
 		}
 	}
-	return info, Plain, false
+	return info, Plain, fmt.Errorf("suffix %q is none of the original tool's (\"\", .gz, .gz.encrypted)", ext)
+}
+
+// blockLike reports whether name looks like an attempt at a block file
+// name: it starts with digits and an underscore, or names a snapshot
+// after one. Such a name that is not a block file is an error, never
+// skipped in silence; other names (.DS_Store, notes) are only listed.
+func blockLike(name string) bool {
+	digits := 0
+	for digits < len(name) && name[digits] >= '0' && name[digits] <= '9' {
+		digits++
+	}
+	return (digits > 0 && digits < len(name) && name[digits] == '_') || strings.Contains(name, "_snap-")
+}
+
+// FolderError reports a folder the original tool cannot have written:
+// an entry with a block-like name that is not a block file, block files
+// that disagree, or no block file at all. Entry is empty when no one
+// entry is at fault.
+type FolderError struct {
+	Dir    string
+	Entry  string
+	Reason string
+}
+
+func (e *FolderError) Error() string {
+	if e.Entry == "" {
+		return fmt.Sprintf("scanning %s: %s", e.Dir, e.Reason)
+	}
+	return fmt.Sprintf("scanning %s: %s %s", e.Dir, e.Entry, e.Reason)
 }
 
 // Name returns the file name of e in f.

@@ -378,12 +378,7 @@ func TestScanFolders(t *testing.T) {
 	}
 	// Order and strays.
 	dir := t.TempDir()
-	touch(t, dir, nameFor(v, 2047, sum(1)), nameFor(v, 0, sum(2)), nameFor(v, 10, sum(3)), ".DS_Store", "notes.txt",
-		"00000000007_"+v.Snapshot+"_"+sum(4).Hex()+"_1_524288", // eleven digits: not the original's spelling
-		nameFor(v, 11, sum(5))+".zst")
-	if err := os.Mkdir(filepath.Join(dir, nameFor(v, 12, sum(6))), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	touch(t, dir, nameFor(v, 2047, sum(1)), nameFor(v, 0, sum(2)), nameFor(v, 10, sum(3)), ".DS_Store", "notes.txt")
 	f, err := Scan(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -391,9 +386,36 @@ func TestScanFolders(t *testing.T) {
 	if len(f.Blocks) != 3 || f.Blocks[0].Index != 0 || f.Blocks[1].Index != 10 || f.Blocks[2].Index != 2047 || f.Blocks[1].Sum != sum(3) {
 		t.Errorf("blocks %+v, want indexes 0, 10, 2047", f.Blocks)
 	}
-	wantOther := []string{".DS_Store", "00000000007_" + v.Snapshot + "_" + sum(4).Hex() + "_1_524288", nameFor(v, 11, sum(5)) + ".zst", nameFor(v, 12, sum(6)), "notes.txt"}
-	if strings.Join(f.Other, "|") != strings.Join(wantOther, "|") {
+	if wantOther := []string{".DS_Store", "notes.txt"}; strings.Join(f.Other, "|") != strings.Join(wantOther, "|") {
 		t.Errorf("Other = %q, want %q", f.Other, wantOther)
+	}
+	// A block-like name that is not a block file is an error naming it,
+	// never skipped.
+	for _, tc := range []struct {
+		what, entry string
+		dir         bool
+	}{
+		{"eleven digits", "00000000007_" + v.Snapshot + "_" + sum(4).Hex() + "_1_524288", false},
+		{"upper-case hex", "0000000007_" + v.Snapshot + "_" + strings.ToUpper(sum(4).Hex()) + "_1_524288", false},
+		{"another suffix", nameFor(v, 11, sum(5)) + ".zst", false},
+		{"a directory", nameFor(v, 12, sum(6)), true},
+		{"a huge volume", strings.Replace(nameFor(v, 13, sum(6)), "_1_524288", "_99999999999_524288", 1), false},
+		{"a bad digest", "0000000007_" + v.Snapshot + "_xyz_1_524288", false},
+	} {
+		dir := t.TempDir()
+		touch(t, dir, nameFor(v, 0, sum(2)), ".DS_Store")
+		if tc.dir {
+			if err := os.Mkdir(filepath.Join(dir, tc.entry), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			touch(t, dir, tc.entry)
+		}
+		_, err := Scan(dir)
+		var fe *FolderError
+		if !errors.As(err, &fe) || fe.Entry != tc.entry || !strings.Contains(err.Error(), tc.entry) {
+			t.Errorf("%s: %v, want a FolderError naming %s", tc.what, err, tc.entry)
+		}
 	}
 
 	for _, tc := range []struct {
@@ -406,8 +428,9 @@ func TestScanFolders(t *testing.T) {
 		{"two snapshots", []string{nameFor(v, 0, sum(1)), strings.Replace(nameFor(v, 1, sum(2)), v.Snapshot, "snap-0ff", 1)}, "snap-0ff"},
 		{"two volume sizes", []string{nameFor(v, 0, sum(1)), strings.Replace(nameFor(v, 1, sum(2)), "_1_524288", "_2_524288", 1)}, "2 GiB"},
 		{"block size", []string{strings.Replace(nameFor(v, 1, sum(2)), "_524288", "_4096", 1)}, "block size 4096"},
-		{"beyond the volume", []string{nameFor(v, 2048, sum(1))}, "index 2048"},
-		{"index twice", []string{nameFor(v, 4, sum(1)), nameFor(v, 4, sum(2))}, "block 4 has two files"},
+		{"beyond the volume", []string{nameFor(v, 2048, sum(1))}, "block 2048 is beyond the volume of 2048 blocks"},
+		{"beyond any volume", []string{strings.Replace(nameFor(v, 1, sum(2)), "_1_524288", "_65537_524288", 1)}, "EBS volumes are at most 64 TiB"},
+		{"index twice", []string{nameFor(v, 4, sum(1)), nameFor(v, 4, sum(2))}, "block 4 has another file"},
 	} {
 		dir := t.TempDir()
 		touch(t, dir, tc.files...)

@@ -35,6 +35,41 @@ type Evidence struct {
 // not completed (run acquire again to resume it).
 var ErrIncomplete = errors.New("no manifest: the acquisition has not completed; run acquire again to resume it")
 
+// Provenances of evidence: see manifest.ProvenanceAWS.
+const (
+	ProvenanceAWS      = manifest.ProvenanceAWS
+	ProvenanceImported = manifest.ProvenanceImported
+)
+
+// Imported reports whether the blocks were imported from a folder of the
+// original tool, so that their SHA-256 came from its file names, not
+// from AWS.
+func (m Meta) Imported() bool { return m.Provenance == ProvenanceImported }
+
+// checkMeta bounds what evidence.json says before anything is sized by
+// it (a bitmap of the volume's slots, an image of the volume): evidence
+// whose record is damaged gives one clear error (a *Mismatch, exit 4)
+// from every command that opens it.
+func checkMeta(m Meta) error {
+	if err := block.CheckSnapshotID(m.SnapshotID); err != nil {
+		return metaDamage(err.Error())
+	}
+	if err := block.CheckVolumeGiB(m.VolumeSizeGiB); err != nil {
+		return metaDamage(err.Error())
+	}
+	if m.BlockSize != block.Size {
+		return metaDamage(fmt.Sprintf("block size %d, want %d", m.BlockSize, block.Size))
+	}
+	if m.Provenance != "" && m.Provenance != ProvenanceAWS && m.Provenance != ProvenanceImported {
+		return metaDamage(fmt.Sprintf("provenance %q, want %q or %q", m.Provenance, ProvenanceAWS, ProvenanceImported))
+	}
+	return nil
+}
+
+func metaDamage(what string) error {
+	return &Mismatch{Index: -1, Name: MetaName, What: MetaName + ": " + what}
+}
+
 // Open opens an evidence directory for reading.
 func Open(dir string) (*Evidence, error) {
 	m, err := readMeta(dir)
@@ -201,7 +236,20 @@ func (ev *Evidence) checkHeader(h manifest.Header) error {
 		return &Mismatch{Index: -1, What: fmt.Sprintf("manifest header (%s, %d GiB, %d) disagrees with %s (%s, %d GiB, %d)",
 			h.SnapshotID, h.VolumeSizeGiB, h.BlockSize, MetaName, ev.Meta.SnapshotID, ev.Meta.VolumeSizeGiB, ev.Meta.BlockSize)}
 	}
+	if provenance(h.Provenance) != provenance(ev.Meta.Provenance) || h.Source != ev.Meta.Source {
+		return &Mismatch{Index: -1, What: fmt.Sprintf("manifest header (provenance %s, source %q) disagrees with %s (provenance %s, source %q)",
+			provenance(h.Provenance), h.Source, MetaName, provenance(ev.Meta.Provenance), ev.Meta.Source)}
+	}
 	return nil
+}
+
+// provenance spells out the default: no provenance is the EBS direct
+// APIs.
+func provenance(p string) string {
+	if p == "" {
+		return ProvenanceAWS
+	}
+	return p
 }
 
 // checkEntry checks that an entry's name is the one its fields imply.

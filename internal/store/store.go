@@ -46,6 +46,8 @@ type Meta struct {
 	SnapshotID    string            `json:"snapshot_id"`
 	Region        string            `json:"region"`
 	Endpoint      string            `json:"endpoint,omitempty"`
+	Provenance    string            `json:"provenance,omitempty"` // the manifest header's: absent for AWS, ProvenanceImported for an import
+	Source        string            `json:"source,omitempty"`     // the folder an import came from
 	VolumeSizeGiB int64             `json:"volume_size_gib"`
 	BlockSize     int               `json:"block_size"`
 	CreatedAt     time.Time         `json:"created_at"`
@@ -996,7 +998,7 @@ func (s *Store) Finish(started, finished time.Time) (Summary, error) {
 		}
 	}
 	h := manifest.Header{
-		SnapshotID: s.meta.SnapshotID, Region: s.meta.Region, Endpoint: s.meta.Endpoint,
+		SnapshotID: s.meta.SnapshotID, Region: s.meta.Region, Endpoint: s.meta.Endpoint, Provenance: s.meta.Provenance, Source: s.meta.Source,
 		VolumeSizeGiB: s.meta.VolumeSizeGiB, VolumeSizeBytes: s.meta.VolumeSizeGiB << 30, BlockSize: s.meta.BlockSize,
 		ToolVersion: s.meta.ToolVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(),
 	}
@@ -1063,10 +1065,13 @@ func readMeta(dir string) (Meta, error) {
 		return m, err
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("reading %s: %w", MetaName, err)
+		return m, metaDamage(err.Error())
 	}
 	if m.Format != metaFormat {
 		return m, fmt.Errorf("%s: format %q, this tool reads %q", MetaName, m.Format, metaFormat)
+	}
+	if err := checkMeta(m); err != nil {
+		return m, err
 	}
 	if m.Codec == "" {
 		m.Codec = "none"

@@ -272,3 +272,35 @@ func TestSealedForm(t *testing.T) {
 		t.Fatalf("verify with decoder: %+v", res)
 	}
 }
+
+// Numbers in evidence.json are bounded before anything is sized by them,
+// and a damaged evidence.json is damage (a *Mismatch) to every reader.
+func TestOpenRefusesBadMeta(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir)
+	good, err := os.ReadFile(filepath.Join(dir, MetaName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		{`"volume_size_gib": 8,`, `"volume_size_gib": -3306282043331051520,`, "evidence.json: volume size -3306282043331051520 GiB: EBS volumes are at most 64 TiB"},
+		{`"volume_size_gib": 8,`, `"volume_size_gib": 65537,`, "evidence.json: volume size 65537 GiB"},
+		{`"block_size": 524288,`, `"block_size": 0,`, "evidence.json: block size 0, want 524288"},
+		{`"snapshot_id": "` + snap + `",`, `"snapshot_id": "../x",`, "evidence.json: invalid snapshot id"},
+		{`"region"`, `"provenance": "somewhere", "region"`, `evidence.json: provenance "somewhere"`},
+		{`{`, `[`, "evidence.json: "},
+	} {
+		bad := strings.Replace(string(good), tc.from, tc.to, 1)
+		if bad == string(good) {
+			t.Fatalf("no %s in %s", tc.from, good)
+		}
+		if err := os.WriteFile(filepath.Join(dir, MetaName), []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(dir)
+		var m *Mismatch
+		if !errors.As(err, &m) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a Mismatch starting %q", tc.to, err, tc.want)
+		}
+	}
+}
