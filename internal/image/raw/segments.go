@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/digest"
+	"github.com/ebsimager/ebsimager/internal/outfile"
 )
 
 // Options controls how an image is laid out and finished.
@@ -118,10 +119,8 @@ func partial(name string) string { return name + PartialSuffix }
 
 // createSegments makes fresh, sparse partial files for l.
 func createSegments(l layout, o Options) (*segments, error) {
-	if !o.Force {
-		if names := existingImage(l.path); len(names) > 0 {
-			return nil, fmt.Errorf("creating image %s: %w", l.path, &fs.PathError{Op: "create", Path: names[0], Err: fs.ErrExist})
-		}
+	if err := checkOutputs(l, o.Force); err != nil {
+		return nil, fmt.Errorf("creating image %s: %w", l.path, err)
 	}
 	s := &segments{l: l, open: true}
 	for i, name := range l.names {
@@ -150,6 +149,30 @@ func createSegments(l layout, o Options) (*segments, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkOutputs refuses to start an image whose finishing would replace
+// or remove a file it must not: without force, any existing segment or
+// checksum file of an image at l.path (finish writes every checksum file
+// and removes the ones not computed); with force, any of them that is not
+// a regular file.
+func checkOutputs(l layout, force bool) error {
+	names := append(existingImage(l.path), l.names...)
+	for _, alg := range digest.Algorithms() {
+		names = append(names, digest.FileName(l.path, alg))
+	}
+	for _, name := range names {
+		if force {
+			if err := outfile.Replaceable(name); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := os.Lstat(name); err == nil {
+			return &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+		}
+	}
+	return nil
 }
 
 // openSegments reopens the partial files an interrupted run left for l.
@@ -443,4 +466,23 @@ type Result struct {
 	// HashFiles are the checksum files written beside the image, in
 	// digest.Algorithms order.
 	HashFiles []string
+}
+
+// RemovePartials removes the partial files an image at path can have
+// (path.partial, path.NNN.partial) and returns their names. They belong
+// to a run that ended without finishing or aborting its image (kill -9,
+// power loss): call it only while holding the image's lock, which every
+// writer of path holds for as long as its partial files exist.
+func RemovePartials(path string) ([]string, error) {
+	var removed []string
+	for _, name := range append(numbered(path, PartialSuffix), partial(path)) {
+		if _, err := os.Lstat(name); err != nil {
+			continue
+		}
+		if err := os.Remove(name); err != nil {
+			return removed, fmt.Errorf("removing %s left by an interrupted run: %w", name, err)
+		}
+		removed = append(removed, name)
+	}
+	return removed, nil
 }
