@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 )
 
 // ConflictError refuses an output path. It matches fs.ErrExist, the
@@ -248,4 +250,44 @@ func (in *Inputs) walk() error {
 	}
 	in.walked = true
 	return nil
+}
+
+// Claim makes an output this process's to write. It takes the output's
+// lock (lockPath, through dirlock; a *dirlock.HeldError if another live
+// process holds it), then runs cleanup, which removes what a killed
+// writer of the same output left and is safe only under the lock, then
+// checks (see Check) every name that names returns: the files the output
+// will create, replace or remove. It returns the lock, which the caller
+// releases when the output is finished or abandoned, and what cleanup
+// removed.
+func (in *Inputs) Claim(lockPath, what string, force bool, names func() ([]string, error), cleanup func() ([]string, error)) (*dirlock.Lock, []string, error) {
+	// The lock file is ours to create or take over, never an input nor
+	// anything but a regular file.
+	if err := in.Check(lockPath, true); err != nil {
+		return nil, nil, err
+	}
+	lock, err := dirlock.Acquire(lockPath, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*dirlock.Lock, []string, error) {
+		lock.Release()
+		return nil, nil, err
+	}
+	var removed []string
+	if cleanup != nil {
+		if removed, err = cleanup(); err != nil {
+			return fail(err)
+		}
+	}
+	list, err := names()
+	if err != nil {
+		return fail(err)
+	}
+	for _, name := range list {
+		if err := in.Check(name, force); err != nil {
+			return fail(err)
+		}
+	}
+	return lock, removed, nil
 }

@@ -240,6 +240,21 @@ func checkSegments(base string, replace bool) error {
 	return nil
 }
 
+// Outputs returns the segment files an image at base creates or, with
+// Replace, replaces: BASE.E01 and every existing segment name of base.
+// The old segments Replace removes beyond the new set are among them.
+func Outputs(base string) ([]string, error) {
+	names, err := existingSegments(base)
+	if err != nil {
+		return nil, err
+	}
+	first, _ := SegmentName(base, 1)
+	if !slices.Contains(names, first) {
+		names = append(names, first)
+	}
+	return names, nil
+}
+
 // existingSegments returns the segment names of base that exist, as this
 // package spells them.
 func existingSegments(base string) ([]string, error) {

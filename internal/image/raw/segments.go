@@ -57,6 +57,11 @@ const PartialSuffix = ".partial"
 // sector that forensic tools and EWF count in.
 const sectorSize = 512
 
+// MaxSegments bounds the segments of an image: every one is open while
+// the image is written, and 2^20 is Linux's default ceiling on open files
+// (fs.nr_open), so more could never be opened.
+const MaxSegments = 1 << 20
+
 // minDigits is how many digits a segment number has at least: FILE.001,
 // the convention of split(1) -a 3, FTK Imager and ewfexport.
 const minDigits = 3
@@ -91,6 +96,9 @@ func newLayout(path string, size int64, split int64) (layout, error) {
 		return l, nil
 	}
 	n := max(1, (size+split-1)/split)
+	if n > MaxSegments {
+		return layout{}, fmt.Errorf("segment size %d: %d segments, want at most %d (every segment is open while the image is written)", split, n, MaxSegments)
+	}
 	digits := max(minDigits, len(strconv.FormatInt(n, 10)))
 	for i := int64(1); i <= n; i++ {
 		l.names = append(l.names, fmt.Sprintf("%s.%0*d", path, digits, i))
@@ -157,11 +165,7 @@ func createSegments(l layout, o Options) (*segments, error) {
 // and removes the ones not computed); with force, any of them that is not
 // a regular file.
 func checkOutputs(l layout, force bool) error {
-	names := append(existingImage(l.path), l.names...)
-	for _, alg := range digest.Algorithms() {
-		names = append(names, digest.FileName(l.path, alg))
-	}
-	for _, name := range names {
+	for _, name := range l.outputs() {
 		if force {
 			if err := outfile.Replaceable(name); err != nil {
 				return err
@@ -173,6 +177,30 @@ func checkOutputs(l layout, force bool) error {
 		}
 	}
 	return nil
+}
+
+// outputs is every file writing l can create, replace or remove: its
+// segments, any segment of an earlier image at l.path, and the checksum
+// files.
+func (l layout) outputs() []string {
+	names := append(existingImage(l.path), l.names...)
+	for _, alg := range digest.Algorithms() {
+		names = append(names, digest.FileName(l.path, alg))
+	}
+	return names
+}
+
+// Outputs returns every file an image of size bytes at path, split every
+// split bytes (0: one file), creates, replaces or, with Force, removes:
+// its segments, the segments of an earlier image at path, and its
+// checksum files. Partial files are not among them: they are created
+// exclusively.
+func Outputs(path string, size, split int64) ([]string, error) {
+	l, err := newLayout(path, size, split)
+	if err != nil {
+		return nil, err
+	}
+	return l.outputs(), nil
 }
 
 // openSegments reopens the partial files an interrupted run left for l.
