@@ -163,7 +163,7 @@ func (in *Inputs) Check(path string, force bool) error {
 		return &ConflictError{Path: path, Why: fmt.Sprintf("is the same file as %s, which this command reads", src)}
 	}
 	if !force {
-		return &ConflictError{Path: path, Why: "exists", Exists: true}
+		return &ConflictError{Path: path, Why: "already exists", Exists: true}
 	}
 	return nil
 }

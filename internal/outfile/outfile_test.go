@@ -85,7 +85,7 @@ func TestCheck(t *testing.T) {
 	// A regular file, or a link to one, is replaced only with force.
 	for _, name := range []string{filepath.Join(dir, "old.raw"), filepath.Join(dir, "to-old"), filepath.Join(dir, "dangling")} {
 		err := in.Check(name, false)
-		conflict(t, err, "exists")
+		conflict(t, err, "already exists")
 		if c := (*ConflictError)(nil); !errors.As(err, &c) || !c.Exists {
 			t.Fatalf("%s: %v does not say that only existing is the problem", name, err)
 		}
