@@ -78,6 +78,13 @@ evidence directory of SNAPSHOT.`,
 			if o.copyBase && o.base == "" {
 				return usagef("--copy-base applies to --base")
 			}
+			if err := o.e01.refuseUnless(cmd, isE01(o.image), "an evidence directory or a raw image"); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("hash") && (o.image == "" || isE01(o.image)) {
+				return usagef("--hash applies only to a raw --image FILE: an evidence directory keeps every block's SHA-256, and an E01 always holds MD5 and SHA-1 (and SHA-256 beside it)")
+			}
+			o.e01.replace = o.force
 			if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
 				return usagef("--workers, --max-rate and --max-attempts must not be negative")
 			}

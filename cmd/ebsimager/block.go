@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -12,6 +11,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/outfile"
 )
 
 // errNotAllocated: the snapshot does not list the requested block.
@@ -37,10 +37,8 @@ that says so; it is never replaced by the next allocated block.`,
 			if out == "" {
 				return usagef("--out FILE is required")
 			}
-			if !force {
-				if _, err := os.Lstat(out); err == nil {
-					return withHint(fmt.Errorf("%s: %w", out, os.ErrExist), "pass --force to replace it")
-				}
+			if err := checkOutput(&outfile.Inputs{}, out, force); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			snap, _, err := aws.snapshot(ctx, args[0])

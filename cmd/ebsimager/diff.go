@@ -57,9 +57,13 @@ does), or read from --evidence DIR|IMAGE of SNAPSHOT when given.`,
 					return err
 				}
 			}
-			if o.out != "" && !o.force {
-				if _, err := os.Lstat(o.out); err == nil {
-					return withHint(fmt.Errorf("%s: %w", o.out, os.ErrExist), "pass --force to replace it")
+			if o.out != "" {
+				in, err := readInputs([]string{o.baseEvidence, o.evidence}, &o.keys)
+				if err != nil {
+					return err
+				}
+				if err := checkOutput(in, o.out, o.force); err != nil {
+					return err
 				}
 			}
 			return runDiff(cmd, aws, o, args[0], args[1])

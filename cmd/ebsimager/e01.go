@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -12,14 +15,37 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/digest"
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/window"
+	"github.com/ebsimager/ebsimager/internal/outfile"
 )
 
 // e01Options are the flags of an E01 output.
 type e01Options struct {
 	segmentSize string
 	compression string
+	// replace is --force: replace an existing image at the same base.
+	replace bool
+}
+
+// maxSegmentSize is the largest --segment-size, 2 GiB, as the help says:
+// libewf's limit for the EnCase formats' segment files, whose offsets
+// are 31-bit.
+const maxSegmentSize = 2 << 30
+
+// refuseUnless refuses --segment-size and --compression where no E01 is
+// written: they would be silently ignored.
+func (o *e01Options) refuseUnless(cmd *cobra.Command, e01 bool, where string) error {
+	if e01 {
+		return nil
+	}
+	for _, name := range []string{"segment-size", "compression"} {
+		if cmd.Flags().Changed(name) {
+			return usagef("--%s applies only to an E01 image, not to %s", name, where)
+		}
+	}
+	return nil
 }
 
 func (o *e01Options) addFlags(cmd *cobra.Command) {
@@ -33,11 +59,14 @@ func (o *e01Options) options(meta ewf.Metadata) (ewf.Options, error) {
 	if err != nil {
 		return ewf.Options{}, usagef("--segment-size: %v", err)
 	}
+	if size != 0 && (size < ewf.MinSegmentSize || size > maxSegmentSize) {
+		return ewf.Options{}, usagef("--segment-size %s: want 1MiB to 2GiB", o.segmentSize)
+	}
 	level, err := ewf.ParseLevel(o.compression)
 	if err != nil {
 		return ewf.Options{}, usagef("--compression: %v", err)
 	}
-	return ewf.Options{SegmentSize: size, Level: level, Meta: meta}, nil
+	return ewf.Options{SegmentSize: size, Level: level, Meta: meta, Replace: o.replace}, nil
 }
 
 // isE01 reports whether path names an E01 image (BASE.E01).
@@ -74,6 +103,38 @@ func mergeCase(recorded map[string]string, flags *caseMeta) map[string]string {
 	return m
 }
 
+// e01Lock is the lock file of the E01 at base: one lock for the whole
+// set BASE.E01, BASE.E02, … and its checksum files, whatever spelling of
+// --out named it.
+func e01Lock(base string) string { return base + ".E01.lock" }
+
+// e01Outputs is every file an E01 at base writes, replaces or removes:
+// its segments and its checksum files.
+func e01Outputs(base string) func() ([]string, error) {
+	return func() ([]string, error) {
+		names, err := ewf.Outputs(base)
+		if err != nil {
+			return nil, fmt.Errorf("creating %s.E01: %w", base, err)
+		}
+		for _, alg := range digest.Algorithms() {
+			names = append(names, digest.FileName(base, alg))
+		}
+		return names, nil
+	}
+}
+
+// removeMediaHashes removes the checksum files of a replaced E01 just
+// before the new image takes its names, so that they never stand beside
+// an image they do not describe.
+func removeMediaHashes(base string) error {
+	for _, alg := range digest.Algorithms() {
+		if err := os.Remove(digest.FileName(base, alg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing the replaced image's %s: %w", digest.FileName(base, alg), err)
+		}
+	}
+	return nil
+}
+
 // writeMediaHashes writes BASE.md5, .sha1 and .sha256 for an E01: the
 // hashes of the media it holds (E01 has no place for SHA-256), checkable
 // by exporting the media with libewf.
@@ -100,18 +161,27 @@ func writeMediaHashes(base string, res ewf.Result) (map[string]string, error) {
 // order, the window puts them back in order within window.DefaultSize
 // blocks (64 MiB) of memory, and the writer compresses them on every core.
 type e01Sink struct {
-	base string
-	w    *ewf.Writer
-	win  *window.Window
+	base    string
+	replace bool
+	w       *ewf.Writer
+	win     *window.Window
+	lock    *dirlock.Lock
 }
 
+// openE01Sink claims the E01 at path for acquire (see claimImage) and
+// starts it.
 func openE01Sink(path string, volumeBytes int64, o ewf.Options) (*e01Sink, error) {
 	base := e01Base(path)
-	w, err := ewf.Create(base, volumeBytes, o)
+	lock, err := claimImage(&outfile.Inputs{}, e01Lock(base), "acquire", o.Replace, e01Outputs(base), func() ([]string, error) { return ewf.RemoveTemps(base) })
 	if err != nil {
 		return nil, err
 	}
-	return &e01Sink{base: base, w: w, win: window.New(w, window.DefaultSize)}, nil
+	w, err := ewf.Create(base, volumeBytes, o)
+	if err != nil {
+		lock.Release()
+		return nil, err
+	}
+	return &e01Sink{base: base, replace: o.Replace, w: w, win: window.New(w, window.DefaultSize), lock: lock}, nil
 }
 
 func (s *e01Sink) Has(int64) bool { return false }
@@ -123,9 +193,16 @@ func (s *e01Sink) Listed(index int64) { s.win.Listed(index) }
 func (s *e01Sink) Cancel() { s.win.Cancel() }
 
 func (s *e01Sink) Close() (map[string]string, error) {
+	defer s.lock.Release()
 	if err := s.win.Done(); err != nil {
 		s.w.Abort()
 		return nil, err
+	}
+	if s.replace {
+		if err := removeMediaHashes(s.base); err != nil {
+			s.w.Abort()
+			return nil, err
+		}
 	}
 	res, err := s.w.CloseBlocks()
 	if err != nil {
@@ -134,4 +211,7 @@ func (s *e01Sink) Close() (map[string]string, error) {
 	return writeMediaHashes(s.base, res)
 }
 
-func (s *e01Sink) Abort() error { return s.w.Abort() }
+func (s *e01Sink) Abort() error {
+	defer s.lock.Release()
+	return s.w.Abort()
+}

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/digest"
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/manifest"
@@ -64,6 +64,10 @@ in the volume or in a partition.`,
 			if o.format == "e01" && (o.split != "" || o.ext4 || o.ntfs || cmd.Flags().Changed("hash")) {
 				return usagef("--split, --hash, --ext4 and --ntfs go with --format raw; an E01 is segmented by --segment-size and always holds MD5, SHA-1 and SHA-256")
 			}
+			if err := o.e01.refuseUnless(cmd, o.format == "e01", "--format raw (segment it with --split)"); err != nil {
+				return err
+			}
+			o.e01.replace = o.force
 			if o.ext4 && o.ntfs {
 				return usagef("give at most one of --ext4 and --ntfs")
 			}
@@ -81,11 +85,11 @@ in the volume or in a partition.`,
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "", "image file to write (with --split: FILE.001, FILE.002, …)")
 	f.StringVar(&o.format, "format", "raw", "image format: raw, or e01 (EnCase 6 style EWF: BASE.E01, BASE.E02, …)")
-	f.StringVar(&o.split, "split", "", "split the image into segments of this size, e.g. 2GiB or 650MB")
+	f.StringVar(&o.split, "split", "", "split the image into segments of at most this size (at least 1MiB, whole 512-byte sectors), e.g. 2GiB or 650MB")
 	f.StringVar(&o.hashes, "hash", "md5,sha1,sha256", "whole-image hashes to compute")
 	f.BoolVar(&o.ext4, "ext4", false, "check that the image holds an ext2/3/4 file system")
 	f.BoolVar(&o.ntfs, "ntfs", false, "check that the image holds an NTFS file system")
-	f.BoolVar(&o.force, "force", false, "replace an existing image")
+	f.BoolVar(&o.force, "force", false, "replace an existing image and its checksum files (regular files only)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	o.keys.addFlags(cmd)
@@ -113,6 +117,16 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 		return err
 	}
 	size := ev.Meta.VolumeSizeGiB << 30
+	if o.format == "raw" {
+		if split, err = splitSize(o.split, split, size); err != nil {
+			return err
+		}
+	}
+	lock, err := o.claim(ev, size, split)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	w, finish, err := o.create(ev, size, split, algs)
 	if err != nil {
 		return err
@@ -196,6 +210,24 @@ type blockImage interface {
 	Abort() error
 }
 
+// claim makes the output image this export's for its whole run (see
+// claimImage). What it reads is the evidence directory and the key files:
+// no output may be one of them or lie inside the evidence.
+func (o *exportOptions) claim(ev *store.Evidence, size, split int64) (*dirlock.Lock, error) {
+	in, err := readInputs([]string{ev.Dir}, &o.keys)
+	if err != nil {
+		return nil, err
+	}
+	if o.format == "e01" {
+		base := e01Base(o.out)
+		return claimImage(in, e01Lock(base), "export", o.force, e01Outputs(base),
+			func() ([]string, error) { return ewf.RemoveTemps(base) })
+	}
+	return claimImage(in, o.out+".lock", "export", o.force,
+		func() ([]string, error) { return raw.Outputs(o.out, size, split) },
+		func() ([]string, error) { return raw.RemovePartials(o.out) })
+}
+
 // create opens the output image and returns how to finish it.
 func (o *exportOptions) create(ev *store.Evidence, size, split int64, algs []string) (blockImage, func() ([]string, map[string]string, error), error) {
 	if o.format == "e01" {
@@ -204,14 +236,17 @@ func (o *exportOptions) create(ev *store.Evidence, size, split int64, algs []str
 			return nil, nil, err
 		}
 		base := e01Base(o.out)
-		if o.force {
-			removeE01(base)
-		}
 		w, err := ewf.Create(base, size, opts)
 		if err != nil {
 			return nil, nil, err
 		}
 		return w, func() ([]string, map[string]string, error) {
+			if o.force {
+				if err := removeMediaHashes(base); err != nil {
+					w.Abort()
+					return nil, nil, err
+				}
+			}
 			res, err := w.CloseBlocks()
 			if err != nil {
 				return nil, nil, err
@@ -228,18 +263,4 @@ func (o *exportOptions) create(ev *store.Evidence, size, split int64, algs []str
 		res, err := w.Close()
 		return res.Files, res.Sums, err
 	}, nil
-}
-
-// removeE01 removes an earlier E01 at base (--force): its segments in
-// order, and its hash files.
-func removeE01(base string) {
-	for n := 1; ; n++ {
-		name, err := ewf.SegmentName(base, n)
-		if err != nil || os.Remove(name) != nil {
-			break
-		}
-	}
-	for _, alg := range digest.Algorithms() {
-		os.Remove(digest.FileName(base, alg))
-	}
 }

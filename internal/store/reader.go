@@ -104,6 +104,11 @@ func (ev *Evidence) Manifest() (*manifest.Reader, io.Closer, error) {
 func (ev *Evidence) ReadStored(e manifest.Entry, buf *bytes.Buffer) error {
 	buf.Reset()
 	f, err := os.Open(filepath.Join(ev.Dir, filepath.FromSlash(e.Name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		// The manifest lists it: evidence that does not match its record,
+		// as verify reports it, not a local I/O error.
+		return &Mismatch{Index: e.Index, Name: e.Name, What: "block file is missing"}
+	}
 	if err != nil {
 		return fmt.Errorf("block %d: %w", e.Index, err)
 	}

@@ -11,19 +11,23 @@ import (
 	"fmt"
 	"hash"
 	"hash/adler32"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zlib"
 
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
+	"github.com/ebsimager/ebsimager/internal/outfile"
 )
 
 // Options configures Create.
@@ -39,6 +43,12 @@ type Options struct {
 	// Meta is the case metadata. A zero AcquiredAt or SystemAt becomes the
 	// time of Create.
 	Meta Metadata
+	// Replace lets Close replace an existing image at base: its segments
+	// that are regular files are renamed over, and the rest of its set
+	// (the EWF segments that follow the new last one) removed, so that no
+	// reader takes an old segment for part of the new image. Without it,
+	// Create refuses a base that has any segment.
+	Replace bool
 }
 
 // Result describes a finished image.
@@ -87,6 +97,7 @@ type batch struct {
 // for concurrent use. Close or Abort must be called.
 type Writer struct {
 	base    string
+	replace bool
 	size    int64
 	segSize int64
 	level   Level
@@ -173,11 +184,12 @@ func create(base string, mediaSize int64, o Options, lim limits) (*Writer, error
 	if o.Meta.SystemAt.IsZero() {
 		o.Meta.SystemAt = now
 	}
-	if err := checkNoSegments(base); err != nil {
+	if err := checkSegments(base, o.Replace); err != nil {
 		return nil, err
 	}
 	w := &Writer{
 		base:    base,
+		replace: o.Replace,
 		size:    mediaSize,
 		segSize: o.SegmentSize,
 		level:   o.Level,
@@ -204,27 +216,140 @@ func create(base string, mediaSize int64, o Options, lim limits) (*Writer, error
 	return w, nil
 }
 
-// checkNoSegments refuses a base that already has segment files beside
-// it, so that Close never has to overwrite one: .E01-.EZZ in either case
-// (for file systems that ignore case), .FAA-.ZZZ in upper case only, so
-// that img.raw or img.txt are not taken for segments.
-func checkNoSegments(base string) error {
+// checkSegments refuses a base that already has segment files beside
+// it, so that Close never has to overwrite one, unless replace; then it
+// refuses only segments that are not regular files. A segment is a file
+// under one of the names this package writes, BASE.E01 … BASE.ZZZ, in
+// upper case: an unrelated BASE.err or BASE.exe is not one. On a file
+// system that ignores case, BASE.e01 is the same name as BASE.E01, and
+// counts.
+func checkSegments(base string, replace bool) error {
+	names, err := existingSegments(base)
+	if err != nil {
+		return fmt.Errorf("creating %s.E01: %w", base, err)
+	}
+	for _, name := range names {
+		if replace {
+			if err := outfile.Replaceable(name); err != nil {
+				return fmt.Errorf("creating %s.E01: %w", base, err)
+			}
+			continue
+		}
+		return fmt.Errorf("creating %s.E01: %s: %w", base, name, os.ErrExist)
+	}
+	return nil
+}
+
+// Outputs returns the segment files an image at base creates or, with
+// Replace, replaces: BASE.E01 and every existing segment name of base.
+// The old segments Replace removes beyond the new set are among them.
+func Outputs(base string) ([]string, error) {
+	names, err := existingSegments(base)
+	if err != nil {
+		return nil, err
+	}
+	first, _ := SegmentName(base, 1)
+	if !slices.Contains(names, first) {
+		names = append(names, first)
+	}
+	return names, nil
+}
+
+// existingSegments returns the segment names of base that exist, as this
+// package spells them.
+func existingSegments(base string) ([]string, error) {
 	dir, name := filepath.Split(base)
 	if dir == "" {
 		dir = "."
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("creating %s.E01: %w", base, err)
+		return nil, err
 	}
+	var names []string
 	for _, e := range ents {
-		if rest, ok := strings.CutPrefix(e.Name(), name); ok {
-			if _, lower, err := parseSegmentExt(rest); err == nil && (!lower || rest[1] == 'e') {
-				return fmt.Errorf("creating %s.E01: %s: %w", base, filepath.Join(dir, e.Name()), os.ErrExist)
-			}
+		rest, ok := strings.CutPrefix(e.Name(), name)
+		if !ok {
+			continue
+		}
+		n, _, err := parseSegmentExt(rest)
+		if err != nil {
+			continue
+		}
+		ours, _ := SegmentName(base, n)
+		found := filepath.Join(dir, e.Name())
+		if filepath.Base(ours) == e.Name() {
+			names = append(names, ours)
+			continue
+		}
+		// Another spelling: the same file only where case is ignored.
+		a, err1 := os.Lstat(ours)
+		b, err2 := os.Lstat(found)
+		if err1 == nil && err2 == nil && os.SameFile(a, b) && !slices.Contains(names, ours) {
+			names = append(names, ours)
 		}
 	}
-	return nil
+	return names, nil
+}
+
+// tempSuffix ends the name of a segment being written:
+// BASE.E01.<random digits>.tmp.
+const tempSuffix = ".tmp"
+
+// RemoveTemps removes the temporary segment files an image at base can
+// have (BASE.E01.<digits>.tmp, …) and returns their names. They belong to
+// a writer that ended without Close or Abort (kill -9, power loss): call
+// it only while holding the image's lock, which every writer of base
+// holds for as long as its temporary files exist.
+func RemoveTemps(base string) ([]string, error) {
+	dir, name := filepath.Split(base)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	var removed []string
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), name)
+		if !ok || !isTempName(rest) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil {
+			return removed, fmt.Errorf("removing %s left by an interrupted run: %w", p, err)
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
+// isTempName reports whether rest, a name without its base, is what
+// openSegment's os.CreateTemp makes: .E01.<digits>.tmp.
+func isTempName(rest string) bool {
+	if len(rest) < 4 {
+		return false
+	}
+	if n, lower, err := parseSegmentExt(rest[:4]); err != nil || lower {
+		return false
+	} else if ext, _ := SegmentExt(n); ext != rest[:4] {
+		return false
+	}
+	digits, ok := strings.CutPrefix(rest[4:], ".")
+	if !ok {
+		return false
+	}
+	digits, ok = strings.CutSuffix(digits, tempSuffix)
+	if !ok || digits == "" {
+		return false
+	}
+	for i := 0; i < len(digits); i++ {
+		if !isDigit(digits[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // setNamespace is the RFC 4122 name-space of segment file set identifiers
@@ -552,6 +677,12 @@ func (w *Writer) rename() error {
 	}
 	kept := fmt.Errorf("the finished segments are kept as %s", strings.Join(temps, ", "))
 	for _, s := range w.segs {
+		if w.replace {
+			if err := outfile.Replaceable(s.final); err != nil {
+				return errors.Join(fmt.Errorf("renaming %s: %w", s.tmp, err), kept)
+			}
+			continue
+		}
 		if _, err := os.Lstat(s.final); err == nil {
 			return errors.Join(fmt.Errorf("renaming %s: %s: %w", s.tmp, s.final, os.ErrExist), kept)
 		}
@@ -567,7 +698,46 @@ func (w *Writer) rename() error {
 			return errors.Join(append(errs, kept)...)
 		}
 	}
+	if w.replace {
+		if err := w.removeOldSegments(); err != nil {
+			return err
+		}
+	}
 	return atomicfile.SyncDir(filepath.Dir(w.base))
+}
+
+// removeOldSegments removes what follows the new last segment of the
+// replaced image: each next segment name, while it is a regular file that
+// opens with the EWF signature. A reader globs segments in order until
+// one is missing, so any of them left would be read as part of the new
+// image.
+func (w *Writer) removeOldSegments() error {
+	for n := len(w.segs) + 1; n <= MaxSegments; n++ {
+		name, _ := SegmentName(w.base, n)
+		if !isSegmentFile(name) {
+			return nil
+		}
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("removing %s of the replaced image: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// isSegmentFile reports whether name is a regular file that starts with
+// the EWF signature.
+func isSegmentFile(name string) bool {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	var sig [len(signature)]byte
+	_, err = io.ReadFull(f, sig[:])
+	return err == nil && sig == signature
 }
 
 // openSegment starts the next segment file under a temporary name and
@@ -579,7 +749,7 @@ func (w *Writer) openSegment() error {
 	if err != nil {
 		return fmt.Errorf("starting segment: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(final), filepath.Base(final)+".*.tmp") // created 0600
+	f, err := os.CreateTemp(filepath.Dir(final), filepath.Base(final)+".*"+tempSuffix) // created 0600; the * becomes digits
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", final, err)
 	}

@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/klauspost/compress/zlib"
@@ -199,7 +201,7 @@ func TestCreateRejects(t *testing.T) {
 		}
 	}
 	assertEmpty(t, dir)
-	for _, name := range []string{"img.E01", "img.E07", "img.eab"} {
+	for _, name := range []string{"img.E01", "img.E07", "img.EAB"} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte("evidence"), 0o600); err != nil {
 			t.Fatal(err)
@@ -209,7 +211,9 @@ func TestCreateRejects(t *testing.T) {
 		}
 		os.Remove(p)
 	}
-	for _, name := range []string{"img.raw", "img.E01.sha256", "img2.E01"} {
+	// Not names this package writes: lower case (case.err is someone's
+	// error log), or not a segment extension.
+	for _, name := range []string{"img.raw", "img.E01.sha256", "img2.E01", "img.err", "img.exe", "img.e01", "img.E01.lock", "img.E00"} {
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -399,4 +403,104 @@ func TestEmptyBlocks(t *testing.T) {
 			t.Errorf("none: chunk 2 takes %d bytes, want %d", stored, ChunkSize+4)
 		}
 	}
+}
+
+// TestReplace: with Replace, Close renames over the old image's segments
+// and removes the old segments beyond the new set, but nothing else.
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "img")
+	old := randomMedia(3<<20, 21)
+	w, err := Create(base, int64(len(old)), Options{SegmentSize: 1 << 20, Level: LevelNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(old)
+	res, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Segments) < 3 {
+		t.Fatalf("old image has %d segments, want at least 3", len(res.Segments))
+	}
+	unrelated := []string{"img.err", "img.txt"}
+	for _, n := range unrelated {
+		os.WriteFile(filepath.Join(dir, n), []byte(n), 0o600)
+	}
+	if _, err := Create(base, 4096, Options{}); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("Create over an image without Replace: %v", err)
+	}
+	data := randomMedia(64<<10, 22)
+	w, err = Create(base, int64(len(data)), Options{Replace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	res, err = w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Segments) != 1 {
+		t.Fatalf("new image: %d segments", len(res.Segments))
+	}
+	want := append([]string{"img.E01"}, unrelated...)
+	slices.Sort(want)
+	var got []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("directory holds %q, want %q", got, want)
+	}
+	readAllMatches(t, openImage(t, base+".E01"), data)
+
+	// A segment that is not a regular file is never replaced.
+	fifo := base + ".E01"
+	os.Remove(fifo)
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(base, 4096, Options{Replace: true}); !errors.Is(err, os.ErrExist) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("Create with Replace over a FIFO: %v", err)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the FIFO was replaced: %v %v", fi, err)
+	}
+}
+
+// TestRemoveTemps removes exactly the temporary segments a killed writer
+// leaves, found by the names openSegment makes.
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "img")
+	w, err := Create(base, 4<<20, Options{SegmentSize: 1 << 20, Level: LevelNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(randomMedia(3<<20, 23)) // three segments started, none closed
+	var ours []string
+	for _, s := range w.segs {
+		ours = append(ours, s.tmp)
+	}
+	// Leave them as a killed process would: open and unfinished.
+	theirs := []string{"img.E01", "img.E01.lock", "img.e01.123.tmp", "img.E01.12a.tmp", "img.E01..tmp", "img.E01.5.tmp.x", "other.E01.5.tmp", "img.err.5.tmp"}
+	for _, n := range theirs {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
+	}
+	removed, err := RemoveTemps(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ours)
+	slices.Sort(removed)
+	if len(ours) == 0 || !slices.Equal(removed, ours) {
+		t.Fatalf("removed %q, want %q", removed, ours)
+	}
+	for _, n := range theirs {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	w.Abort()
 }

@@ -843,3 +843,118 @@ func BenchmarkWriter(b *testing.B) {
 		}
 	})
 }
+
+// TestCreateRefusesSidecars: checksum files of an earlier image are that
+// image's record; without Force neither writer may overwrite or remove
+// them, even when the image itself is gone.
+func TestCreateRefusesSidecars(t *testing.T) {
+	for _, alg := range allHashes {
+		for _, hashes := range [][]string{allHashes, {"md5"}} {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "disk.raw")
+			side := path + "." + alg
+			os.WriteFile(side, []byte("kept\n"), 0o600)
+			v := testVolume(3)
+			_, err := Create(path, v.size, Options{Hashes: hashes})
+			if !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), side) {
+				t.Fatalf("Create beside %s: %v, want fs.ErrExist naming it", side, err)
+			}
+			_, err = CreateRandom(path, v.size, Options{Hashes: hashes})
+			if !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), side) {
+				t.Fatalf("CreateRandom beside %s: %v, want fs.ErrExist naming it", side, err)
+			}
+			if b, _ := os.ReadFile(side); string(b) != "kept\n" {
+				t.Fatalf("%s changed to %q", side, b)
+			}
+			if got := dirNames(t, dir); !reflect.DeepEqual(got, []string{"disk.raw." + alg}) {
+				t.Fatalf("directory holds %q", got)
+			}
+			// Force replaces it with the new image's checksum file, or
+			// removes it when that hash is not computed.
+			res := writeOrdered(t, path, v, Options{Hashes: hashes, Force: true})
+			checkImage(t, res, v)
+			if b, err := os.ReadFile(side); err == nil && string(b) == "kept\n" {
+				t.Fatalf("Force kept the old %s", side)
+			}
+		}
+	}
+}
+
+// TestForceReplacesOnlyRegularFiles: a FIFO, a directory or a link to one
+// under an output's name is refused even with Force, and left as it was.
+func TestForceReplacesOnlyRegularFiles(t *testing.T) {
+	v := testVolume(4)
+	for _, tc := range []struct {
+		name  string
+		split int64
+		make  func(string) error
+	}{
+		{"disk.raw", 0, func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"disk.raw", 0, func(p string) error { return os.Mkdir(p, 0o700) }},
+		{"disk.raw.sha256", 0, func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"disk.raw.002", 4 * block.Size, func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"disk.raw.077", 4 * block.Size, func(p string) error { return syscall.Mkfifo(p, 0o600) }}, // an old segment Force would remove
+		{"disk.raw", 0, func(p string) error {
+			fifo := filepath.Join(filepath.Dir(p), "fifo")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				return err
+			}
+			return os.Symlink(fifo, p)
+		}},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "disk.raw")
+		victim := filepath.Join(dir, tc.name)
+		if err := tc.make(victim); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := os.Lstat(victim)
+		for _, random := range []bool{false, true} {
+			o := Options{Hashes: allHashes, Force: true, Split: tc.split}
+			var err error
+			if random {
+				_, err = CreateRandom(path, v.size, o)
+			} else {
+				_, err = Create(path, v.size, o)
+			}
+			if !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "not a regular file") || !strings.Contains(err.Error(), victim) {
+				t.Fatalf("%s as %v (random %v): %v, want a refusal naming it", tc.name, before.Mode(), random, err)
+			}
+		}
+		after, err := os.Lstat(victim)
+		if err != nil || after.Mode() != before.Mode() || !os.SameFile(before, after) {
+			t.Fatalf("%s was replaced: %v %v", victim, after, err)
+		}
+	}
+}
+
+// TestRemovePartials removes exactly the partial files an image at path
+// can have, and nothing else.
+func TestRemovePartials(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "disk.raw")
+	ours := []string{"disk.raw.partial", "disk.raw.001.partial", "disk.raw.0042.partial"}
+	theirs := []string{"disk.raw", "disk.raw.001", "disk.raw.md5", "disk.raw.x.partial", "disk.raw.01a.partial", "other.raw.partial", "disk.raw.lock"}
+	for _, n := range append(append([]string(nil), ours...), theirs...) {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
+	}
+	removed, err := RemovePartials(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range removed {
+		got = append(got, filepath.Base(r))
+	}
+	sort.Strings(got)
+	want := append([]string(nil), ours...)
+	sort.Strings(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("removed %q, want %q", got, want)
+	}
+	left := dirNames(t, dir)
+	sort.Strings(theirs)
+	if !reflect.DeepEqual(left, theirs) {
+		t.Fatalf("left %q, want %q", left, theirs)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/digest"
+	"github.com/ebsimager/ebsimager/internal/outfile"
 )
 
 // Options controls how an image is laid out and finished.
@@ -56,6 +57,11 @@ const PartialSuffix = ".partial"
 // sector that forensic tools and EWF count in.
 const sectorSize = 512
 
+// MaxSegments bounds the segments of an image: every one is open while
+// the image is written, and 2^20 is Linux's default ceiling on open files
+// (fs.nr_open), so more could never be opened.
+const MaxSegments = 1 << 20
+
 // minDigits is how many digits a segment number has at least: FILE.001,
 // the convention of split(1) -a 3, FTK Imager and ewfexport.
 const minDigits = 3
@@ -90,6 +96,9 @@ func newLayout(path string, size int64, split int64) (layout, error) {
 		return l, nil
 	}
 	n := max(1, (size+split-1)/split)
+	if n > MaxSegments {
+		return layout{}, fmt.Errorf("segment size %d: %d segments, want at most %d (every segment is open while the image is written)", split, n, MaxSegments)
+	}
 	digits := max(minDigits, len(strconv.FormatInt(n, 10)))
 	for i := int64(1); i <= n; i++ {
 		l.names = append(l.names, fmt.Sprintf("%s.%0*d", path, digits, i))
@@ -118,10 +127,8 @@ func partial(name string) string { return name + PartialSuffix }
 
 // createSegments makes fresh, sparse partial files for l.
 func createSegments(l layout, o Options) (*segments, error) {
-	if !o.Force {
-		if names := existingImage(l.path); len(names) > 0 {
-			return nil, fmt.Errorf("creating image %s: %w", l.path, &fs.PathError{Op: "create", Path: names[0], Err: fs.ErrExist})
-		}
+	if err := checkOutputs(l, o.Force); err != nil {
+		return nil, fmt.Errorf("creating image %s: %w", l.path, err)
 	}
 	s := &segments{l: l, open: true}
 	for i, name := range l.names {
@@ -150,6 +157,50 @@ func createSegments(l layout, o Options) (*segments, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkOutputs refuses to start an image whose finishing would replace
+// or remove a file it must not: without force, any existing segment or
+// checksum file of an image at l.path (finish writes every checksum file
+// and removes the ones not computed); with force, any of them that is not
+// a regular file.
+func checkOutputs(l layout, force bool) error {
+	for _, name := range l.outputs() {
+		if force {
+			if err := outfile.Replaceable(name); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := os.Lstat(name); err == nil {
+			return &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+		}
+	}
+	return nil
+}
+
+// outputs is every file writing l can create, replace or remove: its
+// segments, any segment of an earlier image at l.path, and the checksum
+// files.
+func (l layout) outputs() []string {
+	names := append(existingImage(l.path), l.names...)
+	for _, alg := range digest.Algorithms() {
+		names = append(names, digest.FileName(l.path, alg))
+	}
+	return names
+}
+
+// Outputs returns every file an image of size bytes at path, split every
+// split bytes (0: one file), creates, replaces or, with Force, removes:
+// its segments, the segments of an earlier image at path, and its
+// checksum files. Partial files are not among them: they are created
+// exclusively.
+func Outputs(path string, size, split int64) ([]string, error) {
+	l, err := newLayout(path, size, split)
+	if err != nil {
+		return nil, err
+	}
+	return l.outputs(), nil
 }
 
 // openSegments reopens the partial files an interrupted run left for l.
@@ -443,4 +494,23 @@ type Result struct {
 	// HashFiles are the checksum files written beside the image, in
 	// digest.Algorithms order.
 	HashFiles []string
+}
+
+// RemovePartials removes the partial files an image at path can have
+// (path.partial, path.NNN.partial) and returns their names. They belong
+// to a run that ended without finishing or aborting its image (kill -9,
+// power loss): call it only while holding the image's lock, which every
+// writer of path holds for as long as its partial files exist.
+func RemovePartials(path string) ([]string, error) {
+	var removed []string
+	for _, name := range append(numbered(path, PartialSuffix), partial(path)) {
+		if _, err := os.Lstat(name); err != nil {
+			continue
+		}
+		if err := os.Remove(name); err != nil {
+			return removed, fmt.Errorf("removing %s left by an interrupted run: %w", name, err)
+		}
+		removed = append(removed, name)
+	}
+	return removed, nil
 }
