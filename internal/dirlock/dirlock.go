@@ -73,7 +73,7 @@ func Acquire(path, what string) (*Lock, error) {
 			pid, holder := readHolder(f)
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, &HeldError{Path: filepath.Dir(path), PID: pid, What: holder}
+				return nil, &HeldError{Path: guarded(path), PID: pid, What: holder}
 			}
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
@@ -107,6 +107,15 @@ func (l *Lock) Release() error {
 	}
 	l.f = nil
 	return err
+}
+
+// guarded names what the lock file path guards: the directory of a
+// directory lock, the output of a file lock (path without ".lock").
+func guarded(path string) string {
+	if filepath.Base(path) == Name {
+		return filepath.Dir(path)
+	}
+	return strings.TrimSuffix(path, ".lock")
 }
 
 func same(f *os.File, path string) bool {

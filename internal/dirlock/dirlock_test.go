@@ -66,8 +66,10 @@ func TestFileLockBesideOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ForFile(out, "export"); err == nil {
-		t.Fatal("second export lock taken")
+	_, err = ForFile(out, "export")
+	var held *HeldError
+	if !errors.As(err, &held) || held.Path != out {
+		t.Fatalf("second export lock: %v, want a HeldError naming %s", err, out)
 	}
 	if fi, err := os.Stat(out + ".lock"); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("lock file: %v %v", fi, err)
