@@ -142,7 +142,7 @@ func TestVerifyCommand(t *testing.T) {
 	data[1000] ^= 0x40
 	os.WriteFile(victim, data, 0o600)
 	fi, _, _ := block.ParseFileName(filepath.Base(victim))
-	r = c.fails(exitMismatch, "verification FAILED: 1 problems", "verify", ev)
+	r = c.fails(exitMismatch, "verification FAILED: 1 problem in ", "verify", ev)
 	if !strings.Contains(r.stdout, "mismatch") || !strings.Contains(r.stdout, "block "+fmtInt(fi.Index)) {
 		t.Fatalf("verify did not name block %d:\n%s", fi.Index, r.stdout)
 	}

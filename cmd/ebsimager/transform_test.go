@@ -247,7 +247,7 @@ func TestTransformCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = fileHashes(t, ev)
-	r = c.fails(exitMismatch, "verification FAILED: 1 problems", "verify", ev)
+	r = c.fails(exitMismatch, "verification FAILED: 1 problem in ", "verify", ev)
 	if !strings.Contains(r.stdout, fmt.Sprintf("mismatch block %d", fi.Index)) || !strings.Contains(r.stdout, "stored sha256") {
 		t.Fatalf("verify of tampered ciphertext:\n%s", r.stdout)
 	}

@@ -183,7 +183,7 @@ func runVerifyDir(cmd *cobra.Command, aws *awsOptions, dir string, o *verifyOpti
 		if recErr != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: %v\n", recErr)
 		}
-		return mismatchError{fmt.Sprintf("verification FAILED: %d problems in %s", int64(len(res.Problems))+res.MoreProblems, dir)}
+		return mismatchError{fmt.Sprintf("verification FAILED: %s in %s", ui.Plural(int64(len(res.Problems))+res.MoreProblems, "problem"), dir)}
 	}
 	if snapCheck != nil && snapCheck.FailedCount > 0 {
 		if recErr != nil {
@@ -264,7 +264,7 @@ func verifyStep(dir string, started time.Time, res *store.VerifyResult, snap *re
 	step.Verify = v
 	switch {
 	case !res.OK():
-		step.Outcome, step.Error = report.OutcomeFailed, fmt.Sprintf("%d problems", int64(len(res.Problems))+res.MoreProblems)
+		step.Outcome, step.Error = report.OutcomeFailed, ui.Plural(int64(len(res.Problems))+res.MoreProblems, "problem")
 	case snap != nil && snap.FailedCount > 0:
 		v.OK = false
 		step.Outcome, step.Error = report.OutcomeFailed, fmt.Sprintf("%d blocks of the snapshot could not be fetched to compare", snap.FailedCount)
@@ -282,7 +282,7 @@ func printVerifyResult(w io.Writer, dir, source string, res *store.VerifyResult,
 		}
 	}
 	if res.MoreProblems > 0 {
-		fmt.Fprintf(w, "... and %d more problems\n", res.MoreProblems)
+		fmt.Fprintf(w, "... and %s more\n", ui.Plural(res.MoreProblems, "problem"))
 	}
 	printVerifySummary(w, dir, source, res)
 	for _, c := range []*store.Comparison{res.Record, &res.Journals} {

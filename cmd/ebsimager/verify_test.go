@@ -174,7 +174,7 @@ func TestVerifyJournals(t *testing.T) {
 	if err := os.WriteFile(journal, append(bytes.Clone(orig), append(line, '\n')...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := c.fails(exitMismatch, "verification FAILED: 1 problems", "verify", ev)
+	r := c.fails(exitMismatch, "verification FAILED: 1 problem in ", "verify", ev)
 	if !strings.Contains(r.stdout, "journal  block 2047  blocks/00/0000/.journal: the journal records block 2047") {
 		t.Fatalf("verify did not name the journal:\n%s", r.stdout)
 	}
@@ -231,11 +231,11 @@ func TestVerifyUnrecordable(t *testing.T) {
 	if err := os.WriteFile(files[0], data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = c.fails(exitMismatch, "verification FAILED: 1 problems", "verify", ev)
+	r = c.fails(exitMismatch, "verification FAILED: 1 problem in ", "verify", ev)
 	if !strings.Contains(r.stderr, "warning: the verification was not appended") || !strings.Contains(r.stdout, "mismatch") {
 		t.Fatalf("verify of bad evidence with a corrupt report.json: %s\n%s", r.stdout, r.stderr)
 	}
-	c.fails(exitMismatch, "verification FAILED: 1 problems", "verify", ev, "--no-record")
+	c.fails(exitMismatch, "verification FAILED: 1 problem in ", "verify", ev, "--no-record")
 	data[10] ^= 1
 	if err := os.WriteFile(files[0], data, 0o600); err != nil {
 		t.Fatal(err)
@@ -450,7 +450,7 @@ func TestVerifyAgainstSnapshot(t *testing.T) {
 	if err := srv2.AddRawImage(snapA, img, emulator.RawOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r = c.fails(exitMismatch, "verification FAILED: 1 problems", "verify", good, "--against-snapshot", "--full", "--endpoint-url", endpoint2)
+	r = c.fails(exitMismatch, "verification FAILED: 1 problem in ", "verify", good, "--against-snapshot", "--full", "--endpoint-url", endpoint2)
 	want = fmt.Sprintf("snapshot block %d  %s: AWS serves this block with another checksum than the manifest's", fi.Index, snapA)
 	if !strings.Contains(r.stdout, want) {
 		t.Fatalf("verify --full against a changed snapshot lacks %q:\n%s", want, r.stdout)
