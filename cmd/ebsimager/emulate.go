@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"strings"
@@ -94,6 +95,12 @@ encrypted, kms-key, description, tag:KEY; --deny-describe-snapshots and
 			}
 			if err := o.Faults.Validate(); err != nil {
 				return usageError{err}
+			}
+			for name, v := range map[string]float64{"--get-rate-per-snapshot": o.GetRatePerSnapshot, "--get-rate-per-account": o.GetRatePerAccount,
+				"--list-rate": o.ListRate, "--get-burst": o.GetBurst, "--list-burst": o.ListBurst} {
+				if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+					return usagef("%s %v: want a finite number, 0 or more", name, v)
+				}
 			}
 			if o.ThrottleAs != emulator.RequestThrottled && o.ThrottleAs != emulator.Throttling {
 				return usagef("--throttle-as %q: want %s or %s", o.ThrottleAs, emulator.RequestThrottled, emulator.Throttling)

@@ -69,8 +69,13 @@ func TestEmulateRefusesRemoteAndBadSpecs(t *testing.T) {
 		{"emulate", "--synthetic", "snap-0a1=7MiB"},
 		{"emulate", "--synthetic", "snap-0a1=1GiB,1.5"},
 		{"emulate", "--synthetic", "bad=1GiB"},
+		{"emulate", "--synthetic", specA, "--get-rate-per-snapshot", "NaN"},
+		{"emulate", "--synthetic", specA, "--get-rate-per-account", "+Inf"},
+		{"emulate", "--synthetic", specA, "--list-rate", "-1"},
+		{"emulate", "--synthetic", specA, "--get-burst", "NaN"},
+		{"emulate", "--synthetic", specA, "--fault-throttle", "NaN"},
 	} {
-		if r := c.run(args...); r.code == 0 || !strings.HasPrefix(r.stderr, "ebsimager: ") {
+		if r := c.run(args...); r.code != exitUsage || !strings.HasPrefix(r.stderr, "ebsimager: ") {
 			t.Errorf("ebsimager %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
 		}
 	}

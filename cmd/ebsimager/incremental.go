@@ -42,6 +42,10 @@ func openIncremental(dir, id, out string, copy bool, form store.Form, recipients
 		return nil, usagef("--base and --out name the same directory %s", dir)
 	}
 	b, err := store.OpenBase(dir)
+	var imported *store.ImportedBaseError
+	if errors.As(err, &imported) {
+		return nil, usageError{err}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,15 @@ type Base struct {
 	Blocks         int64
 }
 
+// ImportedBaseError refuses imported evidence as a base: its blocks were
+// checked only against the original tool's file names, so they cannot
+// enter evidence whose every block is claimed to match what AWS served.
+type ImportedBaseError struct{ Dir, Source string }
+
+func (e *ImportedBaseError) Error() string {
+	return fmt.Sprintf("base %s was imported from %s, a folder of the original tool, with no AWS checksum: its blocks cannot be reused in evidence fetched from AWS; acquire without --base", e.Dir, e.Source)
+}
+
 // OpenBase opens dir as the base of an incremental acquisition. Its
 // manifest must be present, agree with evidence.json, name every block
 // where it belongs, and match its SHA-256 file. Block files are not read.
@@ -32,6 +41,9 @@ func OpenBase(dir string) (*Base, error) {
 	ev, err := Open(dir)
 	if err != nil {
 		return nil, err
+	}
+	if ev.Meta.Imported() {
+		return nil, &ImportedBaseError{Dir: dir, Source: ev.Meta.Source}
 	}
 	b := &Base{Evidence: ev}
 	sum, err := b.entries(func(manifest.Entry) error { b.Blocks++; return nil })

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,5 +127,31 @@ func TestReuseRefusesDamagedSource(t *testing.T) {
 	}
 	if err := b.CheckForm(Form{Codec: "zstd", Encryption: "none"}, nil); err == nil || !strings.Contains(err.Error(), "stores blocks as codec none, encryption none; this run asks for zstd, none") {
 		t.Fatalf("form check: %v", err)
+	}
+}
+
+// Imported evidence never serves as a base: its blocks carry no AWS
+// checksum, and the new evidence would claim one for each.
+func TestOpenBaseRefusesImported(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "imported")
+	s, err := Create(dir, Meta{SnapshotID: snap, Region: "us-east-1", VolumeSizeGiB: 8, BlockSize: block.Size, ToolVersion: "test",
+		Provenance: ProvenanceImported, Source: "/mnt/usb/" + snap}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := blockData(0)
+	if err := s.Put(0, block.SumOf(d), d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Finish(time.Unix(0, 0), time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err != nil {
+		t.Fatalf("imported evidence does not open: %v", err)
+	}
+	_, err = OpenBase(dir)
+	var imp *ImportedBaseError
+	if !errors.As(err, &imp) || imp.Source != "/mnt/usb/"+snap {
+		t.Fatalf("OpenBase of imported evidence: %v, want ImportedBaseError", err)
 	}
 }
