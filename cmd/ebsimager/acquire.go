@@ -171,7 +171,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	}
 	form, recipients, keyFile := store.Plain, []string(nil), ""
 	if o.out != "" {
-		unlock, err := lockEvidenceDir(o.out)
+		unlock, err := lockEvidenceDir(o.out, "acquire")
 		if err != nil {
 			return err
 		}
@@ -493,12 +493,12 @@ func imageSizeText(files []string, media int64) string {
 // conversion of the same directory is refused at once (exit 12), naming
 // this process. unlock releases it, and removes the directory again when
 // this run created it and left nothing in it.
-func lockEvidenceDir(dir string) (unlock func(), err error) {
+func lockEvidenceDir(dir, what string) (unlock func(), err error) {
 	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating evidence directory: %w", err)
 	}
-	l, err := dirlock.ForDir(dir, "acquire")
+	l, err := dirlock.ForDir(dir, what)
 	if err != nil {
 		return nil, err
 	}

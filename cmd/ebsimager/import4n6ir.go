@@ -142,6 +142,11 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 	}
 	_, statErr := os.Stat(o.out)
 	created := errors.Is(statErr, fs.ErrNotExist)
+	unlock, err := lockEvidenceDir(o.out, "import-4n6ir")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	err = importInto(ctx, cmd, folder, key, proof, first, region, abs, o)
 	var unrecorded unrecordedError
 	if err != nil && created && !errors.Is(err, context.Canceled) && !errors.As(err, &unrecorded) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -357,4 +358,32 @@ func TestFernetTamper(t *testing.T) {
 	}
 	c.env = []string{"EBSIMAGER_PASSPHRASE=wrong", "EBSIMAGER_SALT=" + v.Salt}
 	c.fails(exitWrongKey, "hint: check the password and the salt", "import-4n6ir", enc, "--out", filepath.Join(t.TempDir(), "ev"))
+}
+
+// An import into a directory another process is writing is refused at
+// once (exit 12) and leaves that directory alone.
+func TestImportTakesTheLock(t *testing.T) {
+	v := loadFernetVectors(t)
+	c := newCLI(t, "")
+	src, err := filepath.Abs(filepath.Join(vectorDir, v.Folders["plain"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "ev")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := dirlock.ForDir(out, "acquire")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.fails(exitBusy, fmt.Sprintf("PID %d, acquire", os.Getpid()), "import-4n6ir", src, "--out", out, "--quiet")
+	if entries, _ := os.ReadDir(out); len(entries) != 1 || entries[0].Name() != dirlock.Name {
+		t.Fatalf("the refused import wrote into %s: %v", out, entries)
+	}
+	l.Release()
+	c.ok("import-4n6ir", src, "--out", out, "--quiet")
+	if _, err := os.Stat(filepath.Join(out, dirlock.Name)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("lock file left after the import: %v", err)
+	}
 }

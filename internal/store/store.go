@@ -959,6 +959,11 @@ func readJournal(path string) ([]manifest.Entry, error) {
 			bad = fmt.Errorf("journal %s: malformed line", path)
 			continue
 		}
+		// A leaf's journal speaks only of the leaf's own blocks; this also
+		// bounds byIndex to leafSize entries whatever the file holds.
+		if e.Index < 0 || !strings.HasSuffix(filepath.Dir(path), LeafDir(e.Index)) {
+			return nil, fmt.Errorf("journal %s: block %d does not belong in this leaf", path, e.Index)
+		}
 		byIndex[e.Index] = e
 	}
 	if err := sc.Err(); err != nil {

@@ -98,3 +98,34 @@ func TestVerifyKeyRejected(t *testing.T) {
 		t.Fatalf("a key that opens all but one block: %+v", res)
 	}
 }
+
+// A journal line naming a block of another leaf (or a hostile index) is
+// an error naming the journal, for resume as for verify; the journal is
+// never trusted for blocks outside its leaf.
+func TestJournalLineOutsideItsLeaf(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ev")
+	fill(t, dir)
+	journal := filepath.Join(dir, LeafDir(0), journalName)
+	f, err := os.OpenFile(journal, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, `{"type":"block","index":%d,"sha256":%q,"length":524288,"name":"x","size":524288,"stored_sha256":%q,"codec":"none","encryption":"none"}`+"\n",
+		int64(1)<<40, strings.Repeat("ab", 32), strings.Repeat("ab", 32))
+	f.Close()
+	if _, err := readJournal(journal); err == nil || !strings.Contains(err.Error(), "does not belong in this leaf") {
+		t.Fatalf("readJournal: %v", err)
+	}
+	ev, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := ev.Verify(context.Background(), nil, nil)
+	if res.OK() || len(res.Problems) != 1 || res.Problems[0].Kind != "journal" {
+		t.Fatalf("verify with a stray journal line: %+v", res.Problems)
+	}
+	if _, err := Create(dir, Meta{SnapshotID: snap, Region: "us-east-1", VolumeSizeGiB: 8, BlockSize: block.Size, ToolVersion: "test"}, Options{}); err == nil ||
+		!strings.Contains(err.Error(), "does not belong in this leaf") {
+		t.Fatalf("resume with a stray journal line: %v", err)
+	}
+}
