@@ -74,8 +74,10 @@ process is writing is refused rather than judged half-written.
 
 Given an image instead (raw FILE, split FILE.001, or BASE.E01), verify
 recomputes its MD5, SHA-1 and SHA-256 and compares them with every record
-of them: the hashes stored inside an E01 (whose chunk checksums are also
-checked) and the .md5/.sha1/.sha256 files beside the image.
+of them: the hashes stored inside an E01 (every section's own checksum,
+its tables and table2 copies, and every chunk are checked too; a damaged
+section, or a stored hash that cannot be read, fails verification) and the
+.md5/.sha1/.sha256 files beside the image.
 
 Encrypted evidence can be verified without any key: every stored file is
 checked against the SHA-256 of its stored bytes in the manifest. With
