@@ -212,7 +212,7 @@ func TestDiffErrors(t *testing.T) {
 	}
 	c.fails(exitInvalid, `invalid snapshot id "vol-1"`, "diff", "vol-1", snapDiffNew)
 	c.fails(exitNotFound, "hint: check the snapshot id", "diff", snapDiffBase, "snap-0123456789abcdef0")
-	c.fails(exitUsage, "accepts 2 arg(s)", "diff", snapDiffBase)
+	c.fails(exitUsage, "missing argument: ebsimager diff takes BASE_SNAPSHOT SNAPSHOT", "diff", snapDiffBase)
 	c.fails(exitUsage, "--evidence needs --base-evidence", "diff", snapDiffBase, snapDiffNew, "--evidence", "x")
 	c.fails(exitLocalIO, "no such file", "diff", snapDiffBase, snapDiffNew, "--base-evidence", filepath.Join(t.TempDir(), "none"))
 }
