@@ -72,6 +72,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{Faults: emulator.Faults{Deny: map[string]string{
 		snapDeny: emulator.DenyUnauthorizedAccount, snapKMS: emulator.DenyDependencyAccessDenied,
 	}}}, specA, specB, specDeny, specKMS)
@@ -282,6 +283,7 @@ func journaled(t *testing.T, dir string) []int64 {
 }
 
 func TestKill9Resume(t *testing.T) {
+	t.Parallel()
 	srv, endpoint := startEmulator(t, emulator.Options{Latency: 20 * time.Millisecond}, snapA+"=1GiB,0.4,1")
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -334,6 +336,7 @@ func TestKill9Resume(t *testing.T) {
 }
 
 func TestInterrupt(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{Latency: 20 * time.Millisecond}, snapA+"=1GiB,0.4,1")
 	c := newCLI(t, endpoint)
 	ev := filepath.Join(t.TempDir(), "ev")

@@ -15,6 +15,7 @@ import (
 // record says what was denied, later steps are appended in order, and no
 // secret reaches any of the three files.
 func TestCustodyRecord(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{DenyDescribeSnapshots: true, DenyGetCallerIdentity: true}, specA)
 	c := newCLI(t, endpoint)
 	const secret = "correct-horse-battery-staple"

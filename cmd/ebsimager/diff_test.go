@@ -257,6 +257,7 @@ func editDiskPartition(t *testing.T, disk string, off, n int64, edit func(img st
 // base as evidence (acquired) or as an image, and the new snapshot
 // fetched or read from its own image.
 func TestDiffNamesFiles(t *testing.T) {
+	t.Parallel()
 	testenv.RequireTool(t, "debugfs", "ntfscp", "cp")
 	dir := t.TempDir()
 	base, err := sampledisk.Extract(dir)

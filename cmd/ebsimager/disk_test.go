@@ -18,6 +18,7 @@ const snapDisk = "snap-0e0000000000000e5"
 // then verifies and exports it: the image must be the disk, byte for
 // byte, and the Sleuth Kit must read the files back exactly.
 func TestRealDiskEndToEnd(t *testing.T) {
+	t.Parallel()
 	disk := sampletest.Build(t)
 	diskSum := sha256File(t, disk)
 	srv, endpoint := startEmulator(t, emulator.Options{})

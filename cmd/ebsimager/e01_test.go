@@ -16,6 +16,7 @@ import (
 // TestE01 exports the sample disk as E01, one segment and several, writes
 // one straight from acquire, and has libewf and the Sleuth Kit check them.
 func TestE01(t *testing.T) {
+	t.Parallel()
 	tools := testenv.RequireTool(t, "ewfverify", "ewfinfo", "ewfexport")
 	ewfverify, ewfinfo, ewfexport := tools[0], tools[1], tools[2]
 	dir := t.TempDir()

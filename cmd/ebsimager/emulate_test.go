@@ -17,6 +17,7 @@ import (
 // one ready line with the endpoint and the environment to export, serves
 // other ebsimager processes, and prints its counters when interrupted.
 func TestEmulateCommand(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t, "")
 	const full = "snap-0f0000000000000f1" // every slot allocated, so block 0 is listed
 	cmd := c.command(t.Context(), "emulate", "--synthetic", specA, "--synthetic", full+"=1GiB,1,1", "--fail-block", full+":0=Drop")
@@ -83,6 +84,7 @@ func TestEmulateRefusesRemoteAndBadSpecs(t *testing.T) {
 
 // TestDemo runs the README's demo command and checks its claims.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t, "")
 	dir := t.TempDir()
 	r := c.ok("demo", "--dir", dir)

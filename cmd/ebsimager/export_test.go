@@ -62,6 +62,7 @@ func leftovers(t *testing.T, dir string) []string {
 // of it, is ever an output; checksum files are outputs too; unrelated
 // files beside an E01 neither block it nor go away.
 func TestExportOutputSafety(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, snapA+"=1GiB,0.02,1")
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -212,6 +213,7 @@ func TestExportOutputSafety(t *testing.T) {
 // TestExportFlagsThatDoNotApply: flags that would be ignored, and sizes
 // outside what the help promises, are refused with exit 2 and a reason.
 func TestExportFlagsThatDoNotApply(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, snapA+"=1GiB,0.01,1")
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -330,6 +332,7 @@ func startExport(t *testing.T, c *cli, dir string, args ...string) *exec.Cmd {
 // without --force, under any spelling) is refused as busy, and the
 // survivor keeps its checksum files.
 func TestExportKill9AndLock(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, snapA+"=1GiB,0.25,1")
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -407,6 +410,7 @@ func TestExportKill9AndLock(t *testing.T) {
 // likewise removes what a killed run of the same image left, for a raw
 // image and an E01, and --force replaces an E01 made straight from acquire.
 func TestAcquireImageKill9(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{Latency: 20 * time.Millisecond}, snapA+"=1GiB,0.1,1")
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()

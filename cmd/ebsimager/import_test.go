@@ -84,6 +84,7 @@ func imageSHA256(volumeGiB int64, blocks map[int64][]byte) string {
 }
 
 func TestImport4n6ir(t *testing.T) {
+	t.Parallel()
 	v := loadFernetVectors(t)
 	blocks := vectorBlocks(t, v)
 	plainBlocks := map[int64][]byte{}
@@ -151,6 +152,7 @@ func TestImport4n6ir(t *testing.T) {
 }
 
 func TestImport4n6irBadInput(t *testing.T) {
+	t.Parallel()
 	v := loadFernetVectors(t)
 	c := newCLI(t, "")
 	dir := t.TempDir()

@@ -79,6 +79,7 @@ func nlink(t *testing.T, path string) uint64 {
 }
 
 func TestIncrementalAcquire(t *testing.T) {
+	t.Parallel()
 	srv, endpoint, changes := incPair(t)
 	var added, changed, removed int64
 	for _, c := range changes {
@@ -206,6 +207,7 @@ func TestIncrementalAcquire(t *testing.T) {
 }
 
 func TestIncrementalErrors(t *testing.T) {
+	t.Parallel()
 	srv, endpoint, _ := incPair(t)
 	if err := srv.AddSynthetic(snapIncOther + "=1GiB,0.1,23"); err != nil {
 		t.Fatal(err)
@@ -266,6 +268,7 @@ func TestIncrementalErrors(t *testing.T) {
 // TestIncrementalEncrypted takes encrypted blocks from an encrypted base
 // with the same recipient, and refuses a base encrypted to another.
 func TestIncrementalEncrypted(t *testing.T) {
+	t.Parallel()
 	_, endpoint, _ := incPair(t)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()

@@ -47,6 +47,7 @@ func inspectOK(t *testing.T, args ...string) string {
 // directory, the disk and a split export of it: all three must agree
 // with each other, and with mmls and fsstat on the disk.
 func TestInspectCommand(t *testing.T) {
+	t.Parallel()
 	tools := testenv.RequireTool(t, "mmls", "fsstat")
 	dir := t.TempDir()
 	disk, err := sampledisk.Extract(dir)

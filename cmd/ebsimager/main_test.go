@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,14 +112,20 @@ func startEmulator(t *testing.T, o emulator.Options, specs ...string) (*emulator
 	return srv, endpoint
 }
 
+// sha256File hashes path as a stream: the images tests compare are up to
+// a GiB, and reading one whole would cost a GiB of memory per call.
 func sha256File(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sha256.Sum256(data)
-	return hex.EncodeToString(s[:])
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func golden(t *testing.T, name, got string) {

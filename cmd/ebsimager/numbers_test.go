@@ -279,6 +279,7 @@ func TestBlockIndexBeyondVolume(t *testing.T) {
 
 // Case 14: budget reports the List calls the listing made.
 func TestBudgetSparseListCalls(t *testing.T) {
+	t.Parallel()
 	const snap = "snap-0a00000000000b0d9"
 	srv, endpoint := startEmulator(t, emulator.Options{}, snap+"=64TiB,0.00001,3")
 	c := newCLI(t, endpoint)
@@ -307,6 +308,7 @@ func TestBudgetSparseListCalls(t *testing.T) {
 // A passphrase that is missing, with no terminal to ask on, or empty, is
 // exit 10 like a wrong one.
 func TestMissingPassphrase(t *testing.T) {
+	t.Parallel()
 	v := loadFernetVectors(t)
 	c := newCLI(t, "")
 	dir := t.TempDir()

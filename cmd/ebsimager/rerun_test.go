@@ -86,6 +86,7 @@ func acquireJSON(t *testing.T, r result) acquireSummary {
 // never deletes or rewrites it, even when its journals are gone, and
 // fetches nothing.
 func TestRerunNeverDestroysEvidence(t *testing.T) {
+	t.Parallel()
 	srv, endpoint := startEmulator(t, emulator.Options{}, specA)
 	c := newCLI(t, endpoint)
 	ev := filepath.Join(t.TempDir(), "ev")
@@ -184,6 +185,7 @@ func TestRerunNeverDestroysEvidence(t *testing.T) {
 // Issue 10, case 7: a kept block is checked against its SHA-256, not its
 // size: a same-size corruption is fetched again and reported.
 func TestResumeRefetchesCorruptBlock(t *testing.T) {
+	t.Parallel()
 	srv, endpoint := startEmulator(t, emulator.Options{}, specA)
 	c := newCLI(t, endpoint)
 	ev := filepath.Join(t.TempDir(), "ev")
@@ -219,6 +221,7 @@ func TestResumeRefetchesCorruptBlock(t *testing.T) {
 // Issue 10, case 7 with --base: a corrupt base block is not linked into
 // the new evidence (a link shares the inode); it is fetched instead.
 func TestBaseCorruptBlockIsFetched(t *testing.T) {
+	t.Parallel()
 	srv, endpoint, changes := incPair(t)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -251,6 +254,7 @@ func TestBaseCorruptBlockIsFetched(t *testing.T) {
 
 // Issue 10, case 8: acquire locks its directory for its whole run.
 func TestAcquireLock(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{Latency: 30 * time.Millisecond}, snapA+"=1GiB,0.4,1")
 	c := newCLI(t, endpoint)
 	ev := filepath.Join(t.TempDir(), "ev")
@@ -286,6 +290,7 @@ func TestAcquireLock(t *testing.T) {
 // Issue 10, case 10: --force over another snapshot's evidence leaves one
 // coherent directory, or refuses before deleting anything.
 func TestForceReplacesOtherSnapshot(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, specA, specB)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()

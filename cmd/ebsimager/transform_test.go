@@ -151,6 +151,7 @@ func openBlockWithTools(t *testing.T, path, identity string) {
 }
 
 func TestTransformCommands(t *testing.T) {
+	t.Parallel()
 	testenv.RequireTool(t, "age", "zstd", "gunzip")
 	_, endpoint := startEmulator(t, emulator.Options{}, specT)
 	c := newCLI(t, endpoint)
@@ -289,6 +290,7 @@ func TestTransformCommands(t *testing.T) {
 // TestTransformPassphrase: passphrase mode, where the key file is kept
 // with the evidence.
 func TestTransformPassphrase(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, specT)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -350,6 +352,7 @@ func TestTransformPassphrase(t *testing.T) {
 // TestKill9Compress kills compress mid-way: what it leaves verifies, and a
 // rerun completes it.
 func TestKill9Compress(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, specT)
 	c := newCLI(t, endpoint)
 	ev := filepath.Join(t.TempDir(), "ev")

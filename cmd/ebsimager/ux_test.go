@@ -51,6 +51,7 @@ func dirNames(t *testing.T, dir string) []string {
 // says what really happened to what did arrive, and the full list of the
 // failures in the JSON summary and the record (the terminal names ten).
 func TestFailedBlocksEveryOutput(t *testing.T) {
+	t.Parallel()
 	srv, endpoint := startEmulator(t, emulator.Options{}, specA)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -157,6 +158,7 @@ func TestQuotaExit(t *testing.T) {
 // --compress takes a value, in both spellings; a stray argument is named
 // with its likely cause; a flag that swallowed the next flag is caught.
 func TestCompressSpellingsAndStrayArguments(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, specA)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
@@ -191,6 +193,7 @@ func TestCompressSpellingsAndStrayArguments(t *testing.T) {
 
 // Ctrl-C says what running again does, command by command.
 func TestInterruptMessages(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{Latency: 100 * time.Millisecond}, specA)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()

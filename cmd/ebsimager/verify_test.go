@@ -154,6 +154,7 @@ func TestVerifyForgedManifest(t *testing.T) {
 // it could not compare with them, and still compares with report.json.
 // A journal that disagrees is a failure that names it.
 func TestVerifyJournals(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, specA)
 	c := newCLI(t, endpoint)
 	ev := filepath.Join(t.TempDir(), "ev")
@@ -200,6 +201,7 @@ func TestVerifyJournals(t *testing.T) {
 // exit code is the evidence's (4 when bad); a good one that could not be
 // recorded exits 13 with a warning; --no-record records nothing.
 func TestVerifyUnrecordable(t *testing.T) {
+	t.Parallel()
 	_, endpoint := startEmulator(t, emulator.Options{}, specA)
 	c := newCLI(t, endpoint)
 	ev := filepath.Join(t.TempDir(), "ev")
@@ -381,6 +383,7 @@ func TestVerifyHelpExitCodes(t *testing.T) {
 // --full it fetches every block and compares AWS checksums. The calls
 // are exactly those announced.
 func TestVerifyAgainstSnapshot(t *testing.T) {
+	t.Parallel()
 	srv, endpoint := startEmulator(t, emulator.Options{}, specA, specB)
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()

@@ -16,6 +16,7 @@ import (
 // used to drop the SHA-1 line and say OK on the strength of the hash
 // section's MD5; now the hash that cannot be read is a failure, named.
 func TestVerifyE01DamagedDigest(t *testing.T) {
+	t.Parallel()
 	const snap = "snap-0e0100000000000e1"
 	_, endpoint := startEmulator(t, emulator.Options{}, snap+"=1GiB,0.01,5")
 	c := newCLI(t, endpoint)
