@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -16,21 +13,6 @@ import (
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
-
-// hashFile is the SHA-256 of a file, streamed (images are large).
-func hashFile(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // sidecar is the digest a checksum file records (its first entry).
 func sidecar(t *testing.T, path string) string {
@@ -166,7 +148,7 @@ func TestExportOutputSafety(t *testing.T) {
 		t.Fatal("a refused export changed the existing .sha1")
 	}
 	c.ok("export", ev, "--out", img, "--quiet", "--force")
-	if sidecar(t, img+".sha256") != hashFile(t, img) {
+	if sidecar(t, img+".sha256") != sha256File(t, img) {
 		t.Fatal("the image does not match its .sha256")
 	}
 	c.fails(exitConflict, img+": already exists", "export", ev, "--out", img, "--quiet")
@@ -199,11 +181,11 @@ func TestExportOutputSafety(t *testing.T) {
 		c.fails(exitConflict, v.want, "block", snapA, "0", "--out", v.path, "--force")
 		c.fails(exitConflict, v.want, "diff", snapA, snapB, "--out", v.path, "--force")
 	}
-	imgSum := hashFile(t, img)
+	imgSum := sha256File(t, img)
 	c.fails(exitConflict, "which this command reads", "diff", snapA, snapB, "--base-evidence", ev, "--out", filepath.Join(ev, store.ManifestName), "--force")
 	c.fails(exitConflict, "is the same file as "+img, "diff", snapA, snapB, "--base-evidence", img, "--out", img, "--force")
 	c.fails(exitConflict, "is the same file as "+base+".E01", "diff", snapA, snapB, "--evidence", base+".E01", "--base-evidence", ev, "--out", base+".E01", "--force")
-	if hashFile(t, img) != imgSum {
+	if sha256File(t, img) != imgSum {
 		t.Fatal("a refused diff changed the image it reads")
 	}
 	c.ok("verify", ev)
@@ -342,7 +324,7 @@ func TestExportKill9AndLock(t *testing.T) {
 	os.Mkdir(out, 0o700)
 	ref := filepath.Join(dir, "ref.raw")
 	c.ok("export", ev, "--out", ref, "--quiet")
-	refSum := hashFile(t, ref)
+	refSum := sha256File(t, ref)
 
 	for _, format := range []string{"raw", "e01"} {
 		img, final := filepath.Join(out, "img.raw"), filepath.Join(out, "img.raw")
@@ -369,7 +351,7 @@ func TestExportKill9AndLock(t *testing.T) {
 		if l := leftovers(t, out); len(l) > 0 {
 			t.Fatalf("%s: left after the rerun: %q (killed run left %q)", format, l, left)
 		}
-		if format == "raw" && hashFile(t, img) != refSum {
+		if format == "raw" && sha256File(t, img) != refSum {
 			t.Fatalf("the rerun's image differs from an uninterrupted export")
 		}
 		if sidecar(t, sums+".sha256") != refSum {
@@ -397,7 +379,7 @@ func TestExportKill9AndLock(t *testing.T) {
 		if sidecar(t, sums+".sha256") != refSum {
 			t.Fatalf("%s: .sha256 after the race is not the volume's", format)
 		}
-		if format == "raw" && hashFile(t, img) != refSum {
+		if format == "raw" && sha256File(t, img) != refSum {
 			t.Fatal("the image after the race differs")
 		}
 		if l := leftovers(t, out); len(l) > 0 {
@@ -418,7 +400,7 @@ func TestAcquireImageKill9(t *testing.T) {
 	c.ok("acquire", snapA, "--out", ev, "--quiet")
 	ref := filepath.Join(dir, "ref.raw")
 	c.ok("export", ev, "--out", ref, "--quiet")
-	refSum := hashFile(t, ref)
+	refSum := sha256File(t, ref)
 	out := filepath.Join(dir, "out")
 	os.Mkdir(out, 0o700)
 	for _, name := range []string{"img.raw", "img.E01"} {
@@ -458,7 +440,7 @@ func TestAcquireImageKill9(t *testing.T) {
 			t.Fatalf("%s: after --force the .sha256 is not the volume's", name)
 		}
 	}
-	if hashFile(t, filepath.Join(out, "img.raw")) != refSum {
+	if sha256File(t, filepath.Join(out, "img.raw")) != refSum {
 		t.Fatal("acquire --image differs from export")
 	}
 	c.ok("verify", filepath.Join(out, "img.E01"))
