@@ -104,6 +104,6 @@ func printBudget(w io.Writer, e cost.Estimate, made ebs.Counts, asJSON bool) err
 		e.EstimatedCostUSD, e.GetRequests, e.PriceGetPer1000, e.ListRequests, e.PriceListPer1000, assumed)
 	fmt.Fprintf(w, "estimated time  %s at %.0f blocks/s (the per-snapshot quota)\n",
 		ui.Duration(time.Duration(e.EstimatedSeconds*float64(time.Second))), e.QuotaBlocksPerSecond)
-	fmt.Fprintf(w, "this listing    %d List calls made\n", made.ListCalls)
+	fmt.Fprintf(w, "this listing    %s made\n", ui.Plural(made.ListCalls, "List call"))
 	return nil
 }
