@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,9 +65,16 @@ func (c *cli) command(ctx context.Context, args ...string) *exec.Cmd {
 
 func (c *cli) run(args ...string) result {
 	c.t.Helper()
+	return c.runAttr(nil, args...)
+}
+
+// runAttr runs args with the process attributes attr (nil: inherited).
+func (c *cli) runAttr(attr *syscall.SysProcAttr, args ...string) result {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := c.command(ctx, args...)
+	cmd.SysProcAttr = attr
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -93,7 +101,12 @@ func (c *cli) ok(args ...string) result {
 // fails runs args and asserts the exit code and that stderr contains want.
 func (c *cli) fails(code int, want string, args ...string) result {
 	c.t.Helper()
-	r := c.run(args...)
+	return c.expect(c.run(args...), code, want, args)
+}
+
+// expect fails the test unless r exited with code and stderr contains want.
+func (c *cli) expect(r result, code int, want string, args []string) result {
+	c.t.Helper()
 	if r.code != code || !strings.Contains(r.stderr, want) {
 		c.t.Fatalf("ebsimager %s: exit %d, stderr:\n%s\nwant exit %d and stderr containing %q", strings.Join(args, " "), r.code, r.stderr, code, want)
 	}

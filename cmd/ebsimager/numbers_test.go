@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/emulator"
@@ -25,30 +21,12 @@ import (
 // a script or a cron job runs it.
 func (c *cli) detached(args ...string) result {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := c.command(ctx, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		code = exit.ExitCode()
-	} else if err != nil {
-		c.t.Fatalf("running ebsimager %v: %v", args, err)
-	}
-	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	return c.runAttr(&syscall.SysProcAttr{Setsid: true}, args...)
 }
 
 func (c *cli) detachedFails(code int, want string, args ...string) result {
 	c.t.Helper()
-	r := c.detached(args...)
-	if r.code != code || !strings.Contains(r.stderr, want) {
-		c.t.Fatalf("ebsimager %s: exit %d, stderr:\n%s\nwant exit %d and stderr containing %q", strings.Join(args, " "), r.code, r.stderr, code, want)
-	}
-	return r
+	return c.expect(c.detached(args...), code, want, args)
 }
 
 // Case 4: evidence imported from the original tool's folder says so in
