@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
@@ -409,36 +408,20 @@ func problem(err error, kind string) Problem {
 }
 
 // LockForVerify keeps writers out of the directory while it is verified,
-// so that a verdict is never about evidence changing underneath: it
-// takes dirlock's lock file (held by acquire and any other writer) and a
-// shared flock on the directory itself (which a conversion holds
-// exclusively). A lock another process holds is a *dirlock.HeldError.
+// so that a verdict is never about evidence changing underneath: it takes
+// dirlock's lock, which acquire, import and every conversion hold while
+// they write. A lock another process holds is a *dirlock.HeldError.
 // Where the lock file cannot be created at all (read-only media), there
 // is no writer to keep out of it and verify proceeds: unlocked then says
 // why. release drops what was taken.
 func (ev *Evidence) LockForVerify() (release func(), unlocked error, err error) {
-	d, err := os.Open(ev.Dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		d.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, nil, &dirlock.HeldError{Path: ev.Dir, What: "convert"}
-		}
-		return nil, nil, fmt.Errorf("locking %s: %w", ev.Dir, err)
-	}
 	l, err := dirlock.ForDir(ev.Dir, "verify")
 	var held *dirlock.HeldError
 	switch {
 	case errors.As(err, &held):
-		d.Close()
 		return nil, nil, err
 	case err != nil:
 		unlocked = err
 	}
-	return func() {
-		l.Release()
-		d.Close()
-	}, unlocked, nil
+	return func() { l.Release() }, unlocked, nil
 }
