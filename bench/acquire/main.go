@@ -237,6 +237,8 @@ func (r result) line() string {
 // emulator's counters.
 func runRow(tmp string, r row) (res result) {
 	res.row = r
+	// Start each row with no dirty pages of another's to write back.
+	syscall.Sync()
 	args := []string{"--synthetic", fmt.Sprintf("%s=%dGiB,%g,1", snap, *sizeGiB, *fraction)}
 	if !r.ceiling {
 		args = append(args, "--latency", r.latency, "--get-rate-per-snapshot", fmt.Sprint(r.quota), "--get-burst", r.burst)
