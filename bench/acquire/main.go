@@ -26,8 +26,10 @@
 // a fully allocated 16 TiB snapshot and of acquire on a sparse 64 TiB one.
 //
 // Every row starts a fresh emulator, so each starts with a full bucket and
-// its own counters. Rows run one after another; the emulator shares the
-// machine with the client, as -rows and the machine line say.
+// its own counters. Rows run one after another (with -runs N, each N times,
+// the fastest kept); the emulator shares the machine with the client, and
+// the machine line gives the load average, since a busy machine lowers
+// every fraction.
 package main
 
 import (
@@ -69,6 +71,7 @@ var (
 	sizeGiB  = flag.Int("size", 8, "volume size of the synthetic snapshot, GiB")
 	fraction = flag.Float64("fraction", 0.5, "fraction of the snapshot's blocks that are allocated (8 GiB at 0.5: about 8,192 blocks)")
 	timeout  = flag.Duration("timeout", 5*time.Minute, "give up on a row after this long")
+	runs     = flag.Int("runs", 1, "run each row this many times and keep the fastest (a failure wins)")
 
 	refclient = flag.String("refclient", "", "internal: run the reference client against this endpoint")
 	refsnap   = flag.String("refsnap", "", "internal: snapshot for -refclient")
@@ -109,6 +112,11 @@ func main() {
 			log.Printf("%s: no reference row ran before it; its fraction is left out", r.id)
 		}
 		res := runRow(tmp, r)
+		for i := 1; i < *runs && res.err == nil; i++ {
+			if again := runRow(tmp, r); again.err != nil || again.wall < res.wall {
+				res = again
+			}
+		}
 		if r.kind == kindRef && res.err == nil {
 			refRate = res.rate()
 		}
@@ -458,8 +466,12 @@ func printTable(results []result, load0 string, took time.Duration) {
 			break
 		}
 	}
-	fmt.Printf("\nSnapshot: synthetic, %d GiB, %g of its blocks allocated: %d blocks (%.2f GiB) fetched by every row.\n",
+	fmt.Printf("\nSnapshot: synthetic, %d GiB, %g of its blocks allocated: %d blocks (%.2f GiB) fetched by every row",
 		*sizeGiB, *fraction, first.blocks, gib)
+	if *runs > 1 {
+		fmt.Printf("; the fastest of %d runs of each row", *runs)
+	}
+	fmt.Println(".")
 	fmt.Println("Fraction: blocks fetched / wall seconds / quota; for the ceiling rows, of the reference client's blocks per second.")
 	fmt.Println("Throttles: throttled GetSnapshotBlock responses per 1,000 GetSnapshotBlock requests, as the emulator counted them.")
 	fmt.Println()
