@@ -23,6 +23,7 @@ func newEmulateCommand() *cobra.Command {
 		raws, synths, children          []string
 		parents, failBlocks, denies     []string
 		metas                           []string
+		getBurst, listBurst             string
 	)
 	cmd := &cobra.Command{
 		Use:   "emulate",
@@ -48,6 +49,16 @@ Snapshots:
 
 The write API (StartSnapshot, PutSnapshotBlock, CompleteSnapshot) also
 works; those snapshots live in memory.
+
+Quotas are token buckets: one per snapshot and one for the account for
+GetSnapshotBlock, one per List operation. A bucket of depth D holds at most
+D tokens, starts full and refills at the quota's rate, continuously; a
+request is admitted if a whole token is there, and takes it; a throttled
+request takes none. --get-burst and --list-burst set D as a number of
+requests (1 or more; 1 is no burst: requests are admitted at most one per
+1/rate, perfectly smooth) or as a time at the quota's rate: 100ms is a
+tenth of a second's worth, 50 requests at 500 blocks/s, and a time worth
+less than one request counts as one. The default is 1s.
 
 Faults are fractions of requests in [0, 1], drawn deterministically from
 --seed. --fail-block snap-ID:INDEX=KIND makes one block always fail, KIND
@@ -97,10 +108,16 @@ encrypted, kms-key, description, tag:KEY; --deny-describe-snapshots and
 				return usageError{err}
 			}
 			for name, v := range map[string]float64{"--get-rate-per-snapshot": o.GetRatePerSnapshot, "--get-rate-per-account": o.GetRatePerAccount,
-				"--list-rate": o.ListRate, "--get-burst": o.GetBurst, "--list-burst": o.ListBurst} {
+				"--list-rate": o.ListRate} {
 				if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 					return usagef("%s %v: want a finite number, 0 or more", name, v)
 				}
+			}
+			if o.GetBurst, err = emulator.ParseBurst(getBurst); err != nil {
+				return usageError{fmt.Errorf("--get-burst: %w", err)}
+			}
+			if o.ListBurst, err = emulator.ParseBurst(listBurst); err != nil {
+				return usageError{fmt.Errorf("--list-burst: %w", err)}
 			}
 			if o.ThrottleAs != emulator.RequestThrottled && o.ThrottleAs != emulator.Throttling {
 				return usagef("--throttle-as %q: want %s or %s", o.ThrottleAs, emulator.RequestThrottled, emulator.Throttling)
@@ -134,8 +151,8 @@ encrypted, kms-key, description, tag:KEY; --deny-describe-snapshots and
 	f.Float64Var(&o.GetRatePerSnapshot, "get-rate-per-snapshot", 0, "GetSnapshotBlock quota per snapshot, blocks/s (0: none; AWS: 1000)")
 	f.Float64Var(&o.GetRatePerAccount, "get-rate-per-account", 0, "GetSnapshotBlock quota per account, blocks/s (0: none; AWS: 1000)")
 	f.Float64Var(&o.ListRate, "list-rate", 0, "quota for each List operation, requests/s (0: none; AWS: 50)")
-	f.Float64Var(&o.GetBurst, "get-burst", 0, "GetSnapshotBlock bucket depth (0: one second's worth)")
-	f.Float64Var(&o.ListBurst, "list-burst", 0, "List bucket depth (0: one second's worth)")
+	f.StringVar(&getBurst, "get-burst", emulator.DefaultBurst.String(), "GetSnapshotBlock bucket depth: requests (1 or more; 1: no burst) or a time at the quota (100ms)")
+	f.StringVar(&listBurst, "list-burst", emulator.DefaultBurst.String(), "List bucket depth: requests (1 or more; 1: no burst) or a time at the quota")
 	f.StringVar(&o.ThrottleAs, "throttle-as", emulator.RequestThrottled, "error for throttled requests: RequestThrottledException (400) or ThrottlingException (429)")
 	f.Float64Var(&o.Faults.ServerError, "fault-server-error", 0, "fraction of Gets answered 500/503")
 	f.Float64Var(&o.Faults.Throttle, "fault-throttle", 0, "fraction of Gets throttled")

@@ -74,6 +74,11 @@ func TestEmulateRefusesRemoteAndBadSpecs(t *testing.T) {
 		{"emulate", "--synthetic", specA, "--get-rate-per-account", "+Inf"},
 		{"emulate", "--synthetic", specA, "--list-rate", "-1"},
 		{"emulate", "--synthetic", specA, "--get-burst", "NaN"},
+		{"emulate", "--synthetic", specA, "--get-burst", "0"},
+		{"emulate", "--synthetic", specA, "--get-burst", "0.5"},
+		{"emulate", "--synthetic", specA, "--get-burst", "0s"},
+		{"emulate", "--synthetic", specA, "--list-burst", "-100ms"},
+		{"emulate", "--synthetic", specA, "--list-burst", "fast"},
 		{"emulate", "--synthetic", specA, "--fault-throttle", "NaN"},
 	} {
 		if r := c.run(args...); r.code != exitUsage || !strings.HasPrefix(r.stderr, "ebsimager: ") {

@@ -39,17 +39,22 @@
 // [100, 10000] (default 10,000) and look at no more than 2^20 slots, so a
 // page of a sparse volume may be short or empty yet carry a NextToken.
 //
-// Quotas and faults, all off by default: token buckets for
-// GetSnapshotBlock per snapshot and per account and for each List
-// operation, answered with RequestThrottledException (RESOURCE_LEVEL_THROTTLE
-// or ACCOUNT_THROTTLED) or ThrottlingException (429); added latency with
-// jitter that sleeps without holding anything; and injected faults (5xx,
-// throttles, dropped connections, truncated bodies, wrong checksum or
-// length headers, a flipped body byte), drawn from a hash of (seed,
-// snapshot, index, attempt number) so a run does not depend on goroutine
-// order, plus blocks that always fail and snapshots that are denied. All
-// can be changed while serving. Counters record requests by operation and
-// outcome, bytes served and, optionally, Gets per block.
+// Quotas and faults, all off by default: token buckets for GetSnapshotBlock
+// per snapshot and per account and for each List operation, answered with
+// RequestThrottledException (RESOURCE_LEVEL_THROTTLE or ACCOUNT_THROTTLED)
+// or ThrottlingException (429). A bucket of depth D holds at most D tokens,
+// starts full and refills at the quota's rate, continuously; a request is
+// admitted iff a whole token is there, and takes it, while a rejected one
+// takes none. The depth (Burst) is a count of requests or a time at the
+// rate (100ms: a tenth of a second's worth), one second's worth by default,
+// never below 1 (1: no burst). Also: added latency with jitter that sleeps
+// without holding anything; and injected faults (5xx, throttles, dropped
+// connections, truncated bodies, wrong checksum or length headers, a
+// flipped body byte), drawn from a hash of (seed, snapshot, index, attempt
+// number) so a run does not depend on goroutine order, plus blocks that
+// always fail and snapshots that are denied. All can be changed while
+// serving. Counters record requests by operation and outcome, bytes served
+// and, optionally, Gets per block.
 //
 // Context calls. For the chain-of-custody record, the same listener also
 // answers two AWS Query protocol calls, POSTed as forms to "/" and routed

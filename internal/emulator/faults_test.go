@@ -113,6 +113,43 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
+// TestBurstOption: Options.GetBurst reaches the server's buckets, and a
+// depth given as a time follows the rate SetRates sets.
+func TestBurstOption(t *testing.T) {
+	clk := newClock()
+	s, ep := emulatortest.Start(t, emulator.Options{Now: clk.Now, GetRatePerSnapshot: 100,
+		GetBurst: emulator.Burst{Time: 50 * time.Millisecond}})
+	c := emulatortest.Client(t, ep)
+	if err := s.AddSynthetic("snap-0a=1GiB"); err != nil {
+		t.Fatal(err)
+	}
+	l := listAll(t, c, "snap-0a", 10000, 0)
+	admitted := func(n int) (ok int) {
+		for i := range n {
+			_, err := getBlock(c, "snap-0a", int64(i), l.token(int64(i)))
+			var rt *types.RequestThrottledException
+			switch {
+			case err == nil:
+				ok++
+			case !errors.As(err, &rt):
+				t.Fatalf("get %d: %v", i, err)
+			}
+		}
+		return ok
+	}
+	if ok := admitted(8); ok != 5 {
+		t.Errorf("50 ms at 100/s: %d of 8 admitted, want 5", ok)
+	}
+	s.SetRates(200, 0, 0)
+	if ok := admitted(15); ok != 10 {
+		t.Errorf("50 ms at 200/s: %d of 15 admitted, want 10", ok)
+	}
+	clk.Advance(10 * time.Millisecond)
+	if ok := admitted(3); ok != 2 {
+		t.Errorf("10 ms later at 200/s: %d of 3 admitted, want 2", ok)
+	}
+}
+
 // outcomeOf classifies one Get the way a verifying client sees it.
 func outcomeOf(t *testing.T, f fetched, err error) string {
 	if err != nil {

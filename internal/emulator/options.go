@@ -28,9 +28,14 @@ type Options struct {
 	// ListRate caps ListSnapshotBlocks and ListChangedBlocks, each in
 	// requests per second per account (0 = unlimited). AWS default: 50.
 	ListRate float64
-	// GetBurst and ListBurst are the token bucket depths. 0 means one
-	// second's worth of the rate (at least 1).
-	GetBurst, ListBurst float64
+	// GetBurst and ListBurst are the depths of the token buckets (see
+	// Burst): GetBurst of the per-snapshot and per-account buckets, each
+	// at its own rate, ListBurst of each List operation's. A bucket of
+	// depth D holds at most D tokens, starts full and refills at its rate,
+	// continuously; a request is admitted when a whole token is there and
+	// takes it, and a rejected request takes none. The zero value is one
+	// second's worth of the rate.
+	GetBurst, ListBurst Burst
 	// ThrottleAs picks the error a throttled request gets:
 	// "RequestThrottledException" (default; HTTP 400 with a reason) or
 	// "ThrottlingException" (HTTP 429).

@@ -168,7 +168,8 @@ func (s *Server) AddChildSpec(c ChildSpec) error {
 // SetFaults replaces the injected faults; safe while serving.
 func (s *Server) SetFaults(f Faults) { s.faults.Store(newFaultState(f)) }
 
-// SetRates replaces the quotas (0 = unlimited) and refills the buckets;
+// SetRates replaces the quotas (0 = unlimited) and refills the buckets,
+// whose depths, when given as a time (Burst.Time), follow the new rates;
 // safe while serving.
 func (s *Server) SetRates(perSnapshot, perAccount, list float64) {
 	s.lim.set(perSnapshot, perAccount, list, s.o.GetBurst, s.o.ListBurst)
