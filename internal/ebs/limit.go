@@ -1,6 +1,7 @@
 package ebs
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"math"
@@ -10,15 +11,35 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 )
 
-// Limiter bounds the number of GetSnapshotBlock attempts in flight and
-// adapts the bound: additive increase (one more slot per window of
-// successes, while the window is in use), multiplicative decrease on
-// throttling, at most once per round trip. Throttled requests are cheap,
-// so the cut is gentle (×0.9): the aim is to hover just above the quota
-// rather than fall below it. Without throttling the bound grows to the
+// Limiter shapes GetSnapshotBlock attempts to what the service allows,
+// with two controls.
+//
+// The pacer spaces attempts evenly at a learned rate, so the service sees
+// a smooth stream and not bursts. It starts unpaced. A throttle means the
+// snapshot's token bucket is empty; between two throttles a moment apart
+// (both at an empty bucket, and too close for it to have filled up in
+// between), the successes that completed are exactly what the bucket
+// refilled: their count over the time between is the quota. The pacer
+// then runs at 99% of that estimate. While attempts wait for it and
+// nothing is throttled, the rate creeps up (1% a second near the
+// estimate, doubling every second without one or once well past it), so a quota
+// that rises is found again. A throttle with no estimate to go by cuts the
+// rate to 97% of what completed lately; it cuts only when its attempt
+// started after the previous cut, since attempts already in flight at a
+// cut say nothing about the new rate. Whatever the bucket's depth, the
+// rate settles within a few percent of the refill rate and throttles stay
+// a small fraction of attempts: a probe above the quota costs a short run
+// of them every few seconds.
+//
+// The window bounds the attempts in flight: it doubles every round trip
+// (slow start) until the first throttle or the cap, then grows by one per
+// window of successes while it is in use. A throttle cuts it gently
+// (×0.9, with the rate), never below what the pacer's rate needs at the
+// measured round trip (with room for jitter): the pacer holds the rate,
+// the window only keeps a service that throttles on concurrency, not
+// rate, from being flooded. Without throttling the window grows to the
 // cap: latency alone is no reason to hold back (AWS's own example is 100
-// connections at 100 ms), and a loaded client's round trips inflate
-// without any server being saturated.
+// connections at 100 ms).
 type Limiter struct {
 	mu       sync.Mutex
 	limit    float64
@@ -26,15 +47,50 @@ type Limiter struct {
 	inflight int
 	wake     chan struct{}
 	avgRTT   time.Duration
-	lastCut  time.Time
 	now      func() time.Time
+	slow     bool // slow start: no throttle seen yet
+
+	rate     float64   // attempts per second; 0: unpaced
+	quota    float64   // the estimated quota; 0: none yet
+	slot     time.Time // when the next paced attempt may start
+	queue    waiters   // attempts waiting for the pacer
+	armed    bool      // a dispatch is scheduled
+	lastCut  time.Time // the last cut
+	lastGrow time.Time
+	waited   bool    // an attempt waited for the pacer since lastGrow
+	ok       int64   // successes so far
+	done     []int64 // completion times (UnixNano) of recent successes, a ring
+	thr      []mark  // recent throttles, a ring
+	best     float64 // the most successes completed in a second
+	bestAt   time.Time
+	nthr     int64 // throttles so far
+}
+
+// mark is a throttle's completion time and the successes completed by then.
+type mark struct {
+	at int64 // UnixNano
+	ok int64
 }
 
 // Limiter tuning.
 const (
-	startLimit = 8    // enough for ~400 blocks/s at 20 ms before growth
-	cutFactor  = 0.9  // gentle: a throttle costs a fast 400, not a block
-	rttWeight  = 0.05 // EWMA weight of a new RTT sample
+	startLimit  = 8    // enough for ~400 blocks/s at 20 ms before growth
+	cutFactor   = 0.9  // the window's gentle cut
+	rttWeight   = 0.05 // EWMA weight of a new RTT sample
+	quotaShare  = 0.99 // the pacer's rate, of the estimated quota
+	cutShare    = 0.97 // the pacer's rate after a throttle, of the measured one
+	slowGrowth  = 0.01 // the pacer's growth per second near the estimate
+	fastGrowth  = 1.0  // ... without one, or well past it
+	growEvery   = 20 * time.Millisecond
+	minRate     = 0.5                    // attempts per second: the pacer's floor
+	ringSize    = 1024                   // successes remembered for the measured rate
+	thrSize     = 256                    // throttles remembered for the estimate
+	minSpan     = 100 * time.Millisecond // the shortest span the quota is estimated over
+	maxSpan     = 3 * time.Second        // ... and the longest
+	minSamples  = 16                     // the fewest successes a rate is measured from
+	windowSlack = 1.5                    // window room over rate × RTT
+	bestEvery   = 100 * time.Millisecond // how often the best second is updated
+	bestShare   = 0.5                    // the pacer's floor, of the best second
 )
 
 // NewLimiter returns a limiter that never allows more than max attempts
@@ -43,10 +99,11 @@ func NewLimiter(max int) *Limiter {
 	if max < 1 {
 		max = 1
 	}
-	return &Limiter{limit: min(startLimit, float64(max)), max: float64(max), wake: make(chan struct{}), now: time.Now}
+	return &Limiter{limit: min(startLimit, float64(max)), max: float64(max), wake: make(chan struct{}), now: time.Now,
+		slow: true, done: make([]int64, ringSize), thr: make([]mark, thrSize)}
 }
 
-// Limit returns the current bound.
+// Limit returns the current bound on attempts in flight.
 func (l *Limiter) Limit() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -58,6 +115,107 @@ func (l *Limiter) InFlight() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.inflight
+}
+
+// Rate returns the pacer's rate in attempts per second, 0 while unpaced.
+func (l *Limiter) Rate() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rate
+}
+
+// pace waits for the attempt's turn at the pacer's rate. Waiting
+// attempts go in block order, lowest index first: a retried block, or
+// one that a slow response held back, goes before blocks listed after it,
+// so a reordering sink downstream waits as little as possible.
+func (l *Limiter) pace(ctx context.Context, index int64) error {
+	l.mu.Lock()
+	if l.rate <= 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	now := l.now()
+	if len(l.queue) == 0 && !l.slot.After(now) {
+		l.slot = now.Add(l.interval())
+		l.mu.Unlock()
+		return nil
+	}
+	w := &waiter{index: index, ch: make(chan struct{})}
+	heap.Push(&l.queue, w)
+	l.waited = true
+	if !l.armed {
+		l.armed = true
+		time.AfterFunc(l.slot.Sub(now), l.dispatch)
+	}
+	l.mu.Unlock()
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if w.granted {
+			return nil
+		}
+		w.canceled = true
+		return ctx.Err()
+	}
+}
+
+// dispatch lets the waiting attempts whose turns have come go, lowest
+// index first, and rearms itself for the next turn.
+func (l *Limiter) dispatch() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	for len(l.queue) > 0 && !l.slot.After(now) {
+		w := heap.Pop(&l.queue).(*waiter)
+		if w.canceled {
+			continue
+		}
+		w.granted = true
+		close(w.ch)
+		l.slot = l.slot.Add(l.interval())
+		if l.slot.Before(now) {
+			l.slot = now // the pacer fell behind: no catching up in a burst
+		}
+	}
+	if len(l.queue) == 0 {
+		l.armed = false
+		return
+	}
+	time.AfterFunc(l.slot.Sub(now), l.dispatch)
+}
+
+// interval is the pacer's spacing of attempts; l.mu is held.
+func (l *Limiter) interval() time.Duration {
+	if l.rate <= 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / l.rate)
+}
+
+// waiter is an attempt waiting for the pacer.
+type waiter struct {
+	index    int64
+	ch       chan struct{}
+	granted  bool
+	canceled bool
+}
+
+// waiters is a heap of waiting attempts, lowest block index first.
+type waiters []*waiter
+
+func (q waiters) Len() int           { return len(q) }
+func (q waiters) Less(i, j int) bool { return q[i].index < q[j].index }
+func (q waiters) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *waiters) Push(x any)        { *q = append(*q, x.(*waiter)) }
+func (q *waiters) Pop() any {
+	old := *q
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return w
 }
 
 func (l *Limiter) acquire(ctx context.Context) error {
@@ -78,10 +236,78 @@ func (l *Limiter) acquire(ctx context.Context) error {
 	}
 }
 
-func (l *Limiter) release(k Kind, ok bool, rtt time.Duration) {
+// measured returns the rate at which successes completed lately: over the
+// last minSpan, or the last minSamples successes if that span is longer.
+// ok is false with fewer than two successes to measure.
+func (l *Limiter) measured(now time.Time) (rate float64, ok bool) {
+	n := int(min(l.ok, ringSize))
+	from := now.Add(-minSpan).UnixNano()
+	count, first := 0, int64(0)
+	for i := 1; i <= n; i++ {
+		t := l.done[(l.ok-int64(i))%ringSize]
+		if t < from && count >= minSamples {
+			break
+		}
+		first = t
+		count++
+	}
+	span := now.UnixNano() - first
+	if count < 2 || span <= 0 {
+		return 0, false
+	}
+	return float64(count-1) / (float64(span) / float64(time.Second)), true
+}
+
+// delivered returns the successes completed in the last second, or over
+// the ring's span if it is shorter, per second.
+func (l *Limiter) delivered(now time.Time) float64 {
+	n := min(l.ok, ringSize)
+	from := now.Add(-time.Second).UnixNano()
+	count := int64(0)
+	oldest := now.UnixNano()
+	for i := int64(1); i <= n; i++ {
+		t := l.done[(l.ok-i)%ringSize]
+		if t < from {
+			break
+		}
+		oldest = t
+		count++
+	}
+	span := time.Second
+	if count == n && n == ringSize {
+		span = time.Duration(now.UnixNano() - oldest)
+	}
+	if span <= 0 {
+		return 0
+	}
+	return float64(count) / span.Seconds()
+}
+
+// estimate returns the quota from the latest throttle and the oldest one
+// between minSpan and maxSpan before it.
+func (l *Limiter) estimate() (float64, bool) {
+	last := l.thr[(l.nthr-1)%thrSize]
+	for i := int64(2); i <= min(l.nthr, thrSize); i++ {
+		m := l.thr[(l.nthr-i)%thrSize]
+		span := time.Duration(last.at - m.at)
+		if span > maxSpan {
+			break
+		}
+		if span >= minSpan && (i == min(l.nthr, thrSize) || time.Duration(last.at-l.thr[(l.nthr-i-1)%thrSize].at) > maxSpan) {
+			if last.ok-m.ok < minSamples {
+				return 0, false
+			}
+			return float64(last.ok-m.ok) / span.Seconds(), true
+		}
+	}
+	return 0, false
+}
+
+func (l *Limiter) release(k Kind, ok bool, start time.Time, rtt time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inflight--
+	now := l.now()
 	switch {
 	case ok:
 		if l.avgRTT == 0 {
@@ -89,22 +315,72 @@ func (l *Limiter) release(k Kind, ok bool, rtt time.Duration) {
 		} else {
 			l.avgRTT += time.Duration(rttWeight * float64(rtt-l.avgRTT))
 		}
+		l.done[l.ok%ringSize] = now.UnixNano()
+		l.ok++
+		if now.Sub(l.bestAt) >= bestEvery {
+			l.best = max(l.best, l.delivered(now))
+			l.bestAt = now
+		}
 		// Grow only while the window is in use: demand may be below it.
 		if l.inflight+1 >= int(l.limit) {
-			l.limit = min(l.max, l.limit+1/l.limit)
+			if l.slow {
+				l.limit = min(l.max, l.limit+1)
+			} else {
+				l.limit = min(l.max, l.limit+1/l.limit)
+			}
+		}
+		if l.rate > 0 && now.Sub(l.lastGrow) >= growEvery {
+			if l.waited {
+				g := fastGrowth
+				if l.quota > 0 && l.rate >= quotaShare*l.quota && l.rate < 1.05*l.quota {
+					g = slowGrowth
+				}
+				l.rate *= 1 + g*now.Sub(l.lastGrow).Seconds()
+			}
+			l.lastGrow, l.waited = now, false
 		}
 	case k == KindThrottle:
-		now := l.now()
-		if now.Sub(l.lastCut) >= max(l.avgRTT, time.Millisecond) {
-			l.limit = max(1, l.limit*cutFactor)
-			l.lastCut = now
+		l.slow = false
+		l.thr[l.nthr%thrSize] = mark{at: now.UnixNano(), ok: l.ok}
+		l.nthr++
+		q, known := l.estimate()
+		if known {
+			l.quota = q
 		}
+		fresh := start.After(l.lastCut) // attempts in flight at the last cut are old news
+		switch {
+		case known && (fresh || l.rate == 0 || quotaShare*q < l.rate):
+			l.rate = max(minRate, quotaShare*q)
+		case !fresh:
+		case l.rate == 0: // leaving slow start
+			// What completed lately, or what the window carried in a
+			// round trip, whichever is more: completions come in clumps
+			// while the window grows.
+			m, _ := l.measured(now)
+			m = max(m, float64(l.limit)/max(l.avgRTT.Seconds(), 0.001))
+			l.rate = max(minRate, cutShare*m)
+		case l.quota > 0: // an older estimate
+			l.rate = max(minRate, cutShare*min(l.rate, l.quota))
+		default: // a round trip after a cut, still above the quota
+			l.rate = max(minRate, l.rate/2)
+		}
+		// Throttles that are not the rate's doing (a busy account, a
+		// flaky service) would otherwise cut the rate again and again:
+		// never below half the best second so far.
+		l.rate = max(l.rate, l.best*bestShare)
+		if fresh {
+			l.lastCut = now
+			floor := windowSlack * l.rate * l.avgRTT.Seconds()
+			l.limit = max(1, min(l.limit, max(l.limit*cutFactor, floor)))
+		}
+		l.lastGrow, l.waited = now, false
 	}
 	close(l.wake)
 	l.wake = make(chan struct{})
 }
 
-// Limit wraps next so that each attempt holds one of l's slots.
+// Limit wraps next so that each attempt waits for the pacer and then holds
+// one of l's slots.
 func Limit(next Fetcher, l *Limiter) Fetcher { return &limited{next: next, l: l} }
 
 type limited struct {
@@ -113,12 +389,15 @@ type limited struct {
 }
 
 func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+	if err := f.l.pace(ctx, ref.Index); err != nil {
+		return Block{}, err
+	}
 	if err := f.l.acquire(ctx); err != nil {
 		return Block{}, err
 	}
 	start := f.l.now()
 	b, err := f.next.Fetch(ctx, ref, buf)
-	f.l.release(KindOf(err), err == nil, f.l.now().Sub(start))
+	f.l.release(KindOf(err), err == nil, start, f.l.now().Sub(start))
 	return b, err
 }
 
