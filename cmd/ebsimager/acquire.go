@@ -55,8 +55,9 @@ missing. With --image FILE, blocks go straight into a sparse raw image;
 with --image BASE.E01, into an E01 (blocks are put back in order within a
 window of 128 blocks, 64 MiB). Direct images do not resume.
 
-Concurrency adapts by itself: it grows while throughput grows and backs off
-when AWS throttles. --workers and --max-rate are hard caps.
+The request rate adapts by itself: requests are paced smoothly at 99% of
+the quota learned from the first throttles, and concurrency grows while
+throughput grows. --workers and --max-rate are hard caps.
 
 With --base BASE_DIR, the complete evidence directory of an earlier
 snapshot of the same volume (stored with the same --compress/--encrypt),
