@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/digest"
@@ -68,8 +69,9 @@ type ListedWriter struct {
 	err     error            // the first write or listing failure
 	stats   ListedStats
 
-	hashed  chan struct{} // closed when the hasher has returned
-	hashErr error         // why the hasher stopped short, read after hashed
+	hashed   chan struct{} // closed when the hasher has returned
+	hashErr  error         // why the hasher stopped short, read after hashed
+	hashedAt time.Time     // when the hasher returned, read after hashed (for benchmarks)
 }
 
 // ListedStats says how a ListedWriter's hasher got its bytes.
@@ -269,6 +271,7 @@ type step struct {
 // its end, or until the writer fails or is aborted.
 func (w *ListedWriter) hash() {
 	defer close(w.hashed)
+	defer func() { w.hashedAt = time.Now() }()
 	r := w.segs.reader()
 	var buf []byte // for reading blocks back, made on first use
 	for {
