@@ -15,9 +15,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
+	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
@@ -45,15 +47,19 @@ func newAcquireCommand(aws *awsOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "acquire SNAPSHOT (--out DIR | --image FILE)",
 		Short: "Fetch every block of a snapshot, verified, into an evidence directory or a raw image",
-		Long: `Fetch every listed block of SNAPSHOT. Each block is checked against the
+		Long: fmt.Sprintf(`Fetch every listed block of SNAPSHOT. Each block is checked against the
 SHA-256 AWS served it with before any byte of it is written.
 
 With --out DIR, blocks are kept as an evidence directory: one file per block
 under the original tool's name, a journal, and when complete a manifest.
 Running the same command again after any interruption fetches only what is
-missing. With --image FILE, blocks go straight into a sparse raw image;
-with --image BASE.E01, into an E01 (blocks are put back in order within a
-window of 128 blocks, 64 MiB). Direct images do not resume.
+missing. With --image FILE, blocks go straight into a sparse raw image,
+each written as it arrives, and the image is hashed in block order while
+they do (from copies of at most %d blocks, %d MiB; a block that arrives
+when more are waiting is read back from the image instead): no second
+pass over the image is needed at the end. With --image BASE.E01, blocks go
+into an E01 (put back in order within a window of 128 blocks, 64 MiB).
+Direct images do not resume.
 
 The request rate adapts by itself: requests are paced smoothly at 99% of
 the quota learned from the first throttles, and concurrency grows while
@@ -64,7 +70,7 @@ snapshot of the same volume (stored with the same --compress/--encrypt),
 only the blocks ListChangedBlocks reports between the two snapshots are
 fetched; every other block is taken from the base, hard-linked (copied
 with --copy-base, or when linking fails). The result is a complete
-evidence directory of SNAPSHOT.`,
+evidence directory of SNAPSHOT.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (o.out == "") == (o.image == "") {
@@ -101,7 +107,7 @@ evidence directory of SNAPSHOT.`,
 	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
 	f.Float64Var(&o.maxRate, "max-rate", 0, "most blocks per second (default: no cap)")
 	f.IntVar(&o.maxAttempts, "max-attempts", 10, "attempts per block before it counts as failed (throttling aside)")
-	f.StringVar(&o.hashes, "hash", "md5,sha1,sha256", "with --image FILE: whole-image hashes to compute when it is complete, or none")
+	f.StringVar(&o.hashes, "hash", "md5,sha1,sha256", "with --image FILE: whole-image hashes to compute while it is written, or none")
 	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot, or an existing image")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
@@ -191,7 +197,6 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	var (
 		st   *store.Store
 		sink imageSink
-		e01  *e01Sink
 	)
 	started := time.Now()
 	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), started))
@@ -207,7 +212,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 				if err != nil {
 					return nil, err
 				}
-				sink, e01 = s, s
+				sink = s
 				return s, nil
 			}
 			if o.image != "" {
@@ -232,8 +237,12 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 			return s, err
 		},
 	}
+	if o.image != "" {
+		// Both images keep the blocks in order: an E01 writes them so, a
+		// raw image hashes them so.
+		opts.Listed = func(i int64) { sink.Listed(i) }
+	}
 	if isE01(o.image) {
-		opts.Listed = func(i int64) { e01.Listed(i) }
 		opts.FailFast = true // an E01 stream cannot be completed later
 	}
 	if inc != nil {

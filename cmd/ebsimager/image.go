@@ -84,17 +84,21 @@ func checkOutput(in *outfile.Inputs, path string, force bool) error {
 }
 
 // imageSink is where acquire --image puts blocks: straight into an image.
+// Listed is told each block to come, in ascending order, before any
+// worker fetches it (acquire.Options.Listed).
 type imageSink interface {
 	Has(index int64) bool
 	Put(index int64, sum block.Sum, data []byte) error
+	Listed(index int64)
 	Close() (map[string]string, error)
 	Abort() error
 }
 
-// rawSink writes blocks into a sparse raw image in arrival order; the
-// image's hashes are computed when it is closed.
+// rawSink writes blocks into a sparse raw image as they arrive; the image
+// is hashed in order while they do (raw.ListedWriter), within
+// raw.DefaultWindow block copies.
 type rawSink struct {
-	w    *raw.RandomWriter
+	w    *raw.ListedWriter
 	lock *dirlock.Lock
 }
 
@@ -106,7 +110,7 @@ func openImageSink(path string, info ebs.Info, force bool, hashes []string) (ima
 	if err != nil {
 		return nil, err
 	}
-	w, err := raw.CreateRandom(path, size, raw.Options{Hashes: hashes, Force: force})
+	w, err := raw.CreateListed(path, size, raw.Options{Hashes: hashes, Force: force}, raw.DefaultWindow)
 	if err != nil {
 		lock.Release()
 		return nil, err
@@ -117,6 +121,10 @@ func openImageSink(path string, info ebs.Info, force bool, hashes []string) (ima
 // Has is always false: a direct image is not resumable (an evidence
 // directory is), so every block is fetched.
 func (rawSink) Has(int64) bool { return false }
+
+// Listed ignores the error of a bad listing: the writer keeps it, and
+// Put and Close return it.
+func (s rawSink) Listed(index int64) { s.w.Listed(index) }
 
 func (s rawSink) Put(index int64, _ block.Sum, data []byte) error {
 	return s.w.WriteBlockAt(index, data)
