@@ -61,7 +61,7 @@ pass over the image is needed at the end. With --image BASE.E01, blocks go
 into an E01 (put back in order within a window of 128 blocks, 64 MiB).
 Direct images do not resume.
 
-The request rate adapts by itself: requests are paced smoothly at 99% of
+The request rate adapts by itself: requests are paced smoothly at 99%% of
 the quota learned from the first throttles, and concurrency grows while
 throughput grows. --workers and --max-rate are hard caps.
 
