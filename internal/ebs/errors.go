@@ -25,7 +25,7 @@ const (
 	// truncated bodies: retried with backoff.
 	KindTransient
 	// KindThrottle is RequestThrottledException or ThrottlingException:
-	// retried with backoff, and the concurrency limit shrinks.
+	// retried with backoff, and the limiter slows down (see Limiter).
 	KindThrottle
 	// KindCorrupt is a body that failed verification: retried.
 	KindCorrupt

@@ -2,8 +2,10 @@ package ebs
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,3 +62,151 @@ func TestCheckRate(t *testing.T) {
 		}
 	}
 }
+
+// fakeClock is a settable clock for the limiter's decisions.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time        { return c.t }
+func (c *fakeClock) add(d time.Duration)   { c.t = c.t.Add(d) }
+func newTestLimiter(c *fakeClock) *Limiter { l := NewLimiter(128); l.now = c.now; return l }
+func (l *Limiter) succeed(rtt time.Duration) {
+	l.inflight++
+	l.release(KindOther, true, l.now().Add(-rtt), rtt)
+}
+func (l *Limiter) throttled(start time.Time) { l.inflight++; l.release(KindThrottle, false, start, 0) }
+
+// Between two throttles the successes that completed are what the bucket
+// refilled: 100 successes in 200 ms is a quota of 500/s, paced at 99%.
+func TestLimiterEstimatesQuotaBetweenThrottles(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	l := newTestLimiter(c)
+	for range 40 { // slow start: 40 successes 1 ms apart
+		c.add(time.Millisecond)
+		l.succeed(20 * time.Millisecond)
+	}
+	if l.Rate() != 0 {
+		t.Fatalf("paced at %v before any throttle", l.Rate())
+	}
+	l.throttled(c.t.Add(-20 * time.Millisecond)) // leaving slow start: no estimate yet
+	first := l.Rate()
+	if first <= 0 {
+		t.Fatal("the first throttle did not start the pacer")
+	}
+	for range 100 {
+		c.add(2 * time.Millisecond)
+		l.succeed(20 * time.Millisecond)
+	}
+	l.throttled(c.t.Add(-20 * time.Millisecond))
+	if got, want := l.Rate(), 0.99*100/0.2; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("rate %v after 100 successes between throttles 200 ms apart, want %v", got, want)
+	}
+	if got := l.quota; math.Abs(got-500) > 1e-9 {
+		t.Fatalf("estimated quota %v, want 500", got)
+	}
+}
+
+// A throttle whose attempt started before the last cut is old news: it
+// cuts neither the rate nor the window.
+func TestLimiterIgnoresThrottlesFromBeforeTheCut(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	l := newTestLimiter(c)
+	for range 40 {
+		c.add(time.Millisecond)
+		l.succeed(20 * time.Millisecond)
+	}
+	early := c.t.Add(-20 * time.Millisecond)
+	l.throttled(early)
+	rate, limit := l.Rate(), l.Limit()
+	c.add(time.Millisecond)
+	l.throttled(early) // in flight at the cut
+	if l.Rate() != rate || l.Limit() != limit {
+		t.Fatalf("an old throttle cut the rate %v → %v, the window %d → %d", rate, l.Rate(), limit, l.Limit())
+	}
+	c.add(time.Millisecond)
+	l.throttled(c.t) // started after the cut, still no estimate (2 ms apart): halve
+	if got := l.Rate(); math.Abs(got-rate/2) > 1e-9 {
+		t.Fatalf("rate %v after a fresh throttle a round trip after the cut, want %v", got, rate/2)
+	}
+}
+
+// Throttles that are not the rate's doing never cut below half the best
+// second so far.
+func TestLimiterFloorsAtHalfTheBestSecond(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	l := newTestLimiter(c)
+	for range 1000 { // a second at 1,000/s
+		c.add(time.Millisecond)
+		l.succeed(10 * time.Millisecond)
+	}
+	for range 50 { // throttled again and again, each a round trip after the last cut
+		c.add(20 * time.Millisecond)
+		l.throttled(c.t)
+	}
+	if got := l.Rate(); got < 0.5*l.best || l.best < 900 {
+		t.Fatalf("rate %v, best second %v: cut below half the best", got, l.best)
+	}
+}
+
+// Waiting attempts go lowest block index first.
+func TestPacerGoesLowestIndexFirst(t *testing.T) {
+	l := NewLimiter(128)
+	l.mu.Lock()
+	l.rate = 200 // 5 ms apart
+	l.slot = time.Now().Add(50 * time.Millisecond)
+	l.mu.Unlock()
+	var (
+		mu    sync.Mutex
+		order []int64
+		wg    sync.WaitGroup
+	)
+	indexes := []int64{9, 3, 7, 1, 5}
+	for i, idx := range indexes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.pace(context.Background(), idx); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			order = append(order, idx)
+			mu.Unlock()
+		}()
+		for { // queue them one by one, in this order
+			l.mu.Lock()
+			n := len(l.queue)
+			l.mu.Unlock()
+			if n == i+1 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	if fmt.Sprint(order) != "[1 3 5 7 9]" {
+		t.Fatalf("paced in order %v, want [1 3 5 7 9]", order)
+	}
+}
+
+// A canceled waiter leaves the queue and the others still go.
+func TestPacerCancel(t *testing.T) {
+	l := NewLimiter(128)
+	l.mu.Lock()
+	l.rate = 100
+	l.slot = time.Now().Add(30 * time.Millisecond)
+	l.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- l.pace(ctx, 1) }()
+	for l.queueLen() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("a canceled wait returned no error")
+	}
+	if err := l.pace(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (l *Limiter) queueLen() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.queue) }
