@@ -64,11 +64,11 @@ func (*osFS) Append(path string) (file, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 }
 
-func (*osFS) Mkdir(path string) error        { return os.Mkdir(path, 0o700) }
-func (*osFS) Rename(from, to string) error   { return os.Rename(from, to) }
-func (*osFS) Remove(path string) error       { return os.Remove(path) }
-func (*osFS) SyncDir(path string) error      { return atomicfile.SyncDir(path) }
-func (fs *osFS) SyncAll() error              { return syncAll(fs.all) }
+func (*osFS) Mkdir(path string) error      { return os.Mkdir(path, 0o700) }
+func (*osFS) Rename(from, to string) error { return os.Rename(from, to) }
+func (*osFS) Remove(path string) error     { return os.Remove(path) }
+func (*osFS) SyncDir(path string) error    { return atomicfile.SyncDir(path) }
+func (fs *osFS) SyncAll() error            { return syncAll(fs.all) }
 func (fs *osFS) Close() error {
 	if fs.all == nil {
 		return nil
