@@ -93,6 +93,11 @@ type Options struct {
 	// files the store did not write.
 	Force bool
 	Form  Form
+
+	// fs, when set (by tests), replaces the real file system for block
+	// files and journals, with syncAll saying how batches are synced.
+	fs      fileSystem
+	syncAll bool
 }
 
 // Store is an evidence directory open for writing.
@@ -192,8 +197,12 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	s := &Store{dir: dir, meta: meta, form: o.Form, leaves: map[string]bool{}, unsynced: map[string]bool{}, replaced: replaced,
 		done: make([]uint64, (block.Slots(meta.VolumeSizeGiB)+63)/64)}
 	s.commits.init()
-	osfs := newOSFS(dir)
-	s.fs, s.syncAll = osfs, osfs.all != nil
+	if o.fs != nil {
+		s.fs, s.syncAll = o.fs, o.syncAll
+	} else {
+		osfs := newOSFS(dir)
+		s.fs, s.syncAll = osfs, osfs.all != nil
+	}
 	opened := false
 	defer func() {
 		if !opened {
