@@ -143,17 +143,14 @@ func (s *Store) commit(p *pending) error {
 
 // commitBatch makes a batch durable, in this order: the blocks' bytes
 // and temporary names; then their journal lines; then their final names.
-// A failure before the journal lines are durable removes the batch's
-// temporary files; after, it leaves them for the next run to rename
-// (scan), since their lines already vouch for them.
+// A failure removes the temporary files not yet renamed: a journal line
+// that names no file is ignored by the next run, which fetches the block
+// again.
 func (s *Store) commitBatch(b []*pending) error {
-	journaled := false
 	renamed := 0
 	fail := func(err error) error {
-		if !journaled {
-			for _, p := range b[renamed:] {
-				s.fs.Remove(p.tmp)
-			}
+		for _, p := range b[renamed:] {
+			s.fs.Remove(p.tmp)
 		}
 		return err
 	}
@@ -176,7 +173,6 @@ func (s *Store) commitBatch(b []*pending) error {
 	if err := s.journalBatch(b); err != nil {
 		return fail(err)
 	}
-	journaled = true
 	for i, p := range b {
 		if err := s.fs.Rename(p.tmp, p.final); err != nil {
 			return fail(fmt.Errorf("storing block %d: %w", p.index, err))
