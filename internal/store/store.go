@@ -676,8 +676,27 @@ func (s *Store) scan() error {
 		defer c.close()
 		cur = c
 	}
+	var dev uint64
+	if s.syncAll {
+		d, err := device(s.dir)
+		if err != nil {
+			return err
+		}
+		dev = d
+	}
 	return s.eachLeaf(func(leaf string) error {
 		s.leaves[leaf] = true
+		if s.syncAll {
+			// syncfs syncs the evidence directory's file system only: a
+			// leaf (or its parent) mounted from another one is synced
+			// file by file.
+			for _, d := range []string{filepath.Dir(filepath.Dir(leaf)), filepath.Dir(leaf), leaf} {
+				if d2, err := device(filepath.Join(s.dir, d)); err != nil || d2 != dev {
+					s.syncAll = false
+					break
+				}
+			}
+		}
 		if err := trimJournal(filepath.Join(s.dir, leaf, journalName)); err != nil {
 			return err
 		}

@@ -46,3 +46,12 @@ func syncAll(d *os.File) error {
 	}
 	return nil
 }
+
+// device returns the ID of the file system holding path.
+func device(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return st.Dev, nil
+}
