@@ -8,12 +8,14 @@ import (
 )
 
 // Group commit. Put writes its block to a temporary name beside the
-// final one and queues it; one Put at a time, the leader, commits the
-// queue as a batch: it makes the blocks' bytes durable together (one
+// final one and queues it; a Put that leads a batch commits it with the
+// blocks queued meanwhile: it makes their bytes durable together (one
 // syncfs, or the writers' own fsyncs and one directory sync per leaf),
 // then appends and syncs their journal lines, then renames them into
 // place. Every Put in the batch returns only once its block is durable
-// and journaled. The durability argument is in DESIGN.md.
+// and journaled. Batches are independent (a journal line stands for its
+// block alone), so two may commit at once. The durability argument is in
+// DESIGN.md.
 const (
 	// batchMax bounds a batch: 64 blocks of 512 KiB are 32 MiB to write
 	// back per sync.
@@ -22,6 +24,9 @@ const (
 	// writing their block, to commit them in the same batch. A leader
 	// with no such Put commits at once.
 	batchWait = time.Millisecond
+	// leaders is how many batches may commit at once: while one waits
+	// for its sync, the next is journaled and renamed, or synced too.
+	leaders = 2
 )
 
 // pending is a block written to its temporary name, waiting for its batch.
@@ -43,10 +48,10 @@ type outcome struct {
 type committer struct {
 	mu      sync.Mutex
 	cond    sync.Cond
-	queue   []*pending
-	busy    bool  // a leader is committing
-	writing int   // Puts writing their block, not yet queued
-	err     error // the first failure: every later Put fails with it
+	queue   []*pending // waiting Puts, none of them leading
+	active  int        // leaders committing
+	writing int        // Puts writing their block, not yet queued
+	err     error      // the first failure: every later Put fails with it
 }
 
 func (c *committer) init() { c.cond.L = &c.mu }
@@ -74,31 +79,33 @@ func (c *committer) failed() error {
 }
 
 // commit queues p (whose writer called begin) and returns once its batch
-// is committed, or failed.
+// is committed, or failed. Up to leaders batches commit at once: a Put
+// that finds fewer leads its own batch, the others wait in the queue to
+// be taken into a batch, or to be handed the lead when one ends.
 func (s *Store) commit(p *pending) error {
 	c := &s.commits
 	p.done = make(chan outcome, 1)
 	c.mu.Lock()
 	c.writing--
+	c.cond.Broadcast()
 	if err := c.err; err != nil {
-		c.cond.Broadcast()
 		c.mu.Unlock()
 		s.fs.Remove(p.tmp)
 		return err
 	}
-	c.queue = append(c.queue, p)
-	c.cond.Broadcast()
-	if c.busy {
+	if c.active < leaders {
+		c.active++
+	} else {
+		c.queue = append(c.queue, p)
 		c.mu.Unlock()
 		if o := <-p.done; !o.lead {
 			return o.err
 		}
 		c.mu.Lock()
-	} else {
-		c.busy = true
 	}
-	// p leads, and is first in the queue.
-	if len(c.queue) < batchMax && c.writing > 0 {
+	// p leads a batch: itself, the queue's first, and the Puts still
+	// writing if they come within batchWait.
+	if len(c.queue)+1 < batchMax && c.writing > 0 {
 		expired := false
 		t := time.AfterFunc(batchWait, func() {
 			c.mu.Lock()
@@ -106,13 +113,13 @@ func (s *Store) commit(p *pending) error {
 			c.cond.Broadcast()
 			c.mu.Unlock()
 		})
-		for !expired && len(c.queue) < batchMax && c.writing > 0 {
+		for !expired && len(c.queue)+1 < batchMax && c.writing > 0 {
 			c.cond.Wait()
 		}
 		t.Stop()
 	}
-	n := min(len(c.queue), batchMax)
-	batch := append([]*pending(nil), c.queue[:n]...)
+	n := min(len(c.queue), batchMax-1)
+	batch := append([]*pending{p}, c.queue[:n]...)
 	c.queue = append(c.queue[:0], c.queue[n:]...)
 	err := c.err
 	c.mu.Unlock()
@@ -129,10 +136,12 @@ func (s *Store) commit(p *pending) error {
 	if err != nil && c.err == nil {
 		c.err = err
 	}
-	if len(c.queue) > 0 {
-		c.queue[0].done <- outcome{lead: true}
-	} else {
-		c.busy = false
+	c.active--
+	for c.active < leaders && len(c.queue) > 0 {
+		q := c.queue[0]
+		c.queue = c.queue[1:]
+		c.active++
+		q.done <- outcome{lead: true}
 	}
 	c.mu.Unlock()
 	for _, q := range batch[1:] {
