@@ -1,8 +1,11 @@
 package store
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -198,28 +201,46 @@ func (s *Store) commitBatch(b []*pending) error {
 }
 
 // journalBatch appends the batch's lines to their leaves' journals, one
-// write per leaf, and syncs each journal after its write.
+// write per leaf, and, for sealed forms, syncs the journals before the
+// blocks take their final names: a sealed file that a crash left under
+// its final name without its line could not be checked, and would be set
+// aside. A plain file needs no line (its name holds its SHA-256), so its
+// journal is synced by the next batch's syncfs, or by Close. The syncs
+// run outside s.mu, so that Puts and Has do not wait for them.
 func (s *Store) journalBatch(b []*pending) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for start := 0; start < len(b); {
-		leaf := b[start].leaf
-		var buf []byte
-		end := start
-		for ; end < len(b) && b[end].leaf == leaf; end++ {
-			buf = append(buf, b[end].line...)
+	var toSync []*journal
+	err := func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for start := 0; start < len(b); {
+			leaf := b[start].leaf
+			var buf []byte
+			end := start
+			for ; end < len(b) && b[end].leaf == leaf; end++ {
+				buf = append(buf, b[end].line...)
+			}
+			j, err := s.journal(leaf)
+			if err != nil {
+				return err
+			}
+			if _, err := j.f.Write(buf); err != nil {
+				return fmt.Errorf("journaling blocks %d to %d: %w", b[start].index, b[end-1].index, err)
+			}
+			if !s.form.plain() && !slices.Contains(toSync, j) {
+				toSync = append(toSync, j)
+			}
+			start = end
 		}
-		j, err := s.journal(leaf)
-		if err != nil {
-			return err
+		return nil
+	}()
+	if err != nil {
+		return err
+	}
+	for _, j := range toSync {
+		// A journal closed meanwhile (see journal) was synced first.
+		if err := j.f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+			return fmt.Errorf("journaling blocks %d to %d: %w", b[0].index, b[len(b)-1].index, err)
 		}
-		if _, err := j.f.Write(buf); err != nil {
-			return fmt.Errorf("journaling blocks %d to %d: %w", b[start].index, b[end-1].index, err)
-		}
-		if err := j.f.Sync(); err != nil {
-			return fmt.Errorf("journaling blocks %d to %d: %w", b[start].index, b[end-1].index, err)
-		}
-		start = end
 	}
 	return nil
 }
