@@ -16,10 +16,6 @@ import (
 type fileSystem interface {
 	// Create creates path (0600), which must not exist.
 	Create(path string) (file, error)
-	// CreateDirect is Create for writes that bypass the page cache
-	// (O_DIRECT): whole aligned blocks only. errNoDirect when the system
-	// or the file system cannot.
-	CreateDirect(path string) (file, error)
 	// Append opens path for appending, creating it (0600).
 	Append(path string) (file, error)
 	// Mkdir creates the directory path (0700).
@@ -64,8 +60,6 @@ func (*osFS) Create(path string) (file, error) {
 	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
-func (*osFS) CreateDirect(path string) (file, error) { return createDirect(path) }
-
 func (*osFS) Append(path string) (file, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 }
@@ -107,7 +101,3 @@ func mkdirAll(fs fileSystem, dir string) error {
 	}
 	return fs.SyncDir(parent)
 }
-
-// errNoDirect says that direct writes are unavailable: Put writes
-// through the page cache instead.
-var errNoDirect = errors.New("direct writes are not available here")

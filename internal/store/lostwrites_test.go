@@ -152,8 +152,6 @@ func (c *crashFS) Create(path string) (file, error) {
 	return &crashFile{c: c, f: f, n: n}, nil
 }
 
-func (c *crashFS) CreateDirect(path string) (file, error) { return c.Create(path) }
-
 func (c *crashFS) Append(path string) (file, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

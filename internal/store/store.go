@@ -16,10 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
@@ -127,10 +124,9 @@ type Store struct {
 	// fs is where block files and journals are written; syncAll says
 	// that a batch is made durable by fs.SyncAll rather than by each
 	// writer's fsync (see commit.go).
-	fs       fileSystem
-	syncAll  bool
-	noDirect atomic.Bool // the file system refused a direct write
-	commits  committer
+	fs      fileSystem
+	syncAll bool
+	commits committer
 }
 
 type journal struct {
@@ -435,11 +431,7 @@ func (s *Store) prepare(index int64, sum block.Sum, data []byte) (*pending, erro
 	rel := s.Name(index, sum)
 	final := filepath.Join(s.dir, rel)
 	tmp := filepath.Join(filepath.Dir(final), tempPrefix+filepath.Base(final))
-	size, stored, err := s.writeTemp(tmp, data, s.form.plain() && !s.noDirect.Load() && aligned(data))
-	if errors.Is(err, errNoDirect) {
-		s.noDirect.Store(true)
-		size, stored, err = s.writeTemp(tmp, data, false)
-	}
+	size, stored, err := s.writeTemp(tmp, data)
 	if err != nil {
 		return nil, err
 	}
@@ -458,33 +450,20 @@ func (s *Store) prepare(index int64, sum block.Sum, data []byte) (*pending, erro
 	return &pending{index: index, leaf: leaf, tmp: tmp, final: final, line: append(line, '\n')}, nil
 }
 
-// writeTemp writes data, sealed, to the temporary file tmp, direct to
-// the disk (O_DIRECT) when direct is set. It returns errNoDirect,
-// having removed tmp, when the system refuses a direct write.
-func (s *Store) writeTemp(tmp string, data []byte, direct bool) (int64, block.Sum, error) {
-	create := s.fs.Create
-	if direct {
-		create = s.fs.CreateDirect
-	}
-	f, err := create(tmp)
+// writeTemp writes data, sealed, to the temporary file tmp; with no
+// syncfs, it fsyncs the file too.
+func (s *Store) writeTemp(tmp string, data []byte) (int64, block.Sum, error) {
+	f, err := s.fs.Create(tmp)
 	if errors.Is(err, fs.ErrExist) { // left by an earlier failed Put of this block
 		s.fs.Remove(tmp)
-		f, err = create(tmp)
+		f, err = s.fs.Create(tmp)
 	}
 	if err != nil {
 		return 0, block.Sum{}, err
 	}
 	size, stored, err := s.seal(f, data)
-	if direct && errors.Is(err, syscall.EINVAL) {
-		err = errNoDirect // an alignment the disk needs, larger than ours
-	}
-	if err == nil {
-		switch {
-		case !s.syncAll:
-			err = f.Sync()
-		case !direct:
-			startWriteback(f)
-		}
+	if err == nil && !s.syncAll {
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -494,14 +473,6 @@ func (s *Store) writeTemp(tmp string, data []byte, direct bool) (int64, block.Su
 		return 0, block.Sum{}, err
 	}
 	return size, stored, nil
-}
-
-// directAlign is the alignment of a direct write's buffer and length:
-// 4 KiB, the largest logical block size of common disks.
-const directAlign = 4096
-
-func aligned(p []byte) bool {
-	return len(p) > 0 && len(p)%directAlign == 0 && uintptr(unsafe.Pointer(unsafe.SliceData(p)))%directAlign == 0
 }
 
 // record appends e to the journal of leaf and marks its block stored.

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"errors"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,34 +54,4 @@ func device(path string) (uint64, error) {
 		return 0, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	return st.Dev, nil
-}
-
-// startWriteback asks the kernel to start writing f's dirty pages now,
-// without waiting, so that the batch's syncfs finds most of them written.
-// It is only a hint: durability, and any write error, come from syncfs.
-func startWriteback(f file) {
-	c, ok := f.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	rc.Control(func(fd uintptr) {
-		unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	})
-}
-
-// createDirect creates path for O_DIRECT writes, or returns errNoDirect
-// when the file system refuses them.
-func createDirect(path string) (file, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o600)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-		return nil, errNoDirect
-	}
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
 }

@@ -12,7 +12,3 @@ func syncAll(*os.File) error { return errNoSyncAll }
 
 // device is not needed where syncAll never works.
 func device(string) (uint64, error) { return 0, nil }
-
-func startWriteback(file) {}
-
-func createDirect(string) (file, error) { return nil, errNoDirect }
