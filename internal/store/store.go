@@ -141,7 +141,9 @@ type journal struct {
 // not the source of truth), a file that does not verify is moved aside
 // into .unverified/ and fetched again, and the manifest of complete
 // evidence stays in place until Finish decides whether it must change.
-// Only temporary files are removed.
+// Only temporary files are removed, but for those a journal line vouches
+// for: a group commit that journaled them was cut short before renaming
+// them, and they are renamed into place once they verify.
 func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if o.Form.Codec == "" {
 		o.Form = Plain
@@ -675,7 +677,9 @@ func (s *Store) Replaced() *Replaced { return s.replaced }
 // manifest that lists it (sealed blocks, which cannot be checked without
 // the key otherwise). A file that verifies without a journal line is
 // journaled again; one that does not verify is moved into .unverified/.
-// Only temporary files are removed.
+// A temporary file whose journal line names its final name, free, and
+// whose bytes match the line, is renamed into place; other temporary
+// files are removed.
 func (s *Store) scan() error {
 	var cur *entryCursor
 	if s.prior != nil && !s.form.plain() {
