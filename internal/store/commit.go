@@ -14,9 +14,9 @@ import (
 // final one and queues it; a Put that leads a batch commits it with the
 // blocks queued meanwhile: it makes their bytes durable together (one
 // syncfs, or the writers' own fsyncs and one directory sync per leaf),
-// then appends and syncs their journal lines, then renames them into
-// place. Every Put in the batch returns only once its block is durable
-// and journaled. Batches are independent (a journal line stands for its
+// then appends their journal lines (synced at once for sealed forms; see
+// journalBatch), then renames them into place. Every Put in the batch
+// returns only once its block is durable and journaled. Batches are independent (a journal line stands for its
 // block alone), so two may commit at once. The durability argument is in
 // DESIGN.md.
 const (
