@@ -15,8 +15,12 @@
 //	DIR/.unverified/...          files a rerun could not verify, set aside (never deleted)
 //	DIR/.ebsimager.lock          the directory lock, while a process writes (package dirlock)
 //
-// Every file is written to a temporary name in its final directory,
-// fsynced, and renamed; nothing half-written ever carries a final name.
+// Every file is written to a temporary name in its final directory, made
+// durable, and renamed; nothing half-written ever carries a final name.
+// Block files are committed in groups (commit.go): a batch's bytes are
+// made durable together (syncfs where it reports write errors, else
+// fsync per file), then journaled, then renamed; a journal line never
+// names bytes that are not durable.
 //
 // A rerun never deletes evidence that verifies: the journals only speed
 // up resuming, every kept block file is checked against its SHA-256

@@ -93,6 +93,11 @@ type Options struct {
 	// files the store did not write.
 	Force bool
 	Form  Form
+
+	// fs, when set (by tests), replaces the real file system for block
+	// files and journals, with syncAll saying how batches are synced.
+	fs      fileSystem
+	syncAll bool
 }
 
 // Store is an evidence directory open for writing.
@@ -112,11 +117,21 @@ type Store struct {
 	resumed  int64
 	leaves   map[string]bool
 	journals []*journal // most recently used last
+	// unsynced holds the leaves with renames not yet known durable;
+	// Close makes them durable before a manifest can name them.
+	unsynced map[string]bool
+
+	// fs is where block files and journals are written; syncAll says
+	// that a batch is made durable by fs.SyncAll rather than by each
+	// writer's fsync (see commit.go).
+	fs      fileSystem
+	syncAll bool
+	commits committer
 }
 
 type journal struct {
 	leaf string
-	f    *os.File
+	f    file
 }
 
 // Create opens dir for an acquisition of meta.SnapshotID, creating it
@@ -126,7 +141,9 @@ type journal struct {
 // not the source of truth), a file that does not verify is moved aside
 // into .unverified/ and fetched again, and the manifest of complete
 // evidence stays in place until Finish decides whether it must change.
-// Only temporary files are removed.
+// Only temporary files are removed, but for those a journal line vouches
+// for: a group commit that journaled them was cut short before renaming
+// them, and they are renamed into place once they verify.
 func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if o.Form.Codec == "" {
 		o.Form = Plain
@@ -179,8 +196,21 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if meta.CreatedAt.IsZero() {
 		meta.CreatedAt = time.Now().UTC()
 	}
-	s := &Store{dir: dir, meta: meta, form: o.Form, leaves: map[string]bool{}, replaced: replaced,
+	s := &Store{dir: dir, meta: meta, form: o.Form, leaves: map[string]bool{}, unsynced: map[string]bool{}, replaced: replaced,
 		done: make([]uint64, (block.Slots(meta.VolumeSizeGiB)+63)/64)}
+	s.commits.init()
+	if o.fs != nil {
+		s.fs, s.syncAll = o.fs, o.syncAll
+	} else {
+		osfs := newOSFS(dir)
+		s.fs, s.syncAll = osfs, osfs.all != nil
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			s.Close()
+		}
+	}()
 	if resuming {
 		// Complete evidence is never rewritten: its evidence.json stays
 		// as it is, and so does its manifest unless the blocks changed.
@@ -197,6 +227,7 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if err := s.scan(); err != nil {
 		return nil, err
 	}
+	opened = true
 	return s, nil
 }
 
@@ -372,30 +403,78 @@ func (s *Store) Name(index int64, sum block.Sum) string {
 	})+s.form.Suffix)
 }
 
-// Put stores a verified block: written under a temporary name, fsynced,
-// renamed, then journaled. data must hash to sum; the caller verified it.
+// Put stores a verified block: written under a temporary name, made
+// durable, journaled and renamed, together with the blocks other Puts
+// store meanwhile (see commit.go). It returns once the block is durable
+// and journaled. data must hash to sum; the caller verified it.
 func (s *Store) Put(index int64, sum block.Sum, data []byte) error {
 	if index < 0 || index >= block.Slots(s.meta.VolumeSizeGiB) {
 		return fmt.Errorf("storing block %d: beyond the %d GiB volume", index, s.meta.VolumeSizeGiB)
 	}
-	leaf := LeafDir(index)
-	if err := s.ensureLeaf(leaf); err != nil {
-		return err
-	}
-	rel := s.Name(index, sum)
-	e := manifest.Entry{Type: "block", Index: index, SHA256: sum.Hex(), Length: len(data), Name: filepath.ToSlash(rel),
-		Codec: s.form.Codec, Encryption: s.form.Encryption}
-	size, stored, err := s.writeFile(rel, data)
+	s.commits.begin()
+	p, err := s.prepare(index, sum, data)
 	if err != nil {
+		s.commits.end()
 		return fmt.Errorf("storing block %d: %w", index, err)
 	}
-	e.Size = size
+	return s.commit(p)
+}
+
+// prepare writes block index to its temporary name and returns it ready
+// to commit.
+func (s *Store) prepare(index int64, sum block.Sum, data []byte) (*pending, error) {
+	if err := s.commits.failed(); err != nil {
+		return nil, err
+	}
+	leaf := LeafDir(index)
+	if err := s.ensureLeaf(leaf); err != nil {
+		return nil, err
+	}
+	rel := s.Name(index, sum)
+	final := filepath.Join(s.dir, rel)
+	tmp := filepath.Join(filepath.Dir(final), tempPrefix+filepath.Base(final))
+	size, stored, err := s.writeTemp(tmp, data)
+	if err != nil {
+		return nil, err
+	}
+	e := manifest.Entry{Type: "block", Index: index, SHA256: sum.Hex(), Length: len(data), Name: filepath.ToSlash(rel),
+		Size: size, Codec: s.form.Codec, Encryption: s.form.Encryption}
 	if s.form.plain() {
-		e.StoredSHA256 = sum.Hex()
+		e.StoredSHA256 = e.SHA256
 	} else {
 		e.StoredSHA256 = stored.Hex()
 	}
-	return s.record(leaf, e)
+	line, err := json.Marshal(e)
+	if err != nil {
+		s.fs.Remove(tmp)
+		return nil, err
+	}
+	return &pending{index: index, leaf: leaf, tmp: tmp, final: final, line: append(line, '\n')}, nil
+}
+
+// writeTemp writes data, sealed, to the temporary file tmp; with no
+// syncfs, it fsyncs the file too.
+func (s *Store) writeTemp(tmp string, data []byte) (int64, block.Sum, error) {
+	f, err := s.fs.Create(tmp)
+	if errors.Is(err, fs.ErrExist) { // left by an earlier failed Put of this block
+		s.fs.Remove(tmp)
+		f, err = s.fs.Create(tmp)
+	}
+	if err != nil {
+		return 0, block.Sum{}, err
+	}
+	size, stored, err := s.seal(f, data)
+	if err == nil && !s.syncAll {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.fs.Remove(tmp)
+		return 0, block.Sum{}, err
+	}
+	return size, stored, nil
 }
 
 // record appends e to the journal of leaf and marks its block stored.
@@ -414,11 +493,37 @@ func (s *Store) record(leaf string, e manifest.Entry) error {
 		return fmt.Errorf("journaling block %d: %w", e.Index, err)
 	}
 	s.mark(e.Index)
+	s.unsynced[leaf] = true
 	return nil
 }
 
-// writeFile writes data (sealed by the form) to rel atomically and
-// returns the stored size and, for sealed forms, the stored bytes' SHA-256.
+// seal writes data to w in the store's form and returns the stored size
+// and, for sealed forms, the stored bytes' SHA-256.
+func (s *Store) seal(w io.Writer, data []byte) (int64, block.Sum, error) {
+	if s.form.plain() {
+		_, err := w.Write(data)
+		return int64(len(data)), block.Sum{}, err
+	}
+	var sum block.Sum
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(w, h)}
+	wc, err := s.form.Seal(cw)
+	if err != nil {
+		return 0, sum, err
+	}
+	if _, err := wc.Write(data); err != nil {
+		return 0, sum, err
+	}
+	if err := wc.Close(); err != nil {
+		return 0, sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return cw.n, sum, nil
+}
+
+// writeFile writes data (sealed by the form) to rel atomically, on its
+// own: temporary file, fsync, rename. It returns the stored size and,
+// for sealed forms, the stored bytes' SHA-256.
 func (s *Store) writeFile(rel string, data []byte) (int64, block.Sum, error) {
 	final := filepath.Join(s.dir, rel)
 	f, err := os.CreateTemp(filepath.Dir(final), tempPrefix+filepath.Base(final)+"-*")
@@ -430,30 +535,9 @@ func (s *Store) writeFile(rel string, data []byte) (int64, block.Sum, error) {
 		os.Remove(f.Name())
 		return 0, block.Sum{}, err
 	}
-	var (
-		size int64
-		sum  block.Sum
-	)
-	if s.form.plain() {
-		if _, err := f.Write(data); err != nil {
-			return fail(err)
-		}
-		size = int64(len(data))
-	} else {
-		h := sha256.New()
-		cw := &countWriter{w: io.MultiWriter(f, h)}
-		wc, err := s.form.Seal(cw)
-		if err != nil {
-			return fail(err)
-		}
-		if _, err := wc.Write(data); err != nil {
-			return fail(err)
-		}
-		if err := wc.Close(); err != nil {
-			return fail(err)
-		}
-		size = cw.n
-		copy(sum[:], h.Sum(nil))
+	size, sum, err := s.seal(f, data)
+	if err != nil {
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
 		return fail(err)
@@ -487,7 +571,7 @@ func (s *Store) ensureLeaf(leaf string) error {
 	if ok {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Join(s.dir, leaf), 0o700); err != nil {
+	if err := mkdirAll(s.fs, filepath.Join(s.dir, leaf)); err != nil {
 		return fmt.Errorf("creating %s: %w", leaf, err)
 	}
 	s.mu.Lock()
@@ -507,12 +591,18 @@ func (s *Store) journal(leaf string) (*journal, error) {
 	if len(s.journals) >= maxOpenJournals {
 		old := s.journals[0]
 		s.journals = s.journals[1:]
-		if err := old.f.Close(); err != nil {
+		if err := errors.Join(old.f.Sync(), old.f.Close()); err != nil {
 			return nil, fmt.Errorf("closing journal of %s: %w", old.leaf, err)
 		}
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, leaf, journalName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := s.fs.Append(filepath.Join(s.dir, leaf, journalName))
 	if err != nil {
+		return nil, fmt.Errorf("opening journal: %w", err)
+	}
+	// A journal just created must be found after a crash before any
+	// block file it vouches for is.
+	if err := s.fs.SyncDir(filepath.Join(s.dir, leaf)); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("opening journal: %w", err)
 	}
 	j := &journal{leaf: leaf, f: f}
@@ -520,15 +610,28 @@ func (s *Store) journal(leaf string) (*journal, error) {
 	return j, nil
 }
 
-// Close syncs and closes the journals.
+// Close makes every rename durable, syncs and closes the journals, and
+// returns the first failure of a group commit, if any: a manifest may
+// name a block file only once its name is durable.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs []error
+	errs := []error{s.commits.failed()}
+	if len(s.unsynced) > 0 {
+		if s.syncAll {
+			errs = append(errs, s.fs.SyncAll())
+		} else {
+			for leaf := range s.unsynced {
+				errs = append(errs, s.fs.SyncDir(filepath.Join(s.dir, leaf)))
+			}
+		}
+		clear(s.unsynced)
+	}
 	for _, j := range s.journals {
 		errs = append(errs, j.f.Sync(), j.f.Close())
 	}
 	s.journals = nil
+	errs = append(errs, s.fs.Close())
 	return errors.Join(errs...)
 }
 
@@ -574,7 +677,9 @@ func (s *Store) Replaced() *Replaced { return s.replaced }
 // manifest that lists it (sealed blocks, which cannot be checked without
 // the key otherwise). A file that verifies without a journal line is
 // journaled again; one that does not verify is moved into .unverified/.
-// Only temporary files are removed.
+// A temporary file whose journal line names its final name, free, and
+// whose bytes match the line, is renamed into place; other temporary
+// files are removed.
 func (s *Store) scan() error {
 	var cur *entryCursor
 	if s.prior != nil && !s.form.plain() {
@@ -585,8 +690,30 @@ func (s *Store) scan() error {
 		defer c.close()
 		cur = c
 	}
+	var dev uint64
+	if s.syncAll {
+		d, err := device(s.dir)
+		if err != nil {
+			return err
+		}
+		dev = d
+	}
 	return s.eachLeaf(func(leaf string) error {
 		s.leaves[leaf] = true
+		if s.syncAll {
+			// syncfs syncs the evidence directory's file system only: a
+			// leaf (or its parent) mounted from another one is synced
+			// file by file.
+			for _, d := range []string{filepath.Dir(filepath.Dir(leaf)), filepath.Dir(leaf), leaf} {
+				if d2, err := device(filepath.Join(s.dir, d)); err != nil || d2 != dev {
+					s.syncAll = false
+					break
+				}
+			}
+		}
+		if err := trimJournal(filepath.Join(s.dir, leaf, journalName)); err != nil {
+			return err
+		}
 		entries, err := readJournal(filepath.Join(s.dir, leaf, journalName))
 		if err != nil {
 			return err
@@ -599,6 +726,10 @@ func (s *Store) scan() error {
 		for _, e := range entries {
 			byName[filepath.Base(filepath.FromSlash(e.Name))] = e
 		}
+		present := make(map[string]bool, len(files))
+		for _, f := range files {
+			present[f.Name()] = true
+		}
 		var pending []fs.DirEntry
 		for _, f := range files {
 			name := f.Name()
@@ -606,6 +737,22 @@ func (s *Store) scan() error {
 			case name == journalName:
 				continue
 			case strings.HasPrefix(name, tempPrefix):
+				// A group commit journals a block before renaming it into
+				// place: a journaled temporary file whose final name is
+				// free was committed, and is renamed once it verifies.
+				final := strings.TrimPrefix(name, tempPrefix)
+				if e, ok := byName[final]; ok && !present[final] && !s.has(e.Index) && f.Type().IsRegular() &&
+					s.checkKept(leaf, final, filepath.Join(s.dir, leaf, name), e) == nil {
+					if err := os.Rename(filepath.Join(s.dir, leaf, name), filepath.Join(s.dir, leaf, final)); err != nil {
+						return fmt.Errorf("renaming committed %s: %w", name, err)
+					}
+					present[final] = true
+					s.unsynced[leaf] = true
+					s.mark(e.Index)
+					s.resumed++
+					s.kept.Checked++
+					continue
+				}
 				if err := os.RemoveAll(filepath.Join(s.dir, leaf, name)); err != nil {
 					return fmt.Errorf("removing temporary %s: %w", name, err)
 				}
@@ -616,7 +763,7 @@ func (s *Store) scan() error {
 				pending = append(pending, f)
 				continue
 			}
-			if err := s.checkKept(leaf, name, e); err != nil {
+			if err := s.checkKept(leaf, name, filepath.Join(s.dir, leaf, name), e); err != nil {
 				if err := s.setAside(leaf, name, err); err != nil {
 					return err
 				}
@@ -651,10 +798,10 @@ func (s *Store) scan() error {
 	})
 }
 
-// checkKept checks a journaled block file against its journal entry:
-// name, form, size and stored SHA-256, and for plain blocks that the
-// stored bytes are the block AWS served.
-func (s *Store) checkKept(leaf, name string, e manifest.Entry) error {
+// checkKept checks a journaled block file, leaf/name, read from path,
+// against its journal entry: name, form, size and stored SHA-256, and
+// for plain blocks that the stored bytes are the block AWS served.
+func (s *Store) checkKept(leaf, name, path string, e manifest.Entry) error {
 	rel := filepath.ToSlash(filepath.Join(leaf, name))
 	sum, err := e.Sum()
 	if err != nil {
@@ -666,7 +813,7 @@ func (s *Store) checkKept(leaf, name string, e manifest.Entry) error {
 	if s.form.plain() && (e.StoredSHA256 != e.SHA256 || int64(e.Length) != e.Size) {
 		return errors.New("journal entry of a plain block records different stored and served bytes")
 	}
-	return checkStored(filepath.Join(s.dir, leaf, name), e.Size, e.StoredSHA256)
+	return checkStored(path, e.Size, e.StoredSHA256)
 }
 
 // adoptable returns the entry of a block file no journal line accounts
@@ -932,6 +1079,41 @@ func eachLeaf(dir string, fn func(leaf string) error) error {
 		}
 	}
 	return nil
+}
+
+// trimJournal cuts a torn last line (a crash mid-append: no newline
+// ends it) off a leaf journal, durably, so that lines appended by a
+// resume do not follow it.
+func trimJournal(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+		return err
+	}
+	// Lines are at most journalLineMaxLen long: look that far back.
+	off := max(0, st.Size()-journalLineMaxLen-1)
+	tail := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(tail, off); err != nil {
+		return fmt.Errorf("reading journal %s: %w", path, err)
+	}
+	if tail[len(tail)-1] == '\n' {
+		return nil
+	}
+	keep := off + int64(bytes.LastIndexByte(tail, '\n')+1)
+	if keep == off && off > 0 {
+		return nil // no newline in the last line's reach: readJournal says what is wrong
+	}
+	if err := f.Truncate(keep); err != nil {
+		return fmt.Errorf("cutting the torn last line of %s: %w", path, err)
+	}
+	return f.Sync()
 }
 
 // readJournal returns the entries of a leaf journal, the last entry per
