@@ -79,7 +79,7 @@ const (
 	rttWeight   = 0.05 // EWMA weight of a new RTT sample
 	quotaShare  = 0.99 // the pacer's rate, of the estimated quota
 	cutShare    = 0.97 // the pacer's rate after a throttle, of the measured one
-	slowGrowth  = 0.01 // the pacer's growth per second near the estimate
+	slowGrowth  = 0.05 // the pacer's growth per second near the estimate
 	fastGrowth  = 1.0  // ... without one, or well past it
 	growEvery   = 20 * time.Millisecond
 	minRate     = 0.5                    // attempts per second: the pacer's floor
@@ -87,8 +87,10 @@ const (
 	thrSize     = 256                    // throttles remembered for the estimate
 	minSpan     = 100 * time.Millisecond // the shortest span the quota is estimated over
 	maxSpan     = 3 * time.Second        // ... and the longest
+	maxGap      = 150 * time.Millisecond // the longest gap between throttles within it
 	minSamples  = 16                     // the fewest successes a rate is measured from
 	windowSlack = 1.5                    // window room over rate × RTT
+	tolerated   = 0.02                   // a throttled share that cuts nothing
 	bestEvery   = 100 * time.Millisecond // how often the best second is updated
 	bestShare   = 0.5                    // the pacer's floor, of the best second
 )
@@ -175,10 +177,11 @@ func (l *Limiter) dispatch() {
 		}
 		w.granted = true
 		close(w.ch)
-		l.slot = l.slot.Add(l.interval())
-		if l.slot.Before(now) {
-			l.slot = now // the pacer fell behind: no catching up in a burst
+		// A late timer may catch up by one turn, never more: no bursts.
+		if floor := now.Add(-l.interval()); l.slot.Before(floor) {
+			l.slot = floor
 		}
+		l.slot = l.slot.Add(l.interval())
 	}
 	if len(l.queue) == 0 {
 		l.armed = false
@@ -236,6 +239,15 @@ func (l *Limiter) acquire(ctx context.Context) error {
 	}
 }
 
+// unacquire gives back a slot no attempt used.
+func (l *Limiter) unacquire() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	close(l.wake)
+	l.wake = make(chan struct{})
+}
+
 // measured returns the rate at which successes completed lately: over the
 // last minSpan, or the last minSamples successes if that span is longer.
 // ok is false with fewer than two successes to measure.
@@ -284,23 +296,35 @@ func (l *Limiter) delivered(now time.Time) float64 {
 }
 
 // estimate returns the quota from the latest throttle and the oldest one
-// between minSpan and maxSpan before it.
-func (l *Limiter) estimate() (float64, bool) {
+// between minSpan and maxSpan before it with no gap of more than maxGap
+// between throttles (a gap means the rate fell below the quota, and the
+// bucket may have filled and lost tokens), and the share of the attempts
+// that completed between them that were throttled.
+func (l *Limiter) estimate() (quota, throttled float64, ok bool) {
+	n := min(l.nthr, thrSize)
 	last := l.thr[(l.nthr-1)%thrSize]
-	for i := int64(2); i <= min(l.nthr, thrSize); i++ {
+	prev := last
+	var best mark
+	var count int64
+	for i := int64(2); i <= n; i++ {
 		m := l.thr[(l.nthr-i)%thrSize]
-		span := time.Duration(last.at - m.at)
-		if span > maxSpan {
+		if time.Duration(prev.at-m.at) > maxGap || time.Duration(last.at-m.at) > maxSpan {
 			break
 		}
-		if span >= minSpan && (i == min(l.nthr, thrSize) || time.Duration(last.at-l.thr[(l.nthr-i-1)%thrSize].at) > maxSpan) {
-			if last.ok-m.ok < minSamples {
-				return 0, false
-			}
-			return float64(last.ok-m.ok) / span.Seconds(), true
+		prev = m
+		if time.Duration(last.at-m.at) >= minSpan {
+			best, count = m, i-1
 		}
 	}
-	return 0, false
+	if count == 0 {
+		return 0, 0, false
+	}
+	succeeded := last.ok - best.ok
+	if succeeded < minSamples {
+		return 0, 0, false
+	}
+	span := time.Duration(last.at - best.at)
+	return float64(succeeded) / span.Seconds(), float64(count) / float64(count+succeeded), true
 }
 
 func (l *Limiter) release(k Kind, ok bool, start time.Time, rtt time.Duration) {
@@ -343,12 +367,20 @@ func (l *Limiter) release(k Kind, ok bool, start time.Time, rtt time.Duration) {
 		l.slow = false
 		l.thr[l.nthr%thrSize] = mark{at: now.UnixNano(), ok: l.ok}
 		l.nthr++
-		q, known := l.estimate()
+		q, share, known := l.estimate()
 		if known {
 			l.quota = q
 		}
 		fresh := start.After(l.lastCut) // attempts in flight at the last cut are old news
 		switch {
+		case known && share < tolerated && l.rate > 0:
+			// A few throttles among many successes: a bucket with no
+			// depth to absorb jitter, or a rate a hair above the quota.
+			// Cutting would only chase the noise down.
+			fresh = false
+		case !known && l.rate > 0 && l.nthr >= 2 && l.ok-l.thr[(l.nthr-2)%thrSize].ok >= int64(1/tolerated):
+			// A lone throttle after many successes: the same noise.
+			fresh = false
 		case known && (fresh || l.rate == 0 || quotaShare*q < l.rate):
 			l.rate = max(minRate, quotaShare*q)
 		case !fresh:
@@ -363,6 +395,13 @@ func (l *Limiter) release(k Kind, ok bool, start time.Time, rtt time.Duration) {
 			l.rate = max(minRate, cutShare*min(l.rate, l.quota))
 		default: // a round trip after a cut, still above the quota
 			l.rate = max(minRate, l.rate/2)
+		}
+		if !known && fresh && l.rate > 0 {
+			// No estimate: what completed lately stands in for one, so
+			// that growth slows near it.
+			if m, ok := l.measured(now); ok {
+				l.quota = m
+			}
 		}
 		// Throttles that are not the rate's doing (a busy account, a
 		// flaky service) would otherwise cut the rate again and again:
@@ -379,8 +418,8 @@ func (l *Limiter) release(k Kind, ok bool, start time.Time, rtt time.Duration) {
 	l.wake = make(chan struct{})
 }
 
-// Limit wraps next so that each attempt waits for the pacer and then holds
-// one of l's slots.
+// Limit wraps next so that each attempt holds one of l's slots and waits
+// for the pacer's turn.
 func Limit(next Fetcher, l *Limiter) Fetcher { return &limited{next: next, l: l} }
 
 type limited struct {
@@ -389,10 +428,14 @@ type limited struct {
 }
 
 func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
-	if err := f.l.pace(ctx, ref.Index); err != nil {
+	// The slot first, then the pacer's turn: an attempt that passed the
+	// pacer must not then wait for a slot, or attempts queued at the window
+	// would leave in a burst when slots free up.
+	if err := f.l.acquire(ctx); err != nil {
 		return Block{}, err
 	}
-	if err := f.l.acquire(ctx); err != nil {
+	if err := f.l.pace(ctx, ref.Index); err != nil {
+		f.l.unacquire()
 		return Block{}, err
 	}
 	start := f.l.now()

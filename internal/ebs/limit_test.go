@@ -92,9 +92,12 @@ func TestLimiterEstimatesQuotaBetweenThrottles(t *testing.T) {
 	if first <= 0 {
 		t.Fatal("the first throttle did not start the pacer")
 	}
-	for range 100 {
+	for i := range 100 {
 		c.add(2 * time.Millisecond)
 		l.succeed(20 * time.Millisecond)
+		if i == 40 || i == 70 { // two more throttles on the way: 3 in 103 attempts
+			l.throttled(c.t.Add(-30 * time.Millisecond))
+		}
 	}
 	l.throttled(c.t.Add(-20 * time.Millisecond))
 	if got, want := l.Rate(), 0.99*100/0.2; math.Abs(got-want) > 1e-9 {
@@ -102,6 +105,29 @@ func TestLimiterEstimatesQuotaBetweenThrottles(t *testing.T) {
 	}
 	if got := l.quota; math.Abs(got-500) > 1e-9 {
 		t.Fatalf("estimated quota %v, want 500", got)
+	}
+}
+
+// One throttle in 201 attempts is noise (a bucket with no depth to absorb
+// jitter): it cuts nothing.
+func TestLimiterToleratesRareThrottles(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	l := newTestLimiter(c)
+	for range 40 {
+		c.add(time.Millisecond)
+		l.succeed(20 * time.Millisecond)
+	}
+	l.throttled(c.t.Add(-20 * time.Millisecond))
+	l.mu.Lock()
+	l.rate = 500
+	l.mu.Unlock()
+	for range 200 {
+		c.add(2 * time.Millisecond)
+		l.succeed(20 * time.Millisecond)
+	}
+	l.throttled(c.t.Add(-20 * time.Millisecond))
+	if got := l.Rate(); got != 500 {
+		t.Fatalf("rate %v after 1 throttle in 201 attempts, want 500 (no cut)", got)
 	}
 }
 
@@ -123,9 +149,9 @@ func TestLimiterIgnoresThrottlesFromBeforeTheCut(t *testing.T) {
 		t.Fatalf("an old throttle cut the rate %v → %v, the window %d → %d", rate, l.Rate(), limit, l.Limit())
 	}
 	c.add(time.Millisecond)
-	l.throttled(c.t) // started after the cut, still no estimate (2 ms apart): halve
-	if got := l.Rate(); math.Abs(got-rate/2) > 1e-9 {
-		t.Fatalf("rate %v after a fresh throttle a round trip after the cut, want %v", got, rate/2)
+	l.throttled(c.t) // started after the cut, still no estimate (2 ms apart): cut again
+	if got := l.Rate(); math.Abs(got-0.97*rate) > 1e-9 {
+		t.Fatalf("rate %v after a fresh throttle a round trip after the cut, want %v", got, 0.97*rate)
 	}
 }
 

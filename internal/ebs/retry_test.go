@@ -152,7 +152,7 @@ func TestLimiterConverges(t *testing.T) {
 	l := NewLimiter(40)
 	f := Limit(q, l)
 	var wg sync.WaitGroup
-	var ok atomic.Int64
+	var ok, throttled atomic.Int64
 	for w := 0; w < 64; w++ {
 		wg.Add(1)
 		go func() {
@@ -160,6 +160,8 @@ func TestLimiterConverges(t *testing.T) {
 			for i := 0; i < 150; i++ {
 				if _, err := f.Fetch(context.Background(), block.Ref{}, nil); err == nil {
 					ok.Add(1)
+				} else {
+					throttled.Add(1)
 				}
 			}
 		}()
@@ -168,13 +170,13 @@ func TestLimiterConverges(t *testing.T) {
 	if q.peak.Load() > 40 {
 		t.Fatalf("peak concurrency %d above the cap of 40", q.peak.Load())
 	}
-	// Throttling keeps the limit near the quota: never collapsed to 1,
-	// never run away to the cap.
-	if lim := l.Limit(); lim < 6 || lim > 30 {
-		t.Fatalf("limit settled at %d, want near the quota of 12", lim)
+	// A service that throttles on concurrency: the limiter settles where
+	// most attempts succeed, without collapsing to a trickle.
+	if lim := l.Limit(); lim < 6 {
+		t.Fatalf("window collapsed to %d", lim)
 	}
-	if ok.Load() == 0 {
-		t.Fatal("no attempt succeeded")
+	if n, thr := ok.Load(), throttled.Load(); n+thr != 64*150 || float64(thr) > 0.25*float64(n+thr) {
+		t.Fatalf("%d succeeded, %d throttled: want most of %d attempts to succeed", n, thr, 64*150)
 	}
 }
 
