@@ -74,6 +74,7 @@ type ListedWriter struct {
 	stats   ListedStats
 
 	hashed   chan struct{} // closed when the hasher has returned
+	wb       *writeback    // starts write-back while the image is written
 	hashErr  error         // why the hasher stopped short, read after hashed
 	hashedAt time.Time     // when the hasher returned, read after hashed (for benchmarks)
 }
@@ -138,6 +139,7 @@ func CreateListed(path string, size int64, o Options, window int) (*ListedWriter
 		hashed: make(chan struct{}),
 	}
 	w.wake = sync.NewCond(&w.mu)
+	w.wb = startWriteback(segs)
 	go w.hash()
 	return w, nil
 }
@@ -241,6 +243,7 @@ func (w *ListedWriter) WriteBlockAt(index int64, p []byte) error {
 		return werr
 	}
 	w.land(index, stWritten, c)
+	w.wb.wrote(len(p))
 	return nil
 }
 
@@ -394,6 +397,7 @@ func (w *ListedWriter) Close() (Result, error) {
 	w.wake.Signal()
 	w.mu.Unlock()
 	<-w.hashed
+	w.wb.stop()
 	res, err := w.close()
 	if err != nil {
 		if w.sums != nil {
@@ -437,6 +441,7 @@ func (w *ListedWriter) Abort() error {
 	w.wake.Signal()
 	w.mu.Unlock()
 	<-w.hashed
+	w.wb.stop()
 	if w.sums != nil {
 		w.sums.Close()
 	}
