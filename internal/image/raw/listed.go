@@ -414,17 +414,7 @@ func (w *ListedWriter) close() (Result, error) {
 	if w.hashErr != nil {
 		return Result{}, w.hashErr
 	}
-	var sums map[string]string
-	if w.sums != nil {
-		sums = w.sums.Sums()
-	}
-	if err := w.segs.sync(); err != nil {
-		return Result{}, err
-	}
-	if err := w.segs.closeFiles(); err != nil {
-		return Result{}, err
-	}
-	return finish(w.segs, sums, w.o.Force)
+	return syncAndFinish(w.segs, w.sums, w.o.Force)
 }
 
 // Abort stops the hasher and removes the partial files, whether or not

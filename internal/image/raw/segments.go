@@ -423,6 +423,22 @@ func existingPartials(l layout) []string {
 // the segments. The checksum files go before the segments so that a final
 // image name never exists without them; if the segments cannot be moved,
 // the checksum files are removed again.
+// syncAndFinish takes the sums of set (if any), syncs and closes every
+// segment, and finishes the image (see finish).
+func syncAndFinish(s *segments, set *digest.Set, force bool) (Result, error) {
+	var sums map[string]string
+	if set != nil {
+		sums = set.Sums()
+	}
+	if err := s.sync(); err != nil {
+		return Result{}, err
+	}
+	if err := s.closeFiles(); err != nil {
+		return Result{}, err
+	}
+	return finish(s, sums, force)
+}
+
 func finish(s *segments, sums map[string]string, force bool) (Result, error) {
 	if force {
 		for _, old := range existingImage(s.l.path) {

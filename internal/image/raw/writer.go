@@ -134,17 +134,7 @@ func (w *Writer) close() (Result, error) {
 	if err := w.hashZeros(w.segs.l.size - w.pos); err != nil {
 		return Result{}, err
 	}
-	var sums map[string]string
-	if w.sums != nil {
-		sums = w.sums.Sums()
-	}
-	if err := w.segs.sync(); err != nil {
-		return Result{}, err
-	}
-	if err := w.segs.closeFiles(); err != nil {
-		return Result{}, err
-	}
-	return finish(w.segs, sums, w.o.Force)
+	return syncAndFinish(w.segs, w.sums, w.o.Force)
 }
 
 // Abort stops the image and removes its partial files. It does nothing
