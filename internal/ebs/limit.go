@@ -45,6 +45,7 @@ type Limiter struct {
 	limit    float64
 	max      float64
 	inflight int
+	waiting  int // attempts waiting for a slot
 	wake     chan struct{}
 	avgRTT   time.Duration
 	now      func() time.Time
@@ -230,11 +231,17 @@ func (l *Limiter) acquire(ctx context.Context) error {
 			return nil
 		}
 		wake := l.wake
+		l.waiting++
 		l.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return ctx.Err()
+		}
+		l.mu.Lock()
+		l.waiting--
+		l.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }
@@ -346,7 +353,9 @@ func (l *Limiter) release(k Kind, ok bool, start time.Time, rtt time.Duration) {
 			l.bestAt = now
 		}
 		// Grow only while the window is in use: demand may be below it.
-		if l.inflight+1 >= int(l.limit) {
+		// Attempts waiting for a slot are demand too: the successes of one
+		// round trip come in a clump, and each one counts.
+		if l.inflight+1 >= int(l.limit) || l.waiting > 0 {
 			if l.slow {
 				l.limit = min(l.max, l.limit+1)
 			} else {

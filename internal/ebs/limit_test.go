@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,3 +237,58 @@ func TestPacerCancel(t *testing.T) {
 }
 
 func (l *Limiter) queueLen() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.queue) }
+
+// Slow start doubles the window every round trip while attempts wait for
+// a slot, even though a round trip's successes come back together.
+func TestLimiterSlowStartDoubles(t *testing.T) {
+	l := NewLimiter(128)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var round atomic.Pointer[chan struct{}]
+	next := func() { c := make(chan struct{}); old := round.Swap(&c); close(*old) }
+	first := make(chan struct{})
+	round.Store(&first)
+	f := Limit(fetchFunc(func(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+		select {
+		case <-*round.Load():
+		case <-ctx.Done():
+		}
+		return Block{}, nil
+	}), l)
+	for range 128 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				f.Fetch(ctx, block.Ref{}, nil)
+			}
+		}()
+	}
+	want := 8
+	for range 3 {
+		waitFor(t, func() bool { return l.InFlight() == want })
+		next() // every attempt of the round completes at once
+		want *= 2
+		waitFor(t, func() bool { return l.Limit() == want })
+	}
+	cancel()
+	wg.Wait()
+}
+
+type fetchFunc func(ctx context.Context, ref block.Ref, buf []byte) (Block, error)
+
+func (f fetchFunc) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+	return f(ctx, ref, buf)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
