@@ -119,17 +119,8 @@ func CreateListed(path string, size int64, o Options, window int) (*ListedWriter
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	var sums *digest.Set
-	if len(o.Hashes) > 0 {
-		if sums, err = digest.New(o.Hashes...); err != nil {
-			return nil, fmt.Errorf("creating image %s: %w", path, err)
-		}
-	}
-	segs, err := createSegments(l, o)
+	segs, sums, err := createHashed(path, l, o)
 	if err != nil {
-		if sums != nil {
-			sums.Close()
-		}
 		return nil, err
 	}
 	n := (size + block.Size - 1) / block.Size

@@ -30,10 +30,21 @@ func Create(path string, size int64, o Options) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating image %s: %w", path, err)
 	}
+	segs, sums, err := createHashed(path, l, o)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{segs: segs, sums: sums, o: o}, nil
+}
+
+// createHashed makes the partial files of layout l and the set of o's
+// hashes (nil for none), for a writer that hashes as it goes.
+func createHashed(path string, l layout, o Options) (*segments, *digest.Set, error) {
 	var sums *digest.Set
 	if len(o.Hashes) > 0 {
+		var err error
 		if sums, err = digest.New(o.Hashes...); err != nil {
-			return nil, fmt.Errorf("creating image %s: %w", path, err)
+			return nil, nil, fmt.Errorf("creating image %s: %w", path, err)
 		}
 	}
 	segs, err := createSegments(l, o)
@@ -41,9 +52,9 @@ func Create(path string, size int64, o Options) (*Writer, error) {
 		if sums != nil {
 			sums.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return &Writer{segs: segs, sums: sums, o: o}, nil
+	return segs, sums, nil
 }
 
 // WriteBlock puts the block at index into the image. Blocks must come in
