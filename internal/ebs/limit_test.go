@@ -1,6 +1,7 @@
 package ebs
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"math"
@@ -290,5 +291,36 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 5 s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A dispatch that runs late lets at most two waiting attempts go at once
+// (the turn that was due and one caught up), never the whole queue.
+func TestPacerLateDispatchNoBurst(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	l := newTestLimiter(c)
+	l.mu.Lock()
+	l.rate = 1000
+	l.slot = c.t.Add(-50 * time.Millisecond) // the timer fired 50 turns late
+	var ws []*waiter
+	for i := range 10 {
+		w := &waiter{index: int64(i), ch: make(chan struct{})}
+		heap.Push(&l.queue, w)
+		ws = append(ws, w)
+	}
+	l.armed = true
+	l.mu.Unlock()
+	l.dispatch()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	granted := 0
+	for _, w := range ws {
+		if w.granted {
+			granted++
+		}
+		w.canceled = true // the rearmed timer grants nothing more
+	}
+	if granted != 2 {
+		t.Fatalf("a late dispatch let %d attempts go at once, want 2", granted)
 	}
 }
