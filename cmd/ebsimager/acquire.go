@@ -224,12 +224,9 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	}
 	defer a.release()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate}
-	run := acquire.New(src, opts)
+	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: drawProgress(status)}
 	awsInfo := gatherContext(ctx, cfg, id)
-	stop := drawProgress(run, status)
-	res, err := run.Run(ctx, a.out)
-	stop()
+	res, err := acquire.New(src, opts).Run(ctx, a.out)
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
 	if err == nil && a.st != nil {
 		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)
@@ -492,25 +489,10 @@ func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 	return nil
 }
 
-// drawProgress redraws the status from a's counters until stop is called.
-func drawProgress(a *acquire.Acquisition, status *ui.Status) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		eta := &ui.ETA{}
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-t.C:
-				status.Update(progressLine(a.Progress(), eta, now))
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
+// drawProgress returns what redraws the status from a run's counters.
+func drawProgress(status *ui.Status) func(acquire.Progress) {
+	eta := &ui.ETA{}
+	return func(p acquire.Progress) { status.Update(progressLine(p, eta, time.Now())) }
 }
 
 // progressLine draws p; the ETA comes from the blocks stored recently

@@ -39,6 +39,11 @@ type Options struct {
 	// fetched. It is called in ascending index order, from one
 	// goroutine.
 	Want func(index int64) bool
+	// Progress, when set, is called with the run's counters every
+	// ProgressEvery (default 250 ms) while Run runs, from one goroutine:
+	// the command draws them.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
 }
 
 // Progress is a snapshot of a running acquisition's counters.
@@ -173,6 +178,9 @@ func (a *Acquisition) Run(ctx context.Context, s sink.Sink) (Result, error) {
 		// stops: wake it, so that no worker waits forever.
 		defer context.AfterFunc(ctx, caps.Cancel)()
 	}
+	if a.o.Progress != nil {
+		defer a.report()()
+	}
 	refs := make(chan block.Ref, 2*a.o.Workers) // a bounded queue: the list never piles up
 	g.Go(func() error {
 		defer close(refs)
@@ -216,6 +224,29 @@ func (a *Acquisition) Run(ctx context.Context, s sink.Sink) (Result, error) {
 		return res, &IncompleteError{Failed: a.failures, More: a.more}
 	}
 	return res, nil
+}
+
+// report calls Options.Progress every ProgressEvery until stop is called.
+func (a *Acquisition) report() (stop func()) {
+	every := a.o.ProgressEvery
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				a.o.Progress(a.Progress())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // queue hands the listed refs the run fetches to the workers: those Want

@@ -161,7 +161,7 @@ func (in *Base) refetch(ctx context.Context, snap *ebs.Snapshot, st *store.Store
 	for _, i := range in.bad {
 		want[i] = true
 	}
-	o.Start = in.bad[0]
+	o.Start, o.Progress = in.bad[0], nil
 	o.Want = func(i int64) bool { return want[i] }
 	// Into a second view of st: the caller closes its own, once.
 	res, err := acquire.New(acquire.NewSnapshot(snap), o).Run(ctx, st.Sink())
