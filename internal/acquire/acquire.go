@@ -168,7 +168,7 @@ func New(snap *ebs.Snapshot, o Options) *Acquisition {
 		snap.Stats = &ebs.Stats{}
 	}
 	l := ebs.NewLimiter(o.Workers)
-	f := ebs.Retry(ebs.RateLimit(ebs.Limit(snap, l), o.MaxRate), snap.Policy, snap.Stats, &ebs.Relister{Snap: snap})
+	f := ebs.NewFetcher(snap, ebs.FetchOptions{Limiter: l, MaxRate: o.MaxRate})
 	return &Acquisition{snap: snap, o: o, limiter: l, fetch: f, start: time.Now()}
 }
 
