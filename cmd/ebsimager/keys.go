@@ -16,6 +16,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
 // keyFileName is where passphrase mode keeps the passphrase-protected age
@@ -121,7 +122,7 @@ func (o *sealOptions) recipientsFor(dir string) ([]age.Recipient, []string, stri
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, "", err
 	}
-	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", existing == nil))
+	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, ui.TerminalPrompt("passphrase", existing == nil))
 	if err != nil {
 		return nil, nil, "", withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
 	}
@@ -201,7 +202,7 @@ func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identi
 		if err != nil {
 			return nil, err
 		}
-		got, err := codec.ParseIdentities(strings.NewReader(string(data)), codec.TerminalPrompt("passphrase for "+file, false))
+		got, err := codec.ParseIdentities(strings.NewReader(string(data)), ui.TerminalPrompt("passphrase for "+file, false))
 		if err != nil {
 			return nil, wrongKeyError{fmt.Errorf("%s: %w", file, err)}
 		}
@@ -218,7 +219,7 @@ func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identi
 		}
 		return nil, nil
 	}
-	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", false))
+	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, ui.TerminalPrompt("passphrase", false))
 	if err != nil {
 		return nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
 	}
@@ -244,7 +245,7 @@ func (o *sealOptions) passphraseKey(dir string) (age.Recipient, []age.Identity, 
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, err
 	}
-	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", existing == nil))
+	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, ui.TerminalPrompt("passphrase", existing == nil))
 	if err != nil {
 		return nil, nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
 	}
