@@ -77,6 +77,15 @@ func Gather(ctx context.Context, cfg aws.Config, snapshotID string) Context {
 	return c
 }
 
+// Start runs Gather in the background, so that the context calls go on
+// while the acquisition runs; the function it returns waits for the
+// answer.
+func Start(ctx context.Context, cfg aws.Config, snapshotID string) func() Context {
+	done := make(chan Context, 1)
+	go func() { done <- Gather(ctx, cfg, snapshotID) }()
+	return func() Context { return <-done }
+}
+
 // retried makes the request call(in) through two decorators: the retry
 // policy around a recorder that gives each attempt its own timeout and
 // keeps the last outcome in rec.

@@ -272,3 +272,18 @@ func TestGatherPolicy(t *testing.T) {
 		t.Errorf("classify(a timeout) = %v", k)
 	}
 }
+
+// Start makes the same calls in the background and hands back the same
+// record.
+func TestStart(t *testing.T) {
+	s, ep := start(t, emulator.Options{})
+	wait := Start(context.Background(), config(ep), snap)
+	got := wait()
+	if got.CallerIdentity == nil || got.Snapshot == nil || got.Snapshot.SnapshotID != snap || len(got.Calls) != 2 ||
+		got.Calls[0].Outcome != report.OutcomeOK || got.Calls[1].Outcome != report.OutcomeOK {
+		t.Fatalf("Start: %+v", got)
+	}
+	if ctr := s.Counters(); ctr.Total(emulator.OpGetCallerIdentity) != 1 || ctr.Total(emulator.OpDescribeSnapshots) != 1 {
+		t.Fatalf("requests:\n%s", ctr)
+	}
+}
