@@ -57,7 +57,7 @@ that says so; it is never replaced by the next allocated block.`,
 				return withHint(msg, "no block at or after that index is allocated")
 			}
 			buf := make([]byte, block.Size)
-			b, err := ebs.Retry(snap, snap.Policy, snap.Stats, &ebs.Relister{Snap: snap}).Fetch(ctx, ref, buf)
+			b, err := ebs.NewFetcher(snap, ebs.FetchOptions{}).Fetch(ctx, ref, buf)
 			if err != nil {
 				return err
 			}

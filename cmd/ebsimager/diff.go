@@ -132,7 +132,7 @@ func runDiff(cmd *cobra.Command, aws *awsOptions, o *diffOptions, baseID, id str
 	if base != nil {
 		var nv diff.Volume = next
 		if next == nil {
-			fetcher := ebs.Retry(snap, snap.Policy, snap.Stats, &ebs.Relister{Snap: snap})
+			fetcher := ebs.NewFetcher(snap, ebs.FetchOptions{})
 			nv = diff.NewOverlay(ctx, base, d, func(ctx context.Context, index int64, buf []byte) ([]byte, error) {
 				blk, err := fetcher.Fetch(ctx, block.Ref{Index: index, Token: tokens[index]}, buf)
 				return blk.Data, err

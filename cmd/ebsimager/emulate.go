@@ -3,32 +3,26 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"net"
-	"slices"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/emulator"
 )
 
-func newEmulateCommand() *cobra.Command {
-	var (
-		o                               emulator.Options
-		listen                          string
-		allowRemote, listZeros, logReqs bool
-		raws, synths, children          []string
-		parents, failBlocks, denies     []string
-		metas                           []string
-		getBurst, listBurst             string
-	)
-	cmd := &cobra.Command{
-		Use:   "emulate",
-		Short: "Serve snapshots over a local EBS direct API emulator",
-		Long: `Serve raw disk images and generated snapshots over the EBS direct APIs on a
+// emulateOptions are the emulate command's flags.
+type emulateOptions struct {
+	o                emulator.Options
+	spec             emulator.Spec
+	listen           string
+	allowRemote, log bool
+}
+
+// emulateHelp is the emulate command's long help.
+func emulateHelp() string {
+	return `Serve raw disk images and generated snapshots over the EBS direct APIs on a
 loopback port, for testing ebsimager or any other EBS client without AWS.
 It prints one ready line with the endpoint and the environment to export,
 serves until interrupted, then prints its request counters.
@@ -71,156 +65,70 @@ The same endpoint answers EC2 DescribeSnapshots and STS GetCallerIdentity
 for the chain-of-custody record. --snapshot-meta snap-ID:FIELD=VALUE sets
 what DescribeSnapshots reports, FIELD one of volume-id, owner, start-time,
 encrypted, kms-key, description, tag:KEY; --deny-describe-snapshots and
---deny-get-caller-identity refuse those calls.`,
+--deny-get-caller-identity refuse those calls.`
+}
+
+func newEmulateCommand() *cobra.Command {
+	e := &emulateOptions{}
+	cmd := &cobra.Command{
+		Use:   "emulate",
+		Short: "Serve snapshots over a local EBS direct API emulator",
+		Long:  emulateHelp(),
 		Example: `  ebsimager emulate --snapshot snap-0a=disk.raw --synthetic snap-0b=8GiB,0.5,7 \
     --child snap-0c=child-of:snap-0b,0.1 --latency 20ms --fault-server-error 0.01`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srcs, err := emulateSources(raws, synths, children, parents, listZeros)
+			srcs, err := e.spec.Parse(&e.o)
 			if err != nil {
-				return err
-			}
-			for _, s := range failBlocks {
-				bf, err := emulator.ParseBlockFault(s)
-				if err != nil {
-					return usageError{err}
-				}
-				o.Faults.FailBlocks = append(o.Faults.FailBlocks, bf)
-			}
-			for _, s := range denies {
-				id, reason, err := emulator.ParseDeny(s)
-				if err != nil {
-					return usageError{err}
-				}
-				if o.Faults.Deny == nil {
-					o.Faults.Deny = make(map[string]string)
-				}
-				o.Faults.Deny[id] = reason
-			}
-			for _, s := range metas {
-				if o.SnapshotMeta == nil {
-					o.SnapshotMeta = make(map[string]emulator.SnapshotMeta)
-				}
-				if err := emulator.ParseSnapshotMeta(s, o.SnapshotMeta); err != nil {
-					return usageError{err}
-				}
-			}
-			if err := o.Faults.Validate(); err != nil {
 				return usageError{err}
 			}
-			for name, v := range map[string]float64{"--get-rate-per-snapshot": o.GetRatePerSnapshot, "--get-rate-per-account": o.GetRatePerAccount,
-				"--list-rate": o.ListRate} {
-				if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-					return usagef("%s %v: want a finite number, 0 or more", name, v)
-				}
-			}
-			if o.GetBurst, err = emulator.ParseBurst(getBurst); err != nil {
-				return usageError{fmt.Errorf("--get-burst: %w", err)}
-			}
-			if o.ListBurst, err = emulator.ParseBurst(listBurst); err != nil {
-				return usageError{fmt.Errorf("--list-burst: %w", err)}
-			}
-			if o.ThrottleAs != emulator.RequestThrottled && o.ThrottleAs != emulator.Throttling {
-				return usagef("--throttle-as %q: want %s or %s", o.ThrottleAs, emulator.RequestThrottled, emulator.Throttling)
-			}
-			if err := checkLoopback(listen, allowRemote); err != nil {
+			if err := checkLoopback(e.listen, e.allowRemote); err != nil {
 				return err
 			}
-			if logReqs {
-				var mu sync.Mutex
-				errOut := cmd.ErrOrStderr()
-				o.Logf = func(format string, args ...any) {
-					mu.Lock()
-					defer mu.Unlock()
-					fmt.Fprintf(errOut, "ebsimager emulate: "+format+"\n", args...)
-				}
+			if e.log {
+				e.o.Logf = emulator.LineLog(cmd.ErrOrStderr(), "ebsimager emulate: ")
 			}
-			return runEmulate(cmd, o, srcs, listen)
+			return runEmulate(cmd, e.o, srcs, e.listen)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&listen, "listen", "127.0.0.1:0", "address to listen on (port 0 picks a free one)")
-	f.BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --listen address (the emulator checks no signatures)")
-	f.StringArrayVar(&raws, "snapshot", nil, "serve a raw disk image: snap-ID=PATH (repeatable)")
-	f.StringArrayVar(&parents, "parent", nil, "make a --snapshot the child of another snapshot: snap-CHILD=snap-PARENT (repeatable)")
-	f.BoolVar(&listZeros, "list-zero-blocks", false, "list the all-zero blocks of raw images too")
-	f.StringArrayVar(&synths, "synthetic", nil, "serve a generated snapshot: snap-ID=SIZE[,FRACTION[,SEED]] (repeatable)")
-	f.StringArrayVar(&children, "child", nil, "serve a generated child: snap-C=child-of:snap-P,FRACTION[,SEED] (repeatable)")
-	f.Int64Var(&o.Seed, "seed", 1, "seed for faults, jitter and minted snapshot ids")
-	f.DurationVar(&o.Latency, "latency", 0, "latency added to every request")
-	f.DurationVar(&o.Jitter, "jitter", 0, "uniform random extra latency, up to this much")
-	f.Float64Var(&o.GetRatePerSnapshot, "get-rate-per-snapshot", 0, "GetSnapshotBlock quota per snapshot, blocks/s (0: none; AWS: 1000)")
-	f.Float64Var(&o.GetRatePerAccount, "get-rate-per-account", 0, "GetSnapshotBlock quota per account, blocks/s (0: none; AWS: 1000)")
-	f.Float64Var(&o.ListRate, "list-rate", 0, "quota for each List operation, requests/s (0: none; AWS: 50)")
-	f.StringVar(&getBurst, "get-burst", emulator.DefaultBurst.String(), "GetSnapshotBlock bucket depth: requests (1 or more; 1: no burst) or a time at the quota (100ms)")
-	f.StringVar(&listBurst, "list-burst", emulator.DefaultBurst.String(), "List bucket depth: requests (1 or more; 1: no burst) or a time at the quota")
-	f.StringVar(&o.ThrottleAs, "throttle-as", emulator.RequestThrottled, "error for throttled requests: RequestThrottledException (400) or ThrottlingException (429)")
-	f.Float64Var(&o.Faults.ServerError, "fault-server-error", 0, "fraction of Gets answered 500/503")
-	f.Float64Var(&o.Faults.Throttle, "fault-throttle", 0, "fraction of Gets throttled")
-	f.Float64Var(&o.Faults.Drop, "fault-drop", 0, "fraction of Gets whose connection drops mid-body")
-	f.Float64Var(&o.Faults.Truncate, "fault-truncate", 0, "fraction of Gets with a truncated body")
-	f.Float64Var(&o.Faults.BadChecksum, "fault-bad-checksum", 0, "fraction of Gets with a wrong x-amz-Checksum")
-	f.Float64Var(&o.Faults.BadLength, "fault-bad-length", 0, "fraction of Gets with a wrong x-amz-Data-Length")
-	f.Float64Var(&o.Faults.Corrupt, "fault-corrupt", 0, "fraction of Gets with one body byte flipped")
-	f.Float64Var(&o.Faults.ListServerError, "fault-list-server-error", 0, "fraction of List requests answered 500")
-	f.Float64Var(&o.Faults.ListThrottle, "fault-list-throttle", 0, "fraction of List requests throttled")
-	f.StringArrayVar(&failBlocks, "fail-block", nil, "make a block always fail: snap-ID:INDEX=KIND (repeatable)")
-	f.StringArrayVar(&denies, "deny", nil, "deny access to a snapshot: snap-ID[=REASON] (repeatable)")
-	f.StringArrayVar(&metas, "snapshot-meta", nil, "what DescribeSnapshots reports: snap-ID:FIELD=VALUE (repeatable)")
-	f.BoolVar(&o.DenyDescribeSnapshots, "deny-describe-snapshots", false, "answer EC2 DescribeSnapshots with UnauthorizedOperation")
-	f.BoolVar(&o.DenyGetCallerIdentity, "deny-get-caller-identity", false, "answer STS GetCallerIdentity with AccessDenied")
-	f.DurationVar(&o.BlockTokenTTL, "block-token-ttl", emulator.DefaultBlockTokenTTL, "block token lifetime")
-	f.DurationVar(&o.PageTokenTTL, "page-token-ttl", emulator.DefaultPageTokenTTL, "NextToken lifetime")
-	f.BoolVar(&o.InvalidateOnRelist, "invalidate-on-relist", false, "a new listing of a snapshot voids the block tokens of older ones")
-	f.BoolVar(&logReqs, "log", false, "log every request to stderr")
+	e.addFlags(cmd.Flags())
 	return cmd
 }
 
-// emulateSources turns the snapshot flags into emulator sources.
-func emulateSources(raws, synths, children, parents []string, listZeros bool) ([]emulator.Source, error) {
-	parentOf := make(map[string]string)
-	for _, p := range parents {
-		child, parent, ok := strings.Cut(p, "=")
-		if !ok || !block.ValidSnapshotID(child) || !block.ValidSnapshotID(parent) {
-			return nil, usagef("--parent %q: want snap-CHILD=snap-PARENT", p)
-		}
-		parentOf[child] = parent
-	}
-	var srcs []emulator.Source
-	for _, r := range raws {
-		id, path, ok := strings.Cut(r, "=")
-		if !ok || path == "" {
-			return nil, usagef("--snapshot %q: want snap-ID=PATH", r)
-		}
-		if err := block.CheckSnapshotID(id); err != nil {
-			return nil, usageError{fmt.Errorf("--snapshot %q: %w", r, err)}
-		}
-		srcs = append(srcs, emulator.Source{ID: id, RawPath: path,
-			Raw: emulator.RawOptions{ListZeroBlocks: listZeros, Parent: parentOf[id]}})
-		delete(parentOf, id)
-	}
-	if len(parentOf) > 0 {
-		children := make([]string, 0, len(parentOf))
-		for c := range parentOf {
-			children = append(children, c)
-		}
-		slices.Sort(children)
-		return nil, usagef("--parent %s: not a --snapshot (a generated child names its parent with --child)", children[0])
-	}
-	for _, s := range synths {
-		sp, err := emulator.ParseSyntheticSpec(s)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		srcs = append(srcs, emulator.Source{Synthetic: &sp})
-	}
-	for _, s := range children {
-		c, err := emulator.ParseChildSpec(s)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		srcs = append(srcs, emulator.Source{Child: &c})
-	}
-	return srcs, nil
+func (e *emulateOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&e.listen, "listen", "127.0.0.1:0", "address to listen on (port 0 picks a free one)")
+	f.BoolVar(&e.allowRemote, "allow-remote", false, "allow a non-loopback --listen address (the emulator checks no signatures)")
+	f.StringArrayVar(&e.spec.Raws, "snapshot", nil, "serve a raw disk image: snap-ID=PATH (repeatable)")
+	f.StringArrayVar(&e.spec.Parents, "parent", nil, "make a --snapshot the child of another snapshot: snap-CHILD=snap-PARENT (repeatable)")
+	f.BoolVar(&e.spec.ListZeroBlocks, "list-zero-blocks", false, "list the all-zero blocks of raw images too")
+	f.StringArrayVar(&e.spec.Synthetics, "synthetic", nil, "serve a generated snapshot: snap-ID=SIZE[,FRACTION[,SEED]] (repeatable)")
+	f.StringArrayVar(&e.spec.Children, "child", nil, "serve a generated child: snap-C=child-of:snap-P,FRACTION[,SEED] (repeatable)")
+	f.Int64Var(&e.o.Seed, "seed", 1, "seed for faults, jitter and minted snapshot ids")
+	f.DurationVar(&e.o.Latency, "latency", 0, "latency added to every request")
+	f.DurationVar(&e.o.Jitter, "jitter", 0, "uniform random extra latency, up to this much")
+	f.Float64Var(&e.o.GetRatePerSnapshot, "get-rate-per-snapshot", 0, "GetSnapshotBlock quota per snapshot, blocks/s (0: none; AWS: 1000)")
+	f.Float64Var(&e.o.GetRatePerAccount, "get-rate-per-account", 0, "GetSnapshotBlock quota per account, blocks/s (0: none; AWS: 1000)")
+	f.Float64Var(&e.o.ListRate, "list-rate", 0, "quota for each List operation, requests/s (0: none; AWS: 50)")
+	f.StringVar(&e.spec.GetBurst, "get-burst", emulator.DefaultBurst.String(), "GetSnapshotBlock bucket depth: requests (1 or more; 1: no burst) or a time at the quota (100ms)")
+	f.StringVar(&e.spec.ListBurst, "list-burst", emulator.DefaultBurst.String(), "List bucket depth: requests (1 or more; 1: no burst) or a time at the quota")
+	f.StringVar(&e.o.ThrottleAs, "throttle-as", emulator.RequestThrottled, "error for throttled requests: RequestThrottledException (400) or ThrottlingException (429)")
+	f.Float64Var(&e.o.Faults.ServerError, "fault-server-error", 0, "fraction of Gets answered 500/503")
+	f.Float64Var(&e.o.Faults.Throttle, "fault-throttle", 0, "fraction of Gets throttled")
+	f.Float64Var(&e.o.Faults.Drop, "fault-drop", 0, "fraction of Gets whose connection drops mid-body")
+	f.Float64Var(&e.o.Faults.Truncate, "fault-truncate", 0, "fraction of Gets with a truncated body")
+	f.Float64Var(&e.o.Faults.BadChecksum, "fault-bad-checksum", 0, "fraction of Gets with a wrong x-amz-Checksum")
+	f.Float64Var(&e.o.Faults.BadLength, "fault-bad-length", 0, "fraction of Gets with a wrong x-amz-Data-Length")
+	f.Float64Var(&e.o.Faults.Corrupt, "fault-corrupt", 0, "fraction of Gets with one body byte flipped")
+	f.Float64Var(&e.o.Faults.ListServerError, "fault-list-server-error", 0, "fraction of List requests answered 500")
+	f.Float64Var(&e.o.Faults.ListThrottle, "fault-list-throttle", 0, "fraction of List requests throttled")
+	f.StringArrayVar(&e.spec.FailBlocks, "fail-block", nil, "make a block always fail: snap-ID:INDEX=KIND (repeatable)")
+	f.StringArrayVar(&e.spec.Denies, "deny", nil, "deny access to a snapshot: snap-ID[=REASON] (repeatable)")
+	f.StringArrayVar(&e.spec.Metas, "snapshot-meta", nil, "what DescribeSnapshots reports: snap-ID:FIELD=VALUE (repeatable)")
+	f.BoolVar(&e.o.DenyDescribeSnapshots, "deny-describe-snapshots", false, "answer EC2 DescribeSnapshots with UnauthorizedOperation")
+	f.BoolVar(&e.o.DenyGetCallerIdentity, "deny-get-caller-identity", false, "answer STS GetCallerIdentity with AccessDenied")
+	f.DurationVar(&e.o.BlockTokenTTL, "block-token-ttl", emulator.DefaultBlockTokenTTL, "block token lifetime")
+	f.DurationVar(&e.o.PageTokenTTL, "page-token-ttl", emulator.DefaultPageTokenTTL, "NextToken lifetime")
+	f.BoolVar(&e.o.InvalidateOnRelist, "invalidate-on-relist", false, "a new listing of a snapshot voids the block tokens of older ones")
+	f.BoolVar(&e.log, "log", false, "log every request to stderr")
 }
 
 // checkLoopback refuses a non-loopback listen address unless allowed.

@@ -198,11 +198,11 @@ func keyHint(err error) error {
 
 // fernetKey derives the original tool's key from the password and salt.
 func fernetKey(o *importOptions) (*snap4n6ir.Key, error) {
-	pass, err := codec.ReadPassphrase(o.seal.passphraseFile, os.Getenv, codec.TerminalPrompt("password of the encrypted folder", false))
+	pass, err := codec.ReadPassphrase(o.seal.passphraseFile, os.Getenv, ui.TerminalPrompt("password of the encrypted folder", false))
 	if err != nil {
 		return nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
 	}
-	salt, err := snap4n6ir.ReadSalt(o.saltFile, os.Getenv, codec.TerminalPrompt("salt", false))
+	salt, err := snap4n6ir.ReadSalt(o.saltFile, os.Getenv, ui.TerminalPrompt("salt", false))
 	if err != nil {
 		return nil, withHint(err, "give --salt-file FILE, set "+snap4n6ir.SaltEnv+", or run on a terminal")
 	}

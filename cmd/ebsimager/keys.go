@@ -4,18 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
 
-	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
 // keyFileName is where passphrase mode keeps the passphrase-protected age
@@ -85,71 +83,46 @@ func (o *sealOptions) form(dir string) (store.Form, []string, string, error) {
 }
 
 func (o *sealOptions) recipientsFor(dir string) ([]age.Recipient, []string, string, error) {
-	var (
-		recips []age.Recipient
-		names  []string
-	)
+	var rs codec.Recipients
 	for _, r := range o.recipients {
-		rc, err := codec.ParseRecipient(r)
-		if err != nil {
+		if err := rs.Add(r); err != nil {
 			return nil, nil, "", usageError{fmt.Errorf("--recipient: %w", err)}
 		}
-		recips, names = append(recips, rc), append(names, strings.TrimSpace(r))
 	}
 	for _, file := range o.recipientsFiles {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return nil, nil, "", err
 		}
-		rs, err := codec.ParseRecipients(strings.NewReader(string(data)))
-		if err != nil {
+		if err := rs.AddFile(data); err != nil {
 			return nil, nil, "", fmt.Errorf("%s: %w", file, err)
 		}
-		recips = append(recips, rs...)
-		for _, line := range strings.Split(string(data), "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-				names = append(names, line)
-			}
-		}
 	}
-	if len(recips) > 0 {
-		return recips, names, "", nil
+	if len(rs.List) > 0 {
+		return rs.List, rs.Names, "", nil
 	}
-	// Passphrase mode.
-	path := filepath.Join(dir, keyFileName)
-	existing, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, "", err
-	}
-	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", existing == nil))
+	rc, err := o.keyFile(dir).Recipient()
 	if err != nil {
-		return nil, nil, "", withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
-	}
-	if existing != nil {
-		ids, err := codec.ParseIdentities(strings.NewReader(string(existing)), func() (string, error) { return pass, nil })
-		if err != nil {
-			return nil, nil, "", wrongKeyError{fmt.Errorf("%s: %w", path, err)}
-		}
-		for _, id := range ids {
-			if x, ok := id.(*age.X25519Identity); ok {
-				return []age.Recipient{x.Recipient()}, []string{x.Recipient().String()}, keyFileName, nil
-			}
-		}
-		return nil, nil, "", fmt.Errorf("%s holds no X25519 identity", path)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, "", err
-	}
-	var rc age.Recipient
-	err = atomicfile.Write(path, func(w io.Writer) error {
-		var err error
-		rc, err = codec.GenerateKeyFile(w, pass)
-		return err
-	})
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	return []age.Recipient{rc}, []string{fmt.Sprint(rc)}, keyFileName, nil
+}
+
+// keyFile is passphrase mode's key file of evidence directory dir.
+func (o *sealOptions) keyFile(dir string) codec.KeyFile {
+	return codec.KeyFile{Path: filepath.Join(dir, keyFileName), Passphrase: passphrase(o.passphraseFile)}
+}
+
+// passphrase reads the passphrase from --passphrase-file, the
+// environment or the terminal.
+func passphrase(file string) func(confirm bool) (string, error) {
+	return func(confirm bool) (string, error) {
+		pass, err := codec.ReadPassphrase(file, os.Getenv, ui.TerminalPrompt("passphrase", confirm))
+		if err != nil {
+			return "", withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
+		}
+		return pass, nil
+	}
 }
 
 // openOptions are the flags that give the key to read encrypted blocks.
@@ -201,9 +174,9 @@ func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identi
 		if err != nil {
 			return nil, err
 		}
-		got, err := codec.ParseIdentities(strings.NewReader(string(data)), codec.TerminalPrompt("passphrase for "+file, false))
+		got, err := codec.IdentityFile(file, data, ui.TerminalPrompt("passphrase for "+file, false))
 		if err != nil {
-			return nil, wrongKeyError{fmt.Errorf("%s: %w", file, err)}
+			return nil, err
 		}
 		ids = append(ids, got...)
 	}
@@ -218,19 +191,7 @@ func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identi
 		}
 		return nil, nil
 	}
-	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", false))
-	if err != nil {
-		return nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
-	}
-	data, err := os.ReadFile(filepath.Join(ev.Dir, keyFile))
-	if err != nil {
-		return nil, err
-	}
-	ids, err = codec.ParseIdentities(strings.NewReader(string(data)), func() (string, error) { return pass, nil })
-	if err != nil {
-		return nil, wrongKeyError{fmt.Errorf("%s: %w", keyFile, err)}
-	}
-	return ids, nil
+	return codec.KeyFile{Path: filepath.Join(ev.Dir, keyFile), Name: keyFile, Passphrase: passphrase(o.passphraseFile)}.Identities()
 }
 
 // passphraseKey opens, or first creates, the passphrase-protected identity
@@ -239,35 +200,5 @@ func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identi
 // decrypted back and checked before the plaintext it replaces goes. The
 // passphrase is read once (asked twice when the key file is new).
 func (o *sealOptions) passphraseKey(dir string) (age.Recipient, []age.Identity, error) {
-	path := filepath.Join(dir, keyFileName)
-	existing, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, err
-	}
-	pass, err := codec.ReadPassphrase(o.passphraseFile, os.Getenv, codec.TerminalPrompt("passphrase", existing == nil))
-	if err != nil {
-		return nil, nil, withHint(err, "give --passphrase-file FILE, set "+codec.PassphraseEnv+", or run on a terminal")
-	}
-	if existing == nil {
-		err := atomicfile.Write(path, func(w io.Writer) error {
-			_, err := codec.GenerateKeyFile(w, pass)
-			return err
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("writing %s: %w", path, err)
-		}
-		if existing, err = os.ReadFile(path); err != nil {
-			return nil, nil, err
-		}
-	}
-	ids, err := codec.ParseIdentities(strings.NewReader(string(existing)), func() (string, error) { return pass, nil })
-	if err != nil {
-		return nil, nil, wrongKeyError{fmt.Errorf("%s: %w", path, err)}
-	}
-	for _, id := range ids {
-		if x, ok := id.(*age.X25519Identity); ok {
-			return x.Recipient(), ids, nil
-		}
-	}
-	return nil, nil, fmt.Errorf("%s holds no X25519 identity", path)
+	return o.keyFile(dir).Open()
 }

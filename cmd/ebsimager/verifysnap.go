@@ -95,7 +95,13 @@ func (o *snapshotCheckOptions) run(cmd *cobra.Command, aws *awsOptions, ev *stor
 		}
 		return nil, fmt.Errorf("comparing with %s: %w", snap.ID, err)
 	}
-	sc := &report.SnapshotCheck{SnapshotID: snap.ID, Full: o.full, Listed: r.Listed, Fetched: r.Fetched,
+	addSnapshotProblems(res, snap.ID, r)
+	return snapshotCheckRecord(snap.ID, o.full, r, price), nil
+}
+
+// snapshotCheckRecord is the record of a comparison with the snapshot.
+func snapshotCheckRecord(id string, full bool, r *acquire.CheckResult, price float64) *report.SnapshotCheck {
+	sc := &report.SnapshotCheck{SnapshotID: id, Full: full, Listed: r.Listed, Fetched: r.Fetched,
 		Missing: orEmpty(r.Missing), Extra: orEmpty(r.Extra), Differ: orEmpty(r.Differ), Failed: orEmpty(r.Failed),
 		MissingCount: r.MissingCount, ExtraCount: r.ExtraCount, DifferCount: r.DifferCount, FailedCount: r.FailedCount,
 		Requests: report.Requests{ListCalls: r.Counts.ListCalls, GetCalls: r.Counts.GetCalls,
@@ -104,17 +110,22 @@ func (o *snapshotCheckOptions) run(cmd *cobra.Command, aws *awsOptions, ev *stor
 	if sc.Requests.RetriesByKind == nil {
 		sc.Requests.RetriesByKind = map[string]int64{}
 	}
+	return sc
+}
+
+// addSnapshotProblems makes each difference from the snapshot a problem
+// of the verification.
+func addSnapshotProblems(res *store.VerifyResult, id string, r *acquire.CheckResult) {
 	for _, i := range r.Missing {
-		res.Problems = append(res.Problems, store.Problem{Index: i, Name: snap.ID, Kind: "snapshot", Detail: "the manifest holds this block, the snapshot does not list it"})
+		res.Problems = append(res.Problems, store.Problem{Index: i, Name: id, Kind: "snapshot", Detail: "the manifest holds this block, the snapshot does not list it"})
 	}
 	for _, i := range r.Extra {
-		res.Problems = append(res.Problems, store.Problem{Index: i, Name: snap.ID, Kind: "snapshot", Detail: "the snapshot lists this block, the manifest does not hold it"})
+		res.Problems = append(res.Problems, store.Problem{Index: i, Name: id, Kind: "snapshot", Detail: "the snapshot lists this block, the manifest does not hold it"})
 	}
 	for _, i := range r.Differ {
-		res.Problems = append(res.Problems, store.Problem{Index: i, Name: snap.ID, Kind: "snapshot", Detail: "AWS serves this block with another checksum than the manifest's"})
+		res.Problems = append(res.Problems, store.Problem{Index: i, Name: id, Kind: "snapshot", Detail: "AWS serves this block with another checksum than the manifest's"})
 	}
 	res.MoreProblems += r.MissingCount + r.ExtraCount + r.DifferCount - int64(len(r.Missing)+len(r.Extra)+len(r.Differ))
-	return sc, nil
 }
 
 func orEmpty(s []int64) []int64 {

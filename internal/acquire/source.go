@@ -73,7 +73,7 @@ func (s *Snapshot) List(ctx context.Context, start int64, fn func(ebs.Page) erro
 // retried under the snapshot's policy with its tokens refreshed by
 // listing again.
 func (s *Snapshot) Fetcher(lim *ebs.Limiter, maxRate float64) ebs.Fetcher {
-	return ebs.Retry(ebs.RateLimit(ebs.Limit(s.snap, lim), maxRate), s.snap.Policy, s.snap.Stats, &ebs.Relister{Snap: s.snap})
+	return ebs.NewFetcher(s.snap, ebs.FetchOptions{Limiter: lim, MaxRate: maxRate})
 }
 
 // Counts returns the snapshot's calls so far.

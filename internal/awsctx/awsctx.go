@@ -29,8 +29,19 @@ type Context = report.AWS
 var (
 	attemptTimeout = 10 * time.Second       // per attempt; peers have hung forever without one
 	attempts       = 3                      // the first try and two retries
-	retryDelay     = 250 * time.Millisecond // before the first retry, doubled after
+	retryDelay     = 250 * time.Millisecond // the shortest wait before the first retry, doubled after
+	// sleep waits between attempts; nil is the policy's timer. Tests
+	// record the waits through it.
+	sleep func(ctx context.Context, d time.Duration) error
 )
+
+// policy is the retry policy of the context calls: the EBS requests'
+// (ebs.Policy, with its jittered backoff) with the budget above, one
+// budget for throttles and errors alike, and this package's sorting of
+// STS and EC2 errors.
+func policy() ebs.Policy {
+	return ebs.Policy{MaxAttempts: attempts, MaxThrottled: attempts, Base: 2 * retryDelay, Classify: classify, Sleep: sleep}
+}
 
 // Gather asks STS who the caller is and EC2 what the snapshot is, with
 // cfg as the acquisition loaded it, and records each answer or why there
@@ -38,73 +49,85 @@ var (
 func Gather(ctx context.Context, cfg aws.Config, snapshotID string) Context {
 	c := Context{Region: cfg.Region, Endpoint: ebs.Endpoint(cfg)}
 
-	// The SDK's own retryer is off: the retries are call's.
+	// The SDK's own retryer is off: the retries are the policy's.
 	stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) { o.Retryer = aws.NopRetryer{} })
-	var id *report.CallerIdentity
-	c.Calls = append(c.Calls, call(ctx, report.APIGetCallerIdentity, func(ctx context.Context) error {
-		out, err := stsClient.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-		if err != nil {
-			return err
-		}
-		id = &report.CallerIdentity{Account: aws.ToString(out.Account), ARN: aws.ToString(out.Arn), UserID: aws.ToString(out.UserId)}
-		return nil
-	}))
-	c.CallerIdentity = id
+	idCall := report.Call{API: report.APIGetCallerIdentity}
+	id, err := retried(ctx, &idCall, stsClient.GetCallerIdentity, &sts.GetCallerIdentityInput{})
+	if err == nil {
+		c.CallerIdentity = &report.CallerIdentity{Account: aws.ToString(id.Account), ARN: aws.ToString(id.Arn), UserID: aws.ToString(id.UserId)}
+	}
+	c.Calls = append(c.Calls, idCall)
 
 	ec2Client := ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Retryer = aws.NopRetryer{} })
-	var snap *report.SnapshotInfo
-	c.Calls = append(c.Calls, call(ctx, report.APIDescribeSnapshots, func(ctx context.Context) error {
-		out, err := ec2Client.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{snapshotID}})
+	snapCall := report.Call{API: report.APIDescribeSnapshots}
+	describe := func(ctx context.Context, id string, opts ...func(*ec2.Options)) (*report.SnapshotInfo, error) {
+		out, err := ec2Client.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}}, opts...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, s := range out.Snapshots {
-			if aws.ToString(s.SnapshotId) == snapshotID {
-				snap = snapshotInfo(s)
-				return nil
+			if aws.ToString(s.SnapshotId) == id {
+				return snapshotInfo(s), nil
 			}
 		}
-		return fmt.Errorf("the answer lists %d snapshots, none of them %s", len(out.Snapshots), snapshotID)
-	}))
-	c.Snapshot = snap
+		return nil, fmt.Errorf("the answer lists %d snapshots, none of them %s", len(out.Snapshots), id)
+	}
+	c.Snapshot, _ = retried(ctx, &snapCall, describe, snapshotID)
+	c.Calls = append(c.Calls, snapCall)
 	return c
 }
 
-// call runs fn with a timeout per attempt, retrying what may pass, and
-// records the outcome.
-func call(ctx context.Context, api string, fn func(context.Context) error) report.Call {
-	rec := report.Call{API: api}
-	delay := retryDelay
-	for {
+// Start runs Gather in the background, so that the context calls go on
+// while the acquisition runs; the function it returns waits for the
+// answer.
+func Start(ctx context.Context, cfg aws.Config, snapshotID string) func() Context {
+	done := make(chan Context, 1)
+	go func() { done <- Gather(ctx, cfg, snapshotID) }()
+	return func() Context { return <-done }
+}
+
+// retried makes the request call(in) through two decorators: the retry
+// policy around a recorder that gives each attempt its own timeout and
+// keeps the last outcome in rec.
+func retried[In, Out, Opt any](ctx context.Context, rec *report.Call, call func(context.Context, In, ...Opt) (Out, error), in In) (Out, error) {
+	return ebs.Wrap(policy(), nil, recorded(rec, call))(ctx, in)
+}
+
+// recorded decorates call: each attempt runs under attemptTimeout and is
+// counted in rec, which keeps the outcome of the last one.
+func recorded[In, Out, Opt any](rec *report.Call, call func(context.Context, In, ...Opt) (Out, error)) func(context.Context, In, ...Opt) (Out, error) {
+	return func(ctx context.Context, in In, opts ...Opt) (Out, error) {
 		rec.Attempts++
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err := fn(actx)
-		cancel()
-		if err == nil {
-			rec.Outcome, rec.Code, rec.Error = report.OutcomeOK, "", ""
-			return rec
-		}
-		rec.Outcome, rec.Code, rec.Error = report.OutcomeFailed, "", err.Error()
-		var ae smithy.APIError
-		if errors.As(err, &ae) {
-			rec.Code, rec.Error = ae.ErrorCode(), ae.ErrorMessage()
-			if denied(ae.ErrorCode()) {
-				rec.Outcome = report.OutcomeDenied
-				return rec
+		defer cancel()
+		out, err := call(actx, in, opts...)
+		rec.Outcome, rec.Code, rec.Error = report.OutcomeOK, "", ""
+		if err != nil {
+			rec.Outcome, rec.Error = report.OutcomeFailed, err.Error()
+			var ae smithy.APIError
+			if errors.As(err, &ae) {
+				rec.Code, rec.Error = ae.ErrorCode(), ae.ErrorMessage()
+				if denied(ae.ErrorCode()) {
+					rec.Outcome = report.OutcomeDenied
+				}
 			}
 		}
-		if rec.Attempts >= attempts || !retryable(err) || ctx.Err() != nil {
-			return rec
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return rec
-		case <-t.C:
-		}
-		delay *= 2
+		return out, err
 	}
+}
+
+// classify sorts an STS or EC2 error for the policy: a denial and an
+// answer that will not change are permanent, everything retryable is
+// transient (one budget for all, as the calls are few).
+func classify(err error) ebs.Kind {
+	var ae smithy.APIError
+	switch {
+	case errors.As(err, &ae) && denied(ae.ErrorCode()):
+		return ebs.KindAccessDenied
+	case retryable(err):
+		return ebs.KindTransient
+	}
+	return ebs.KindInvalid
 }
 
 // denied reports whether an error code means the caller lacks the

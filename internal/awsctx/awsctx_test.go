@@ -13,7 +13,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/smithy-go"
 
+	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
 	"github.com/ebsimager/ebsimager/internal/report"
@@ -235,5 +237,53 @@ func TestGatherUnreachable(t *testing.T) {
 		if c.Outcome != report.OutcomeFailed || c.Attempts != 1 || !strings.Contains(c.Error, "context canceled") {
 			t.Errorf("cancelled: %+v", c)
 		}
+	}
+}
+
+// The context calls wait as ebs.Policy does (equal jitter: half fixed,
+// half random, doubling) and sort errors with classify.
+func TestGatherPolicy(t *testing.T) {
+	fastRetries(t, 5*time.Second)
+	retryDelay = 40 * time.Millisecond
+	var waits []time.Duration
+	sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return ctx.Err() }
+	t.Cleanup(func() { sleep = nil })
+	ep, seen := flaky(t, http.NotFoundHandler(), 100, http.StatusServiceUnavailable, "Unavailable")
+	got := Gather(context.Background(), config(ep), snap)
+	if len(got.Calls) != 2 || got.Calls[0].Attempts != 3 || got.Calls[1].Attempts != 3 || seen.Load() != 6 || len(waits) != 4 {
+		t.Fatalf("calls %+v, %d requests, waits %v", got.Calls, seen.Load(), waits)
+	}
+	for i, d := range waits {
+		lo := retryDelay << (i % 2) // each call's first retry, then its second
+		if d < lo || d > 2*lo {
+			t.Errorf("wait %d: %v, want in [%v, %v]", i, d, lo, 2*lo)
+		}
+	}
+	for code, want := range map[string]ebs.Kind{
+		"AccessDenied": ebs.KindAccessDenied, "UnauthorizedOperation": ebs.KindAccessDenied,
+		"RequestLimitExceeded": ebs.KindTransient, "Throttling": ebs.KindTransient, "InternalError": ebs.KindTransient,
+		"InvalidSnapshot.NotFound": ebs.KindInvalid, "InvalidParameterValue": ebs.KindInvalid,
+	} {
+		if k := classify(&smithy.GenericAPIError{Code: code}); k != want {
+			t.Errorf("classify(%s) = %v, want %v", code, k, want)
+		}
+	}
+	if k := classify(context.DeadlineExceeded); k != ebs.KindTransient {
+		t.Errorf("classify(a timeout) = %v", k)
+	}
+}
+
+// Start makes the same calls in the background and hands back the same
+// record.
+func TestStart(t *testing.T) {
+	s, ep := start(t, emulator.Options{})
+	wait := Start(context.Background(), config(ep), snap)
+	got := wait()
+	if got.CallerIdentity == nil || got.Snapshot == nil || got.Snapshot.SnapshotID != snap || len(got.Calls) != 2 ||
+		got.Calls[0].Outcome != report.OutcomeOK || got.Calls[1].Outcome != report.OutcomeOK {
+		t.Fatalf("Start: %+v", got)
+	}
+	if ctr := s.Counters(); ctr.Total(emulator.OpGetCallerIdentity) != 1 || ctr.Total(emulator.OpDescribeSnapshots) != 1 {
+		t.Fatalf("requests:\n%s", ctr)
 	}
 }

@@ -7,6 +7,3 @@ func SetKeyFileWorkFactor(logN int) (restore func()) {
 	keyFileWorkFactor = logN
 	return func() { keyFileWorkFactor = old }
 }
-
-// Confirmed exposes confirmed to the tests.
-var Confirmed = confirmed

@@ -9,12 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
 	"filippo.io/age/armor"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ebsimager/ebsimager/internal/atomicfile"
 )
 
 // ErrWrongKey is wrapped by every error that means the identities or the
@@ -245,4 +250,160 @@ func ageError(err error) error {
 		return fmt.Errorf("file is sealed to %s: %w", strings.Join(noMatch.StanzaTypes, ", "), ErrWrongKey)
 	}
 	return err
+}
+
+// KeyError is a key given that cannot be used: an identity file or key
+// file that does not parse, or does not open with the passphrase given.
+// It wraps ErrWrongKey as well as the cause, since either way the key
+// does not open the evidence.
+type KeyError struct {
+	Name string // the file, as the user knows it
+	Err  error
+}
+
+func (e *KeyError) Error() string   { return e.Name + ": " + e.Err.Error() }
+func (e *KeyError) Unwrap() []error { return []error{e.Err, ErrWrongKey} }
+
+// Recipients are the recipients blocks are sealed to, gathered from a
+// command line, with the text of each as the record names it.
+type Recipients struct {
+	List  []age.Recipient
+	Names []string
+}
+
+// Add adds one recipient as age -r takes it (see ParseRecipient).
+func (r *Recipients) Add(s string) error {
+	rc, err := ParseRecipient(s)
+	if err != nil {
+		return err
+	}
+	r.List, r.Names = append(r.List, rc), append(r.Names, strings.TrimSpace(s))
+	return nil
+}
+
+// AddFile adds the recipients of a recipients file's content (see
+// ParseRecipients); each one is named by its line.
+func (r *Recipients) AddFile(data []byte) error {
+	rs, err := ParseRecipients(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	r.List = append(r.List, rs...)
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			r.Names = append(r.Names, line)
+		}
+	}
+	return nil
+}
+
+// KeyFile is passphrase mode's key: a fresh X25519 identity, kept with
+// the evidence in an age file protected by the passphrase (see
+// GenerateKeyFile), that the blocks are sealed to.
+type KeyFile struct {
+	// Path is where the key file is, such as DIR/key.age.
+	Path string
+	// Name is how errors name it; default Path.
+	Name string
+	// Passphrase reads the passphrase; confirm is set when the key file
+	// is about to be made, so that a new passphrase is asked twice. Its
+	// error is returned as it is.
+	Passphrase func(confirm bool) (string, error)
+}
+
+func (k KeyFile) name() string {
+	if k.Name != "" {
+		return k.Name
+	}
+	return k.Path
+}
+
+// Recipient returns the recipient to seal blocks to: the key file's
+// X25519 identity's, the key file being generated first (its directory
+// too) when there is none. A new key file is written whole or not at all.
+func (k KeyFile) Recipient() (age.Recipient, error) {
+	rc, _, err := k.open(false)
+	return rc, err
+}
+
+// Open is Recipient that also returns the identities that open what is
+// sealed to it, read back from the file even when it was just written:
+// a conversion that replaces readable blocks by sealed ones knows the key
+// opens them before the first plaintext goes.
+func (k KeyFile) Open() (age.Recipient, []age.Identity, error) {
+	return k.open(true)
+}
+
+func (k KeyFile) open(readBack bool) (age.Recipient, []age.Identity, error) {
+	existing, err := os.ReadFile(k.Path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	pass, err := k.Passphrase(existing == nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if existing == nil {
+		if err := os.MkdirAll(filepath.Dir(k.Path), 0o700); err != nil {
+			return nil, nil, err
+		}
+		var rc age.Recipient
+		err := atomicfile.Write(k.Path, func(w io.Writer) error {
+			var err error
+			rc, err = GenerateKeyFile(w, pass)
+			return err
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("writing %s: %w", k.Path, err)
+		}
+		if !readBack {
+			return rc, nil, nil
+		}
+		if existing, err = os.ReadFile(k.Path); err != nil {
+			return nil, nil, err
+		}
+	}
+	ids, err := k.parse(existing, pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range ids {
+		if x, ok := id.(*age.X25519Identity); ok {
+			return x.Recipient(), ids, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%s holds no X25519 identity", k.Path)
+}
+
+// Identities opens an existing key file: the passphrase first, then the
+// file.
+func (k KeyFile) Identities() ([]age.Identity, error) {
+	pass, err := k.Passphrase(false)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(k.Path)
+	if err != nil {
+		return nil, err
+	}
+	return k.parse(data, pass)
+}
+
+func (k KeyFile) parse(data []byte, pass string) ([]age.Identity, error) {
+	ids, err := ParseIdentities(bytes.NewReader(data), func() (string, error) { return pass, nil })
+	if err != nil {
+		return nil, &KeyError{Name: k.name(), Err: err}
+	}
+	return ids, nil
+}
+
+// IdentityFile parses the identities of an --identity file's content
+// (see ParseIdentities), asking passphrase only if the file is protected.
+// A file that does not parse or open is a *KeyError naming it.
+func IdentityFile(name string, data []byte, passphrase func() (string, error)) ([]age.Identity, error) {
+	ids, err := ParseIdentities(bytes.NewReader(data), passphrase)
+	if err != nil {
+		return nil, &KeyError{Name: name, Err: err}
+	}
+	return ids, nil
 }

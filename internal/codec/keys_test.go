@@ -6,6 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -236,4 +240,134 @@ func armorFile(t *testing.T, file []byte) string {
 		t.Fatal(err)
 	}
 	return buf.String()
+}
+
+func TestRecipientsNamesEachLine(t *testing.T) {
+	a, b := age.GenerateX25519Identity, age.GenerateX25519Identity
+	id1, _ := a()
+	id2, _ := b()
+	var rs codec.Recipients
+	if err := rs.Add("  " + id1.Recipient().String() + " "); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.AddFile([]byte("# team\n\n" + id2.Recipient().String() + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{id1.Recipient().String(), id2.Recipient().String()}
+	if len(rs.List) != 2 || strings.Join(rs.Names, ",") != strings.Join(want, ",") {
+		t.Fatalf("recipients %d, names %q, want %q", len(rs.List), rs.Names, want)
+	}
+	if err := rs.Add(id1.String()); err == nil || strings.Contains(err.Error(), id1.String()) {
+		t.Fatalf("a secret key as recipient: %v", err)
+	}
+	if err := rs.AddFile([]byte("# nothing\n")); err == nil || len(rs.List) != 2 {
+		t.Fatalf("an empty recipients file: %v, %d recipients", err, len(rs.List))
+	}
+}
+
+// Passphrase mode's key file: made once (directory 0700, file 0600, the
+// passphrase asked with confirmation), then opened with the passphrase;
+// a wrong one is a *KeyError that is ErrWrongKey and names the file.
+func TestKeyFileLifecycle(t *testing.T) {
+	defer codec.SetKeyFileWorkFactor(10)()
+	dir := filepath.Join(t.TempDir(), "evidence")
+	path := filepath.Join(dir, "key.age")
+	var asked []bool
+	pass := func(p string) func(bool) (string, error) {
+		return func(confirm bool) (string, error) { asked = append(asked, confirm); return p, nil }
+	}
+	k := codec.KeyFile{Path: path, Passphrase: pass("correct horse")}
+	rc, err := k.Recipient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("directory: %v, %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v", fi.Mode(), err)
+	}
+	// Again: the same key, the passphrase asked once.
+	rc2, ids, err := k.Open()
+	if err != nil || fmt.Sprint(rc2) != fmt.Sprint(rc) || len(ids) != 1 {
+		t.Fatalf("reopened: %v, %v vs %v, %d identities", err, rc2, rc, len(ids))
+	}
+	ids2, err := k.Identities()
+	if err != nil || len(ids2) != 1 {
+		t.Fatalf("Identities: %v", err)
+	}
+	if fmt.Sprint(asked) != "[true false false]" {
+		t.Fatalf("confirmation asked %v, want only for the new file", asked)
+	}
+	// What is sealed to the recipient opens with the identities.
+	var sealed bytes.Buffer
+	w, _ := codec.Seal(&sealed, codec.Form{Encrypted: true}, rc)
+	w.Write([]byte("block"))
+	w.Close()
+	r, err := codec.Open(&sealed, codec.Form{Encrypted: true}, ids2...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(r); string(got) != "block" {
+		t.Fatalf("opened %q", got)
+	}
+
+	wrong := codec.KeyFile{Path: path, Name: "key.age", Passphrase: pass("hunter2")}
+	for name, open := range map[string]func() error{
+		"Recipient":  func() error { _, err := wrong.Recipient(); return err },
+		"Open":       func() error { _, _, err := wrong.Open(); return err },
+		"Identities": func() error { _, err := wrong.Identities(); return err },
+	} {
+		err := open()
+		var ke *codec.KeyError
+		if !errors.As(err, &ke) || !errors.Is(err, codec.ErrWrongKey) || !strings.HasPrefix(err.Error(), "key.age: ") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s with a wrong passphrase: %v", name, err)
+		}
+	}
+
+	// A new key file read back: Open parses what it wrote.
+	rc3, ids3, err := codec.KeyFile{Path: filepath.Join(dir, "other.age"), Passphrase: pass("x")}.Open()
+	if err != nil || len(ids3) != 1 || fmt.Sprint(ids3[0].(*age.X25519Identity).Recipient()) != fmt.Sprint(rc3) {
+		t.Fatalf("new key, read back: %v", err)
+	}
+
+	// The passphrase's own error comes back as it is, and nothing is written.
+	errNo := errors.New("no terminal")
+	fresh := filepath.Join(dir, "none.age")
+	_, err = codec.KeyFile{Path: fresh, Passphrase: func(bool) (string, error) { return "", errNo }}.Recipient()
+	if err != errNo {
+		t.Fatalf("passphrase error: %v", err)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("a key file without a passphrase: %v", err)
+	}
+	// A key file holding no X25519 identity is refused, not used.
+	pq, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var protected bytes.Buffer
+	sr, _ := age.NewScryptRecipient("x")
+	sr.SetWorkFactor(10)
+	aw, _ := age.Encrypt(&protected, sr)
+	fmt.Fprintln(aw, pq)
+	aw.Close()
+	pqPath := filepath.Join(dir, "pq.age")
+	os.WriteFile(pqPath, protected.Bytes(), 0o600)
+	if _, err := (codec.KeyFile{Path: pqPath, Passphrase: pass("x")}).Recipient(); err == nil || !strings.Contains(err.Error(), "holds no X25519 identity") {
+		t.Fatalf("a key file without an X25519 identity: %v", err)
+	}
+}
+
+func TestIdentityFileErrors(t *testing.T) {
+	_, err := codec.IdentityFile("mine.txt", []byte("not a key\n"), nil)
+	var ke *codec.KeyError
+	if !errors.As(err, &ke) || ke.Name != "mine.txt" || !errors.Is(err, codec.ErrWrongKey) || !strings.HasPrefix(err.Error(), "mine.txt: parsing identities") {
+		t.Fatalf("a malformed identity file: %v", err)
+	}
+	id, _ := age.GenerateX25519Identity()
+	ids, err := codec.IdentityFile("mine.txt", []byte(id.String()+"\n"), nil)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("an identity file: %v", err)
+	}
 }

@@ -108,26 +108,3 @@ func TestSecretSourceNamesTheSecret(t *testing.T) {
 		t.Errorf("no salt: %v", err)
 	}
 }
-
-func TestConfirmedPrompt(t *testing.T) {
-	answers := func(a ...string) func(string) (string, error) {
-		var labels []string
-		return func(label string) (string, error) {
-			labels = append(labels, label)
-			if len(labels) == 2 && label != "Confirm passphrase" {
-				t.Errorf("second label %q, want %q", label, "Confirm passphrase")
-			}
-			s := a[0]
-			a = a[1:]
-			return s, nil
-		}
-	}
-	got, err := codec.Confirmed("Passphrase", answers("same", "same"))()
-	if err != nil || got != "same" {
-		t.Errorf("matching entries: %q, %v", got, err)
-	}
-	got, err = codec.Confirmed("Passphrase", answers("alpha", "bravo"))()
-	if err == nil || got != "" || strings.Contains(err.Error(), "alpha") || strings.Contains(err.Error(), "bravo") {
-		t.Errorf("differing entries: %q, %v; want an error without either entry", got, err)
-	}
-}

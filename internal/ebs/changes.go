@@ -39,6 +39,7 @@ type ChangePage struct {
 // returned.
 func (s *Snapshot) Changes(ctx context.Context, base string, start int64, fn func(ChangePage) error) error {
 	var (
+		api   = s.lists()
 		token *string
 		last  = start - 1
 	)
@@ -63,13 +64,7 @@ func (s *Snapshot) Changes(ctx context.Context, base string, start int64, fn fun
 			}
 			in.StartingBlockIndex = aws.Int32(i)
 		}
-		var out *ebsapi.ListChangedBlocksOutput
-		err := s.Policy.Do(ctx, s.Stats, func(ctx context.Context) error {
-			var err error
-			s.Stats.addList()
-			out, err = s.API.ListChangedBlocks(ctx, in)
-			return err
-		})
+		out, err := api.ListChangedBlocks(ctx, in)
 		if KindOf(err) == KindPageToken && token != nil {
 			token = nil // restart after the last block seen, without the token
 			continue

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	ebsapi "github.com/aws/aws-sdk-go-v2/service/ebs"
+
 	"github.com/ebsimager/ebsimager/internal/block"
 )
 
@@ -28,6 +30,17 @@ type Policy struct {
 	ThrottleBase time.Duration
 	// Sleep waits d or until ctx ends; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Classify sorts a failure into a Kind, which decides whether it is
+	// retried and against which budget; default KindOf, which knows the
+	// EBS errors. Callers of other services (STS, EC2) give their own.
+	Classify func(error) Kind
+}
+
+func (p Policy) kind(err error) Kind {
+	if p.Classify != nil {
+		return p.Classify(err)
+	}
+	return KindOf(err)
 }
 
 func (p Policy) maxAttempts() int    { return or(p.MaxAttempts, 10) }
@@ -109,7 +122,10 @@ func (b *budget) delay(k Kind) time.Duration {
 }
 
 // Do runs fn until it succeeds, fails permanently, exhausts the policy or
-// ctx ends. It is used for List calls; fetches use Retry.
+// ctx ends, counting each retry in stats. An expired page token
+// (KindPageToken) is returned at once: only the walker of the listing
+// can restart it. Do is the engine of the request decorators (Wrap,
+// RetryLists); fetches use Retry, which also refreshes block tokens.
 func (p Policy) Do(ctx context.Context, stats *Stats, fn func(context.Context) error) error {
 	b := budget{p: p}
 	for {
@@ -117,7 +133,7 @@ func (p Policy) Do(ctx context.Context, stats *Stats, fn func(context.Context) e
 		if err == nil {
 			return nil
 		}
-		k := KindOf(err)
+		k := p.kind(err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -129,6 +145,57 @@ func (p Policy) Do(ctx context.Context, stats *Stats, fn func(context.Context) e
 			return err
 		}
 	}
+}
+
+// Wrap returns call, a request in the shape of every AWS SDK method,
+// retried under p: the decorator that puts any client's calls under the
+// same policy as the fetches. Each retry is counted in stats by kind.
+func Wrap[In, Out, Opt any](p Policy, stats *Stats, call func(context.Context, In, ...Opt) (Out, error)) func(context.Context, In, ...Opt) (Out, error) {
+	return func(ctx context.Context, in In, opts ...Opt) (Out, error) {
+		var out Out
+		err := p.Do(ctx, stats, func(ctx context.Context) error {
+			var err error
+			out, err = call(ctx, in, opts...)
+			return err
+		})
+		return out, err
+	}
+}
+
+// countLists counts every attempt of call in stats as a List call.
+func countLists[In, Out, Opt any](stats *Stats, call func(context.Context, In, ...Opt) (Out, error)) func(context.Context, In, ...Opt) (Out, error) {
+	return func(ctx context.Context, in In, opts ...Opt) (Out, error) {
+		stats.addList()
+		return call(ctx, in, opts...)
+	}
+}
+
+// RetryLists wraps api so that its List calls (ListSnapshotBlocks,
+// ListChangedBlocks) are retried under p, each attempt counted in stats
+// as a List call and each retry by kind. GetSnapshotBlock passes through
+// untouched: a fetch is retried by Retry, around its verification. An
+// expired page token is returned at once, for the walker to list again
+// from the last block it saw (see Snapshot.List).
+func RetryLists(api API, p Policy, stats *Stats) API {
+	return &retryingLists{
+		API:     api,
+		blocks:  Wrap(p, stats, countLists(stats, api.ListSnapshotBlocks)),
+		changed: Wrap(p, stats, countLists(stats, api.ListChangedBlocks)),
+	}
+}
+
+type retryingLists struct {
+	API
+	blocks  func(context.Context, *ebsapi.ListSnapshotBlocksInput, ...func(*ebsapi.Options)) (*ebsapi.ListSnapshotBlocksOutput, error)
+	changed func(context.Context, *ebsapi.ListChangedBlocksInput, ...func(*ebsapi.Options)) (*ebsapi.ListChangedBlocksOutput, error)
+}
+
+func (r *retryingLists) ListSnapshotBlocks(ctx context.Context, in *ebsapi.ListSnapshotBlocksInput, opts ...func(*ebsapi.Options)) (*ebsapi.ListSnapshotBlocksOutput, error) {
+	return r.blocks(ctx, in, opts...)
+}
+
+func (r *retryingLists) ListChangedBlocks(ctx context.Context, in *ebsapi.ListChangedBlocksInput, opts ...func(*ebsapi.Options)) (*ebsapi.ListChangedBlocksOutput, error) {
+	return r.changed(ctx, in, opts...)
 }
 
 // Refresher gives a fresh reference for a block whose token was refused.
@@ -160,7 +227,7 @@ func (f *retrying) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block,
 		if ctx.Err() != nil {
 			return Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, ctx.Err())
 		}
-		k := KindOf(err)
+		k := f.p.kind(err)
 		if !b.spend(k) {
 			if k.Retryable() {
 				return Block{}, fmt.Errorf("giving up on block %d after %d attempts: %w", ref.Index, b.errors+b.throttle, err)

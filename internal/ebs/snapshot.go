@@ -83,12 +83,17 @@ func (s *Snapshot) attemptTimeout() time.Duration {
 	return 60 * time.Second
 }
 
+// lists is s.API with its List calls retried under s.Policy and counted
+// in s.Stats.
+func (s *Snapshot) lists() API { return RetryLists(s.API, s.Policy, s.Stats) }
+
 // List walks the snapshot's listed blocks from index start upwards, a page
 // at a time, calling fn for each page in ascending order. Throttling and
 // server errors are retried; an expired page token restarts the listing
 // after the last block seen. fn's error stops the walk and is returned.
 func (s *Snapshot) List(ctx context.Context, start int64, fn func(Page) error) error {
 	var (
+		api   = s.lists()
 		token *string
 		last  = start - 1
 	)
@@ -106,13 +111,7 @@ func (s *Snapshot) List(ctx context.Context, start int64, fn func(Page) error) e
 			}
 			in.StartingBlockIndex = aws.Int32(i)
 		}
-		var out *ebsapi.ListSnapshotBlocksOutput
-		err := s.Policy.Do(ctx, s.Stats, func(ctx context.Context) error {
-			var err error
-			s.Stats.addList()
-			out, err = s.API.ListSnapshotBlocks(ctx, in)
-			return err
-		})
+		out, err := api.ListSnapshotBlocks(ctx, in)
 		if KindOf(err) == KindPageToken && token != nil {
 			token = nil // restart after the last block seen, without the token
 			continue

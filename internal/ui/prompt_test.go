@@ -1,4 +1,4 @@
-package codec_test
+package ui
 
 import (
 	"fmt"
@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
@@ -20,7 +19,7 @@ const promptOutEnv = "EBSIMAGER_TEST_PROMPT_OUT"
 func TestTerminalPrompt(t *testing.T) {
 	if out := os.Getenv(promptOutEnv); out != "" {
 		result := "no terminal"
-		if p := codec.TerminalPrompt("Passphrase", true); p != nil {
+		if p := TerminalPrompt("Passphrase", true); p != nil {
 			s, err := p()
 			result = fmt.Sprintf("%q %v", s, err)
 		}
@@ -49,7 +48,7 @@ func TestTerminalPrompt(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", tc.name, err, transcript)
 		}
-		if got := string(readFile(t, out)); got != tc.want {
+		if got := readFile(t, out); got != tc.want {
 			t.Errorf("%s: read %s, want %s", tc.name, got, tc.want)
 		}
 		for _, label := range []string{"Passphrase: ", "Confirm passphrase: "} {
@@ -68,7 +67,39 @@ func TestTerminalPrompt(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("no terminal: %v\n%s", err, b)
 	}
-	if got := string(readFile(t, out)); got != "no terminal" {
+	if got := readFile(t, out); got != "no terminal" {
 		t.Errorf("no terminal: read %s", got)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestConfirmedPrompt(t *testing.T) {
+	answers := func(a ...string) func(string) (string, error) {
+		var labels []string
+		return func(label string) (string, error) {
+			labels = append(labels, label)
+			if len(labels) == 2 && label != "Confirm passphrase" {
+				t.Errorf("second label %q, want %q", label, "Confirm passphrase")
+			}
+			s := a[0]
+			a = a[1:]
+			return s, nil
+		}
+	}
+	got, err := confirmed("Passphrase", answers("same", "same"))()
+	if err != nil || got != "same" {
+		t.Errorf("matching entries: %q, %v", got, err)
+	}
+	got, err = confirmed("Passphrase", answers("alpha", "bravo"))()
+	if err == nil || got != "" || strings.Contains(err.Error(), "alpha") || strings.Contains(err.Error(), "bravo") {
+		t.Errorf("differing entries: %q, %v; want an error without either entry", got, err)
 	}
 }
