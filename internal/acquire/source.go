@@ -85,7 +85,8 @@ type ListFunc func(ctx context.Context, start int64, fn func(ebs.Page) error) er
 // firstPage is the first page of a listing, read by Info and handed to
 // the first List from index 0, so that learning a volume's size before
 // opening its sink costs no call of its own. A listing goes on after it
-// from the index after its last block, as after an expired page token.
+// from the index after the last it covered (Page.Next), as after an
+// expired page token.
 type firstPage struct {
 	mu   sync.Mutex
 	page *ebs.Page
@@ -126,8 +127,5 @@ func (f *firstPage) list(ctx context.Context, start int64, list ListFunc, fn fun
 	if !p.More {
 		return nil
 	}
-	if n := len(p.Refs); n > 0 {
-		start = p.Refs[n-1].Index + 1
-	}
-	return list(ctx, start, fn)
+	return list(ctx, p.Next, fn)
 }

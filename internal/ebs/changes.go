@@ -27,6 +27,7 @@ type ChangePage struct {
 	Changes []Change
 	Expiry  time.Time // when the page's block tokens expire
 	More    bool      // the walk goes on after this page (see Page.More)
+	Next    int64     // where a walk stopped after this page goes on (see Page.Next)
 }
 
 // Changes walks the blocks that differ between snapshot base and s from
@@ -97,7 +98,7 @@ func (s *Snapshot) Changes(ctx context.Context, base string, start int64, fn fun
 			last = c.Index
 			page.Changes = append(page.Changes, c)
 		}
-		page.More = out.NextToken != nil && *out.NextToken != ""
+		page.More, page.Next = out.NextToken != nil && *out.NextToken != "", last+1
 		if err := fn(page); err != nil {
 			return err
 		}

@@ -39,9 +39,10 @@ type Page struct {
 	Refs   []block.Ref
 	Expiry time.Time // when the page's block tokens expire
 	// More says the listing goes on after this page (it had a
-	// NextToken): a caller that stopped here can go on from the index
-	// after its last block.
+	// NextToken); a caller that stopped after it goes on by listing from
+	// Next, one past the last index the listing has covered.
 	More bool
+	Next int64
 }
 
 // Block is block.Block, the one block noun. The alias lets the fetch
@@ -138,7 +139,7 @@ func (s *Snapshot) List(ctx context.Context, start int64, fn func(Page) error) e
 			last = ref.Index
 			page.Refs = append(page.Refs, ref)
 		}
-		page.More = out.NextToken != nil && *out.NextToken != ""
+		page.More, page.Next = out.NextToken != nil && *out.NextToken != "", last+1
 		if err := fn(page); err != nil {
 			return err
 		}

@@ -66,7 +66,7 @@ func (in *Base) Source(snap *ebs.Snapshot) *acquire.Snapshot {
 				}
 				in.changed = make([]uint64, (cp.Slots()+63)/64)
 			}
-			p := ebs.Page{Info: cp.Info, Expiry: cp.Expiry, More: cp.More}
+			p := ebs.Page{Info: cp.Info, Expiry: cp.Expiry, More: cp.More, Next: cp.Next}
 			for _, c := range cp.Changes {
 				in.changed[c.Index/64] |= 1 << (c.Index % 64)
 				in.nChanged++
