@@ -132,7 +132,10 @@ func (v *evidence) ranges() ([]Range, error) {
 	if err := v.ev.CheckHeader(mr.Header()); err != nil {
 		return nil, err
 	}
-	var out []Range
+	var (
+		out      []Range
+		entryErr error // reported after the manifest's own SHA-256: an edited manifest is said to be one
+	)
 	for {
 		e, err := mr.Next()
 		if errors.Is(err, io.EOF) {
@@ -141,12 +144,18 @@ func (v *evidence) ranges() ([]Range, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := v.ev.CheckEntry(e); err != nil {
-			return nil, err
+		if err := v.ev.CheckEntry(e); err != nil && entryErr == nil {
+			entryErr = err
 		}
 		out = appendRange(out, Range{e.Index * block.Size, block.Size})
 	}
-	return out, v.ev.CheckManifestSum(mr.Sum())
+	if err := v.ev.CheckManifestSum(mr.Sum()); err != nil {
+		return nil, err
+	}
+	if entryErr != nil {
+		return nil, entryErr
+	}
+	return out, nil
 }
 
 // load fills buf with block i, verified; an unlisted block stays zeros.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -74,7 +75,11 @@ func Open(ctx context.Context, source string, o Options) (Volume, error) {
 		}
 		return o.Snapshot(ctx, source)
 	}
-	return openImage(source) // the base name of a split raw image, or missing
+	v, ierr := openImage(source) // the base name of a split raw image?
+	if errors.Is(ierr, fs.ErrNotExist) {
+		return nil, err // no: nothing by that name
+	}
+	return v, ierr
 }
 
 // openImage opens an E01 set or a raw image.
