@@ -14,9 +14,11 @@ import (
 // memVolume is a volume in memory.
 type memVolume struct{ *bytes.Reader }
 
-func (m memVolume) Size() int64                     { return m.Reader.Size() }
-func (m memVolume) Ranges() ([]volume.Range, error) { return []volume.Range{{Off: 0, Len: m.Size()}}, nil }
-func (m memVolume) Close() error                    { return nil }
+func (m memVolume) Size() int64 { return m.Reader.Size() }
+func (m memVolume) Ranges() ([]volume.Range, error) {
+	return []volume.Range{{Off: 0, Len: m.Size()}}, nil
+}
+func (m memVolume) Close() error { return nil }
 
 // The reads MapFiles makes mark a volume's failures, a failed fetch of
 // an Overlay among them, as SourceErrors, which stop it.

@@ -173,9 +173,11 @@ func TestOpenImages(t *testing.T) {
 // memVolume is a volume in memory.
 type memVolume struct{ *bytes.Reader }
 
-func (m memVolume) Size() int64                     { return m.Reader.Size() }
-func (m memVolume) Ranges() ([]volume.Range, error) { return []volume.Range{{Off: 0, Len: m.Size()}}, nil }
-func (m memVolume) Close() error                    { return nil }
+func (m memVolume) Size() int64 { return m.Reader.Size() }
+func (m memVolume) Ranges() ([]volume.Range, error) {
+	return []volume.Range{{Off: 0, Len: m.Size()}}, nil
+}
+func (m memVolume) Close() error { return nil }
 
 func TestOverlay(t *testing.T) {
 	base := make([]byte, 8*block.Size)
