@@ -145,13 +145,12 @@ func Open(ctx context.Context, snap *ebs.Snapshot, fetch ebs.Fetcher, o Options)
 	}
 	v.prices, v.priced = cost.PricesFor(o.Region)
 	v.ctx, v.cancel = context.WithCancel(ctx)
-	first, err := v.listChunk(v.ctx, 0)
-	if err != nil {
+	if _, err := v.chunkTokens(v.ctx, 0); err != nil {
 		v.cancel()
 		return nil, err
 	}
-	v.tokens.put(first)
 	if o.Evidence != nil {
+		var err error
 		if v.ev, err = o.Evidence(v.info); err != nil {
 			v.cancel()
 			return nil, fmt.Errorf("opening evidence of %s: %w", snap.ID, err)
@@ -343,81 +342,9 @@ func (v *Volume) ref(ctx context.Context, i int64, fresh bool) (block.Ref, *toke
 // records its allocation and keeps its tokens.
 func (v *Volume) chunkTokens(ctx context.Context, c int64) (*tokenSet, error) {
 	ts, err, _ := v.lists.do(c, func() (*tokenSet, error) {
-		ts, err := v.listChunk(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		v.tokens.put(ts)
-		return ts, nil
+		return v.walk(ctx, c, int32(min(v.o.chunk, ebs.MaxPage)), true, func(cur int64) bool { return cur > c })
 	})
 	return ts, err
-}
-
-// errStop ends a listing walk early.
-var errStop = errors.New("stop")
-
-// listChunk lists chunk c: its allocation goes into the index and its
-// tokens are returned. The first call, from Open, also learns the
-// volume's size from the listing.
-func (v *Volume) listChunk(ctx context.Context, c int64) (*tokenSet, error) {
-	start := c * v.o.chunk
-	end := start + v.o.chunk
-	if v.idx != nil {
-		_, end = v.idx.span(c)
-	}
-	ts := &tokenSet{chunk: c}
-	var bits []uint64
-	snap := *v.snap
-	snap.PageSize = int32(min(v.o.chunk, ebs.MaxPage))
-	err := snap.List(ctx, start, func(p ebs.Page) error {
-		if err := v.learn(p.Info); err != nil {
-			return err
-		}
-		if bits == nil {
-			_, end = v.idx.span(c)
-			bits = make([]uint64, (end-start+63)/64)
-		}
-		if !p.Expiry.IsZero() && (ts.expiry.IsZero() || p.Expiry.Before(ts.expiry)) {
-			ts.expiry = p.Expiry
-		}
-		for _, r := range p.Refs {
-			if r.Index >= end {
-				return errStop
-			}
-			if len(r.Token) > maxTokenLen {
-				return fmt.Errorf("block %d: token of %d bytes, longer than the %d the API allows", r.Index, len(r.Token), maxTokenLen)
-			}
-			off := r.Index - start
-			bits[off/64] |= 1 << (off % 64)
-			ts.add(off, r.Token)
-		}
-		if n := len(p.Refs); n > 0 && p.Refs[n-1].Index == end-1 {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return nil, fmt.Errorf("listing blocks %d to %d of %s: %w", start, end-1, v.snap.ID, err)
-	}
-	if bits == nil {
-		return nil, fmt.Errorf("listing blocks of %s: the listing returned no page", v.snap.ID)
-	}
-	v.idx.set(c, bits)
-	return ts, nil
-}
-
-// learn takes the volume's sizes from the first page listed, and refuses
-// a later page that reports other sizes.
-func (v *Volume) learn(info ebs.Info) error {
-	if v.idx == nil { // Open's listing: nothing else runs yet
-		v.info, v.size, v.slots = info, info.VolumeBytes(), info.Slots()
-		v.idx = newIndex(v.slots, v.o.chunk)
-		return nil
-	}
-	if info.VolumeGiB != v.info.VolumeGiB {
-		return fmt.Errorf("volume size %d GiB, but %d GiB when first listed", info.VolumeGiB, v.info.VolumeGiB)
-	}
-	return nil
 }
 
 // Ranges lists every chunk not yet listed and returns the allocated
@@ -430,60 +357,12 @@ func (v *Volume) Ranges() ([]volume.Range, error) {
 		return nil, errClosed
 	}
 	for c := v.idx.nextUnlisted(0); c >= 0; c = v.idx.nextUnlisted(c) {
-		next, err := v.listFrom(v.ctx, c)
-		if err != nil {
+		// Stop at a chunk already listed, and go on after it.
+		if _, err := v.walk(v.ctx, c, ebs.MaxPage, false, v.idx.isListed); err != nil {
 			return nil, err
 		}
-		c = next
 	}
 	return v.idx.ranges(), nil
-}
-
-// listFrom walks the listing from chunk c, recording each chunk it
-// passes, until the end of the volume or a chunk already listed; it
-// returns the chunk to go on from.
-func (v *Volume) listFrom(ctx context.Context, c int64) (int64, error) {
-	cur := c
-	start, end := v.idx.span(cur)
-	bits := make([]uint64, (end-start+63)/64)
-	// finish records chunk cur and the empty chunks up to chunk to.
-	finish := func(to int64) {
-		v.idx.set(cur, bits)
-		for cur++; cur < to; cur++ {
-			s, e := v.idx.span(cur)
-			v.idx.set(cur, make([]uint64, (e-s+63)/64))
-		}
-		if cur < v.idx.chunks() {
-			start, end = v.idx.span(cur)
-			bits = make([]uint64, (end-start+63)/64)
-		}
-	}
-	snap := *v.snap
-	snap.PageSize = ebs.MaxPage
-	err := snap.List(ctx, start, func(p ebs.Page) error {
-		if err := v.learn(p.Info); err != nil {
-			return err
-		}
-		for _, r := range p.Refs {
-			if r.Index >= end {
-				finish(r.Index / v.o.chunk)
-			}
-			off := r.Index - start
-			bits[off/64] |= 1 << (off % 64)
-		}
-		if v.idx.isListed(cur) {
-			return errStop // a region already listed: go on after it
-		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, errStop):
-		return cur, nil
-	case err != nil:
-		return 0, fmt.Errorf("listing blocks of %s: %w", v.snap.ID, err)
-	}
-	finish(v.idx.chunks())
-	return cur, nil
 }
 
 // Close stops readahead, releases the caches and closes the evidence.

@@ -109,10 +109,27 @@ func TestHolesCostNoRequest(t *testing.T) {
 	if s := v.Stats(); s.Holes != 5 || s.GetCalls != 0 || s.Fetched != 0 {
 		t.Fatalf("stats %+v, want 5 holes and no Get", s)
 	}
-	// A hole of an unlisted chunk costs its one List and still no Get.
-	readBlock(t, v, 1800)
-	if l, g := e.lists()-lists, e.gets(); l != 1 || g != 0 {
-		t.Fatalf("hole of chunk 18: %d Lists and %d Gets, want 1 and 0", l, g)
+	// The first page, of 100 blocks, held all 36: it listed the volume.
+	if s := v.Stats(); s.ListedChunks != 21 || s.ListCalls != 1 {
+		t.Fatalf("stats %+v: want all 21 chunks known from one List", s)
+	}
+}
+
+// A chunk not listed yet costs one List, after which its holes cost
+// nothing and its blocks one Get each.
+func TestUnlistedChunk(t *testing.T) {
+	e := newEnv(t, emulator.Options{}, synthID+"=1GiB,0.5,7")
+	v := e.open(t, synthID, Options{chunk: 100, Readahead: -1})
+	if s := v.Stats(); s.ListedChunks >= 18 {
+		t.Fatalf("stats %+v: Open listed chunk 18 already; the test needs it unlisted", s)
+	}
+	l := e.lists()
+	for i := int64(1800); i < 1900; i++ {
+		readBlock(t, v, i)
+	}
+	s := v.Stats()
+	if e.lists() != l+1 || s.Fetched != e.gets() || s.Fetched+s.Holes != 100 || s.Fetched == 0 || s.Holes == 0 {
+		t.Fatalf("chunk 18: %d Lists, %d Gets, stats %+v; want 1 List, a Get per block and none per hole", e.lists()-l, e.gets(), s)
 	}
 }
 
@@ -141,12 +158,12 @@ func TestListingIsLazy(t *testing.T) {
 	if want := []volume.Range{{Off: 0, Len: 16 * gib}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Ranges %v, want %v", got, want)
 	}
-	// Chunk 1 (two pages: the second runs into chunk 2, known, so the
-	// walk stops) and chunk 3 (one page).
-	if l := e.lists(); l != 5 {
-		t.Fatalf("Ranges: %d Lists in all, want 5", l)
+	// Chunk 1 (one page, after which chunk 2 is known: the walk stops)
+	// and chunk 3 (one page).
+	if l := e.lists(); l != 4 {
+		t.Fatalf("Ranges: %d Lists in all, want 4", l)
 	}
-	if _, err := v.Ranges(); err != nil || e.lists() != 5 {
+	if _, err := v.Ranges(); err != nil || e.lists() != 4 {
 		t.Fatalf("a second Ranges listed again (%d Lists, %v)", e.lists(), err)
 	}
 }

@@ -22,12 +22,6 @@ type tokenSet struct {
 	data   []byte
 }
 
-func (t *tokenSet) add(off int64, tok string) {
-	t.offs = append(t.offs, uint16(off))
-	t.data = append(t.data, tok...)
-	t.ends = append(t.ends, uint32(len(t.data)))
-}
-
 // token returns the token of the slot at offset off in the chunk.
 func (t *tokenSet) token(off int64) (string, bool) {
 	k := sort.Search(len(t.offs), func(k int) bool { return int64(t.offs[k]) >= off })
