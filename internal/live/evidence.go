@@ -21,6 +21,7 @@ import (
 func EvidenceDir(dir string, meta store.Meta, o store.Options) func(ebs.Info) (Evidence, error) {
 	return func(info ebs.Info) (Evidence, error) {
 		meta.SnapshotID, meta.VolumeSizeGiB, meta.BlockSize = info.SnapshotID, info.VolumeGiB, info.BlockSize
+		_, statErr := os.Stat(dir)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating evidence directory: %w", err)
 		}
@@ -31,6 +32,9 @@ func EvidenceDir(dir string, meta store.Meta, o store.Options) func(ebs.Info) (E
 		st, err := store.Create(dir, meta, o)
 		if err != nil {
 			lock.Release()
+			if statErr != nil {
+				os.Remove(dir) // created here; removed only if empty
+			}
 			return nil, err
 		}
 		return &lockedStore{Store: st, lock: lock}, nil
