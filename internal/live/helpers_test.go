@@ -1,6 +1,7 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -9,6 +10,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ebsapi "github.com/aws/aws-sdk-go-v2/service/ebs"
+	"github.com/aws/aws-sdk-go-v2/service/ebs/types"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
@@ -156,4 +161,33 @@ func readBlock(t testing.TB, v *Volume, i int64) []byte {
 		t.Fatalf("reading block %d: %d bytes, %v", i, n, err)
 	}
 	return p
+}
+
+// write makes a snapshot through the emulator's write API that lists
+// exactly the allocated blocks of disk (an all-zero one included), and
+// returns its id.
+func (e *env) write(t testing.TB, disk []byte, allocated []int64) string {
+	t.Helper()
+	ctx := context.Background()
+	c := emulatortest.Client(t, e.endpoint)
+	st, err := c.StartSnapshot(ctx, &ebsapi.StartSnapshotInput{VolumeSize: aws.Int64((int64(len(disk)) + gib - 1) / gib)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := aws.ToString(st.SnapshotId)
+	for _, i := range allocated {
+		data := disk[i*block.Size : (i+1)*block.Size]
+		_, err := c.PutSnapshotBlock(ctx, &ebsapi.PutSnapshotBlockInput{
+			SnapshotId: aws.String(id), BlockIndex: aws.Int32(int32(i)), BlockData: bytes.NewReader(data),
+			DataLength: aws.Int32(block.Size), Checksum: aws.String(block.SumOf(data).Base64()),
+			ChecksumAlgorithm: types.ChecksumAlgorithmChecksumAlgorithmSha256,
+		})
+		if err != nil {
+			t.Fatalf("putting block %d: %v", i, err)
+		}
+	}
+	if _, err := c.CompleteSnapshot(ctx, &ebsapi.CompleteSnapshotInput{SnapshotId: aws.String(id), ChangedBlocksCount: aws.Int32(int32(len(allocated)))}); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
