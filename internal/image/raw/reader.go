@@ -183,3 +183,43 @@ func (r *Reader) Close() error {
 	r.files = nil
 	return first
 }
+
+// Extent is a run of an image's bytes.
+type Extent struct{ Off, Len int64 }
+
+// DataExtents returns where the image holds data, in ascending order and
+// merged where they touch: each segment's data extents as the file system
+// reports them (SEEK_DATA and SEEK_HOLE on Linux), so that the holes of a
+// sparse image cost nothing to skip. Where the file system cannot tell,
+// a segment is data from end to end. Bytes outside the extents read as
+// zeros.
+func (r *Reader) DataExtents() ([]Extent, error) {
+	var out []Extent
+	add := func(off, n int64) {
+		if k := len(out); k > 0 && out[k-1].Off+out[k-1].Len == off {
+			out[k-1].Len += n
+			return
+		}
+		out = append(out, Extent{off, n})
+	}
+	for i, part := range r.parts {
+		end := r.size
+		if i+1 < len(r.offs) {
+			end = r.offs[i+1]
+		}
+		size := end - r.offs[i]
+		f, ok := part.(*os.File)
+		if !ok {
+			add(r.offs[i], size)
+			continue
+		}
+		ext, err := dataExtents(f, size)
+		if err != nil {
+			return nil, fmt.Errorf("finding the data of %s: %w", r.names[i], err)
+		}
+		for _, e := range ext {
+			add(r.offs[i]+e.Off, e.Len)
+		}
+	}
+	return out, nil
+}
