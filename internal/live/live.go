@@ -105,7 +105,10 @@ type Volume struct {
 	fetched, bytes, hits, shared, holes, ahead, stored atomic.Int64
 }
 
-var _ volume.Volume = (*Volume)(nil)
+var (
+	_ volume.Volume     = (*Volume)(nil)
+	_ volume.Identified = (*Volume)(nil)
+)
 
 // Open reads snapshot snap lazily. It lists the first chunk of the
 // volume, which gives its size; fetch fetches verified blocks (the ebs
@@ -161,6 +164,9 @@ func Open(ctx context.Context, snap *ebs.Snapshot, fetch ebs.Fetcher, o Options)
 
 // Info returns the snapshot's sizes, as its listing reports them.
 func (v *Volume) Info() ebs.Info { return v.info }
+
+// SnapshotID returns the snapshot read (volume.Identified).
+func (v *Volume) SnapshotID() string { return v.snap.ID }
 
 // Size returns the volume's size in bytes.
 func (v *Volume) Size() int64 { return v.size }
