@@ -72,6 +72,14 @@ func BenchmarkInspectLive16TiB(b *testing.B) {
 	})
 }
 
+// BenchmarkInspectLive64TiB is the same at the largest EBS volume
+// (134,217,728 blocks; 13,422 List calls for a full listing).
+func BenchmarkInspectLive64TiB(b *testing.B) {
+	benchInspect(b, func(srv *emulator.Server) (string, error) {
+		return synthID, srv.AddSynthetic(synthID + "=64TiB,1,1")
+	})
+}
+
 // BenchmarkInspectLiveSample16TiB inspects the sample disk (GPT, ext4,
 // NTFS) as the start of a 16 TiB snapshot read live: a layout whose
 // probes reach into both partitions.
