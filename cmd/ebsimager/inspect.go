@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -11,30 +12,45 @@ import (
 	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
-func newInspectCommand() *cobra.Command {
+func newInspectCommand(aws *awsOptions) *cobra.Command {
 	var (
 		asJSON bool
 		keys   openOptions
+		lo     liveOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "inspect DIR|IMAGE",
-		Short: "Show the partitions and file systems of an evidence directory or an image",
+		Use:   "inspect DIR|IMAGE|SNAPSHOT",
+		Short: "Show the partitions and file systems of evidence, an image or a snapshot",
 		Long: `Read the partition table (GPT or MBR) of the volume held in evidence
 directory DIR, or in an image: raw (FILE, or split FILE.001, FILE.002, …)
-or E01 (BASE.E01, told apart from a raw image by its signature), and
-identify the file system of each partition: type, label, UUID or serial,
-sizes and the facts of its superblock.
+or E01 (BASE.E01, told apart from a raw image by its signature), or of
+snapshot SNAPSHOT (snap-…, when no file of that name exists) read live
+through the EBS direct APIs, and identify the file system of each
+partition: type, label, UUID or serial, sizes and the facts of its
+superblock.
 
 The volume is read in place, and only where the partition table and the
 file system headers live. An evidence directory's blocks are each found
 in the manifest, checked against their stored SHA-256 and their AWS
 SHA-256; blocks the snapshot does not list read as zeros. An E01's
-chunks are checked against their checksums. Nothing is rebuilt.`,
+chunks are checked against their checksums. A snapshot is not acquired:
+only the regions read are listed and only the blocks they need fetched,
+each checked against the SHA-256 AWS serves it with, and kept in memory
+within --cache; the calls made are printed on stderr. Nothing is
+rebuilt.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := inspectSource(cmd.Context(), args[0], volumeOptions(&keys))
+			o := volumeOptions(&keys)
+			var err error
+			if o.Snapshot, err = lo.opener(aws); err != nil {
+				return err
+			}
+			l, err := inspectSource(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
+			}
+			if s := lo.summary(); s != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: %s\n", s)
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
@@ -50,6 +66,7 @@ chunks are checked against their checksums. Nothing is rebuilt.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the layout as JSON (the report's schema)")
 	keys.addFlags(cmd)
+	lo.addFlags(cmd)
 	return cmd
 }
 

@@ -43,9 +43,10 @@ func inspectOK(t *testing.T, args ...string) string {
 }
 
 // TestInspectCommand acquires the sample disk, then inspects the evidence
-// directory, the disk, a split export of it and an E01 export of it:
-// every source gives the same layout, text and JSON (issue 12: one read
-// side), which agrees with mmls and fsstat on the disk.
+// directory, the disk, a split export of it, an E01 export of it and the
+// snapshot itself, read live: every source gives the same layout, text
+// and JSON (issue 12: one read side), which agrees with mmls and fsstat
+// on the disk.
 func TestInspectCommand(t *testing.T) {
 	t.Parallel()
 	tools := testenv.RequireTool(t, "mmls", "fsstat")
@@ -76,6 +77,23 @@ func TestInspectCommand(t *testing.T) {
 			t.Errorf("inspect %s --json differs from the disk's:\n%s", src, got)
 		}
 	}
+	// The snapshot itself, read live, gives the same layout too, from a
+	// few blocks and one List call, and says what it cost.
+	srv.ResetCounters()
+	lr := c.ok("inspect", snapDisk, "--json")
+	gets := srv.Counters().Count("GetSnapshotBlock", emulator.OutcomeOK)
+	lists := srv.Counters().Count("ListSnapshotBlocks", emulator.OutcomeOK)
+	if lr.stdout != js {
+		t.Errorf("inspect %s --json differs from the disk's:\n%s", snapDisk, lr.stdout)
+	}
+	t.Logf("inspect %s: %d List and %d Get calls", snapDisk, lists, gets)
+	if gets == 0 || gets > 8 || lists != 1 || !strings.Contains(lr.stderr, fmt.Sprintf("%d List and %d Get calls", lists, gets)) {
+		t.Errorf("inspect %s made %d List and %d Get calls; stderr:\n%s", snapDisk, lists, gets, lr.stderr)
+	}
+	if got := c.ok("inspect", snapDisk).stdout; got != text {
+		t.Errorf("inspect %s:\n%s\ninspect of the disk:\n%s", snapDisk, got, text)
+	}
+
 	var l inspect.Layout
 	if err := json.Unmarshal([]byte(js), &l); err != nil {
 		t.Fatal(err)
