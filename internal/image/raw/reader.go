@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ebsimager/ebsimager/internal/digest"
 )
 
 // A Reader reads a raw image, split or not, as one io.ReaderAt. It is safe
@@ -222,4 +224,32 @@ func (r *Reader) DataExtents() ([]Extent, error) {
 		}
 	}
 	return out, nil
+}
+
+// Sums reads the whole image and returns its hashes with the algorithms
+// algs (as package digest names them). progress, if not nil, is called
+// with the bytes read so far.
+func (r *Reader) Sums(algs []string, progress func(done, total int64)) (map[string]string, error) {
+	set, err := digest.New(algs...)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < r.size; {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), r.size-off)], off)
+		if n > 0 {
+			set.Write(buf[:n])
+			off += int64(n)
+			if progress != nil {
+				progress(off, r.size)
+			}
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return set.Sums(), nil
 }
