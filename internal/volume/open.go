@@ -71,7 +71,7 @@ func Open(ctx context.Context, source string, o Options) (Volume, error) {
 			return nil, fmt.Errorf("%s is not %s", source, o.SnapshotID)
 		}
 		if o.Snapshot == nil {
-			return nil, fmt.Errorf("reading snapshot %s: no way to reach AWS was given", source)
+			return nil, fmt.Errorf("%s: no file of that name, and a snapshot is not read live here: %w", source, fs.ErrNotExist)
 		}
 		return o.Snapshot(ctx, source)
 	}

@@ -63,7 +63,7 @@ func codecForm(t *testing.T, f codec.Form) form {
 }
 
 // writeEvidence stores the allocated blocks of disk as complete evidence.
-func writeEvidence(t *testing.T, disk []byte, allocated []int64, f form) string {
+func writeEvidence(t testing.TB, disk []byte, allocated []int64, f form) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ev")
 	s, err := store.Create(dir, store.Meta{SnapshotID: testSnapshot, VolumeSizeGiB: int64(len(disk)) >> 30, BlockSize: block.Size},
@@ -361,7 +361,34 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := volume.Open(context.Background(), filepath.Join(t.TempDir(), "none"), volume.Options{}); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing: %v", err)
 	}
-	if _, err := volume.Open(context.Background(), "snap-0123456789abcdef0", volume.Options{}); err == nil || !strings.Contains(err.Error(), "no way to reach AWS") {
+	if _, err := volume.Open(context.Background(), "snap-0123456789abcdef0", volume.Options{}); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "not read live here") {
 		t.Fatalf("a snapshot without an opener: %v", err)
+	}
+}
+
+// A snapshot ID goes to the injected opener, unless a file or directory
+// of that name exists: the path is read, offline.
+func TestOpenSnapshot(t *testing.T) {
+	var asked []string
+	o := volume.Options{Snapshot: func(_ context.Context, id string) (volume.Volume, error) {
+		asked = append(asked, id)
+		return memVolume{bytes.NewReader(make([]byte, 4096))}, nil
+	}}
+	v, err := volume.Open(context.Background(), "snap-0123456789abcdef0", o)
+	if err != nil || v.Size() != 4096 || len(asked) != 1 || asked[0] != "snap-0123456789abcdef0" {
+		t.Fatalf("Open: %v, asked %v", err, asked)
+	}
+	o.SnapshotID = "snap-0aaaaaaaaaaaaaaa0"
+	if _, err := volume.Open(context.Background(), "snap-0123456789abcdef0", o); err == nil || len(asked) != 1 {
+		t.Fatalf("another snapshot than wanted: %v, asked %v", err, asked)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile("snap-0123456789abcdef0", []byte("a raw image named like a snapshot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.SnapshotID = ""
+	if v, err := volume.Open(context.Background(), "snap-0123456789abcdef0", o); err != nil || v.Size() != 33 || len(asked) != 1 {
+		t.Fatalf("a file named like a snapshot: %v, asked %v", err, asked)
 	}
 }
