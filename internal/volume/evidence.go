@@ -33,6 +33,14 @@ type evidence struct {
 	size   int64    // the volume's size in bytes
 	cache  *blockCache
 	stored sync.Pool // *bytes.Buffer for stored files
+
+	mu   sync.Mutex
+	last lineRef // the entry found last: a sequential reader's next block is on the next line
+}
+
+// lineRef is a manifest entry's index and where its line ends.
+type lineRef struct {
+	index, next int64
 }
 
 // searchWindow is where the binary search over the manifest stops and
@@ -189,27 +197,66 @@ func (v *evidence) load(i int64, buf []byte) error {
 // down to a window of a few lines, then a scan. Every step shrinks
 // [lo, hi), whatever the lines' lengths.
 func (v *evidence) entry(i int64) (manifest.Entry, bool, error) {
+	v.mu.Lock()
+	last := v.last
+	v.mu.Unlock()
+	if last.next > 0 && last.index < i {
+		// The line after the last entry found holds the next listed block:
+		// i itself, or one beyond it (i is not listed).
+		line, next, err := v.lineAt(last.next)
+		if err != nil {
+			return manifest.Entry{}, false, err
+		}
+		e, isEntry, err := manifest.ParseLine(line, v.ev.Meta.VolumeSizeGiB)
+		if err != nil {
+			return manifest.Entry{}, false, fmt.Errorf("at offset %d: %w", last.next, err)
+		}
+		switch {
+		case !isEntry || e.Index > i:
+			return manifest.Entry{}, false, nil
+		case e.Index == i:
+			v.remember(i, next)
+			return e, true, nil
+		}
+	}
+	e, ok, next, err := v.search(i)
+	if ok {
+		v.remember(i, next)
+	}
+	return e, ok, err
+}
+
+// remember notes the entry of block i, whose line ends before next.
+func (v *evidence) remember(i, next int64) {
+	v.mu.Lock()
+	v.last = lineRef{i, next}
+	v.mu.Unlock()
+}
+
+// search finds block i by a binary search over the manifest, and returns
+// the offset of the line after its entry.
+func (v *evidence) search(i int64) (manifest.Entry, bool, int64, error) {
 	lo, hi := v.first, v.end // a line starting in [lo, hi) may hold i; none at or after hi does
 	for hi-lo > searchWindow {
 		mid := lo + (hi-lo)/2
 		start, err := v.nextLineStart(mid)
 		if err != nil {
-			return manifest.Entry{}, false, err
+			return manifest.Entry{}, false, 0, err
 		}
 		if start >= hi {
 			hi = mid
 			continue
 		}
-		line, _, err := v.lineAt(start)
+		line, after, err := v.lineAt(start)
 		if err != nil {
-			return manifest.Entry{}, false, err
+			return manifest.Entry{}, false, 0, err
 		}
 		e, isEntry, err := manifest.ParseLine(line, v.ev.Meta.VolumeSizeGiB)
 		switch {
 		case err != nil:
-			return manifest.Entry{}, false, fmt.Errorf("at offset %d: %w", start, err)
+			return manifest.Entry{}, false, 0, fmt.Errorf("at offset %d: %w", start, err)
 		case isEntry && e.Index == i:
-			return e, true, nil
+			return e, true, after, nil
 		case isEntry && e.Index < i:
 			lo = start
 		default:
@@ -219,21 +266,21 @@ func (v *evidence) entry(i int64) (manifest.Entry, bool, error) {
 	for off := lo; off < v.end; {
 		line, next, err := v.lineAt(off)
 		if err != nil {
-			return manifest.Entry{}, false, err
+			return manifest.Entry{}, false, 0, err
 		}
 		e, isEntry, err := manifest.ParseLine(line, v.ev.Meta.VolumeSizeGiB)
 		if err != nil {
-			return manifest.Entry{}, false, fmt.Errorf("at offset %d: %w", off, err)
+			return manifest.Entry{}, false, 0, fmt.Errorf("at offset %d: %w", off, err)
 		}
 		if !isEntry || e.Index > i {
-			return manifest.Entry{}, false, nil
+			return manifest.Entry{}, false, 0, nil
 		}
 		if e.Index == i {
-			return e, true, nil
+			return e, true, next, nil
 		}
 		off = next
 	}
-	return manifest.Entry{}, false, fmt.Errorf("%w: no trailer: it ends at offset %d (truncated)", manifest.ErrCorrupt, v.end)
+	return manifest.Entry{}, false, 0, fmt.Errorf("%w: no trailer: it ends at offset %d (truncated)", manifest.ErrCorrupt, v.end)
 }
 
 // nextLineStart returns the offset of the first line that starts at or
