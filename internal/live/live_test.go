@@ -31,7 +31,7 @@ func TestReadsGiveExactBytes(t *testing.T) {
 		t.Fatalf("size %d, want %d", v.Size(), gib)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	for k := 0; k < 300; k++ {
+	for k := 0; k < 150; k++ {
 		var off int64
 		if k%2 == 0 { // near an allocated block, so most reads hit data
 			off = rawLayout[rng.IntN(len(rawLayout))]*block.Size + rng.Int64N(2*block.Size) - block.Size
