@@ -478,3 +478,25 @@ func TestOpenMissingSnapshot(t *testing.T) {
 		t.Fatalf("Open of a missing snapshot: %v, want not found", err)
 	}
 }
+
+// Tokens another listing invalidated cost one refused Get: the fetch
+// stack refreshes that block's token, and the Volume then lists the
+// chunk again instead of having each of its blocks refused once.
+func TestInvalidatedTokensCostOneRefusal(t *testing.T) {
+	e := newEnv(t, emulator.Options{InvalidateOnRelist: true}, synthID+"=1GiB,1,3")
+	v := e.open(t, synthID, Options{chunk: 100, Readahead: -1})
+	readBlock(t, v, 0)
+	if _, err := emulatortest.Client(t, e.endpoint).ListSnapshotBlocks(context.Background(), &ebsapi.ListSnapshotBlocksInput{SnapshotId: aws.String(synthID)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i < 50; i++ {
+		readBlock(t, v, i)
+	}
+	c := e.srv.Counters()
+	refused := c.Count(emulator.OpGetSnapshotBlock, "ValidationException/INVALID_BLOCK_TOKEN")
+	// Lists: Open's, the other listing, the fetch stack's re-list of the
+	// refused block, the chunk listed again.
+	if l, g := c.Total(emulator.OpListSnapshotBlocks), c.Total(emulator.OpGetSnapshotBlock); refused != 1 || l != 4 || g != 51 {
+		t.Fatalf("%d Lists, %d Gets, %d refused; want 4, 51 and 1", l, g, refused)
+	}
+}
