@@ -134,3 +134,27 @@ func blockLines(t *testing.T, dir string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// An evidence directory of another snapshot is refused when the volume
+// opens, and its lock is released again.
+func TestEvidenceOfAnotherSnapshot(t *testing.T) {
+	e := newEnv(t, emulator.Options{}, synthID+"=1GiB,0.1,4")
+	dir := filepath.Join(t.TempDir(), "ev")
+	meta := store.Meta{Region: "us-east-1", ToolVersion: "test"}
+	v := e.open(t, rawID, Options{Evidence: EvidenceDir(dir, meta, store.Options{})})
+	readBlock(t, v, 0)
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snap := e.snapshot(t, synthID)
+	_, err := Open(context.Background(), snap, nil, Options{Evidence: EvidenceDir(dir, meta, store.Options{})})
+	var other *store.OtherSnapshotError
+	if !errors.As(err, &other) || other.Have != rawID {
+		t.Fatalf("Open with the evidence of %s: %v, want it refused", rawID, err)
+	}
+	lock, err := dirlock.ForDir(dir, "test")
+	if err != nil {
+		t.Fatalf("the lock was kept after the refusal: %v", err)
+	}
+	lock.Release()
+}

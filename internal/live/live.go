@@ -275,7 +275,15 @@ func (v *Volume) get(ctx context.Context, i int64, ahead bool) ([]byte, error) {
 		return nil, err
 	}
 	buf := make([]byte, block.Size)
+	refreshed := v.tokenRefreshes()
 	blk, err := v.fetch.Fetch(ctx, ref, buf)
+	if err == nil && v.tokenRefreshes() != refreshed {
+		// The fetch stack refreshed a refused token (or another fetch
+		// did meanwhile): the chunk's other tokens are likely refused
+		// too, so the chunk is listed again when next needed, rather
+		// than each of its blocks being refused once.
+		v.tokens.drop(ts)
+	}
 	if err != nil && ebs.KindOf(err) == ebs.KindBlockToken {
 		// The chunk's tokens were refused: list the chunk again and try
 		// once more with the fresh token.
@@ -308,6 +316,11 @@ func (v *Volume) get(ctx context.Context, i int64, ahead bool) ([]byte, error) {
 	}
 	v.cache.add(i, blk.Data)
 	return blk.Data, nil
+}
+
+// tokenRefreshes counts the refused tokens the fetch stack has refreshed.
+func (v *Volume) tokenRefreshes() int64 {
+	return v.snap.Stats.Counts().Retries[ebs.KindBlockToken.String()]
 }
 
 // allocated reports whether block i is allocated, listing its chunk if

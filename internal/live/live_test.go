@@ -31,7 +31,7 @@ func TestReadsGiveExactBytes(t *testing.T) {
 		t.Fatalf("size %d, want %d", v.Size(), gib)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	for k := 0; k < 300; k++ {
+	for k := 0; k < 150; k++ {
 		var off int64
 		if k%2 == 0 { // near an allocated block, so most reads hit data
 			off = rawLayout[rng.IntN(len(rawLayout))]*block.Size + rng.Int64N(2*block.Size) - block.Size
@@ -476,5 +476,27 @@ func TestOpenMissingSnapshot(t *testing.T) {
 	_, err := Open(context.Background(), snap, nil, Options{})
 	if ebs.KindOf(err) != ebs.KindNotFound {
 		t.Fatalf("Open of a missing snapshot: %v, want not found", err)
+	}
+}
+
+// Tokens another listing invalidated cost one refused Get: the fetch
+// stack refreshes that block's token, and the Volume then lists the
+// chunk again instead of having each of its blocks refused once.
+func TestInvalidatedTokensCostOneRefusal(t *testing.T) {
+	e := newEnv(t, emulator.Options{InvalidateOnRelist: true}, synthID+"=1GiB,1,3")
+	v := e.open(t, synthID, Options{chunk: 100, Readahead: -1})
+	readBlock(t, v, 0)
+	if _, err := emulatortest.Client(t, e.endpoint).ListSnapshotBlocks(context.Background(), &ebsapi.ListSnapshotBlocksInput{SnapshotId: aws.String(synthID)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i < 50; i++ {
+		readBlock(t, v, i)
+	}
+	c := e.srv.Counters()
+	refused := c.Count(emulator.OpGetSnapshotBlock, "ValidationException/INVALID_BLOCK_TOKEN")
+	// Lists: Open's, the other listing, the fetch stack's re-list of the
+	// refused block, the chunk listed again.
+	if l, g := c.Total(emulator.OpListSnapshotBlocks), c.Total(emulator.OpGetSnapshotBlock); refused != 1 || l != 4 || g != 51 {
+		t.Fatalf("%d Lists, %d Gets, %d refused; want 4, 51 and 1", l, g, refused)
 	}
 }
