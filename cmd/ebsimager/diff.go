@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,8 +12,8 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/diff"
 	"github.com/ebsimager/ebsimager/internal/ebs"
-	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
+	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
 type diffOptions struct {
@@ -82,17 +81,17 @@ does), or read from --evidence DIR|IMAGE of SNAPSHOT when given.`,
 
 func runDiff(cmd *cobra.Command, aws *awsOptions, o *diffOptions, baseID, id string) error {
 	ctx := cmd.Context()
-	var base, next diff.Source
+	var base, next volume.Volume
 	if o.baseEvidence != "" {
 		var err error
-		if base, err = openDiffSource(o.baseEvidence, baseID, &o.keys); err != nil {
+		if base, err = openDiffSource(ctx, o.baseEvidence, baseID, &o.keys); err != nil {
 			return err
 		}
 		defer base.Close()
 	}
 	if o.evidence != "" {
 		var err error
-		if next, err = openDiffSource(o.evidence, id, &o.keys); err != nil {
+		if next, err = openDiffSource(ctx, o.evidence, id, &o.keys); err != nil {
 			return err
 		}
 		defer next.Close()
@@ -130,10 +129,10 @@ func runDiff(cmd *cobra.Command, aws *awsOptions, o *diffOptions, baseID, id str
 	}
 	d := b.Diff()
 	if base != nil {
-		var nv diff.Volume = next
+		nv := next
 		if next == nil {
 			fetcher := ebs.NewFetcher(snap, ebs.FetchOptions{})
-			nv = diff.NewOverlay(ctx, base, d, func(ctx context.Context, index int64, buf []byte) ([]byte, error) {
+			nv = volume.NewOverlay(ctx, base, id, d.Size(), d.Patches(), func(ctx context.Context, index int64, buf []byte) ([]byte, error) {
 				blk, err := fetcher.Fetch(ctx, block.Ref{Index: index, Token: tokens[index]}, buf)
 				return blk.Data, err
 			})
@@ -160,20 +159,10 @@ func runDiff(cmd *cobra.Command, aws *awsOptions, o *diffOptions, baseID, id str
 }
 
 // openDiffSource opens an evidence directory or image, which must hold
-// snapshot id when it says which snapshot it holds.
-func openDiffSource(path, id string, keys *openOptions) (diff.Source, error) {
-	var unseal store.Unseal
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		ev, err := store.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		if ev.Meta.SnapshotID != id {
-			return nil, &store.OtherSnapshotError{Dir: path, Have: ev.Meta.SnapshotID, Want: id}
-		}
-		if unseal, err = keys.unseal(ev, true); err != nil {
-			return nil, err
-		}
-	}
-	return diff.Open(path, unseal)
+// snapshot id when it says which snapshot it holds. The whole manifest of
+// evidence is checked first, as diff always has.
+func openDiffSource(ctx context.Context, path, id string, keys *openOptions) (volume.Volume, error) {
+	o := volumeOptions(keys)
+	o.SnapshotID, o.CheckManifest = id, true
+	return volume.Open(ctx, path, o)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
 // Exit codes. They are documented in the root command's help and in the
@@ -118,7 +119,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitUsage
 	case errors.As(err, &incompl), errors.Is(err, store.ErrIncomplete):
 		return exitIncomplete
-	case errors.As(err, &mismatch), errors.As(err, &storeMis), errors.Is(err, manifest.ErrCorrupt):
+	case errors.As(err, &mismatch), errors.As(err, &storeMis), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, volume.ErrCorrupt):
 		return exitMismatch
 	case errors.As(err, &other), errors.Is(err, store.ErrNotEvidence), errors.Is(err, fs.ErrExist):
 		return exitConflict

@@ -1,23 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
-	"github.com/ebsimager/ebsimager/internal/image/raw"
-	"github.com/ebsimager/ebsimager/internal/inspect"
+	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
 // checkFileSystem checks that the image holds a file system whose type
 // starts with want ("ext" for ext2/3/4, "ntfs"), in the whole volume or in
 // a partition, and says where.
 func checkFileSystem(files []string, want string) (string, error) {
-	r, err := raw.Open(files[0])
-	if err != nil {
-		return "", err
-	}
-	defer r.Close()
-	l, err := inspect.Inspect(r, r.Size())
+	l, err := inspectSource(context.Background(), files[0], volume.Options{})
 	if err != nil {
 		return "", err
 	}

@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,16 +16,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/inspect"
-	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/sampledisk"
 	"github.com/ebsimager/ebsimager/internal/sampledisk/sampletest"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/testenv"
+	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
 // inspectCLI runs `ebsimager inspect args…` as a subprocess.
@@ -44,8 +43,10 @@ func inspectOK(t *testing.T, args ...string) string {
 }
 
 // TestInspectCommand acquires the sample disk, then inspects the evidence
-// directory, the disk and a split export of it: all three must agree
-// with each other, and with mmls and fsstat on the disk.
+// directory, the disk, a split export of it, an E01 export of it and the
+// snapshot itself, read live: every source gives the same layout, text
+// and JSON (issue 12: one read side), which agrees with mmls and fsstat
+// on the disk.
 func TestInspectCommand(t *testing.T) {
 	t.Parallel()
 	tools := testenv.RequireTool(t, "mmls", "fsstat")
@@ -63,10 +64,12 @@ func TestInspectCommand(t *testing.T) {
 	c.ok("acquire", snapDisk, "--out", ev, "--quiet")
 	split := filepath.Join(dir, "split.raw")
 	c.ok("export", ev, "--out", split, "--split", "300MiB", "--quiet")
+	e01 := filepath.Join(dir, "e01")
+	c.ok("export", ev, "--out", e01, "--format", "e01", "--quiet")
 
 	text := inspectOK(t, disk)
 	js := inspectOK(t, disk, "--json")
-	for _, src := range []string{ev, split, split + ".001"} {
+	for _, src := range []string{ev, split, split + ".001", e01 + ".E01"} {
 		if got := inspectOK(t, src); got != text {
 			t.Errorf("inspect %s:\n%s\ninspect of the disk:\n%s", src, got, text)
 		}
@@ -74,6 +77,23 @@ func TestInspectCommand(t *testing.T) {
 			t.Errorf("inspect %s --json differs from the disk's:\n%s", src, got)
 		}
 	}
+	// The snapshot itself, read live, gives the same layout too, from a
+	// few blocks and one List call, and says what it cost.
+	srv.ResetCounters()
+	lr := c.ok("inspect", snapDisk, "--json")
+	gets := srv.Counters().Count("GetSnapshotBlock", emulator.OutcomeOK)
+	lists := srv.Counters().Count("ListSnapshotBlocks", emulator.OutcomeOK)
+	if lr.stdout != js {
+		t.Errorf("inspect %s --json differs from the disk's:\n%s", snapDisk, lr.stdout)
+	}
+	t.Logf("inspect %s: %d List and %d Get calls", snapDisk, lists, gets)
+	if gets == 0 || gets > 8 || lists != 1 || !strings.Contains(lr.stderr, fmt.Sprintf("%d List and %d Get calls", lists, gets)) {
+		t.Errorf("inspect %s made %d List and %d Get calls; stderr:\n%s", snapDisk, lists, gets, lr.stderr)
+	}
+	if got := c.ok("inspect", snapDisk).stdout; got != text {
+		t.Errorf("inspect %s:\n%s\ninspect of the disk:\n%s", snapDisk, got, text)
+	}
+
 	var l inspect.Layout
 	if err := json.Unmarshal([]byte(js), &l); err != nil {
 		t.Fatal(err)
@@ -139,7 +159,7 @@ func TestInspectCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vol, err := openEvidenceVolume(evd, nil)
+	vol, err := volume.Open(context.Background(), ev, volume.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,12 +277,14 @@ func TestInspectErrors(t *testing.T) {
 	if r := inspectCLI(t, dir); r.code != exitError || !strings.Contains(r.stderr, "is not an evidence directory") {
 		t.Errorf("inspect of a plain directory: exit %d, %s", r.code, r.stderr)
 	}
+	// A file that opens with the EWF signature is read as an E01 (not as a
+	// raw image): one that is not a whole E01 is refused.
 	e01 := filepath.Join(dir, "disk.E01")
-	if err := os.WriteFile(e01, append(append([]byte{}, ewfSignature...), make([]byte, 4096)...), 0o600); err != nil {
+	if err := os.WriteFile(e01, append([]byte("EVF\x09\x0d\x0a\xff\x00"), make([]byte, 4096)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := inspectCLI(t, e01); r.code != exitError || !strings.Contains(r.stderr, "is an E01 image") {
-		t.Errorf("inspect of an E01: exit %d, %s", r.code, r.stderr)
+	if r := inspectCLI(t, e01); r.code != exitError || !strings.Contains(r.stderr, "disk.E01: segment number 0, want 1") {
+		t.Errorf("inspect of a damaged E01: exit %d, %s", r.code, r.stderr)
 	}
 	// A bare file system image: no table.
 	img := filepath.Join(dir, "zeros.raw")
@@ -282,70 +304,5 @@ func TestInspectErrors(t *testing.T) {
 	}
 	if r := inspectCLI(t, ev); r.code != exitIncomplete {
 		t.Errorf("inspect of an incomplete acquisition: exit %d, %s", r.code, r.stderr)
-	}
-}
-
-// TestEvidenceVolumeSearch checks the manifest search on a manifest large
-// enough for the binary search to do the work: every listed index is
-// found with its entry, every other one is not.
-func TestEvidenceVolumeSearch(t *testing.T) {
-	dir := t.TempDir()
-	const snap = "snap-0123456789abcdef0"
-	const gib = 16
-	path := filepath.Join(dir, store.ManifestName)
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := manifest.NewWriter(f, manifest.Header{SnapshotID: snap, Region: "us-east-1", VolumeSizeGiB: gib,
-		VolumeSizeBytes: gib << 30, BlockSize: block.Size, ToolVersion: "test", StartedAt: time.Unix(0, 0), FinishedAt: time.Unix(1, 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listed := map[int64]string{}
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := int64(0); i < block.Slots(gib); i++ {
-		if rng.IntN(4) != 0 && i != 0 && i != block.Slots(gib)-1 {
-			continue
-		}
-		sum := sha256.Sum256([]byte(strconv.FormatInt(i, 10)))
-		name := filepath.ToSlash(filepath.Join(store.LeafDir(i), block.FileName(block.FileInfo{Index: i, Snapshot: snap, Sum: sum, VolumeGiB: gib, BlockSize: block.Size})))
-		listed[i] = name
-		if err := w.Add(manifest.Entry{Index: i, SHA256: hex.EncodeToString(sum[:]), Length: block.Size, Name: name,
-			Size: block.Size, StoredSHA256: hex.EncodeToString(sum[:]), Codec: "none", Encryption: "none"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if fi, _ := os.Stat(path); fi.Size() < 50*searchWindow {
-		t.Fatalf("manifest of %d bytes is too small to search", fi.Size())
-	}
-	v, err := openEvidenceVolume(&store.Evidence{Dir: dir, Meta: store.Meta{SnapshotID: snap, VolumeSizeGiB: gib, BlockSize: block.Size}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	for i := int64(0); i < block.Slots(gib); i += 1 + rng.Int64N(15) {
-		e, ok, err := v.entry(i)
-		if err != nil {
-			t.Fatalf("entry(%d): %v", i, err)
-		}
-		name, want := listed[i]
-		if ok != want || (ok && (e.Index != i || e.Name != name)) {
-			t.Fatalf("entry(%d) = %+v, %v; listed %v", i, e, ok, want)
-		}
-	}
-	for _, i := range []int64{0, block.Slots(gib) - 1} {
-		if _, ok, err := v.entry(i); !ok || err != nil {
-			t.Fatalf("entry(%d): %v %v", i, ok, err)
-		}
-	}
-	// A manifest of another snapshot is refused.
-	if _, err := openEvidenceVolume(&store.Evidence{Dir: dir, Meta: store.Meta{SnapshotID: "snap-0aaaaaaaaaaaaaaa0", VolumeSizeGiB: gib, BlockSize: block.Size}}, nil); err == nil ||
-		!strings.Contains(err.Error(), "disagrees with") {
-		t.Fatalf("another snapshot's manifest: %v", err)
 	}
 }

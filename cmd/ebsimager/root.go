@@ -94,7 +94,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newExportCommand(),
 		newEmulateCommand(),
 		newDemoCommand(),
-		newInspectCommand(),
+		newInspectCommand(aws),
 		newImport4n6irCommand(),
 		newDiffCommand(aws),
 	)

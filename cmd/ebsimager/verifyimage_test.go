@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ebsimager/ebsimager/internal/emulator"
+	"github.com/ebsimager/ebsimager/internal/image"
 )
 
 // TestVerifyE01DamagedDigest damages the digest section of an exported
@@ -65,7 +66,7 @@ func TestVerifyE01DamagedDigest(t *testing.T) {
 	if r.code != exitMismatch {
 		t.Fatalf("verify --json: exit %d, want %d\n%s", r.code, exitMismatch, r.stderr)
 	}
-	var res imageVerifyResult
+	var res image.Verification
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("verify --json: %v\n%s", err, r.stdout)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/fsmap"
 	"github.com/ebsimager/ebsimager/internal/inspect"
+	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
 // File change statuses.
@@ -61,7 +62,8 @@ func mappable(fs string) bool {
 // changed block, the bytes each owner holds. Only changed blocks of the
 // new snapshot that some owner holds are read from next. Errors reading
 // either snapshot stop it; a file system it cannot map is a warning.
-func (d *Diff) MapFiles(ctx context.Context, base, next Volume, progress func(Progress)) error {
+func (d *Diff) MapFiles(ctx context.Context, baseVol, nextVol volume.Volume, progress func(Progress)) error {
+	base, next := source{baseVol}, source{nextVol}
 	if progress == nil {
 		progress = func(Progress) {}
 	}
@@ -136,7 +138,7 @@ type fileKey struct {
 
 type comparer struct {
 	d           *Diff
-	base, next  Volume
+	base, next  source
 	progress    func(Progress)
 	done, total int64
 	acc         map[fileKey]*FileChange
@@ -151,7 +153,7 @@ type side struct {
 
 // mapSide maps the file system of one snapshot's partition, limited to
 // the changed blocks.
-func (c *comparer) mapSide(v Volume, off, n int64, what string, p *PartitionChange) (side, error) {
+func (c *comparer) mapSide(v source, off, n int64, what string, p *PartitionChange) (side, error) {
 	s := side{off: off}
 	if n <= 0 {
 		return s, nil
@@ -372,7 +374,7 @@ func differing(a, b []byte) int64 {
 	return n
 }
 
-func readFull(v Volume, p []byte, off int64) error {
+func readFull(v source, p []byte, off int64) error {
 	n, err := v.ReadAt(p, off)
 	if n == len(p) {
 		return nil

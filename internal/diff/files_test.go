@@ -17,6 +17,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
 	"github.com/ebsimager/ebsimager/internal/sampledisk"
 	"github.com/ebsimager/ebsimager/internal/testenv"
+	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
 // The sample disk's partitions (make-sample-disk.sh): 64 MiB each, from
@@ -120,7 +121,7 @@ func changedDisks(t *testing.T) (base, next string) {
 
 // apiDiff lists the changes through the emulator and returns the diff
 // with a Fetch of the new snapshot's blocks.
-func apiDiff(t *testing.T, base, next string) (*diff.Diff, diff.Fetch, *emulator.Server) {
+func apiDiff(t *testing.T, base, next string) (*diff.Diff, volume.Fetch, *emulator.Server) {
 	t.Helper()
 	srv, ep := emulatortest.Start(t, emulator.Options{TrackBlocks: true})
 	if err := srv.AddRawImage(baseID, base, emulator.RawOptions{}); err != nil {
@@ -174,13 +175,13 @@ func TestMapFilesOnRealDisks(t *testing.T) {
 	if d.Totals.Blocks == 0 || d.VolumeGiB != sampledisk.VolumeGiB {
 		t.Fatalf("diff %+v", d.Totals)
 	}
-	src, err := diff.Open(base, nil)
+	src, err := volume.Open(context.Background(), base, volume.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
 	srv.ResetCounters()
-	over := diff.NewOverlay(context.Background(), src, d, fetch)
+	over := volume.NewOverlay(context.Background(), src, d.Snapshot, d.Size(), d.Patches(), fetch)
 	if err := d.MapFiles(context.Background(), src, over, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestMapFilesOnRealDisks(t *testing.T) {
 
 	// The same mapping from a second image of the new snapshot instead
 	// of the API names the same files.
-	nsrc, err := diff.Open(next, nil)
+	nsrc, err := volume.Open(context.Background(), next, volume.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

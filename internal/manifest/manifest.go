@@ -155,14 +155,16 @@ func corrupt(line int, format string, args ...any) error {
 	return fmt.Errorf("%w: line %d: %s", ErrCorrupt, line, fmt.Sprintf(format, args...))
 }
 
-// maxLine bounds one manifest line; entries are ~400 bytes.
-const maxLine = 64 << 10
+// MaxLine bounds one manifest line (and one journal line, which is an
+// entry too): entries are about 400 bytes, so a longer line is damage,
+// refused before it is buffered.
+const MaxLine = 64 << 10
 
 // NewReader reads the header from r.
 func NewReader(r io.Reader) (*Reader, error) {
 	sum := sha256.New()
 	sc := bufio.NewScanner(io.TeeReader(r, sum))
-	sc.Buffer(make([]byte, 0, 4096), maxLine)
+	sc.Buffer(make([]byte, 0, 4096), MaxLine)
 	mr := &Reader{sc: sc, sum: sum, last: -1}
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
@@ -227,48 +229,74 @@ func (r *Reader) Next() (Entry, error) {
 		if err := r.sc.Err(); err != nil {
 			return Entry{}, fmt.Errorf("reading manifest: %w", err)
 		}
-		return Entry{}, corrupt(r.line+1, "ends without a trailer")
+		return Entry{}, corrupt(r.line+1, "no trailer: it ends here (truncated)")
 	}
 	r.line++
-	var probe struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(r.sc.Bytes(), &probe); err != nil {
+	e, isEntry, err := parseLine(r.sc.Bytes(), block.Slots(r.header.VolumeSizeGiB))
+	if err != nil {
 		return Entry{}, corrupt(r.line, "%v", err)
 	}
-	switch probe.Type {
-	case "block":
-		var e Entry
-		if err := strictUnmarshal(r.sc.Bytes(), &e); err != nil {
-			return Entry{}, corrupt(r.line, "%v", err)
-		}
+	if isEntry {
 		if e.Index <= r.last {
 			return Entry{}, corrupt(r.line, "block %d after %d", e.Index, r.last)
-		}
-		if err := checkEntry(e, block.Slots(r.header.VolumeSizeGiB)); err != nil {
-			return Entry{}, corrupt(r.line, "%v", err)
 		}
 		r.last = e.Index
 		r.t.Blocks++
 		r.t.Bytes += int64(e.Length)
 		r.t.StoredBytes += e.Size
 		return e, nil
-	case "end":
-		var t Trailer
-		if err := strictUnmarshal(r.sc.Bytes(), &t); err != nil {
-			return Entry{}, corrupt(r.line, "%v", err)
-		}
-		if t.Blocks != r.t.Blocks || t.Bytes != r.t.Bytes || t.StoredBytes != r.t.StoredBytes {
-			return Entry{}, corrupt(r.line, "trailer says %d blocks, %d bytes, %d stored; entries add up to %d, %d, %d",
-				t.Blocks, t.Bytes, t.StoredBytes, r.t.Blocks, r.t.Bytes, r.t.StoredBytes)
-		}
-		if r.sc.Scan() {
-			return Entry{}, corrupt(r.line+1, "data after the trailer")
-		}
-		r.done = true
-		return Entry{}, io.EOF
 	}
-	return Entry{}, corrupt(r.line, "unknown line type %q", probe.Type)
+	var t Trailer
+	if err := strictUnmarshal(r.sc.Bytes(), &t); err != nil {
+		return Entry{}, corrupt(r.line, "%v", err)
+	}
+	if t.Blocks != r.t.Blocks || t.Bytes != r.t.Bytes || t.StoredBytes != r.t.StoredBytes {
+		return Entry{}, corrupt(r.line, "trailer says %d blocks, %d bytes, %d stored; entries add up to %d, %d, %d",
+			t.Blocks, t.Bytes, t.StoredBytes, r.t.Blocks, r.t.Bytes, r.t.StoredBytes)
+	}
+	if r.sc.Scan() {
+		return Entry{}, corrupt(r.line+1, "data after the trailer")
+	}
+	r.done = true
+	return Entry{}, io.EOF
+}
+
+// ParseLine reads one line after the header, as Next does, for a reader
+// that seeks through the manifest rather than streaming it: a block entry
+// (isEntry), checked against a volume of volumeGiB, or the trailer
+// (returned as isEntry false, not checked against the entries). The
+// error wraps ErrCorrupt.
+func ParseLine(line []byte, volumeGiB int64) (e Entry, isEntry bool, err error) {
+	e, isEntry, err = parseLine(line, block.Slots(volumeGiB))
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return e, isEntry, nil
+}
+
+// parseLine reads a block entry, strictly, and bounds its numbers; for
+// the trailer it returns isEntry false.
+func parseLine(line []byte, slots int64) (Entry, bool, error) {
+	var probe struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(line, &probe); err != nil {
+		return Entry{}, false, err
+	}
+	switch probe.Type {
+	case "block":
+		var e Entry
+		if err := strictUnmarshal(line, &e); err != nil {
+			return Entry{}, false, err
+		}
+		if err := checkEntry(e, slots); err != nil {
+			return Entry{}, false, err
+		}
+		return e, true, nil
+	case "end":
+		return Entry{}, false, nil
+	}
+	return Entry{}, false, fmt.Errorf("unknown line type %q", probe.Type)
 }
 
 // Trailer returns the totals once Next has returned io.EOF.

@@ -37,7 +37,7 @@ const (
 	metaFormat        = "ebsimager-evidence/1"
 	maxOpenJournals   = 16 // listing ascends, so writers touch few leaves at once
 	tempPrefix        = ".tmp-"
-	journalLineMaxLen = 64 << 10
+	journalLineMaxLen = manifest.MaxLine
 )
 
 // Meta is evidence.json: what the directory holds.

@@ -36,3 +36,17 @@ func (r Range) End() int64 { return r.Off + r.Len }
 // bytes failing their check (a SHA-256, a checksum, a size): the read
 // returns the error, never the damaged bytes.
 var ErrCorrupt = errors.New("block failed verification")
+
+// Identified is implemented by a volume that says which snapshot it
+// holds: an evidence directory, a live snapshot. Images do not say.
+type Identified interface {
+	SnapshotID() string
+}
+
+// SnapshotID returns the snapshot v holds, or "" when v does not say.
+func SnapshotID(v Volume) string {
+	if id, ok := v.(Identified); ok {
+		return id.SnapshotID()
+	}
+	return ""
+}

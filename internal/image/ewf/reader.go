@@ -75,6 +75,7 @@ type Reader struct {
 	header2   []byte       // the first header2 text, which later copies must repeat
 
 	mu      sync.Mutex
+	closed  bool           // reads after Close fail, even of the chunk in last
 	loaded  []*loadedTable // most recently used last
 	last    lastChunk      // the chunk decoded for the latest partial read
 	scratch sync.Pool      // *[]byte of chunkSize + 4 bytes
@@ -132,6 +133,15 @@ type loadedTable struct {
 type lastChunk struct {
 	idx  int64
 	data []byte
+}
+
+// IsSegment reports whether r starts with the EWF signature, as every E01
+// segment file does (EWF specification, section 2.1): how a reader tells
+// an E01 from a raw image, whatever its name.
+func IsSegment(r io.ReaderAt) bool {
+	var h [len(signature)]byte
+	_, err := r.ReadAt(h[:], 0)
+	return err == nil && h == signature
 }
 
 // Open opens the image whose segment path is given (normally BASE.E01;
@@ -545,6 +555,9 @@ func (r *Reader) Segments() []string {
 
 // Close closes the segment files.
 func (r *Reader) Close() error {
+	r.mu.Lock()
+	r.closed, r.last = true, lastChunk{}
+	r.mu.Unlock()
 	var errs []error
 	for _, s := range r.segs {
 		if s.c != nil {
@@ -590,6 +603,10 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 // for the next partial read.
 func (r *Reader) readPart(idx int64, clen, in int, dst []byte) error {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return fmt.Errorf("reading chunk %d: %w", idx, os.ErrClosed)
+	}
 	if r.last.data != nil && r.last.idx == idx {
 		copy(dst, r.last.data[in:])
 		r.mu.Unlock()

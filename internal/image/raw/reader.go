@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ebsimager/ebsimager/internal/digest"
 )
 
 // A Reader reads a raw image, split or not, as one io.ReaderAt. It is safe
@@ -182,4 +184,72 @@ func (r *Reader) Close() error {
 	}
 	r.files = nil
 	return first
+}
+
+// Extent is a run of an image's bytes.
+type Extent struct{ Off, Len int64 }
+
+// DataExtents returns where the image holds data, in ascending order and
+// merged where they touch: each segment's data extents as the file system
+// reports them (SEEK_DATA and SEEK_HOLE on Linux), so that the holes of a
+// sparse image cost nothing to skip. Where the file system cannot tell,
+// a segment is data from end to end. Bytes outside the extents read as
+// zeros.
+func (r *Reader) DataExtents() ([]Extent, error) {
+	var out []Extent
+	add := func(off, n int64) {
+		if k := len(out); k > 0 && out[k-1].Off+out[k-1].Len == off {
+			out[k-1].Len += n
+			return
+		}
+		out = append(out, Extent{off, n})
+	}
+	for i, part := range r.parts {
+		end := r.size
+		if i+1 < len(r.offs) {
+			end = r.offs[i+1]
+		}
+		size := end - r.offs[i]
+		f, ok := part.(*os.File)
+		if !ok {
+			add(r.offs[i], size)
+			continue
+		}
+		ext, err := dataExtents(f, size)
+		if err != nil {
+			return nil, fmt.Errorf("finding the data of %s: %w", r.names[i], err)
+		}
+		for _, e := range ext {
+			add(r.offs[i]+e.Off, e.Len)
+		}
+	}
+	return out, nil
+}
+
+// Sums reads the whole image and returns its hashes with the algorithms
+// algs (as package digest names them). progress, if not nil, is called
+// with the bytes read so far.
+func (r *Reader) Sums(algs []string, progress func(done, total int64)) (map[string]string, error) {
+	set, err := digest.New(algs...)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < r.size; {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), r.size-off)], off)
+		if n > 0 {
+			set.Write(buf[:n])
+			off += int64(n)
+			if progress != nil {
+				progress(off, r.size)
+			}
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return set.Sums(), nil
 }
