@@ -23,7 +23,7 @@ type bucketServer struct {
 	ok, throttle atomic.Int64
 }
 
-func (s *bucketServer) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (s *bucketServer) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	time.Sleep(s.latency / 2)
 	s.mu.Lock()
 	now := time.Now()
@@ -40,10 +40,10 @@ func (s *bucketServer) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Bl
 	time.Sleep(s.latency / 2)
 	if !admit {
 		s.throttle.Add(1)
-		return Block{}, errThrottle
+		return block.Block{}, errThrottle
 	}
 	s.ok.Add(1)
-	return Block{Index: ref.Index}, nil
+	return block.Block{Index: ref.Index}, nil
 }
 
 // BenchmarkLimiterHoldsQuota measures the fraction of a token bucket's

@@ -16,9 +16,9 @@ import (
 
 type countingFetcher struct{ n int }
 
-func (f *countingFetcher) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (f *countingFetcher) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	f.n++
-	return Block{Index: ref.Index}, nil
+	return block.Block{Index: ref.Index}, nil
 }
 
 // A rate too slow for a time.Duration must still cap: the second attempt
@@ -250,12 +250,12 @@ func TestLimiterSlowStartDoubles(t *testing.T) {
 	next := func() { c := make(chan struct{}); old := round.Swap(&c); close(*old) }
 	first := make(chan struct{})
 	round.Store(&first)
-	f := Limit(fetchFunc(func(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+	f := Limit(fetchFunc(func(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 		select {
 		case <-*round.Load():
 		case <-ctx.Done():
 		}
-		return Block{}, nil
+		return block.Block{}, nil
 	}), l)
 	for range 128 {
 		wg.Add(1)
@@ -277,9 +277,9 @@ func TestLimiterSlowStartDoubles(t *testing.T) {
 	wg.Wait()
 }
 
-type fetchFunc func(ctx context.Context, ref block.Ref, buf []byte) (Block, error)
+type fetchFunc func(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error)
 
-func (f fetchFunc) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (f fetchFunc) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	return f(ctx, ref, buf)
 }
 

@@ -217,7 +217,7 @@ type retrying struct {
 	r     Refresher
 }
 
-func (f *retrying) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (f *retrying) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	b := budget{p: f.p}
 	for {
 		blk, err := f.next.Fetch(ctx, ref, buf)
@@ -225,26 +225,26 @@ func (f *retrying) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block,
 			return blk, nil
 		}
 		if ctx.Err() != nil {
-			return Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, ctx.Err())
+			return block.Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, ctx.Err())
 		}
 		k := f.p.kind(err)
 		if !b.spend(k) {
 			if k.Retryable() {
-				return Block{}, fmt.Errorf("giving up on block %d after %d attempts: %w", ref.Index, b.errors+b.throttle, err)
+				return block.Block{}, fmt.Errorf("giving up on block %d after %d attempts: %w", ref.Index, b.errors+b.throttle, err)
 			}
-			return Block{}, err
+			return block.Block{}, err
 		}
 		f.stats.addRetry(k)
 		if k == KindBlockToken && f.r != nil {
 			fresh, rerr := f.r.Refresh(ctx, ref)
 			if rerr != nil {
-				return Block{}, fmt.Errorf("refreshing token of block %d: %w", ref.Index, rerr)
+				return block.Block{}, fmt.Errorf("refreshing token of block %d: %w", ref.Index, rerr)
 			}
 			ref = fresh
 			continue
 		}
 		if err := f.p.sleep(ctx, b.delay(k)); err != nil {
-			return Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, err)
+			return block.Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, err)
 		}
 	}
 }

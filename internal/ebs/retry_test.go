@@ -24,16 +24,16 @@ type scripted struct {
 	tokens []string
 }
 
-func (s *scripted) Fetch(_ context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (s *scripted) Fetch(_ context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tokens = append(s.tokens, ref.Token)
 	if len(s.script) > 0 {
 		err := s.script[0]
 		s.script = s.script[1:]
-		return Block{}, err
+		return block.Block{}, err
 	}
-	return Block{Index: ref.Index, Data: buf[:1]}, nil
+	return block.Block{Index: ref.Index, Data: buf[:1]}, nil
 }
 
 type fakeRefresher struct{ calls int }
@@ -130,7 +130,7 @@ type quotaFetcher struct {
 	cap, inflight, peak atomic.Int64
 }
 
-func (q *quotaFetcher) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (q *quotaFetcher) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	n := q.inflight.Add(1)
 	defer q.inflight.Add(-1)
 	for {
@@ -141,9 +141,9 @@ func (q *quotaFetcher) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Bl
 	}
 	time.Sleep(2 * time.Millisecond)
 	if n > q.cap.Load() {
-		return Block{}, errThrottle
+		return block.Block{}, errThrottle
 	}
-	return Block{Index: ref.Index}, nil
+	return block.Block{Index: ref.Index}, nil
 }
 
 func TestLimiterConverges(t *testing.T) {

@@ -45,10 +45,6 @@ type Page struct {
 	Next int64
 }
 
-// Block is block.Block, the one block noun. The alias lets the fetch
-// decorators spell it as before; new code says block.Block.
-type Block = block.Block
-
 // Fetcher fetches one verified block into buf, which must hold at least
 // block.Size bytes.
 type Fetcher interface {
