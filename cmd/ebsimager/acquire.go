@@ -176,7 +176,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 			return usagef("--hash: %v", err)
 		}
 	}
-	form, recipients, keyFile := store.Plain, []string(nil), ""
+	form, recipients, keyFile := store.Options{}, []string(nil), ""
 	if o.out != "" {
 		unlock, err := lockEvidenceDir(o.out, "acquire")
 		if err != nil {
@@ -189,7 +189,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	}
 	var inc *incremental
 	if o.base != "" {
-		if inc, err = openIncremental(o.base, id, o.out, o.copyBase, form, recipients); err != nil {
+		if inc, err = openIncremental(o.base, id, o.out, o.copyBase, form.Form, recipients); err != nil {
 			return err
 		}
 	}
@@ -232,7 +232,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 				SnapshotID: id, Region: cfg.Region, Endpoint: ebs.Endpoint(cfg),
 				VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
 				Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
-			}, store.Options{Force: o.force, Form: form})
+			}, store.Options{Force: o.force, Form: form.Form, SealTo: form.SealTo})
 			st = s
 			return s, err
 		},

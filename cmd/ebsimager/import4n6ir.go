@@ -221,7 +221,7 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 		Provenance: store.ProvenanceImported, Source: source,
 		VolumeSizeGiB: folder.VolumeGiB, BlockSize: block.Size, ToolVersion: toolVersion(),
 		Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
-	}, store.Options{Force: o.force, Form: form})
+	}, store.Options{Force: o.force, Form: form.Form, SealTo: form.SealTo})
 	if err != nil {
 		return err
 	}
@@ -299,7 +299,7 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 	s := importSummary{
 		Source: folder.Dir, SourceForm: folder.Form.String(), SnapshotID: folder.Snapshot, Region: region, Output: o.out,
 		VolumeSizeGiB: folder.VolumeGiB, Blocks: sum.Blocks, Imported: imported, Resumed: st.Resumed(),
-		Stored:  store.FormName{Codec: form.Codec, Encryption: form.Encryption}.String(),
+		Stored:  form.Form.String(),
 		Ignored: folder.Other[:min(len(folder.Other), maxIgnoredNames)], IgnoredCount: len(folder.Other),
 		ManifestSHA256: sum.ManifestSHA256.Hex(), Seconds: time.Since(started).Seconds(),
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
@@ -35,7 +36,7 @@ type incremental struct {
 
 // openIncremental checks that dir can serve as the base of an acquisition
 // of snapshot id into out, stored in form for recipients.
-func openIncremental(dir, id, out string, copy bool, form store.Form, recipients []string) (*incremental, error) {
+func openIncremental(dir, id, out string, copy bool, form codec.Form, recipients []string) (*incremental, error) {
 	if same, err := samePath(dir, out); err != nil {
 		return nil, err
 	} else if same {
