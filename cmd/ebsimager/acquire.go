@@ -8,10 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
@@ -19,8 +21,12 @@ import (
 	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
+	"github.com/ebsimager/ebsimager/internal/incremental"
+	"github.com/ebsimager/ebsimager/internal/outfile"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -164,97 +170,171 @@ func failedBlocks(e *acquire.IncompleteError) []report.FailedBlock {
 	return out
 }
 
+// acquisition is one acquire command: what it opened for its output.
+type acquisition struct {
+	o    *acquireOptions
+	id   string
+	cfg  aws.Config
+	snap *ebs.Snapshot
+	inc  *incremental.Base // --base
+	st   *store.Store      // --out: the evidence directory
+	ev   *store.Sink       // --out: the store as the sink
+	out  sink.Sink         // where the blocks go
+	lock *dirlock.Lock     // --image: the image's claim
+	e01  ewf.Options       // --image BASE.E01
+}
+
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
 	snap, cfg, err := aws.snapshot(ctx, id)
 	if err != nil {
 		return err
 	}
 	snap.Policy.MaxAttempts = o.maxAttempts
-	var hashes []string
-	if o.hashes != "none" {
-		if hashes, err = digest.ParseList(o.hashes); err != nil {
-			return usagef("--hash: %v", err)
-		}
+	hashes, err := o.hashList()
+	if err != nil {
+		return err
 	}
-	form, recipients, keyFile := store.Options{}, []string(nil), ""
+	started := time.Now()
+	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), started))
+	if err != nil {
+		return err
+	}
+	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts}
+	var seal sealed
 	if o.out != "" {
 		unlock, err := lockEvidenceDir(o.out, "acquire")
 		if err != nil {
 			return err
 		}
 		defer unlock()
-		if form, recipients, keyFile, err = o.seal.form(o.out); err != nil {
+		if seal, err = a.openBase(); err != nil {
 			return err
 		}
 	}
-	var inc *incremental
-	if o.base != "" {
-		if inc, err = openIncremental(o.base, id, o.out, o.copyBase, form.Form, recipients); err != nil {
-			return err
-		}
+	var src acquire.Source = acquire.NewSnapshot(snap)
+	if a.inc != nil {
+		src = a.inc.Source(snap)
 	}
+	info, err := src.Info(ctx)
+	if err != nil {
+		return a.listingError(err)
+	}
+	if err := a.open(info, hashes, seal); err != nil {
+		return err
+	}
+	defer a.release()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	var (
-		st   *store.Store
-		sink imageSink
-	)
-	started := time.Now()
-	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), started))
+	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: drawProgress(status)}
+	awsInfo := gatherContext(ctx, cfg, id)
+	res, err := acquire.New(src, opts).Run(ctx, a.out)
+	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
+	if err == nil && a.st != nil {
+		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)
+	} else if err == nil {
+		err = a.finishImage(res, &sum, awsInfo)
+	} else {
+		a.out.Abort()
+		err = a.failed(cmd, err, res, &sum, awsInfo)
+	}
+	status.Done("")
 	if err != nil {
 		return err
 	}
-	opts := acquire.Options{
-		Workers: o.workers,
-		MaxRate: o.maxRate,
-		Open: func(info ebs.Info) (acquire.Sink, error) {
-			if isE01(o.image) {
-				s, err := openE01Sink(o.image, info.VolumeBytes(), e01Opts)
-				if err != nil {
-					return nil, err
-				}
-				sink = s
-				return s, nil
-			}
-			if o.image != "" {
-				s, err := openImageSink(o.image, info, o.force, hashes)
-				if err != nil {
-					return nil, err
-				}
-				sink = s
-				return s, nil
-			}
-			if inc != nil {
-				if err := inc.checkInfo(info); err != nil {
-					return nil, err
-				}
-			}
-			s, err := store.Create(o.out, store.Meta{
-				SnapshotID: id, Region: cfg.Region, Endpoint: ebs.Endpoint(cfg),
-				VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
-				Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
-			}, store.Options{Force: o.force, Form: form.Form, SealTo: form.SealTo})
-			st = s
-			return s, err
-		},
+	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
+}
+
+// hashList is --hash: the whole-image hashes of a raw --image.
+func (o *acquireOptions) hashList() ([]string, error) {
+	if o.hashes == "none" {
+		return nil, nil
 	}
-	if o.image != "" {
-		// Both images keep the blocks in order: an E01 writes them so, a
-		// raw image hashes them so.
-		opts.Listed = func(i int64) { sink.Listed(i) }
+	hashes, err := digest.ParseList(o.hashes)
+	if err != nil {
+		return nil, usagef("--hash: %v", err)
 	}
-	if isE01(o.image) {
-		opts.FailFast = true // an E01 stream cannot be completed later
+	return hashes, nil
+}
+
+// sealed is how an evidence directory stores its blocks.
+type sealed struct {
+	form       store.Options // Form and SealTo
+	recipients []string
+	keyFile    string
+}
+
+// openBase reads --compress/--encrypt for the evidence directory, and
+// opens --base.
+func (a *acquisition) openBase() (sealed, error) {
+	var s sealed
+	var err error
+	if s.form, s.recipients, s.keyFile, err = a.o.seal.form(a.o.out); err != nil {
+		return s, err
 	}
-	if inc != nil {
-		opts.List = inc.list(snap)
+	if a.o.base == "" {
+		return s, nil
 	}
-	a := acquire.New(snap, opts)
-	awsInfo := gatherContext(ctx, cfg, id)
-	stop := drawProgress(a, status)
-	res, err := a.Run(ctx)
-	stop()
+	if same, err := samePath(a.o.base, a.o.out); err != nil {
+		return s, err
+	} else if same {
+		return s, usagef("--base and --out name the same directory %s", a.o.base)
+	}
+	a.inc, err = incremental.Open(a.o.base, a.o.copyBase, s.form.Form, s.recipients)
+	var imported *store.ImportedBaseError
+	if errors.As(err, &imported) {
+		return s, usageError{err}
+	}
+	if err != nil {
+		return s, err
+	}
+	if a.inc.SnapshotID() == a.id {
+		return s, usagef("base %s holds evidence of %s itself: give the evidence of an earlier snapshot of the volume", a.o.base, a.id)
+	}
+	return s, nil
+}
+
+// open opens the output for a volume described by info: the evidence
+// directory, or the image (claimed first, see claimImage).
+func (a *acquisition) open(info ebs.Info, hashes []string, seal sealed) error {
+	var err error
+	switch o := a.o; {
+	case isE01(o.image):
+		a.lock, a.out, err = openE01(&outfile.Inputs{}, o.image, "acquire", info.VolumeBytes(), a.e01)
+	case o.image != "":
+		a.lock, a.out, err = openListedImage(o.image, info.VolumeBytes(), raw.Options{Hashes: hashes, Force: o.force})
+	default:
+		a.st, err = store.Create(o.out, store.Meta{
+			SnapshotID: a.id, Region: a.cfg.Region, Endpoint: ebs.Endpoint(a.cfg),
+			VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
+			Case: o.caseMeta.fields(), Recipients: seal.recipients, KeyFile: seal.keyFile,
+		}, store.Options{Force: o.force, Form: seal.form.Form, SealTo: seal.form.SealTo})
+		if err == nil {
+			a.ev = a.st.Sink()
+			a.out = a.ev
+		}
+	}
+	return err
+}
+
+// release releases the image's claim, after its sink ended.
+func (a *acquisition) release() {
+	if a.lock != nil {
+		a.lock.Release()
+	}
+}
+
+// listingError explains a listing that failed before anything was opened.
+func (a *acquisition) listingError(err error) error {
+	if a.inc != nil && ebs.Reason(err) == "UNRELATED_SNAPSHOTS" {
+		return withHint(fmt.Errorf("base %s holds %s, which is not of %s's volume lineage (UNRELATED_SNAPSHOTS): %w", a.o.base, a.inc.SnapshotID(), a.id, err),
+			"--base takes the evidence of an earlier snapshot of the same volume")
+	}
+	return err
+}
+
+// newAcquireSummary is the summary of a run of the pipeline.
+func newAcquireSummary(id, region, output string, res acquire.Result) acquireSummary {
 	sum := acquireSummary{
-		SnapshotID: id, Region: cfg.Region, Output: o.out + o.image,
+		SnapshotID: id, Region: region, Output: output,
 		VolumeSizeGiB: res.Info.VolumeGiB, BlockSize: res.Info.BlockSize,
 		Blocks: res.Listed, Fetched: res.Stored, Bytes: res.Bytes, Counts: res.Counts,
 		Seconds: res.Finished.Sub(res.Started).Seconds(),
@@ -262,93 +342,79 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	if sum.Seconds > 0 {
 		sum.BlocksPerSecond = float64(res.Stored) / sum.Seconds
 	}
-	if err != nil {
-		if st != nil {
-			st.Close()
+	return sum
+}
+
+// failed reports a run that stopped, the output already aborted: an
+// incomplete one is recorded in the evidence directory and summarized.
+func (a *acquisition) failed(cmd *cobra.Command, err error, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+	var incomplete *acquire.IncompleteError
+	if !errors.As(err, &incomplete) {
+		return a.listingError(err)
+	}
+	sum.FailedBlocks, sum.FailedBlocksUnlisted = failedBlocks(incomplete), incomplete.More
+	if a.st != nil {
+		rec := acquisitionRecord(report.KindEvidenceDirectory, a.o.out, a.st.Meta().Case, res, a.st.Resumed(), awsInfo())
+		rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
+		if rerr := recordIncomplete(a.o.out, rec); rerr != nil {
+			err = fmt.Errorf("%w\n(and writing the record of the failures: %v)", err, rerr)
 		}
-		if sink != nil {
-			sink.Abort()
+	}
+	if a.o.json {
+		if perr := printAcquireSummary(cmd.OutOrStdout(), *sum, true); perr != nil {
+			return perr
 		}
-		status.Done("")
-		var incomplete *acquire.IncompleteError
-		if errors.As(err, &incomplete) {
-			sum.FailedBlocks, sum.FailedBlocksUnlisted = failedBlocks(incomplete), incomplete.More
-			if st != nil {
-				rec := acquisitionRecord(report.KindEvidenceDirectory, o.out, st.Meta().Case, res, st.Resumed(), awsInfo())
-				rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
-				if rerr := recordIncomplete(o.out, rec); rerr != nil {
-					err = fmt.Errorf("%w\n(and writing the record of the failures: %v)", err, rerr)
-				}
-			}
-			if o.json {
-				if perr := printAcquireSummary(cmd.OutOrStdout(), sum, true); perr != nil {
-					return perr
-				}
-			}
-			return withHint(err, incompleteHint(o))
+	}
+	return withHint(err, incompleteHint(a.o))
+}
+
+// finishDirectory completes an incremental acquisition, writes the
+// manifest and records the acquisition.
+func (a *acquisition) finishDirectory(ctx context.Context, opts acquire.Options, res *acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+	sum.Resumed = a.st.Resumed()
+	if a.inc != nil {
+		err := a.inc.Complete(ctx, a.snap, a.st, opts, res)
+		sum.Fetched, sum.Bytes, sum.Counts = res.Stored, res.Bytes, res.Counts
+		if err != nil {
+			a.ev.Abort()
+			return err
 		}
-		if inc != nil && ebs.Reason(err) == "UNRELATED_SNAPSHOTS" {
-			return withHint(fmt.Errorf("base %s holds %s, which is not of %s's volume lineage (UNRELATED_SNAPSHOTS): %w", o.base, inc.base.Meta.SnapshotID, id, err),
-				"--base takes the evidence of an earlier snapshot of the same volume")
-		}
+		sum.Blocks += a.inc.Taken()
+		sum.Base = a.inc.Record()
+	}
+	a.ev.Started, a.ev.Finished = res.Started, res.Finished
+	if _, err := a.ev.Close(); err != nil {
 		return err
 	}
-	if st != nil {
-		sum.Resumed = st.Resumed()
-		if inc != nil {
-			if err := inc.reuse(ctx, st); err != nil {
-				st.Close()
-				status.Done("")
-				return fmt.Errorf("taking unchanged blocks from %s: %w", o.base, err)
-			}
-			r2, err := inc.refetch(ctx, snap, st, opts)
-			res.Stored, res.Bytes = res.Stored+r2.Stored, res.Bytes+r2.Bytes
-			if len(inc.bad) > 0 {
-				res.Counts = r2.Counts
-			}
-			sum.Fetched, sum.Bytes, sum.Counts = res.Stored, res.Bytes, res.Counts
-			if err != nil {
-				st.Close()
-				status.Done("")
-				return fmt.Errorf("fetching the blocks of %s that did not match its manifest: %w", o.base, err)
-			}
-			sum.Blocks += inc.reused + int64(len(inc.bad))
-			sum.Base = inc.record()
-			res.Finished = time.Now() // the reuse is part of the acquisition
-		}
-		ms, err := st.Finish(res.Started, res.Finished)
-		if err != nil {
-			return err
-		}
-		if ms.Blocks != sum.Blocks {
-			return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, sum.Blocks)
-		}
-		sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
-		keptSummary(&sum, st, ms, res)
-		if err := recordDirectory(o.out, st, inc, ms, res, &sum, awsInfo); err != nil {
-			return err
-		}
-	} else {
-		hashes, err := sink.Close()
-		if err != nil {
-			return err
-		}
-		sum.Hashes = hashes
-		kind := report.KindRawImage
-		if isE01(o.image) {
-			kind = "e01-image"
-		}
-		rec := acquisitionRecord(kind, o.image, o.caseMeta.fields(), res, 0, awsInfo())
-		rec.Acquisition.ImageHashes = hashes
-		if err := os.MkdirAll(o.image+".report", 0o700); err != nil {
-			return err
-		}
-		if err := rec.Save(o.image + ".report"); err != nil {
-			return fmt.Errorf("writing the chain-of-custody record: %w", err)
-		}
+	ms := a.ev.Summary()
+	if ms.Blocks != sum.Blocks {
+		return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, sum.Blocks)
 	}
-	status.Done("")
-	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
+	sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
+	keptSummary(sum, a.st, ms, *res)
+	return recordDirectory(a.o.out, a.st, a.inc, ms, *res, sum, awsInfo)
+}
+
+// finishImage closes the image and records the acquisition beside it.
+func (a *acquisition) finishImage(res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+	out, err := a.out.Close()
+	if err != nil {
+		return err
+	}
+	sum.Hashes = out.Hashes
+	kind := report.KindRawImage
+	if isE01(a.o.image) {
+		kind = "e01-image"
+	}
+	rec := acquisitionRecord(kind, a.o.image, a.o.caseMeta.fields(), res, 0, awsInfo())
+	rec.Acquisition.ImageHashes = out.Hashes
+	if err := os.MkdirAll(a.o.image+".report", 0o700); err != nil {
+		return err
+	}
+	if err := rec.Save(a.o.image + ".report"); err != nil {
+		return fmt.Errorf("writing the chain-of-custody record: %w", err)
+	}
+	return nil
 }
 
 // retriesText renders retries by kind: "no retries", or "12 retries
@@ -423,25 +489,10 @@ func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 	return nil
 }
 
-// drawProgress redraws the status from a's counters until stop is called.
-func drawProgress(a *acquire.Acquisition, status *ui.Status) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		eta := &ui.ETA{}
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-t.C:
-				status.Update(progressLine(a.Progress(), eta, now))
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
+// drawProgress returns what redraws the status from a run's counters.
+func drawProgress(status *ui.Status) func(acquire.Progress) {
+	eta := &ui.ETA{}
+	return func(p acquire.Progress) { status.Update(progressLine(p, eta, time.Now())) }
 }
 
 // progressLine draws p; the ETA comes from the blocks stored recently
@@ -542,7 +593,7 @@ func keptSummary(sum *acquireSummary, st *store.Store, ms store.Summary, res acq
 // manifest kept as it was) and its record exists, the record of the
 // acquisition is left as it is and this run is appended as an "acquire"
 // step; otherwise the acquisition is recorded anew (earlier steps kept).
-func recordDirectory(dir string, st *store.Store, inc *incremental, ms store.Summary, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+func recordDirectory(dir string, st *store.Store, inc *incremental.Base, ms store.Summary, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
 	if ms.Unchanged {
 		old, err := report.Load(dir)
 		if err == nil {
@@ -571,7 +622,7 @@ func recordDirectory(dir string, st *store.Store, inc *incremental, ms store.Sum
 	a.Base, a.AdoptedBlocks, a.RejectedBlocks, a.Unverified, a.Replaced = sum.Base, sum.Adopted, sum.Rejected, sum.Unverified, sum.Replaced
 	var changed func(*report.BlockMap) error
 	if inc != nil {
-		changed = inc.markChanged
+		changed = inc.MarkChanged
 	}
 	if err := recordEvidence(dir, rec, ms, changed); err != nil {
 		return fmt.Errorf("writing the chain-of-custody record: %w", err)
@@ -600,4 +651,17 @@ func printKept(w io.Writer, s acquireSummary) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// samePath reports whether a and b name the same path.
+func samePath(a, b string) (bool, error) {
+	aa, err := filepath.Abs(a)
+	if err != nil {
+		return false, err
+	}
+	bb, err := filepath.Abs(b)
+	if err != nil {
+		return false, err
+	}
+	return aa == bb, nil
 }

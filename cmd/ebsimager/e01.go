@@ -1,11 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -13,12 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ebsimager/ebsimager/internal/block"
-	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
-	"github.com/ebsimager/ebsimager/internal/image/window"
 	"github.com/ebsimager/ebsimager/internal/outfile"
+	"github.com/ebsimager/ebsimager/internal/sink"
 )
 
 // e01Options are the flags of an E01 output.
@@ -108,110 +101,21 @@ func mergeCase(recorded map[string]string, flags *caseMeta) map[string]string {
 // --out named it.
 func e01Lock(base string) string { return base + ".E01.lock" }
 
-// e01Outputs is every file an E01 at base writes, replaces or removes:
-// its segments and its checksum files.
-func e01Outputs(base string) func() ([]string, error) {
-	return func() ([]string, error) {
-		names, err := ewf.Outputs(base)
-		if err != nil {
-			return nil, fmt.Errorf("creating %s.E01: %w", base, err)
-		}
-		for _, alg := range digest.Algorithms() {
-			names = append(names, digest.FileName(base, alg))
-		}
-		return names, nil
-	}
-}
-
-// removeMediaHashes removes the checksum files of a replaced E01 just
-// before the new image takes its names, so that they never stand beside
-// an image they do not describe.
-func removeMediaHashes(base string) error {
-	for _, alg := range digest.Algorithms() {
-		if err := os.Remove(digest.FileName(base, alg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing the replaced image's %s: %w", digest.FileName(base, alg), err)
-		}
-	}
-	return nil
-}
-
-// writeMediaHashes writes BASE.md5, .sha1 and .sha256 for an E01: the
-// hashes of the media it holds (E01 has no place for SHA-256), checkable
-// by exporting the media with libewf.
-func writeMediaHashes(base string, res ewf.Result) (map[string]string, error) {
-	sums := map[string]string{
-		digest.MD5: hex.EncodeToString(res.MD5[:]), digest.SHA1: hex.EncodeToString(res.SHA1[:]), digest.SHA256: hex.EncodeToString(res.SHA256[:]),
-	}
-	first, b := filepath.Base(res.Segments[0]), filepath.Base(base)
-	for _, alg := range digest.Algorithms() {
-		name := digest.FileName(base, alg)
-		// ewfexport -t BASE writes the media to BASE.raw.
-		err := digest.WriteHashFile(name,
-			digest.Entry{Comment: fmt.Sprintf("media %s of %s (%d segments); check with: ewfexport -u -q -f raw -t %s %s && %ssum -c %s (or: ebsimager verify %s)",
-				alg, first, len(res.Segments), b, first, alg, filepath.Base(name), first)},
-			digest.Entry{Sum: sums[alg], Name: b + ".raw"})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return sums, nil
-}
-
-// e01Sink writes an E01 straight from acquire: blocks arrive in any
-// order, the window puts them back in order within window.DefaultSize
-// blocks (64 MiB) of memory, and the writer compresses them on every core.
-type e01Sink struct {
-	base    string
-	replace bool
-	w       *ewf.Writer
-	win     *window.Window
-	lock    *dirlock.Lock
-}
-
-// openE01Sink claims the E01 at path for acquire (see claimImage) and
-// starts it.
-func openE01Sink(path string, volumeBytes int64, o ewf.Options) (*e01Sink, error) {
+// openE01 claims the E01 at path (BASE.E01) for what (see claimImage),
+// with in what the command reads, and starts it as a sink of mediaSize
+// bytes (ewf.CreateSink).
+func openE01(in *outfile.Inputs, path, what string, mediaSize int64, o ewf.Options) (*dirlock.Lock, sink.Sink, error) {
 	base := e01Base(path)
-	lock, err := claimImage(&outfile.Inputs{}, e01Lock(base), "acquire", o.Replace, e01Outputs(base), func() ([]string, error) { return ewf.RemoveTemps(base) })
+	lock, err := claimImage(in, e01Lock(base), what, o.Replace,
+		func() ([]string, error) { return ewf.SinkOutputs(base) },
+		func() ([]string, error) { return ewf.RemoveTemps(base) })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	w, err := ewf.Create(base, volumeBytes, o)
+	s, err := ewf.CreateSink(base, mediaSize, o)
 	if err != nil {
 		lock.Release()
-		return nil, err
+		return nil, nil, err
 	}
-	return &e01Sink{base: base, replace: o.Replace, w: w, win: window.New(w, window.DefaultSize), lock: lock}, nil
-}
-
-func (s *e01Sink) Has(int64) bool { return false }
-
-func (s *e01Sink) Put(index int64, _ block.Sum, data []byte) error { return s.win.Put(index, data) }
-
-func (s *e01Sink) Listed(index int64) { s.win.Listed(index) }
-
-func (s *e01Sink) Cancel() { s.win.Cancel() }
-
-func (s *e01Sink) Close() (map[string]string, error) {
-	defer s.lock.Release()
-	if err := s.win.Done(); err != nil {
-		s.w.Abort()
-		return nil, err
-	}
-	if s.replace {
-		if err := removeMediaHashes(s.base); err != nil {
-			s.w.Abort()
-			return nil, err
-		}
-	}
-	res, err := s.w.CloseBlocks()
-	if err != nil {
-		return nil, err
-	}
-	return writeMediaHashes(s.base, res)
-}
-
-func (s *e01Sink) Abort() error {
-	defer s.lock.Release()
-	return s.w.Abort()
+	return lock, s, nil
 }

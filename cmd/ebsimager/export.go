@@ -8,12 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -127,13 +129,13 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 		return err
 	}
 	defer lock.Release()
-	w, finish, err := o.create(ev, size, split, algs)
+	w, err := o.create(ev, size, split, algs)
 	if err != nil {
 		return err
 	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	start := time.Now()
-	out, err := o.write(cmd, ev, unseal, w, finish, status, start)
+	out, err := o.write(cmd, ev, unseal, w, status, start)
 	step := newStep(report.StepExport, start, err)
 	if err == nil {
 		step.Export = &report.Export{Format: o.format, Segments: out.Files, Size: out.Size, Blocks: out.Blocks, Hashes: out.Hashes, FileSystemCheck: out.FSCheck}
@@ -148,26 +150,33 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 }
 
 // write streams the verified blocks of ev into the image and finishes it.
-func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal store.Unseal, w blockImage, finish func() ([]string, map[string]string, error), status *ui.Status, start time.Time) (exportResult, error) {
+func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal store.Unseal, w sink.Sink, status *ui.Status, start time.Time) (exportResult, error) {
 	size := ev.Meta.VolumeSizeGiB << 30
 	var blocks, bytes int64
+	announce := w.Caps().Announce
 	err := ev.Blocks(cmd.Context(), unseal, func(e manifest.Entry, data []byte) error {
 		blocks++
 		bytes += int64(len(data))
 		if blocks%256 == 0 {
 			status.Update(fmt.Sprintf("exported %d blocks, %s", blocks, ui.Rate(bytes, time.Since(start))))
 		}
-		return w.WriteBlock(e.Index, data)
+		if announce != nil {
+			if err := announce(e.Index); err != nil {
+				return err
+			}
+		}
+		return w.Put(block.Block{Index: e.Index, Data: data})
 	})
 	status.Done("")
 	if err != nil {
 		w.Abort()
 		return exportResult{}, err
 	}
-	files, sums, err := finish()
+	res, err := w.Close()
 	if err != nil {
 		return exportResult{}, err
 	}
+	files, sums := res.Files, res.Hashes
 	out := exportResult{Evidence: ev.Dir, Files: files, Size: size, Blocks: blocks, Hashes: sums}
 	if o.ext4 || o.ntfs {
 		want := "ntfs"
@@ -204,12 +213,6 @@ func printExport(w io.Writer, r exportResult, asJSON bool) error {
 	return nil
 }
 
-// blockImage is an image written block by block in ascending order.
-type blockImage interface {
-	WriteBlock(index int64, p []byte) error
-	Abort() error
-}
-
 // claim makes the output image this export's for its whole run (see
 // claimImage). What it reads is the evidence directory and the key files:
 // no output may be one of them or lie inside the evidence.
@@ -220,7 +223,7 @@ func (o *exportOptions) claim(ev *store.Evidence, size, split int64) (*dirlock.L
 	}
 	if o.format == "e01" {
 		base := e01Base(o.out)
-		return claimImage(in, e01Lock(base), "export", o.force, e01Outputs(base),
+		return claimImage(in, e01Lock(base), "export", o.force, func() ([]string, error) { return ewf.SinkOutputs(base) },
 			func() ([]string, error) { return ewf.RemoveTemps(base) })
 	}
 	return claimImage(in, o.out+".lock", "export", o.force,
@@ -228,39 +231,14 @@ func (o *exportOptions) claim(ev *store.Evidence, size, split int64) (*dirlock.L
 		func() ([]string, error) { return raw.RemovePartials(o.out) })
 }
 
-// create opens the output image and returns how to finish it.
-func (o *exportOptions) create(ev *store.Evidence, size, split int64, algs []string) (blockImage, func() ([]string, map[string]string, error), error) {
+// create opens the output image as a sink.
+func (o *exportOptions) create(ev *store.Evidence, size, split int64, algs []string) (sink.Sink, error) {
 	if o.format == "e01" {
 		opts, err := o.e01.options(e01Metadata(ev.Meta.SnapshotID, mergeCase(ev.Meta.Case, &o.caseMeta), ev.Meta.CreatedAt))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		base := e01Base(o.out)
-		w, err := ewf.Create(base, size, opts)
-		if err != nil {
-			return nil, nil, err
-		}
-		return w, func() ([]string, map[string]string, error) {
-			if o.force {
-				if err := removeMediaHashes(base); err != nil {
-					w.Abort()
-					return nil, nil, err
-				}
-			}
-			res, err := w.CloseBlocks()
-			if err != nil {
-				return nil, nil, err
-			}
-			sums, err := writeMediaHashes(base, res)
-			return res.Segments, sums, err
-		}, nil
+		return ewf.CreateSink(e01Base(o.out), size, opts)
 	}
-	w, err := raw.Create(o.out, size, raw.Options{Split: split, Hashes: algs, Force: o.force})
-	if err != nil {
-		return nil, nil, err
-	}
-	return w, func() ([]string, map[string]string, error) {
-		res, err := w.Close()
-		return res.Files, res.Sums, err
-	}, nil
+	return raw.CreateSink(o.out, size, raw.Options{Split: split, Hashes: algs, Force: o.force})
 }

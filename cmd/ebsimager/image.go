@@ -6,12 +6,11 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
-	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/outfile"
+	"github.com/ebsimager/ebsimager/internal/sink"
 )
 
 // claimImage makes an image output this process's for the whole write:
@@ -83,60 +82,21 @@ func checkOutput(in *outfile.Inputs, path string, force bool) error {
 	return err
 }
 
-// imageSink is where acquire --image puts blocks: straight into an image.
-// Listed is told each block to come, in ascending order, before any
-// worker fetches it (acquire.Options.Listed).
-type imageSink interface {
-	Has(index int64) bool
-	Put(index int64, sum block.Sum, data []byte) error
-	Listed(index int64)
-	Close() (map[string]string, error)
-	Abort() error
-}
-
-// rawSink writes blocks into a sparse raw image as they arrive; the image
-// is hashed in order while they do (raw.ListedWriter), within
-// raw.DefaultWindow block copies.
-type rawSink struct {
-	w    *raw.ListedWriter
-	lock *dirlock.Lock
-}
-
-func openImageSink(path string, info ebs.Info, force bool, hashes []string) (imageSink, error) {
-	size := info.VolumeBytes()
-	lock, err := claimImage(&outfile.Inputs{}, path+".lock", "acquire", force,
+// openListedImage claims the raw image at path for acquire (see
+// claimImage) and starts it as a sink: blocks are written as they arrive
+// and the image is hashed in order while they do (raw.ListedSink),
+// within raw.DefaultWindow block copies.
+func openListedImage(path string, size int64, o raw.Options) (*dirlock.Lock, sink.Sink, error) {
+	lock, err := claimImage(&outfile.Inputs{}, path+".lock", "acquire", o.Force,
 		func() ([]string, error) { return raw.Outputs(path, size, 0) },
 		func() ([]string, error) { return raw.RemovePartials(path) })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	w, err := raw.CreateListed(path, size, raw.Options{Hashes: hashes, Force: force}, raw.DefaultWindow)
+	s, err := raw.CreateListedSink(path, size, o, raw.DefaultWindow)
 	if err != nil {
 		lock.Release()
-		return nil, err
+		return nil, nil, err
 	}
-	return rawSink{w, lock}, nil
-}
-
-// Has is always false: a direct image is not resumable (an evidence
-// directory is), so every block is fetched.
-func (rawSink) Has(int64) bool { return false }
-
-// Listed ignores the error of a bad listing: the writer keeps it, and
-// Put and Close return it.
-func (s rawSink) Listed(index int64) { s.w.Listed(index) }
-
-func (s rawSink) Put(index int64, _ block.Sum, data []byte) error {
-	return s.w.WriteBlockAt(index, data)
-}
-
-func (s rawSink) Close() (map[string]string, error) {
-	defer s.lock.Release()
-	res, err := s.w.Close()
-	return res.Sums, err
-}
-
-func (s rawSink) Abort() error {
-	defer s.lock.Release()
-	return s.w.Abort()
+	return lock, s, nil
 }

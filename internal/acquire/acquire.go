@@ -14,16 +14,8 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/sink"
 )
-
-// Sink receives verified blocks, in any order, from several workers at
-// once.
-type Sink interface {
-	// Has reports whether the sink already holds block index (resume).
-	Has(index int64) bool
-	// Put stores a verified block. An error stops the acquisition.
-	Put(index int64, sum block.Sum, data []byte) error
-}
 
 // DefaultWorkers caps concurrency when Options.Workers is zero. AWS's own
 // example is 100 connections at 100 ms for 1,000 requests/s, the
@@ -43,28 +35,16 @@ type Options struct {
 	MaxFailed int
 	// Start is the first block index to list (0 for a whole snapshot).
 	Start int64
-	// List, when set, replaces the snapshot's own listing
-	// (ListSnapshotBlocks): it calls fn with pages of blocks to fetch
-	// from index start upwards, in ascending order. Incremental
-	// acquisition lists through ListChangedBlocks with it.
-	List func(ctx context.Context, start int64, fn func(ebs.Page) error) error
-	// Open is called once, with the snapshot's sizes from the first
-	// listing page and before any fetch, and returns the sink.
-	Open func(ebs.Info) (Sink, error)
 	// Want, when set, filters the listing: only blocks it accepts are
-	// fetched (incremental acquisition fetches only changed blocks).
+	// fetched. It is called in ascending index order, from one
+	// goroutine.
 	Want func(index int64) bool
-	// Listed, when set, is told every block to be fetched, in ascending
-	// order, before any worker can fetch it (a reordering sink needs it).
-	Listed func(index int64)
-	// FailFast stops the run at the first block that fails after every
-	// retry, for sinks that cannot be completed later (an E01 stream).
-	FailFast bool
+	// Progress, when set, is called with the run's counters every
+	// ProgressEvery (default 250 ms) while Run runs, from one goroutine:
+	// the command draws them.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
 }
-
-// Canceler is implemented by sinks whose Put may wait; Run cancels them
-// when the run stops, so no worker waits forever.
-type Canceler interface{ Cancel() }
 
 // Progress is a snapshot of a running acquisition's counters.
 type Progress struct {
@@ -107,8 +87,8 @@ type FailedBlock struct {
 type IncompleteError struct {
 	Failed []FailedBlock // in index order
 	More   int64         // failures beyond those listed
-	// Stopped is set when the run stopped at the first failure
-	// (Options.FailFast): blocks after it were not all tried.
+	// Stopped is set when the run stopped at the first failure (the
+	// sink declared FailFast): blocks after it were not all tried.
 	Stopped bool
 }
 
@@ -141,7 +121,7 @@ func (e *IncompleteError) Indexes() []int64 {
 
 // Acquisition is one run of the pipeline.
 type Acquisition struct {
-	snap    *ebs.Snapshot
+	src     Source
 	o       Options
 	limiter *ebs.Limiter
 	fetch   ebs.Fetcher
@@ -156,20 +136,16 @@ type Acquisition struct {
 	more     int64
 }
 
-// New prepares an acquisition of snap. snap.Stats, if set, counts calls.
-func New(snap *ebs.Snapshot, o Options) *Acquisition {
+// New prepares a run from src under o's limits.
+func New(src Source, o Options) *Acquisition {
 	if o.Workers <= 0 {
 		o.Workers = DefaultWorkers
 	}
 	if o.MaxFailed <= 0 {
 		o.MaxFailed = 1000
 	}
-	if snap.Stats == nil {
-		snap.Stats = &ebs.Stats{}
-	}
 	l := ebs.NewLimiter(o.Workers)
-	f := ebs.Retry(ebs.RateLimit(ebs.Limit(snap, l), o.MaxRate), snap.Policy, snap.Stats, &ebs.Relister{Snap: snap})
-	return &Acquisition{snap: snap, o: o, limiter: l, fetch: f, start: time.Now()}
+	return &Acquisition{src: src, o: o, limiter: l, fetch: src.Fetcher(l, o.MaxRate), start: time.Now()}
 }
 
 // Progress returns the current counters; safe to call from any goroutine.
@@ -178,7 +154,7 @@ func (a *Acquisition) Progress() Progress {
 	return Progress{
 		Listed: a.listed.Load(), ListingDone: a.listingDone.Load(), Skipped: a.skipped.Load(),
 		Stored: a.stored.Load(), Failed: a.failed.Load(), Bytes: a.bytes.Load(),
-		Concurrency: lim, InFlight: a.limiter.InFlight(), Counts: a.snap.Stats.Counts(), Elapsed: time.Since(a.start),
+		Concurrency: lim, InFlight: a.limiter.InFlight(), Counts: a.src.Counts(), Elapsed: time.Since(a.start),
 	}
 }
 
@@ -187,68 +163,46 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, block.Size); return 
 // errTooManyFailures stops a run whose blocks keep failing.
 var errTooManyFailures = errors.New("too many blocks failed")
 
-// Run lists and fetches every block into the sink that Open returns. It
-// returns *IncompleteError when some blocks failed after every retry.
-func (a *Acquisition) Run(ctx context.Context) (Result, error) {
+// Run lists the source from Options.Start and fetches every block the
+// sink does not hold (and Want accepts) into it, honouring what the sink
+// declares in its Caps. It neither closes nor aborts the sink: the caller
+// opened it and ends it. Run returns *IncompleteError when some blocks
+// failed after every retry.
+func (a *Acquisition) Run(ctx context.Context, s sink.Sink) (Result, error) {
 	a.start = time.Now()
 	res := Result{Started: a.start}
+	caps := s.Caps()
 	g, ctx := errgroup.WithContext(ctx)
+	if caps.Cancel != nil {
+		// A Put may wait for blocks that will never come once the run
+		// stops: wake it, so that no worker waits forever.
+		defer context.AfterFunc(ctx, caps.Cancel)()
+	}
+	if a.o.Progress != nil {
+		defer a.report()()
+	}
 	refs := make(chan block.Ref, 2*a.o.Workers) // a bounded queue: the list never piles up
-	ready := make(chan struct{})
-	var sink Sink
 	g.Go(func() error {
 		defer close(refs)
-		opened := false
-		list := a.snap.List
-		if a.o.List != nil {
-			list = a.o.List
-		}
-		err := list(ctx, a.o.Start, func(p ebs.Page) error {
-			if !opened {
-				s, err := a.o.Open(p.Info)
-				if err != nil {
-					return err
-				}
-				sink, res.Info, opened = s, p.Info, true
-				if c, ok := s.(Canceler); ok {
-					go func() { <-ctx.Done(); c.Cancel() }()
-				}
-				close(ready)
+		defer a.listingDone.Store(true)
+		listed := false
+		err := a.src.List(ctx, a.o.Start, func(p ebs.Page) error {
+			if !listed {
+				res.Info, listed = p.Info, true
 			}
-			for _, ref := range p.Refs {
-				a.listed.Add(1)
-				if (a.o.Want != nil && !a.o.Want(ref.Index)) || sink.Has(ref.Index) {
-					a.skipped.Add(1)
-					continue
-				}
-				if a.o.Listed != nil {
-					a.o.Listed(ref.Index)
-				}
-				select {
-				case refs <- ref:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			return nil
+			return a.queue(ctx, s, caps, p.Refs, refs)
 		})
-		if err == nil && !opened {
+		if err == nil && !listed {
 			err = errors.New("listing returned no page")
 		}
-		a.listingDone.Store(true)
 		return err
 	})
 	for range a.o.Workers {
 		g.Go(func() error {
-			select {
-			case <-ready:
-			case <-ctx.Done():
-				return nil
-			}
 			bp := bufPool.Get().(*[]byte)
 			defer bufPool.Put(bp)
 			for ref := range refs {
-				if err := a.one(ctx, sink, ref, *bp); err != nil {
+				if err := a.one(ctx, s, caps, ref, *bp); err != nil {
 					return err
 				}
 			}
@@ -258,7 +212,7 @@ func (a *Acquisition) Run(ctx context.Context) (Result, error) {
 	err := g.Wait()
 	res.Finished = time.Now()
 	res.Listed, res.Skipped, res.Stored, res.Bytes = a.listed.Load(), a.skipped.Load(), a.stored.Load(), a.bytes.Load()
-	res.Counts = a.snap.Stats.Counts()
+	res.Counts = a.src.Counts()
 	res.MaxLimit = int(a.maxLimit.Load())
 	if err != nil && !errors.Is(err, errTooManyFailures) {
 		return res, err
@@ -272,9 +226,55 @@ func (a *Acquisition) Run(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// report calls Options.Progress every ProgressEvery until stop is called.
+func (a *Acquisition) report() (stop func()) {
+	every := a.o.ProgressEvery
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				a.o.Progress(a.Progress())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// queue hands the listed refs the run fetches to the workers: those Want
+// accepts and the sink lacks, each announced first when the sink asks.
+func (a *Acquisition) queue(ctx context.Context, s sink.Sink, caps sink.Caps, page []block.Ref, refs chan<- block.Ref) error {
+	for _, ref := range page {
+		a.listed.Add(1)
+		if (a.o.Want != nil && !a.o.Want(ref.Index)) || s.Has(ref.Index) {
+			a.skipped.Add(1)
+			continue
+		}
+		if caps.Announce != nil {
+			if err := caps.Announce(ref.Index); err != nil {
+				return err
+			}
+		}
+		select {
+		case refs <- ref:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // one fetches and stores a block. A retryable failure that outlived the
 // retry policy is recorded; anything else stops the run.
-func (a *Acquisition) one(ctx context.Context, sink Sink, ref block.Ref, buf []byte) error {
+func (a *Acquisition) one(ctx context.Context, s sink.Sink, caps sink.Caps, ref block.Ref, buf []byte) error {
 	if l := int64(a.limiter.Limit()); l > a.maxLimit.Load() {
 		a.maxLimit.Store(l)
 	}
@@ -286,7 +286,7 @@ func (a *Acquisition) one(ctx context.Context, sink Sink, ref block.Ref, buf []b
 		if !ebs.KindOf(err).Retryable() {
 			return err
 		}
-		if a.o.FailFast {
+		if caps.FailFast {
 			a.failed.Add(1)
 			return &IncompleteError{Failed: []FailedBlock{{Index: ref.Index, Err: err}}, Stopped: true}
 		}
@@ -299,7 +299,7 @@ func (a *Acquisition) one(ctx context.Context, sink Sink, ref block.Ref, buf []b
 		a.failures = append(a.failures, FailedBlock{Index: ref.Index, Err: err})
 		return nil
 	}
-	if err := sink.Put(b.Index, b.Sum, b.Data); err != nil {
+	if err := s.Put(b); err != nil {
 		return err
 	}
 	a.stored.Add(1)

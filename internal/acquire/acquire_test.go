@@ -19,6 +19,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
 	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
 
@@ -51,21 +52,40 @@ func (e *env) snapshot(t *testing.T, id string) *ebs.Snapshot {
 // acquireInto runs one acquisition of id into dir and finishes the store
 // when it completes.
 func (e *env) acquireInto(ctx context.Context, t *testing.T, id, dir string, o Options) (Result, error) {
-	var st *store.Store
-	o.Open = func(info ebs.Info) (Sink, error) {
-		s, err := store.Create(dir, store.Meta{SnapshotID: id, Region: "us-east-1", VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize}, store.Options{})
-		st = s
-		return s, err
+	return e.acquireWith(ctx, t, e.snapshot(t, id), dir, o, func(s sink.Sink) sink.Sink { return s })
+}
+
+// acquireWith runs the two phases of an acquisition of snap into dir:
+// learn the volume's size, open the store for it, run; wrap may change
+// what the sink declares.
+func (e *env) acquireWith(ctx context.Context, t *testing.T, snap *ebs.Snapshot, dir string, o Options, wrap func(sink.Sink) sink.Sink) (Result, error) {
+	src := NewSnapshot(snap)
+	info, err := src.Info(ctx)
+	if err != nil {
+		return Result{}, err
 	}
-	res, err := New(e.snapshot(t, id), o).Run(ctx)
-	if st != nil {
-		if err == nil {
-			_, err = st.Finish(res.Started, res.Finished)
-		} else {
-			st.Close()
-		}
+	st, err := store.Create(dir, store.Meta{SnapshotID: snap.ID, Region: "us-east-1", VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize}, store.Options{})
+	if err != nil {
+		return Result{}, err
 	}
+	s := st.Sink()
+	res, err := New(src, o).Run(ctx, wrap(s))
+	if err != nil {
+		s.Abort()
+		return res, err
+	}
+	s.Started, s.Finished = res.Started, res.Finished
+	_, err = s.Close()
 	return res, err
+}
+
+// failFast is a sink that declares FailFast, as a stream does.
+type failFast struct{ sink.Sink }
+
+func (f failFast) Caps() sink.Caps {
+	c := f.Sink.Caps()
+	c.FailFast = true
+	return c
 }
 
 // reference lists and fetches the snapshot block by block with the bare
@@ -181,16 +201,10 @@ func TestAcquireSeveralPages(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ev")
 	snap := e.snapshot(t, snapID)
 	snap.PageSize = 100
-	var st *store.Store
-	res, err := New(snap, Options{Open: func(info ebs.Info) (Sink, error) {
-		s, err := store.Create(dir, store.Meta{SnapshotID: snapID, VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize}, store.Options{})
-		st = s
-		return s, err
-	}}).Run(context.Background())
+	res, err := e.acquireWith(context.Background(), t, snap, dir, Options{}, func(s sink.Sink) sink.Sink { return s })
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
 	checkStore(t, dir, want)
 	c := e.srv.Counters()
 	if want := (res.Listed + 99) / 100; want < 3 || c.Total("ListSnapshotBlocks") != want || c.Total("GetSnapshotBlock") != res.Listed {
@@ -369,7 +383,8 @@ func TestAcquireFailFastIsIncomplete(t *testing.T) {
 	const bad = 100
 	e := newEnv(t, emulator.Options{}, snapID+"=1GiB,1,2")
 	e.srv.SetFaults(emulator.Faults{FailBlocks: []emulator.BlockFault{{Snapshot: snapID, Index: bad, Error: emulator.FaultBadChecksum}}})
-	_, err := e.acquireInto(context.Background(), t, snapID, filepath.Join(t.TempDir(), "ev"), Options{FailFast: true})
+	_, err := e.acquireWith(context.Background(), t, e.snapshot(t, snapID), filepath.Join(t.TempDir(), "ev"), Options{},
+		func(s sink.Sink) sink.Sink { return failFast{s} })
 	var inc *IncompleteError
 	if !errors.As(err, &inc) || !inc.Stopped || len(inc.Failed) != 1 || inc.Failed[0].Index != bad ||
 		!strings.HasPrefix(err.Error(), "1 block failed after every retry:\n  block 100: ") {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/sink"
 )
 
 // Expected yields the blocks a snapshot should list, in ascending index
@@ -67,19 +68,17 @@ func note(list *[]int64, count *int64, index int64) {
 func Check(ctx context.Context, snap *ebs.Snapshot, want Expected, o CheckOptions) (*CheckResult, error) {
 	c := &checker{want: want, full: o.Full, pending: map[int64]block.Sum{}, res: &CheckResult{}}
 	c.advance()
-	a := New(snap, Options{
-		Workers: o.Workers, MaxRate: o.MaxRate,
-		Open: func(info ebs.Info) (Sink, error) {
-			if o.Info != nil {
-				if err := o.Info(info); err != nil {
-					return nil, err
-				}
-			}
-			return c, nil
-		},
-		Want: c.wanted,
-	})
-	res, err := a.Run(ctx)
+	src := NewSnapshot(snap)
+	if o.Info != nil {
+		info, err := src.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := o.Info(info); err != nil {
+			return nil, err
+		}
+	}
+	res, err := New(src, Options{Workers: o.Workers, MaxRate: o.MaxRate, Want: c.wanted}).Run(ctx, c)
 	var incomplete *IncompleteError
 	if errors.As(err, &incomplete) {
 		for _, f := range incomplete.Failed {
@@ -155,18 +154,26 @@ func (c *checker) wanted(index int64) bool {
 	return true
 }
 
+// Caps: a check needs nothing of its feeder.
+func (c *checker) Caps() sink.Caps { return sink.Caps{} }
+
 // Has is never true: a check holds nothing.
 func (c *checker) Has(int64) bool { return false }
 
 // Put compares a fetched block's AWS checksum with the expected one. The
 // fetch already verified the data against that checksum.
-func (c *checker) Put(index int64, sum block.Sum, _ []byte) error {
+func (c *checker) Put(b block.Block) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	want, ok := c.pending[index]
-	delete(c.pending, index)
-	if !ok || want != sum {
-		note(&c.res.Differ, &c.res.DifferCount, index)
+	want, ok := c.pending[b.Index]
+	delete(c.pending, b.Index)
+	if !ok || want != b.Sum {
+		note(&c.res.Differ, &c.res.DifferCount, b.Index)
 	}
 	return nil
 }
+
+// Close and Abort end nothing: the result is read from the checker.
+func (c *checker) Close() (sink.Result, error) { return sink.Result{}, nil }
+
+func (c *checker) Abort() error { return nil }

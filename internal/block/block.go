@@ -119,6 +119,14 @@ func IsZero(p []byte) bool {
 	return true
 }
 
+// Block is a verified block: Data (often a slice of the caller's buffer)
+// hashes to Sum, the digest its source served or stored it with.
+type Block struct {
+	Index int64
+	Data  []byte
+	Sum   Sum
+}
+
 // Ref names one listed block and the token needed to fetch it.
 type Ref struct {
 	Index int64

@@ -26,6 +26,7 @@ type ChangePage struct {
 	Info
 	Changes []Change
 	Expiry  time.Time // when the page's block tokens expire
+	More    bool      // the walk goes on after this page (see Page.More)
 }
 
 // Changes walks the blocks that differ between snapshot base and s from
@@ -101,6 +102,7 @@ func (s *Snapshot) Changes(ctx context.Context, base string, start int64, fn fun
 			last = c.Index
 			page.Changes = append(page.Changes, c)
 		}
+		page.More = out.NextToken != nil && *out.NextToken != ""
 		if err := fn(page); err != nil {
 			return err
 		}

@@ -436,16 +436,16 @@ type limited struct {
 	l    *Limiter
 }
 
-func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	// The slot first, then the pacer's turn: an attempt that passed the
 	// pacer must not then wait for a slot, or attempts queued at the window
 	// would leave in a burst when slots free up.
 	if err := f.l.acquire(ctx); err != nil {
-		return Block{}, err
+		return block.Block{}, err
 	}
 	if err := f.l.pace(ctx, ref.Index); err != nil {
 		f.l.unacquire()
-		return Block{}, err
+		return block.Block{}, err
 	}
 	start := f.l.now()
 	b, err := f.next.Fetch(ctx, ref, buf)
@@ -501,7 +501,7 @@ type rated struct {
 	slot     time.Time
 }
 
-func (f *rated) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (f *rated) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	f.mu.Lock()
 	now := time.Now()
 	if f.slot.Before(now) {
@@ -516,7 +516,7 @@ func (f *rated) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, er
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return Block{}, ctx.Err()
+			return block.Block{}, ctx.Err()
 		}
 	}
 	return f.next.Fetch(ctx, ref, buf)

@@ -38,20 +38,20 @@ type Page struct {
 	Info
 	Refs   []block.Ref
 	Expiry time.Time // when the page's block tokens expire
+	// More says the listing goes on after this page (it had a
+	// NextToken): a caller that stopped here can go on from the index
+	// after its last block.
+	More bool
 }
 
-// Block is a verified block: Data (a slice of the caller's buffer) hashes
-// to Sum, the digest AWS served it with.
-type Block struct {
-	Index int64
-	Data  []byte
-	Sum   block.Sum
-}
+// Block is block.Block, the one block noun. The alias lets the fetch
+// decorators spell it as before; new code says block.Block.
+type Block = block.Block
 
 // Fetcher fetches one verified block into buf, which must hold at least
 // block.Size bytes.
 type Fetcher interface {
-	Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error)
+	Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error)
 }
 
 // Snapshot reads one snapshot through API. Its List and Fetch make single
@@ -139,6 +139,7 @@ func (s *Snapshot) List(ctx context.Context, start int64, fn func(Page) error) e
 			last = ref.Index
 			page.Refs = append(page.Refs, ref)
 		}
+		page.More = out.NextToken != nil && *out.NextToken != ""
 		if err := fn(page); err != nil {
 			return err
 		}
@@ -252,13 +253,13 @@ func blockRef(index *int32, token *string) (block.Ref, error) {
 // Fetch makes one GetSnapshotBlock attempt and verifies the response in
 // the order EBS-API.md gives: the algorithm, the data length against the
 // header and the body, then the SHA-256 against x-amz-Checksum.
-func (s *Snapshot) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block, error) {
+func (s *Snapshot) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
 	if len(buf) < block.Size {
-		return Block{}, fmt.Errorf("fetching block %d: buffer of %d bytes", ref.Index, len(buf))
+		return block.Block{}, fmt.Errorf("fetching block %d: buffer of %d bytes", ref.Index, len(buf))
 	}
 	index, err := index32(ref.Index)
 	if err != nil {
-		return Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, err)
+		return block.Block{}, fmt.Errorf("fetching block %d: %w", ref.Index, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.attemptTimeout())
 	defer cancel()
@@ -269,39 +270,39 @@ func (s *Snapshot) Fetch(ctx context.Context, ref block.Ref, buf []byte) (Block,
 		BlockToken: aws.String(ref.Token),
 	})
 	if err != nil {
-		return Block{}, fmt.Errorf("getting block %d: %w", ref.Index, err)
+		return block.Block{}, fmt.Errorf("getting block %d: %w", ref.Index, err)
 	}
 	defer out.BlockData.Close()
 	if out.ChecksumAlgorithm != types.ChecksumAlgorithmChecksumAlgorithmSha256 {
-		return Block{}, &VerifyError{Index: ref.Index, Reason: fmt.Sprintf("checksum algorithm %q, want SHA256", out.ChecksumAlgorithm)}
+		return block.Block{}, &VerifyError{Index: ref.Index, Reason: fmt.Sprintf("checksum algorithm %q, want SHA256", out.ChecksumAlgorithm)}
 	}
 	if out.DataLength == nil || *out.DataLength <= 0 || *out.DataLength > block.Size {
-		return Block{}, &VerifyError{Index: ref.Index, Reason: fmt.Sprintf("data length %v out of range (0, %d]", deref(out.DataLength), block.Size)}
+		return block.Block{}, &VerifyError{Index: ref.Index, Reason: fmt.Sprintf("data length %v out of range (0, %d]", deref(out.DataLength), block.Size)}
 	}
 	if out.Checksum == nil {
-		return Block{}, &VerifyError{Index: ref.Index, Reason: "no checksum header"}
+		return block.Block{}, &VerifyError{Index: ref.Index, Reason: "no checksum header"}
 	}
 	want, err := block.ParseBase64(*out.Checksum)
 	if err != nil {
-		return Block{}, &VerifyError{Index: ref.Index, Reason: err.Error()}
+		return block.Block{}, &VerifyError{Index: ref.Index, Reason: err.Error()}
 	}
 	n := int(*out.DataLength)
 	data := buf[:n]
 	if got, err := io.ReadFull(out.BlockData, data); err != nil {
 		if ctx.Err() != nil {
-			return Block{}, fmt.Errorf("reading block %d: %w", ref.Index, ctx.Err())
+			return block.Block{}, fmt.Errorf("reading block %d: %w", ref.Index, ctx.Err())
 		}
-		return Block{}, fmt.Errorf("reading block %d after %d of %d bytes: %w", ref.Index, got, n, io.ErrUnexpectedEOF)
+		return block.Block{}, fmt.Errorf("reading block %d after %d of %d bytes: %w", ref.Index, got, n, io.ErrUnexpectedEOF)
 	}
 	var extra [1]byte
 	if m, _ := out.BlockData.Read(extra[:]); m > 0 {
-		return Block{}, &VerifyError{Index: ref.Index, Reason: fmt.Sprintf("body longer than its data length %d", n)}
+		return block.Block{}, &VerifyError{Index: ref.Index, Reason: fmt.Sprintf("body longer than its data length %d", n)}
 	}
 	got := block.Sum(sha256.Sum256(data))
 	if got != want {
-		return Block{}, &VerifyError{Index: ref.Index, Sum: &block.ChecksumError{Index: ref.Index, Want: want, Got: got}}
+		return block.Block{}, &VerifyError{Index: ref.Index, Sum: &block.ChecksumError{Index: ref.Index, Want: want, Got: got}}
 	}
-	return Block{Index: ref.Index, Data: data, Sum: got}, nil
+	return block.Block{Index: ref.Index, Data: data, Sum: got}, nil
 }
 
 func deref(p *int32) any {

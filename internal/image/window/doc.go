@@ -1,9 +1,13 @@
-// Package window puts blocks that arrive in any order, from concurrent
-// fetches, back into ascending order for a sink that can only append (an
-// E01 image), holding at most a fixed number of blocks in memory. The
-// lister announces each listed index, in order, before any worker can
-// fetch it; a block that is next in that order goes straight through, any
-// other waits in the window, and a worker whose block does not fit waits
-// for the window to drain. The block at the head never waits, so the
-// window always drains.
+// Package window is the ordering adapter: it turns a Writer that can only
+// append blocks in ascending order (an E01 stream, a raw image hashed as
+// it is written) into a sink.Sink that takes blocks in any order, from
+// concurrent fetches, holding at most a fixed number of them in memory.
+// The feeder announces each block to come, in order, before it can be
+// put (sink.Caps.Announce); a block that is next in that order goes
+// straight through, any other waits in the window, and a Put whose block
+// does not fit waits for the window to drain. The block at the head never
+// waits, so the window always drains; Cancel wakes the waiters when the
+// feeder stops early. A block put in order is written at once without a
+// copy, so a feeder that already has blocks in order pays nothing for the
+// window.
 package window

@@ -4,6 +4,9 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/sink"
 )
 
 type recorder struct {
@@ -20,6 +23,10 @@ func (r *recorder) WriteBlock(index int64, p []byte) error {
 	return nil
 }
 
+func (r *recorder) Close() (sink.Result, error) { return sink.Result{}, nil }
+
+func (r *recorder) Abort() error { return nil }
+
 func TestReordersUnderConcurrency(t *testing.T) {
 	const n = 2000
 	rec := &recorder{data: map[int64]byte{}}
@@ -27,7 +34,7 @@ func TestReordersUnderConcurrency(t *testing.T) {
 	var listed []int64
 	for i := int64(0); i < n; i++ {
 		if i%3 != 1 { // gaps, as unlisted blocks
-			w.Listed(i)
+			w.Announce(i)
 			listed = append(listed, i)
 		}
 	}
@@ -44,7 +51,7 @@ func TestReordersUnderConcurrency(t *testing.T) {
 						_ = rand.Int()
 					}
 				}
-				if err := w.Put(i, []byte{byte(i)}); err != nil {
+				if err := w.Put(block.Block{Index: i, Data: []byte{byte(i)}}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -74,13 +81,13 @@ func TestReordersUnderConcurrency(t *testing.T) {
 func TestCancelWakesWaiters(t *testing.T) {
 	w := New(&recorder{data: map[int64]byte{}}, 1)
 	for i := int64(0); i < 3; i++ {
-		w.Listed(i)
+		w.Announce(i)
 	}
-	if err := w.Put(1, []byte{1}); err != nil { // held: the window is now full
+	if err := w.Put(block.Block{Index: 1, Data: []byte{1}}); err != nil { // held: the window is now full
 		t.Fatal(err)
 	}
 	done := make(chan error)
-	go func() { done <- w.Put(2, []byte{2}) }() // waits for room
+	go func() { done <- w.Put(block.Block{Index: 2, Data: []byte{2}}) }() // waits for room
 	w.Cancel()
 	if err := <-done; err != ErrCanceled {
 		t.Fatalf("waiting Put after Cancel: %v", err)

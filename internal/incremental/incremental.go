@@ -1,12 +1,12 @@
-package main
+package incremental
 
 import (
-	mathbits "math/bits"
-
 	"context"
 	"errors"
 	"fmt"
+	mathbits "math/bits"
 	"path/filepath"
+	"time"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
@@ -17,11 +17,9 @@ import (
 	"github.com/ebsimager/ebsimager/internal/store"
 )
 
-// incremental is the base of an incremental acquisition (acquire --base):
-// the evidence of an earlier snapshot of the volume. Only the blocks that
-// ListChangedBlocks reports are fetched; the base's other blocks are
-// hard-linked or copied into the new evidence.
-type incremental struct {
+// Base is the base of an incremental acquisition: the evidence of an
+// earlier snapshot of the volume, and what the acquisition did with it.
+type Base struct {
 	base *store.Base
 	copy bool
 
@@ -34,49 +32,34 @@ type incremental struct {
 	bad []int64
 }
 
-// openIncremental checks that dir can serve as the base of an acquisition
-// of snapshot id into out, stored in form for recipients.
-func openIncremental(dir, id, out string, copy bool, form codec.Form, recipients []string) (*incremental, error) {
-	if same, err := samePath(dir, out); err != nil {
-		return nil, err
-	} else if same {
-		return nil, usagef("--base and --out name the same directory %s", dir)
-	}
+// Open opens the evidence in dir as the base of an acquisition stored in
+// form for recipients; copy copies the unchanged blocks instead of
+// hard-linking them. Evidence imported from the original tool is refused
+// with a *store.ImportedBaseError.
+func Open(dir string, copy bool, form codec.Form, recipients []string) (*Base, error) {
 	b, err := store.OpenBase(dir)
-	var imported *store.ImportedBaseError
-	if errors.As(err, &imported) {
-		return nil, usageError{err}
-	}
 	if err != nil {
 		return nil, err
-	}
-	if b.Meta.SnapshotID == id {
-		return nil, usagef("base %s holds evidence of %s itself: give the evidence of an earlier snapshot of the volume", dir, id)
 	}
 	if err := b.CheckForm(form, recipients); err != nil {
 		return nil, err
 	}
-	return &incremental{base: b, copy: copy}, nil
+	return &Base{base: b, copy: copy}, nil
 }
 
-func samePath(a, b string) (bool, error) {
-	aa, err := filepath.Abs(a)
-	if err != nil {
-		return false, err
-	}
-	bb, err := filepath.Abs(b)
-	if err != nil {
-		return false, err
-	}
-	return aa == bb, nil
-}
+// Dir is the base's evidence directory.
+func (in *Base) Dir() string { return in.base.Dir }
 
-// list lists the blocks of snap to fetch through ListChangedBlocks from
-// the base's snapshot: those snap lists (added or changed), each with the
-// second snapshot's token. Every listed index, removed ones too, is
-// marked changed, so the base's copy of it is not reused.
-func (in *incremental) list(snap *ebs.Snapshot) func(ctx context.Context, start int64, fn func(ebs.Page) error) error {
-	return func(ctx context.Context, start int64, fn func(ebs.Page) error) error {
+// SnapshotID is the snapshot the base holds.
+func (in *Base) SnapshotID() string { return in.base.Meta.SnapshotID }
+
+// Source returns snap as a source that lists through ListChangedBlocks
+// from the base's snapshot: the blocks snap lists (added or changed),
+// each with the second snapshot's token. Every listed index, removed ones
+// too, is marked changed, so the base's copy of it is not reused. Its
+// Info refuses a snapshot of another volume size than the base's.
+func (in *Base) Source(snap *ebs.Snapshot) *acquire.Snapshot {
+	return acquire.NewSnapshot(snap).Listing(func(ctx context.Context, start int64, fn func(ebs.Page) error) error {
 		return snap.Changes(ctx, in.base.Meta.SnapshotID, start, func(cp ebs.ChangePage) error {
 			if in.changed == nil {
 				if err := in.checkInfo(cp.Info); err != nil {
@@ -84,7 +67,7 @@ func (in *incremental) list(snap *ebs.Snapshot) func(ctx context.Context, start 
 				}
 				in.changed = make([]uint64, (cp.Slots()+63)/64)
 			}
-			p := ebs.Page{Info: cp.Info, Expiry: cp.Expiry}
+			p := ebs.Page{Info: cp.Info, Expiry: cp.Expiry, More: cp.More}
 			for _, c := range cp.Changes {
 				in.changed[c.Index/64] |= 1 << (c.Index % 64)
 				in.nChanged++
@@ -94,11 +77,11 @@ func (in *incremental) list(snap *ebs.Snapshot) func(ctx context.Context, start 
 			}
 			return fn(p)
 		})
-	}
+	})
 }
 
 // checkInfo refuses a base of another volume size or block size.
-func (in *incremental) checkInfo(info ebs.Info) error {
+func (in *Base) checkInfo(info ebs.Info) error {
 	m := in.base.Meta
 	if info.VolumeGiB != m.VolumeSizeGiB || info.BlockSize != m.BlockSize {
 		return fmt.Errorf("base %s holds a %d GiB volume in %d-byte blocks, %s is %d GiB in %d-byte blocks: not the same volume",
@@ -107,13 +90,34 @@ func (in *incremental) checkInfo(info ebs.Info) error {
 	return nil
 }
 
-func (in *incremental) isChanged(index int64) bool {
+func (in *Base) isChanged(index int64) bool {
 	return index/64 < int64(len(in.changed)) && in.changed[index/64]&(1<<(index%64)) != 0
+}
+
+// Complete makes st complete once the changed blocks are in it: it takes
+// every unchanged block of the base into st, then fetches from snap the
+// unchanged blocks whose base copy did not match the base's manifest,
+// under o's limits. res is the run of the changed blocks; Complete adds
+// what it fetched, and the reuse to its time.
+func (in *Base) Complete(ctx context.Context, snap *ebs.Snapshot, st *store.Store, o acquire.Options, res *acquire.Result) error {
+	if err := in.reuse(ctx, st); err != nil {
+		return fmt.Errorf("taking unchanged blocks from %s: %w", in.base.Dir, err)
+	}
+	r2, err := in.refetch(ctx, snap, st, o)
+	res.Stored, res.Bytes = res.Stored+r2.Stored, res.Bytes+r2.Bytes
+	if len(in.bad) > 0 {
+		res.Counts = r2.Counts
+	}
+	if err != nil {
+		return fmt.Errorf("fetching the blocks of %s that did not match its manifest: %w", in.base.Dir, err)
+	}
+	res.Finished = time.Now() // the reuse is part of the acquisition
+	return nil
 }
 
 // reuse puts every block of the base that did not change into st, unless
 // st already holds it (an interrupted run of the same command).
-func (in *incremental) reuse(ctx context.Context, st *store.Store) error {
+func (in *Base) reuse(ctx context.Context, st *store.Store) error {
 	if in.changed == nil {
 		return fmt.Errorf("reusing blocks of %s: the changes were not listed", in.base.Dir)
 	}
@@ -150,7 +154,7 @@ func (in *incremental) reuse(ctx context.Context, st *store.Store) error {
 // refetch fetches from snap, into st, the unchanged blocks whose base
 // copy did not match the base's manifest, listing the snapshot from the
 // first of them; o is the acquisition's options.
-func (in *incremental) refetch(ctx context.Context, snap *ebs.Snapshot, st *store.Store, o acquire.Options) (acquire.Result, error) {
+func (in *Base) refetch(ctx context.Context, snap *ebs.Snapshot, st *store.Store, o acquire.Options) (acquire.Result, error) {
 	if len(in.bad) == 0 {
 		return acquire.Result{}, nil
 	}
@@ -158,10 +162,10 @@ func (in *incremental) refetch(ctx context.Context, snap *ebs.Snapshot, st *stor
 	for _, i := range in.bad {
 		want[i] = true
 	}
-	o.Start, o.List, o.Listed = in.bad[0], nil, nil
+	o.Start, o.Progress = in.bad[0], nil
 	o.Want = func(i int64) bool { return want[i] }
-	o.Open = func(ebs.Info) (acquire.Sink, error) { return st, nil }
-	res, err := acquire.New(snap, o).Run(ctx)
+	// Into a second view of st: the caller closes its own, once.
+	res, err := acquire.New(acquire.NewSnapshot(snap), o).Run(ctx, st.Sink())
 	if err != nil {
 		return res, err
 	}
@@ -173,9 +177,14 @@ func (in *incremental) refetch(ctx context.Context, snap *ebs.Snapshot, st *stor
 	return res, nil
 }
 
-// record is what the chain-of-custody record and the summary say of the
+// Taken is how many blocks Complete took into the evidence beside the
+// changed ones: reused from the base, or fetched because the base's copy
+// was bad.
+func (in *Base) Taken() int64 { return in.reused + int64(len(in.bad)) }
+
+// Record is what the chain-of-custody record and the summary say of the
 // base.
-func (in *incremental) record() *report.Base {
+func (in *Base) Record() *report.Base {
 	return &report.Base{
 		Directory: in.base.Dir, SnapshotID: in.base.Meta.SnapshotID, ManifestSHA256: in.base.ManifestSHA256,
 		ChangedBlocks: in.nChanged, ReusedBlocks: in.reused, LinkedBlocks: in.linked, CopiedBlocks: in.copied,
@@ -183,11 +192,11 @@ func (in *incremental) record() *report.Base {
 	}
 }
 
-// markChanged marks the blocks ListChangedBlocks listed on the record's
+// MarkChanged marks the blocks ListChangedBlocks listed on the record's
 // block map, in ascending order.
-func (inc *incremental) markChanged(m *report.BlockMap) error {
-	m.ChangedBase = inc.base.Meta.SnapshotID
-	for w, bits := range inc.changed {
+func (in *Base) MarkChanged(m *report.BlockMap) error {
+	m.ChangedBase = in.base.Meta.SnapshotID
+	for w, bits := range in.changed {
 		for bits != 0 {
 			b := bits & -bits
 			if err := m.AddChanged(int64(w)*64 + int64(mathbits.TrailingZeros64(b))); err != nil {
