@@ -306,12 +306,7 @@ func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conver
 	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), out.quiet || out.json, 5*time.Second)
 	start := time.Now()
-	opts.Workers = out.workers
-	opts.Progress = func(p convert.Progress) {
-		if p.Blocks%256 == 0 {
-			status.Update(fmt.Sprintf("converted %d blocks, %s", p.Blocks, ui.Rate(p.Bytes, time.Since(start))))
-		}
-	}
+	opts.Workers, opts.Progress = out.workers, drawProgress(status)
 	res, err := convert.Run(cmd.Context(), ev, opts)
 	status.Done("")
 	if err != nil {

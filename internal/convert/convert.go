@@ -12,13 +12,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strings"
+	"sync"
+	"time"
 
 	"filippo.io/age"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
@@ -62,18 +62,14 @@ type Options struct {
 	// Workers is how many blocks are converted at once; 0 means
 	// GOMAXPROCS.
 	Workers int
-	// Progress, if set, is called after each block is converted, from
-	// one goroutine.
-	Progress func(Progress)
+	// Progress, if set, is called with the pipeline's counters every
+	// ProgressEvery (see acquire.Options), as for every job that moves
+	// blocks. Blocks an interrupted run converted are not counted.
+	Progress      func(acquire.Progress)
+	ProgressEvery time.Duration
 
 	// seal, when set (by tests), writes To in place of codec.Seal.
 	seal store.Sealer
-}
-
-// Progress counts the blocks converted so far.
-type Progress struct {
-	Blocks int64 // converted, including those kept from an interrupted run
-	Bytes  int64 // their length as served
 }
 
 // Result is what Run did.
@@ -266,14 +262,14 @@ func (c *conversion) writeForm(ctx context.Context) error {
 		return fmt.Errorf("opening %s: %w", store.ConversionEntriesName, err)
 	}
 	defer f.Close()
-	carry, err := c.resumeEntries(f, mr)
+	next, err := c.resumeEntries(f, mr)
 	if err == nil {
-		err = c.convertAll(ctx, mr, carry, f)
+		err = c.run(ctx, next, f)
 	}
 	if err == nil {
-		if serr := ev.CheckManifestSum(mr.Sum()); serr != nil {
-			err = sourceError{serr}
-		}
+		// The source checked the whole manifest; its trailer counts the
+		// entries the new manifest must hold.
+		err = drain(mr)
 	}
 	if err != nil {
 		return c.undo(err)
@@ -392,13 +388,14 @@ func (c *conversion) newEntry(old manifest.Entry) manifest.Entry {
 
 // resumeEntries keeps the longest prefix of the entries file that matches
 // the manifest and whose new files still check, truncating the rest. It
-// returns the manifest entry it read past but could not keep, if any.
-func (c *conversion) resumeEntries(f *os.File, mr *manifest.Reader) (*manifest.Entry, error) {
+// returns the index the conversion goes on from: that of the first
+// manifest entry it could not keep, or the one after the last it kept.
+func (c *conversion) resumeEntries(f *os.File, mr *manifest.Reader) (int64, error) {
 	br := bufio.NewReaderSize(f, 1<<16)
 	var (
-		off   int64
-		carry *manifest.Entry
-		buf   bytes.Buffer
+		off  int64
+		next int64
+		buf  bytes.Buffer
 	)
 	for {
 		line, err := br.ReadBytes('\n')
@@ -406,7 +403,7 @@ func (c *conversion) resumeEntries(f *os.File, mr *manifest.Reader) (*manifest.E
 			break // empty, or a line torn by a crash
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", store.ConversionEntriesName, err)
+			return 0, fmt.Errorf("reading %s: %w", store.ConversionEntriesName, err)
 		}
 		var ne manifest.Entry
 		if json.Unmarshal(line, &ne) != nil {
@@ -417,14 +414,15 @@ func (c *conversion) resumeEntries(f *os.File, mr *manifest.Reader) (*manifest.E
 			break // more lines than the manifest has entries
 		}
 		if err != nil {
-			return nil, sourceError{err}
+			return 0, sourceError{err}
 		}
+		next = old.Index
 		want := c.newEntry(old)
 		want.Size, want.StoredSHA256 = ne.Size, ne.StoredSHA256
 		if ne != want || c.ev.ReadStored(ne, &buf) != nil {
-			carry = &old
 			break
 		}
+		next = old.Index + 1
 		c.res.Resumed++
 		c.res.Blocks++
 		c.res.Bytes += int64(old.Length)
@@ -433,126 +431,48 @@ func (c *conversion) resumeEntries(f *os.File, mr *manifest.Reader) (*manifest.E
 		off += int64(len(line))
 	}
 	if err := f.Truncate(off); err != nil {
-		return nil, fmt.Errorf("truncating %s: %w", store.ConversionEntriesName, err)
+		return 0, fmt.Errorf("truncating %s: %w", store.ConversionEntriesName, err)
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return nil, err
+		return 0, err
 	}
-	return carry, nil
+	return next, nil
 }
 
-// job is one block on its way through convertAll.
-type job struct {
-	e    manifest.Entry
-	done chan jobResult // buffered: a worker never waits on it
-}
-
-type jobResult struct {
-	e       manifest.Entry
-	decoded bool
-	err     error
-}
-
-// convertAll converts carry and the rest of mr with o.Workers workers and
-// appends each new entry to f in index order.
-func (c *conversion) convertAll(ctx context.Context, mr *manifest.Reader, carry *manifest.Entry, f *os.File) error {
-	workers := c.o.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	jobs := make(chan *job)
-	order := make(chan *job, workers) // bounds the blocks in flight
-	g.Go(func() error {
-		defer close(order)
-		defer close(jobs)
-		next := func() (manifest.Entry, error) {
-			if carry != nil {
-				e := *carry
-				carry = nil
-				return e, nil
-			}
-			return mr.Next()
-		}
-		for {
-			e, err := next()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return sourceError{err}
-			}
-			j := &job{e: e, done: make(chan jobResult, 1)}
-			for _, ch := range []chan *job{order, jobs} {
-				select {
-				case ch <- j:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-		}
-	})
-	for range workers {
-		g.Go(func() error {
-			var w buffers
-			for j := range jobs {
-				ne, decoded, err := c.convert(j.e, &w)
-				j.done <- jobResult{ne, decoded, err}
-			}
+// drain reads mr to its end, so that its trailer and SHA-256 are known.
+func drain(mr *manifest.Reader) error {
+	for {
+		_, err := mr.Next()
+		if errors.Is(err, io.EOF) {
 			return nil
-		})
-	}
-	g.Go(func() error {
-		for j := range order {
-			var r jobResult
-			select {
-			case r = <-j.done:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			if r.err != nil {
-				return r.err
-			}
-			if err := c.record(f, j.e, r); err != nil {
-				return err
-			}
 		}
-		return nil
-	})
-	return g.Wait()
+		if err != nil {
+			return sourceError{err}
+		}
+	}
 }
 
-// record appends the new entry of old to the entries file f and counts
-// it.
-func (c *conversion) record(f *os.File, old manifest.Entry, r jobResult) error {
-	line, err := json.Marshal(r.e)
+// record appends new entry e to the entries file f and counts it;
+// decoded says the new file was decoded back to the block's SHA-256.
+func (c *conversion) record(f *os.File, e manifest.Entry, decoded bool) error {
+	line, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
 	if _, err := f.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("recording block %d: %w", r.e.Index, err)
+		return fmt.Errorf("recording block %d: %w", e.Index, err)
 	}
 	if err := crashPoint("entry"); err != nil {
 		return err
 	}
 	res := c.res
-	res.StoredBefore += old.Size
-	res.StoredAfter += r.e.Size
+	res.StoredAfter += e.Size
 	res.Blocks++
-	res.Bytes += int64(r.e.Length)
-	if r.decoded {
+	res.Bytes += int64(e.Length)
+	if decoded {
 		res.Decoded++
 	}
-	if c.o.Progress != nil {
-		c.o.Progress(Progress{Blocks: res.Blocks, Bytes: res.Bytes})
-	}
 	return nil
-}
-
-// buffers are one worker's buffers.
-type buffers struct {
-	stored, check bytes.Buffer
-	out, out2     []byte
 }
 
 // entryForm names the form a manifest entry records, as codec.Form's
@@ -564,44 +484,42 @@ func entryForm(e manifest.Entry) string {
 	return e.Codec
 }
 
-// convert writes block e in the new form and checks the new file.
-func (c *conversion) convert(e manifest.Entry, w *buffers) (manifest.Entry, bool, error) {
-	ev, mk := c.ev, c.mk
-	if w.out == nil {
-		w.out, w.out2 = make([]byte, block.Size), make([]byte, block.Size)
-	}
-	fromCodec, fromEnc := mk.From.Form.Fields()
-	if e.Codec != fromCodec || e.Encryption != fromEnc || !strings.HasSuffix(e.Name, mk.From.Suffix) ||
-		(mk.From.Suffix == "" && strings.Contains(filepath.Base(e.Name), ".")) {
-		return e, false, sourceError{&store.Mismatch{Index: e.Index, Name: e.Name,
-			What: fmt.Sprintf("stored as %s, but the directory as %s: convert a directory of one form only", entryForm(e), mk.From.Form)}}
-	}
-	if err := ev.CheckEntry(e); err != nil {
-		return e, false, sourceError{err}
-	}
-	if err := ev.ReadStored(e, &w.stored); err != nil {
-		return e, false, sourceError{err}
-	}
-	data, err := store.Decode(e, w.stored.Bytes(), c.o.Unseal, w.out)
+// checkBuffers are what checking one new file takes.
+type checkBuffers struct {
+	stored bytes.Buffer
+	out    []byte
+}
+
+var checkPool = sync.Pool{New: func() any { return &checkBuffers{out: make([]byte, block.Size)} }}
+
+// writeNew writes block b, read from its old file and verified, in the
+// new form beside it, and checks the new file: its stored bytes against
+// the SHA-256 computed while writing them and, when the key is at hand,
+// decoded back to b's SHA-256. decoded says whether it was.
+func (c *conversion) writeNew(b block.Block) (manifest.Entry, bool, error) {
+	ev := c.ev
+	name := block.FileName(block.FileInfo{Index: b.Index, Snapshot: ev.Meta.SnapshotID, Sum: b.Sum,
+		VolumeGiB: ev.Meta.VolumeSizeGiB, BlockSize: ev.Meta.BlockSize}) + c.mk.To.Suffix
+	ne := manifest.Entry{Type: "block", Index: b.Index, SHA256: b.Sum.Hex(), Length: len(b.Data),
+		Name: filepath.ToSlash(filepath.Join(store.LeafDir(b.Index), name))}
+	ne.Codec, ne.Encryption = c.mk.To.Form.Fields()
+	size, sum, err := store.WriteBlockFile(ev.Dir, filepath.FromSlash(ne.Name), b.Data, c.seal)
 	if err != nil {
-		return e, false, sourceError{err}
-	}
-	ne := c.newEntry(e)
-	size, sum, err := store.WriteBlockFile(ev.Dir, filepath.FromSlash(ne.Name), data, c.seal)
-	if err != nil {
-		return e, false, fmt.Errorf("writing block %d in the new form: %w", e.Index, err)
+		return ne, false, fmt.Errorf("writing block %d in the new form: %w", b.Index, err)
 	}
 	ne.Size, ne.StoredSHA256 = size, sum.Hex()
 	if c.seal == nil {
 		ne.StoredSHA256 = ne.SHA256
 	}
-	if err := ev.ReadStored(ne, &w.check); err != nil {
-		return e, false, fmt.Errorf("checking the new file: %w", err)
+	w := checkPool.Get().(*checkBuffers)
+	defer checkPool.Put(w)
+	if err := ev.ReadStored(ne, &w.stored); err != nil {
+		return ne, false, fmt.Errorf("checking the new file: %w", err)
 	}
-	if _, err := store.Decode(ne, w.check.Bytes(), c.o.Unseal, w.out2); errors.Is(err, store.ErrNeedKey) {
+	if _, err := store.Decode(ne, w.stored.Bytes(), c.o.Unseal, w.out); errors.Is(err, store.ErrNeedKey) {
 		return ne, false, nil
 	} else if err != nil {
-		return e, false, fmt.Errorf("checking the new file: %w", err)
+		return ne, false, fmt.Errorf("checking the new file: %w", err)
 	}
 	return ne, true, nil
 }

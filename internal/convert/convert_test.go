@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
@@ -644,12 +645,11 @@ func BenchmarkConvert(b *testing.B) {
 				runtime.GC()
 				b.StartTimer()
 				o := invForm.to(testUnseal(0))
-				o.Progress = func(p Progress) {
-					if p.Blocks%16 == 0 {
-						var ms runtime.MemStats
-						runtime.ReadMemStats(&ms)
-						peak = max(peak, ms.HeapInuse)
-					}
+				o.ProgressEvery = 5 * time.Millisecond
+				o.Progress = func(acquire.Progress) {
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapInuse)
 				}
 				if _, err := Run(context.Background(), ev, o); err != nil {
 					b.Fatal(err)
@@ -704,5 +704,56 @@ func TestConvertWhileAcquiring(t *testing.T) {
 	var held *dirlock.HeldError
 	if !errors.As(err, &held) || held.PID != os.Getpid() || held.What != "acquire" {
 		t.Fatalf("conversion while an acquisition holds the directory: %v", err)
+	}
+}
+
+// However many workers meet unreadable blocks, in whatever order, the
+// conversion stops at, and names, the first in index order, and is
+// undone.
+func TestConvertFirstFailureInOrder(t *testing.T) {
+	base := t.TempDir()
+	template := filepath.Join(base, "template")
+	fill(t, template)
+	for run := range 8 {
+		dir := filepath.Join(base, fmt.Sprint(run))
+		copyTree(t, template, dir)
+		before := tree(t, dir)
+		// Every block encrypted without the key to read it: block 0 is
+		// the first.
+		o := xorForm.to(testUnseal(0))
+		o.Workers = 16
+		if _, err := Run(context.Background(), open(t, dir), o); err != nil {
+			t.Fatal(err)
+		}
+		o = plain.to(testUnseal(0))
+		o.Workers = 16
+		_, err := Run(context.Background(), open(t, dir), o)
+		if !errors.Is(err, store.ErrNeedKey) || !strings.Contains(err.Error(), "block 0:") {
+			t.Fatalf("run %d, decrypting without the key: %v", run, err)
+		}
+		// Two tampered blocks, the later one first to hand: the earlier
+		// is named.
+		dir2 := filepath.Join(base, fmt.Sprint(run, "b"))
+		copyTree(t, template, dir2)
+		for _, i := range []int64{16383, 9999} {
+			p := filepath.Join(dir2, store.LeafDir(i), block.FileName(block.FileInfo{Index: i, Snapshot: snap, Sum: block.SumOf(blockData(i)), VolumeGiB: 8, BlockSize: block.Size}))
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[1] ^= 1
+			os.WriteFile(p, data, 0o600)
+		}
+		before = tree(t, dir2)
+		o = invForm.to(testUnseal(0))
+		o.Workers = 16
+		_, err = Run(context.Background(), open(t, dir2), o)
+		var m *store.Mismatch
+		if !errors.As(err, &m) || m.Index != 9999 {
+			t.Fatalf("run %d, two tampered blocks: %v", run, err)
+		}
+		if got := tree(t, dir2); fmt.Sprint(got) != fmt.Sprint(before) {
+			t.Fatalf("run %d: the refused conversion changed the directory", run)
+		}
 	}
 }
