@@ -49,8 +49,8 @@ const maxKeyProbes = 64
 // mismatch) is passed over, up to maxKeyProbes of them; when a later one
 // opens, the key is right and the first is altered, which the run
 // reports as a mismatch; when none opens, the error is the first block's
-// (codec.ErrWrongKey). Any other failure of the first block is returned
-// as folderError gives it.
+// (codec.ErrWrongKey). Any other failure of the first block is returned:
+// a *store.Mismatch when it does not match its name.
 func NewFolder(f *snap4n6ir.Folder, key *snap4n6ir.Key) (*Folder, error) {
 	var firstErr error
 	for i, e := range f.Blocks[:min(len(f.Blocks), maxKeyProbes)] {
