@@ -17,6 +17,12 @@
 // the old files (journals first, so that an acquisition resumed at any
 // point never mistakes a new file for a stray one), then the marker.
 //
+// Phase one runs on the acquire pipeline, as every job that moves blocks
+// does: the evidence directory is the Source (acquire.Evidence), the new
+// files the sink, with the pipeline's workers, limits and progress. The
+// sink records entries in index order, and the first block that cannot
+// be read in index order is the one that stops and undoes a conversion.
+//
 // While the marker exists, store.Verify expects both files of a block
 // and accepts the new manifest before its checksum file is rewritten, so
 // the directory verifies at every point; a rerun completes the job. The
