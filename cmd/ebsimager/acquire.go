@@ -257,7 +257,7 @@ func (o *acquireOptions) hashList() ([]string, error) {
 
 // sealed is how an evidence directory stores its blocks.
 type sealed struct {
-	form       store.Form
+	form       store.Options // Form and SealTo
 	recipients []string
 	keyFile    string
 }
@@ -278,7 +278,7 @@ func (a *acquisition) openBase() (sealed, error) {
 	} else if same {
 		return s, usagef("--base and --out name the same directory %s", a.o.base)
 	}
-	a.inc, err = incremental.Open(a.o.base, a.o.copyBase, s.form, s.recipients)
+	a.inc, err = incremental.Open(a.o.base, a.o.copyBase, s.form.Form, s.recipients)
 	var imported *store.ImportedBaseError
 	if errors.As(err, &imported) {
 		return s, usageError{err}
@@ -306,7 +306,7 @@ func (a *acquisition) open(info ebs.Info, hashes []string, seal sealed) error {
 			SnapshotID: a.id, Region: a.cfg.Region, Endpoint: ebs.Endpoint(a.cfg),
 			VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
 			Case: o.caseMeta.fields(), Recipients: seal.recipients, KeyFile: seal.keyFile,
-		}, store.Options{Force: o.force, Form: seal.form})
+		}, store.Options{Force: o.force, Form: seal.form.Form, SealTo: seal.form.SealTo})
 		if err == nil {
 			a.ev = a.st.Sink()
 			a.out = a.ev

@@ -4,16 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
-	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -135,7 +135,7 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	start := time.Now()
-	out, err := o.write(cmd, ev, unseal, w, status, start)
+	out, err := o.write(cmd, ev, unseal, w, status)
 	step := newStep(report.StepExport, start, err)
 	if err == nil {
 		step.Export = &report.Export{Format: o.format, Segments: out.Files, Size: out.Size, Blocks: out.Blocks, Hashes: out.Hashes, FileSystemCheck: out.FSCheck}
@@ -149,41 +149,27 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 	return printExport(cmd.OutOrStdout(), out, o.json)
 }
 
-// write streams the verified blocks of ev into the image and finishes it.
-func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal store.Unseal, w sink.Sink, status *ui.Status, start time.Time) (exportResult, error) {
-	size := ev.Meta.VolumeSizeGiB << 30
-	var blocks, bytes int64
-	announce := w.Caps().Announce
-	err := ev.Blocks(cmd.Context(), unseal, func(e manifest.Entry, data []byte) error {
-		blocks++
-		bytes += int64(len(data))
-		if blocks%256 == 0 {
-			status.Update(fmt.Sprintf("exported %d blocks, %s", blocks, ui.Rate(bytes, time.Since(start))))
-		}
-		if announce != nil {
-			if err := announce(e.Index); err != nil {
-				return err
-			}
-		}
-		return w.Put(block.Block{Index: e.Index, Data: data})
-	})
+// write runs the verified blocks of ev into the image on the acquire
+// pipeline, and finishes it.
+func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal store.Unseal, w sink.Sink, status *ui.Status) (exportResult, error) {
+	run := acquire.New(acquire.NewEvidence(ev, unseal), acquire.Options{Workers: runtime.GOMAXPROCS(0), Progress: drawProgress(status)})
+	res, err := run.Run(cmd.Context(), w)
 	status.Done("")
 	if err != nil {
 		w.Abort()
 		return exportResult{}, err
 	}
-	res, err := w.Close()
+	img, err := w.Close()
 	if err != nil {
 		return exportResult{}, err
 	}
-	files, sums := res.Files, res.Hashes
-	out := exportResult{Evidence: ev.Dir, Files: files, Size: size, Blocks: blocks, Hashes: sums}
+	out := exportResult{Evidence: ev.Dir, Files: img.Files, Size: ev.Meta.VolumeSizeGiB << 30, Blocks: res.Stored, Hashes: img.Hashes}
 	if o.ext4 || o.ntfs {
 		want := "ntfs"
 		if o.ext4 {
 			want = "ext"
 		}
-		where, err := checkFileSystem(files, want)
+		where, err := checkFileSystem(img.Files, want)
 		if err != nil {
 			return exportResult{}, err
 		}

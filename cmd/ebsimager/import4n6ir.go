@@ -10,14 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/report"
@@ -128,9 +126,9 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 	}
 	// A block that opens and matches its name proves the password and
 	// salt before anything is written.
-	proof, first, err := proveKey(folder, key)
+	blocks, err := acquire.NewFolder(folder, key)
 	if err != nil {
-		return keyHint(importError(err))
+		return keyHint(err)
 	}
 	region := importRegion
 	if f := cmd.Flag("region"); f != nil && f.Value.String() != "" {
@@ -147,7 +145,7 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 		return err
 	}
 	defer unlock()
-	err = importInto(ctx, cmd, folder, key, proof, first, region, abs, o)
+	err = importInto(ctx, cmd, folder, blocks, region, abs, o)
 	var unrecorded unrecordedError
 	if err != nil && created && !errors.Is(err, context.Canceled) && !errors.As(err, &unrecorded) {
 		// Nothing of a failed import stays behind; an interrupted one
@@ -157,35 +155,6 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 		}
 	}
 	return keyHint(err)
-}
-
-// maxKeyProbes bounds the tokens tried before a password and salt that
-// open none of them are called wrong: a wrong key fails every token, so
-// a few suffice, and a folder of millions is not read to say so.
-const maxKeyProbes = 64
-
-// proveKey returns the position in folder.Blocks of the first block that
-// reads and matches its name, and its data. For an encrypted folder a
-// token that does not open (a Fernet signature mismatch) is passed over,
-// up to maxKeyProbes of them: when a later one opens, the key is right
-// and the first is altered, which the import reports as a mismatch; when
-// none opens, the error is the first block's (codec.ErrWrongKey, exit
-// 10). Any other failure of the first block is returned as it is.
-func proveKey(folder *snap4n6ir.Folder, key *snap4n6ir.Key) (int, []byte, error) {
-	var firstErr error
-	for i, e := range folder.Blocks[:min(len(folder.Blocks), maxKeyProbes)] {
-		data, err := folder.Read(e, key)
-		if err == nil {
-			return i, data, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-		if !errors.Is(err, snap4n6ir.ErrSignature) {
-			return -1, nil, firstErr
-		}
-	}
-	return -1, nil, firstErr
 }
 
 // keyHint adds what to check to a wrong password or salt.
@@ -209,105 +178,73 @@ func fernetKey(o *importOptions) (*snap4n6ir.Key, error) {
 	return snap4n6ir.DeriveKey(pass, salt)
 }
 
-func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folder, key *snap4n6ir.Key, proof int, first []byte,
+// importInto imports the folder, read through src, into the evidence
+// directory o.out, on the acquire pipeline, and records and prints it.
+func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folder, src *acquire.Folder,
 	region, source string, o *importOptions) error {
 	form, recipients, keyFile, err := o.seal.form(o.out)
 	if err != nil {
 		return err
 	}
-	endpoint := (&url.URL{Scheme: "file", Path: source}).String()
 	st, err := store.Create(o.out, store.Meta{
-		SnapshotID: folder.Snapshot, Region: region, Endpoint: endpoint,
+		SnapshotID: folder.Snapshot, Region: region, Endpoint: (&url.URL{Scheme: "file", Path: source}).String(),
 		Provenance: store.ProvenanceImported, Source: source,
 		VolumeSizeGiB: folder.VolumeGiB, BlockSize: block.Size, ToolVersion: toolVersion(),
 		Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
-	}, store.Options{Force: o.force, Form: form})
+	}, store.Options{Force: o.force, Form: form.Form, SealTo: form.SealTo})
 	if err != nil {
 		return err
 	}
+	out := st.Sink()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	started := time.Now()
-	var (
-		mu       sync.Mutex
-		imported int64
-		failed   []error
-		nfailed  int
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i, e := range folder.Blocks {
-		if gctx.Err() != nil {
-			break
-		}
-		if st.Has(e.Index) {
-			continue
-		}
-		g.Go(func() error {
-			data := first
-			if i != proof {
-				var err error
-				if data, err = folder.Read(e, key); err != nil {
-					// A bad block is named with the others; the import
-					// goes on to find them all.
-					mu.Lock()
-					defer mu.Unlock()
-					if nfailed++; len(failed) < maxImportFailures {
-						failed = append(failed, tampered(importError(err)))
-					}
-					return nil
-				}
-			}
-			if err := st.Put(e.Index, e.Sum, data); err != nil {
-				return err
-			}
-			mu.Lock()
-			imported++
-			if imported%256 == 0 {
-				status.Update(fmt.Sprintf("imported %d of %d blocks", imported, len(folder.Blocks)))
-			}
-			mu.Unlock()
-			return nil
-		})
-	}
-	err = g.Wait()
-	if err == nil {
-		err = ctx.Err()
-	}
+	res, err := acquire.New(src, acquire.Options{Workers: runtime.GOMAXPROCS(0), Progress: drawProgress(status)}).Run(ctx, out)
 	status.Done("")
-	if err == nil && nfailed > 0 {
-		sort.Slice(failed, func(i, j int) bool { return failedIndex(failed[i]) < failedIndex(failed[j]) })
-		if nfailed > len(failed) {
-			failed = append(failed, fmt.Errorf("and %d more", nfailed-len(failed)))
-		}
-		err = fmt.Errorf("%d of %d blocks of %s could not be imported:\n%w", nfailed, len(folder.Blocks), folder.Dir, errors.Join(failed...))
-	}
 	if err != nil {
-		st.Close()
+		out.Abort()
+		return importFailures(folder, err)
+	}
+	if _, err := out.Close(); err != nil {
 		return err
 	}
-	sum, err := st.Finish(started, time.Now())
-	if err != nil {
-		return err
-	}
+	sum := out.Summary()
 	if sum.Blocks != int64(len(folder.Blocks)) {
 		return fmt.Errorf("evidence holds %d blocks but %s has %d", sum.Blocks, folder.Dir, len(folder.Blocks))
 	}
-	if err := recordImport(o.out, folder, region, source, sum, imported, st.Resumed(), started, o); err != nil {
+	if err := recordImport(o.out, folder, region, source, sum, res.Stored, st.Resumed(), res.Started, o); err != nil {
 		// The evidence is complete and verified; only its record is not.
 		return unrecordedError{fmt.Errorf("recording the import: %w", err)}
 	}
 	s := importSummary{
 		Source: folder.Dir, SourceForm: folder.Form.String(), SnapshotID: folder.Snapshot, Region: region, Output: o.out,
-		VolumeSizeGiB: folder.VolumeGiB, Blocks: sum.Blocks, Imported: imported, Resumed: st.Resumed(),
-		Stored:  store.FormName{Codec: form.Codec, Encryption: form.Encryption}.String(),
+		VolumeSizeGiB: folder.VolumeGiB, Blocks: sum.Blocks, Imported: res.Stored, Resumed: st.Resumed(),
+		Stored:  form.Form.String(),
 		Ignored: folder.Other[:min(len(folder.Other), maxIgnoredNames)], IgnoredCount: len(folder.Other),
-		ManifestSHA256: sum.ManifestSHA256.Hex(), Seconds: time.Since(started).Seconds(),
+		ManifestSHA256: sum.ManifestSHA256.Hex(), Seconds: time.Since(res.Started).Seconds(),
 	}
 	if o.json {
 		return printJSON(cmd.OutOrStdout(), s)
 	}
 	printImport(cmd.OutOrStdout(), s)
 	return nil
+}
+
+// importFailures says which blocks of the folder could not be imported
+// (each a *store.Mismatch, or the local error met), the first
+// maxImportFailures of them by name; other errors pass as they are.
+func importFailures(folder *snap4n6ir.Folder, err error) error {
+	var inc *acquire.IncompleteError
+	if !errors.As(err, &inc) {
+		return err
+	}
+	n := int64(len(inc.Failed)) + inc.More
+	var named []error
+	for _, f := range inc.Failed[:min(len(inc.Failed), maxImportFailures)] {
+		named = append(named, f.Err)
+	}
+	if more := n - int64(len(named)); more > 0 {
+		named = append(named, fmt.Errorf("and %d more", more))
+	}
+	return fmt.Errorf("%d of %d blocks of %s could not be imported:\n%w", n, len(folder.Blocks), folder.Dir, errors.Join(named...))
 }
 
 // recordImport writes the chain-of-custody record of an import: the
@@ -342,46 +279,6 @@ func contentSource(m store.Meta) string {
 		return "the SHA-256 in the original tool's file names (no AWS checksum: imported)"
 	}
 	return "the AWS SHA-256"
-}
-
-// tampered turns a token that does not open, once the key has opened
-// another, into the verification failure it is: an altered token, not
-// a wrong password.
-func tampered(err error) error {
-	var be *snap4n6ir.BlockError
-	if errors.As(err, &be) && errors.Is(err, snap4n6ir.ErrSignature) {
-		return &store.Mismatch{Index: be.Index, Name: be.Name,
-			What: "fernet signature mismatch: the token was altered (the password and salt open other tokens of this folder)"}
-	}
-	return err
-}
-
-// importError turns a block that does not match its name into a
-// verification failure (exit 4); a wrong key stays one (exit 10), a
-// local I/O error stays one (exit 9).
-func importError(err error) error {
-	var (
-		be *snap4n6ir.BlockError
-		pe *fs.PathError
-	)
-	if errors.As(err, &be) && !errors.Is(err, codec.ErrWrongKey) && !errors.As(err, &pe) {
-		return &store.Mismatch{Index: be.Index, Name: be.Name, What: be.Err.Error()}
-	}
-	return err
-}
-
-func failedIndex(err error) int64 {
-	var (
-		m  *store.Mismatch
-		be *snap4n6ir.BlockError
-	)
-	switch {
-	case errors.As(err, &m):
-		return m.Index
-	case errors.As(err, &be):
-		return be.Index
-	}
-	return -1
 }
 
 func printImport(w io.Writer, s importSummary) {

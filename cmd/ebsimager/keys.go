@@ -53,33 +53,23 @@ func (o *sealOptions) encrypting() bool {
 // form builds the stored form for evidence directory dir: the recipients
 // from the flags, or, with none, passphrase mode: an identity generated
 // into dir/key.age (or the one already there, on resume), protected by
-// the passphrase. It returns the form and the fields to record.
-func (o *sealOptions) form(dir string) (store.Form, []string, string, error) {
+// the passphrase. It returns the store options that write the form (Form
+// and SealTo) and the fields to record.
+func (o *sealOptions) form(dir string) (store.Options, []string, string, error) {
 	c, err := codec.ParseCodec(o.compress)
 	if err != nil {
-		return store.Form{}, nil, "", usageError{fmt.Errorf("--compress: %w", err)}
+		return store.Options{}, nil, "", usageError{fmt.Errorf("--compress: %w", err)}
 	}
-	f := codec.Form{Codec: c, Encrypted: o.encrypting()}
-	if !f.Encrypted && c == codec.None {
-		return store.Plain, nil, "", nil
+	so := store.Options{Form: codec.Form{Codec: c, Encrypted: o.encrypting()}}
+	if !so.Form.Encrypted {
+		return so, nil, "", nil
 	}
-	var (
-		recips  []age.Recipient
-		names   []string
-		keyFile string
-	)
-	if f.Encrypted {
-		recips, names, keyFile, err = o.recipientsFor(dir)
-		if err != nil {
-			return store.Form{}, nil, "", err
-		}
+	recips, names, keyFile, err := o.recipientsFor(dir)
+	if err != nil {
+		return store.Options{}, nil, "", err
 	}
-	sf := store.Form{Codec: c.String(), Encryption: "none", Suffix: f.Suffix(),
-		Seal: func(dst io.Writer) (io.WriteCloser, error) { return codec.Seal(dst, f, recips...) }}
-	if f.Encrypted {
-		sf.Encryption = "age"
-	}
-	return sf, names, keyFile, nil
+	so.SealTo = recips
+	return so, names, keyFile, nil
 }
 
 func (o *sealOptions) recipientsFor(dir string) ([]age.Recipient, []string, string, error) {

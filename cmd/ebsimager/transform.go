@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/codec"
-	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/convert"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
@@ -40,10 +40,10 @@ type conversion struct {
 	verb string // past tense, for the summary
 	// target returns the form to convert to from the form the blocks
 	// are in, or an error when the command does not apply to it.
-	target func(from store.FormName) (store.FormName, error)
+	target func(from codec.Form) (codec.Form, error)
 	// options builds the conversion: how to seal the new files, what to
 	// record, how to read the blocks.
-	options func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error)
+	options func(ev *store.Evidence, st convert.State, to codec.Form) (convert.Options, error)
 	// cleanup, if set, runs after a conversion that failed and left no
 	// conversion under way.
 	cleanup func()
@@ -125,35 +125,34 @@ directory stays encrypted to the same recipients; reading it needs
 func recode(verb string, c codec.Codec, keys *openOptions) conversion {
 	return conversion{
 		verb: verb,
-		target: func(from store.FormName) (store.FormName, error) {
-			return store.FormName{Codec: c.String(), Encryption: from.Encryption}, nil
+		target: func(from codec.Form) (codec.Form, error) {
+			return codec.Form{Codec: c, Encrypted: from.Encrypted}, nil
 		},
-		options: func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error) {
-			f := codec.Form{Codec: c, Encrypted: to.Encryption != "none"}
+		options: func(ev *store.Evidence, st convert.State, to codec.Form) (convert.Options, error) {
 			var (
 				ids    []age.Identity
 				recips []age.Recipient
 				err    error
 			)
-			if f.Encrypted {
+			if to.Encrypted {
 				if len(ev.Meta.Recipients) == 0 {
-					return store.TransformOptions{}, fmt.Errorf("%s lists no recipients to encrypt the new files to", store.MetaName)
+					return convert.Options{}, fmt.Errorf("%s lists no recipients to encrypt the new files to", store.MetaName)
 				}
 				for _, r := range ev.Meta.Recipients {
 					rc, err := codec.ParseRecipient(r)
 					if err != nil {
-						return store.TransformOptions{}, fmt.Errorf("%s: %w", store.MetaName, err)
+						return convert.Options{}, fmt.Errorf("%s: %w", store.MetaName, err)
 					}
 					recips = append(recips, rc)
 				}
 				if !st.Switching {
 					if ids, err = keys.identitiesFor(ev, true); err != nil {
-						return store.TransformOptions{}, err
+						return convert.Options{}, err
 					}
 				}
 			}
-			return store.TransformOptions{To: sealForm(f, recips), Recipients: ev.Meta.Recipients, KeyFile: ev.Meta.KeyFile,
-				Unseal: unsealWith(ids)}, nil
+			return convert.Options{To: to, SealTo: recips, Recipients: ev.Meta.Recipients, KeyFile: ev.Meta.KeyFile,
+				Unseal: store.UnsealWith(ids)}, nil
 		},
 	}
 }
@@ -181,33 +180,28 @@ directory without any key.
 			path := filepath.Join(args[0], keyFileName)
 			return runTransform(cmd, args[0], &out, conversion{
 				verb: "encrypted",
-				target: func(from store.FormName) (store.FormName, error) {
-					if from.Encryption != "none" {
+				target: func(from codec.Form) (codec.Form, error) {
+					if from.Encrypted {
 						return from, fmt.Errorf("%s is already encrypted: decrypt it first to encrypt it to other keys", args[0])
 					}
-					return store.FormName{Codec: from.Codec, Encryption: "age"}, nil
+					return codec.Form{Codec: from.Codec, Encrypted: true}, nil
 				},
-				options: func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error) {
-					c, err := codec.ParseCodec(to.Codec)
-					if err != nil {
-						return store.TransformOptions{}, err
-					}
-					f := codec.Form{Codec: c, Encrypted: true}
+				options: func(ev *store.Evidence, st convert.State, to codec.Form) (convert.Options, error) {
 					if len(seal.recipients) > 0 || len(seal.recipientsFiles) > 0 {
 						recips, names, _, err := seal.recipientsFor(ev.Dir)
 						if err != nil {
-							return store.TransformOptions{}, err
+							return convert.Options{}, err
 						}
-						return store.TransformOptions{To: sealForm(f, recips), Recipients: names, Unseal: unsealWith(nil)}, nil
+						return convert.Options{To: to, SealTo: recips, Recipients: names, Unseal: store.UnsealWith(nil)}, nil
 					}
-					_, err = os.Stat(path)
+					_, err := os.Stat(path)
 					keyCreated = errors.Is(err, fs.ErrNotExist)
 					rc, ids, err := seal.passphraseKey(ev.Dir)
 					if err != nil {
-						return store.TransformOptions{}, err
+						return convert.Options{}, err
 					}
-					return store.TransformOptions{To: sealForm(f, []age.Recipient{rc}), Recipients: []string{fmt.Sprint(rc)},
-						KeyFile: keyFileName, Unseal: unsealWith(ids)}, nil
+					return convert.Options{To: to, SealTo: []age.Recipient{rc}, Recipients: []string{fmt.Sprint(rc)},
+						KeyFile: keyFileName, Unseal: store.UnsealWith(ids)}, nil
 				},
 				cleanup: func() {
 					if keyCreated {
@@ -242,21 +236,18 @@ passphrase-protected key file is deleted.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTransform(cmd, args[0], &out, conversion{
 				verb: "decrypted",
-				target: func(from store.FormName) (store.FormName, error) {
-					return store.FormName{Codec: from.Codec, Encryption: "none"}, nil
+				target: func(from codec.Form) (codec.Form, error) {
+					return codec.Form{Codec: from.Codec}, nil
 				},
-				options: func(ev *store.Evidence, st store.TransformState, to store.FormName) (store.TransformOptions, error) {
-					c, err := codec.ParseCodec(to.Codec)
-					if err != nil {
-						return store.TransformOptions{}, err
-					}
+				options: func(ev *store.Evidence, st convert.State, to codec.Form) (convert.Options, error) {
 					var ids []age.Identity
 					if !st.Switching {
+						var err error
 						if ids, err = keys.identitiesFor(ev, true); err != nil {
-							return store.TransformOptions{}, err
+							return convert.Options{}, err
 						}
 					}
-					return store.TransformOptions{To: sealForm(codec.Form{Codec: c}, nil), Unseal: unsealWith(ids)}, nil
+					return convert.Options{To: to, Unseal: store.UnsealWith(ids)}, nil
 				},
 			})
 		},
@@ -264,37 +255,6 @@ passphrase-protected key file is deleted.
 	keys.addFlags(cmd)
 	out.addFlags(cmd)
 	return cmd
-}
-
-// sealForm is the store's view of codec form f, sealed to recips.
-func sealForm(f codec.Form, recips []age.Recipient) store.Form {
-	if f == (codec.Form{}) {
-		return store.Plain
-	}
-	sf := store.Form{Codec: f.Codec.String(), Encryption: "none", Suffix: f.Suffix(),
-		Seal: func(dst io.Writer) (io.WriteCloser, error) { return codec.Seal(dst, f, recips...) }}
-	if f.Encrypted {
-		sf.Encryption = "age"
-	}
-	return sf
-}
-
-// unsealWith opens a stored block of any form, encrypted ones with ids;
-// without ids they are store.ErrNeedKey.
-func unsealWith(ids []age.Identity) store.Unseal {
-	return func(src io.Reader, e manifest.Entry) (io.Reader, error) {
-		c, err := codec.ParseCodec(e.Codec)
-		if err != nil {
-			return nil, err
-		}
-		if e.Encryption == "none" {
-			return codec.Open(src, codec.Form{Codec: c})
-		}
-		if len(ids) == 0 {
-			return nil, store.ErrNeedKey
-		}
-		return codec.Open(src, codec.Form{Codec: c, Encrypted: true}, ids...)
-	}
 }
 
 // transformSummary is what --json prints.
@@ -324,7 +284,7 @@ func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conver
 	if err != nil {
 		return err
 	}
-	st, err := ev.TransformState()
+	st, err := convert.StateOf(ev)
 	if err != nil {
 		return err
 	}
@@ -346,21 +306,16 @@ func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conver
 	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), out.quiet || out.json, 5*time.Second)
 	start := time.Now()
-	opts.Workers = out.workers
-	opts.Progress = func(p store.TransformProgress) {
-		if p.Blocks%256 == 0 {
-			status.Update(fmt.Sprintf("converted %d blocks, %s", p.Blocks, ui.Rate(p.Bytes, time.Since(start))))
-		}
-	}
-	res, err := ev.Transform(cmd.Context(), opts)
+	opts.Workers, opts.Progress = out.workers, drawProgress(status)
+	res, err := convert.Run(cmd.Context(), ev, opts)
 	status.Done("")
 	if err != nil {
 		if c.cleanup != nil {
-			if _, serr := os.Stat(filepath.Join(dir, store.TransformName)); errors.Is(serr, fs.ErrNotExist) {
+			if _, serr := os.Stat(filepath.Join(dir, store.ConversionName)); errors.Is(serr, fs.ErrNotExist) {
 				c.cleanup()
 			}
 		}
-		var pending *store.PendingTransformError
+		var pending *convert.PendingError
 		if errors.As(err, &pending) {
 			return withHint(err, "a conversion to "+pending.Pending.String()+" was interrupted: run the command that started it again, with the same keys")
 		}
@@ -368,7 +323,7 @@ func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conver
 	}
 	step := newStep(report.StepTransform, start, nil)
 	step.Transform = &report.Transform{Operation: cmd.Name(), Source: res.From.String(), Destination: res.To.String(),
-		Codec: res.To.Codec, Encryption: res.To.Encryption, Blocks: res.Blocks, Bytes: res.Bytes, ManifestSHA256: res.ManifestSHA256.Hex(),
+		Codec: res.To.Codec.String(), Encryption: res.To.Encryption(), Blocks: res.Blocks, Bytes: res.Bytes, ManifestSHA256: res.ManifestSHA256.Hex(),
 		SourceManifestSHA256: res.SourceManifestSHA256}
 	if err := appendStep(dir, step); err != nil {
 		return fmt.Errorf("recording the conversion: %w", err)

@@ -399,7 +399,7 @@ func TestKill9Compress(t *testing.T) {
 	if err := os.WriteFile(victim, orig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(ev, store.TransformName)); err != nil {
+	if _, err := os.Stat(filepath.Join(ev, store.ConversionName)); err != nil {
 		t.Fatalf("no conversion under way after the kill: %v", err)
 	}
 	// Both forms of the first blocks are there, and verify accepts them.
@@ -422,7 +422,7 @@ func TestKill9Compress(t *testing.T) {
 		t.Fatalf("rerun: %+v; %d blocks were recorded before the kill", s, k)
 	}
 	checkStoredSuffix(t, ev, ".zst")
-	for _, n := range []string{store.TransformName, "transform.jsonl", "transform-manifest.jsonl"} {
+	for _, n := range []string{store.ConversionName, "transform.jsonl", "transform-manifest.jsonl"} {
 		if _, err := os.Stat(filepath.Join(ev, n)); !os.IsNotExist(err) {
 			t.Fatalf("%s left after the rerun: %v", n, err)
 		}

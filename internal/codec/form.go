@@ -82,10 +82,56 @@ func (c Codec) check() error {
 }
 
 // Form is how a block is stored: compressed with Codec, then, when
-// Encrypted, encrypted with age. The zero Form is a plain block.
+// Encrypted, encrypted with age. The zero Form is a plain block. It is
+// the one stored form: evidence.json, each manifest entry and a
+// conversion's marker record it as two fields (see Fields and FormOf),
+// and a block file's name carries it as a suffix (see Suffix and
+// ParseSuffix).
 type Form struct {
 	Codec     Codec
 	Encrypted bool
+}
+
+// Plain is the form of a block stored as it was served.
+var Plain = Form{}
+
+// Encryption names, as evidence.json and the manifest record them.
+const (
+	EncryptionNone = "none"
+	EncryptionAge  = "age"
+)
+
+// FormOf maps the two fields a manifest entry (or evidence.json) records,
+// "codec" and "encryption", to the layers a block passes through. Empty
+// fields are "none". Anything else is an error: a form this tool cannot
+// write is never guessed at.
+func FormOf(codecName, encryption string) (Form, error) {
+	c, err := ParseCodec(codecName)
+	if err != nil {
+		return Form{}, err
+	}
+	switch encryption {
+	case "", EncryptionNone:
+		return Form{Codec: c}, nil
+	case EncryptionAge:
+		return Form{Codec: c, Encrypted: true}, nil
+	}
+	return Form{}, fmt.Errorf("unknown encryption %q: want none or age", encryption)
+}
+
+// Fields returns what a manifest entry and evidence.json record of f:
+// the codec's name and the encryption's, "none" for either layer absent.
+// FormOf reads them back.
+func (f Form) Fields() (codecName, encryption string) {
+	return f.Codec.String(), f.Encryption()
+}
+
+// Encryption returns the name of f's encryption layer: "age" or "none".
+func (f Form) Encryption() string {
+	if f.Encrypted {
+		return EncryptionAge
+	}
+	return EncryptionNone
 }
 
 // Suffix returns the file name suffix of f: the codec's suffix followed

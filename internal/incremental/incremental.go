@@ -10,6 +10,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
@@ -35,7 +36,7 @@ type Base struct {
 // form for recipients; copy copies the unchanged blocks instead of
 // hard-linking them. Evidence imported from the original tool is refused
 // with a *store.ImportedBaseError.
-func Open(dir string, copy bool, form store.Form, recipients []string) (*Base, error) {
+func Open(dir string, copy bool, form codec.Form, recipients []string) (*Base, error) {
 	b, err := store.OpenBase(dir)
 	if err != nil {
 		return nil, err

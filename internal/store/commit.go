@@ -226,7 +226,7 @@ func (s *Store) journalBatch(b []*pending) error {
 			if _, err := j.f.Write(buf); err != nil {
 				return fmt.Errorf("journaling blocks %d to %d: %w", b[start].index, b[end-1].index, err)
 			}
-			if !s.form.plain() && !slices.Contains(toSync, j) {
+			if !s.plain() && !slices.Contains(toSync, j) {
 				toSync = append(toSync, j)
 			}
 			start = end

@@ -442,10 +442,10 @@ func evidenceFiles(t *testing.T, dir string) map[string]string {
 
 // lostWritesRun runs one acquisition of blocks into dir through a crashFS
 // that loses power after operation crashAt (-1: never) and returns it.
-func lostWritesRun(t *testing.T, dir string, form Form, syncAll bool, workers, crashAt int) *crashFS {
+func lostWritesRun(t *testing.T, dir string, form Options, syncAll bool, workers, crashAt int) *crashFS {
 	t.Helper()
 	c := &crashFS{root: dir, crashAt: crashAt}
-	s, err := Create(dir, lostMeta(), Options{Form: form, fs: c, syncAll: syncAll})
+	s, err := Create(dir, lostMeta(), withFS(form, c, syncAll))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,9 +473,9 @@ func lostWritesRun(t *testing.T, dir string, form Form, syncAll bool, workers, c
 
 // resume finishes the acquisition in dir as a rerun of acquire would:
 // Create scans what is there, and the blocks it lacks are fetched again.
-func resume(t *testing.T, dir string, form Form) *Store {
+func resume(t *testing.T, dir string, form Options) *Store {
 	t.Helper()
-	s, err := Create(dir, lostMeta(), Options{Form: form, fs: &crashFS{root: dir, crashAt: -1}, syncAll: true})
+	s, err := Create(dir, lostMeta(), withFS(form, &crashFS{root: dir, crashAt: -1}, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,11 +497,11 @@ func resume(t *testing.T, dir string, form Form) *Store {
 func TestLostWrites(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		form    Form
+		form    Options
 		syncAll bool
 	}{
-		{"plain/syncfs", Plain, true},
-		{"plain/fsync", Plain, false},
+		{"plain/syncfs", plainForm, true},
+		{"plain/fsync", plainForm, false},
 		{"sealed/syncfs", invForm, true},
 		{"sealed/fsync", invForm, false},
 	} {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -160,9 +159,9 @@ func TestResumeChecksKeptBlocks(t *testing.T) {
 // complete manifest lists them with the same stored bytes.
 func TestSealedAdoption(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ev")
-	form := Form{Codec: "toy", Encryption: "none", Suffix: ".toy", Seal: toySeal}
+	form := invForm
 	meta := Meta{SnapshotID: snap, VolumeSizeGiB: 8, BlockSize: block.Size}
-	s, err := Create(dir, meta, Options{Form: form})
+	s, err := Create(dir, meta, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +176,7 @@ func TestSealedAdoption(t *testing.T) {
 		t.Fatal(err)
 	}
 	removeJournals(t, dir)
-	s, err = Create(dir, meta, Options{Form: form})
+	s, err = Create(dir, meta, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +189,7 @@ func TestSealedAdoption(t *testing.T) {
 	// Without a manifest, nothing can vouch for them: set aside.
 	os.Remove(filepath.Join(dir, ManifestName))
 	removeJournals(t, dir)
-	s, err = Create(dir, meta, Options{Form: form})
+	s, err = Create(dir, meta, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,16 +260,8 @@ func TestLockFileIsNotContent(t *testing.T) {
 	if p := verifyProblems(t, dir); len(p) != 0 {
 		t.Fatalf("problems with the lock file present: %+v", p)
 	}
-	// A conversion and an acquisition exclude each other.
-	ev, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = ev.Transform(context.Background(), TransformOptions{To: Form{Codec: "toy", Encryption: "none", Suffix: ".toy", Seal: toySeal}})
-	var held *dirlock.HeldError
-	if !errors.As(err, &held) || held.PID != os.Getpid() || held.What != "acquire" {
-		t.Fatalf("conversion while an acquisition holds the directory: %v", err)
-	}
+	// That a conversion and an acquisition exclude each other is
+	// TestConvertWhileAcquiring (internal/convert).
 }
 
 // A base block is checked against its SHA-256 before it is linked: a

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
 
@@ -101,15 +102,13 @@ func (b *Base) entries(fn func(manifest.Entry) error) (string, error) {
 // stores them can serve as blocks of evidence stored in form f, encrypted
 // to recipients: same codec and encryption, and for encrypted blocks the
 // same recipients, so that the same keys open both.
-func (b *Base) CheckForm(f Form, recipients []string) error {
-	if f.Codec == "" {
-		f = Plain
-	}
-	if b.Meta.Codec != f.Codec || b.Meta.Encryption != f.Encryption {
+func (b *Base) CheckForm(f codec.Form, recipients []string) error {
+	c, enc := f.Fields()
+	if b.Meta.Codec != c || b.Meta.Encryption != enc {
 		return fmt.Errorf("base %s stores blocks as codec %s, encryption %s; this run asks for %s, %s: use the base's --compress/--encrypt, or convert it first",
-			b.Dir, b.Meta.Codec, b.Meta.Encryption, f.Codec, f.Encryption)
+			b.Dir, b.Meta.Codec, b.Meta.Encryption, c, enc)
 	}
-	if f.Encryption != "none" {
+	if f.Encrypted {
 		have, want := slices.Sorted(slices.Values(b.Meta.Recipients)), slices.Sorted(slices.Values(recipients))
 		if !slices.Equal(have, want) {
 			return fmt.Errorf("base %s is encrypted to other recipients than this run: its blocks could not be opened with this run's keys", b.Dir)
@@ -143,8 +142,9 @@ func (s *Store) Reuse(e manifest.Entry, src string, copy bool) (linked bool, err
 	if e.Index < 0 || e.Index >= int64(len(s.done))*64 {
 		return false, fmt.Errorf("reusing block %d: beyond the %d GiB volume", e.Index, s.meta.VolumeSizeGiB)
 	}
-	if e.Codec != s.form.Codec || e.Encryption != s.form.Encryption {
-		return false, fmt.Errorf("reusing block %d: stored as %s/%s, this evidence stores %s/%s", e.Index, e.Codec, e.Encryption, s.form.Codec, s.form.Encryption)
+	if !s.sameForm(e) {
+		c, enc := s.form.Fields()
+		return false, fmt.Errorf("reusing block %d: stored as %s/%s, this evidence stores %s/%s", e.Index, e.Codec, e.Encryption, c, enc)
 	}
 	sum, err := e.Sum()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
 
@@ -125,7 +126,7 @@ func TestReuseRefusesDamagedSource(t *testing.T) {
 			t.Fatalf("%s left behind", f.Name())
 		}
 	}
-	if err := b.CheckForm(Form{Codec: "zstd", Encryption: "none"}, nil); err == nil || !strings.Contains(err.Error(), "stores blocks as codec none, encryption none; this run asks for zstd, none") {
+	if err := b.CheckForm(codec.Form{Codec: codec.Zstd}, nil); err == nil || !strings.Contains(err.Error(), "stores blocks as codec none, encryption none; this run asks for zstd, none") {
 		t.Fatalf("form check: %v", err)
 	}
 }

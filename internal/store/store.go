@@ -18,8 +18,11 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
@@ -62,21 +65,6 @@ type Meta struct {
 	KeyFile    string   `json:"key_file,omitempty"`
 }
 
-// Form says how block files are stored: plain, or through Seal
-// (compression, then encryption), with Suffix after the original name.
-type Form struct {
-	Codec      string // "none", "zstd" or "gzip"
-	Encryption string // "none" or "age"
-	Suffix     string // e.g. ".zst.age"
-	// Seal wraps the file being written; nil stores the bytes as served.
-	Seal func(dst io.Writer) (io.WriteCloser, error)
-}
-
-// Plain is the form of unprocessed block files.
-var Plain = Form{Codec: "none", Encryption: "none"}
-
-func (f Form) plain() bool { return f.Seal == nil }
-
 // OtherSnapshotError refuses an evidence directory of another snapshot.
 type OtherSnapshotError struct{ Dir, Have, Want string }
 
@@ -92,7 +80,13 @@ type Options struct {
 	// Force replaces the evidence of another snapshot. It never deletes
 	// files the store did not write.
 	Force bool
-	Form  Form
+	// Form is how block files are stored; SealTo are the recipients an
+	// encrypted form is sealed to (see codec.Seal).
+	Form   codec.Form
+	SealTo []age.Recipient
+
+	// seal, when set (by tests), writes Form in place of codec.Seal.
+	seal Sealer
 
 	// fs, when set (by tests), replaces the real file system for block
 	// files and journals, with syncAll saying how batches are synced.
@@ -104,7 +98,8 @@ type Options struct {
 type Store struct {
 	dir  string
 	meta Meta
-	form Form
+	form codec.Form
+	seal Sealer // nil for the plain form
 
 	// prior is the complete evidence Create found, nil when there was
 	// none; replaced, the other snapshot's evidence it replaced (Force).
@@ -145,15 +140,15 @@ type journal struct {
 // for: a group commit that journaled them was cut short before renaming
 // them, and they are renamed into place once they verify.
 func Create(dir string, meta Meta, o Options) (*Store, error) {
-	if o.Form.Codec == "" {
-		o.Form = Plain
+	if o.seal == nil {
+		o.seal = SealerFor(o.Form, o.SealTo)
 	}
 	meta.Format = metaFormat
-	meta.Codec, meta.Encryption = o.Form.Codec, o.Form.Encryption
+	meta.Codec, meta.Encryption = o.Form.Fields()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating evidence directory: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, TransformName)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, ConversionName)); err == nil {
 		return nil, fmt.Errorf("%s: a conversion of its blocks is under way; run it again to finish it before acquiring into this directory", dir)
 	}
 	var (
@@ -196,7 +191,7 @@ func Create(dir string, meta Meta, o Options) (*Store, error) {
 	if meta.CreatedAt.IsZero() {
 		meta.CreatedAt = time.Now().UTC()
 	}
-	s := &Store{dir: dir, meta: meta, form: o.Form, leaves: map[string]bool{}, unsynced: map[string]bool{}, replaced: replaced,
+	s := &Store{dir: dir, meta: meta, form: o.Form, seal: o.seal, leaves: map[string]bool{}, unsynced: map[string]bool{}, replaced: replaced,
 		done: make([]uint64, (block.Slots(meta.VolumeSizeGiB)+63)/64)}
 	s.commits.init()
 	if o.fs != nil {
@@ -272,7 +267,7 @@ func (e *ForeignFileError) Is(target error) bool { return target == ErrNotEviden
 var topLevel = map[string]bool{
 	MetaName: true, KeyName: true, ManifestName: true, ManifestSumName: true, blocksDir: true, unverifiedDir: true,
 	"report.json": true, "report.txt": true, "report.html": true,
-	TransformName: true, transformEntriesName: true, transformManifestName: true, dirlock.Name: false,
+	ConversionName: true, ConversionEntriesName: true, ConversionManifestName: true, dirlock.Name: false,
 }
 
 // replaceEvidence removes the evidence of old from dir, for --force. It
@@ -400,7 +395,7 @@ func LeafDir(index int64) string {
 func (s *Store) Name(index int64, sum block.Sum) string {
 	return filepath.Join(LeafDir(index), block.FileName(block.FileInfo{
 		Index: index, Snapshot: s.meta.SnapshotID, Sum: sum, VolumeGiB: s.meta.VolumeSizeGiB, BlockSize: s.meta.BlockSize,
-	})+s.form.Suffix)
+	})+s.form.Suffix())
 }
 
 // Put stores a verified block: written under a temporary name, made
@@ -437,9 +432,9 @@ func (s *Store) prepare(index int64, sum block.Sum, data []byte) (*pending, erro
 	if err != nil {
 		return nil, err
 	}
-	e := manifest.Entry{Type: "block", Index: index, SHA256: sum.Hex(), Length: len(data), Name: filepath.ToSlash(rel),
-		Size: size, Codec: s.form.Codec, Encryption: s.form.Encryption}
-	if s.form.plain() {
+	e := manifest.Entry{Type: "block", Index: index, SHA256: sum.Hex(), Length: len(data), Name: filepath.ToSlash(rel), Size: size}
+	e.Codec, e.Encryption = s.form.Fields()
+	if s.plain() {
 		e.StoredSHA256 = e.SHA256
 	} else {
 		e.StoredSHA256 = stored.Hex()
@@ -463,7 +458,7 @@ func (s *Store) writeTemp(tmp string, data []byte) (int64, block.Sum, error) {
 	if err != nil {
 		return 0, block.Sum{}, err
 	}
-	size, stored, err := s.seal(f, data)
+	size, stored, err := sealTo(f, data, s.seal)
 	if err == nil && !s.syncAll {
 		err = f.Sync()
 	}
@@ -497,35 +492,13 @@ func (s *Store) record(leaf string, e manifest.Entry) error {
 	return nil
 }
 
-// seal writes data to w in the store's form and returns the stored size
-// and, for sealed forms, the stored bytes' SHA-256.
-func (s *Store) seal(w io.Writer, data []byte) (int64, block.Sum, error) {
-	if s.form.plain() {
-		_, err := w.Write(data)
-		return int64(len(data)), block.Sum{}, err
-	}
-	var sum block.Sum
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(w, h)}
-	wc, err := s.form.Seal(cw)
-	if err != nil {
-		return 0, sum, err
-	}
-	if _, err := wc.Write(data); err != nil {
-		return 0, sum, err
-	}
-	if err := wc.Close(); err != nil {
-		return 0, sum, err
-	}
-	copy(sum[:], h.Sum(nil))
-	return cw.n, sum, nil
-}
-
-// writeFile writes data (sealed by the form) to rel atomically, on its
-// own: temporary file, fsync, rename. It returns the stored size and,
-// for sealed forms, the stored bytes' SHA-256.
-func (s *Store) writeFile(rel string, data []byte) (int64, block.Sum, error) {
-	final := filepath.Join(s.dir, rel)
+// WriteBlockFile writes data, through seal, to the block file rel of
+// evidence directory dir on its own: a temporary name in the same leaf,
+// fsync, rename (the caller syncs the leaf). It returns the stored size
+// and, when seal is not nil, the stored bytes' SHA-256. A conversion
+// writes a block's new form this way, beside the old.
+func WriteBlockFile(dir, rel string, data []byte, seal Sealer) (int64, block.Sum, error) {
+	final := filepath.Join(dir, rel)
 	f, err := os.CreateTemp(filepath.Dir(final), tempPrefix+filepath.Base(final)+"-*")
 	if err != nil {
 		return 0, block.Sum{}, err
@@ -535,7 +508,7 @@ func (s *Store) writeFile(rel string, data []byte) (int64, block.Sum, error) {
 		os.Remove(f.Name())
 		return 0, block.Sum{}, err
 	}
-	size, sum, err := s.seal(f, data)
+	size, sum, err := sealTo(f, data, seal)
 	if err != nil {
 		return fail(err)
 	}
@@ -682,7 +655,7 @@ func (s *Store) Replaced() *Replaced { return s.replaced }
 // files are removed.
 func (s *Store) scan() error {
 	var cur *entryCursor
-	if s.prior != nil && !s.form.plain() {
+	if s.prior != nil && !s.plain() {
 		c, err := openCursor(s.dir)
 		if err != nil {
 			return err
@@ -807,10 +780,10 @@ func (s *Store) checkKept(leaf, name, path string, e manifest.Entry) error {
 	if err != nil {
 		return fmt.Errorf("journal entry: %w", err)
 	}
-	if e.Name != rel || filepath.ToSlash(s.Name(e.Index, sum)) != rel || e.Codec != s.form.Codec || e.Encryption != s.form.Encryption {
+	if e.Name != rel || filepath.ToSlash(s.Name(e.Index, sum)) != rel || !s.sameForm(e) {
 		return errors.New("journal entry disagrees with the file name or the evidence's form")
 	}
-	if s.form.plain() && (e.StoredSHA256 != e.SHA256 || int64(e.Length) != e.Size) {
+	if s.plain() && (e.StoredSHA256 != e.SHA256 || int64(e.Length) != e.Size) {
 		return errors.New("journal entry of a plain block records different stored and served bytes")
 	}
 	return checkStored(path, e.Size, e.StoredSHA256)
@@ -825,14 +798,14 @@ func (s *Store) adoptable(leaf, name string, listed map[string]manifest.Entry) (
 		return manifest.Entry{}, errors.New("not a block file name")
 	}
 	if fi.Snapshot != s.meta.SnapshotID || fi.VolumeGiB != s.meta.VolumeSizeGiB || fi.BlockSize != s.meta.BlockSize ||
-		suffix != s.form.Suffix || LeafDir(fi.Index) != leaf || fi.Index >= block.Slots(s.meta.VolumeSizeGiB) {
+		suffix != s.form.Suffix() || LeafDir(fi.Index) != leaf || fi.Index >= block.Slots(s.meta.VolumeSizeGiB) {
 		return manifest.Entry{}, errors.New("not a block of this evidence, in this leaf, in this form")
 	}
 	if s.has(fi.Index) {
 		return manifest.Entry{}, errors.New("another file already holds this block")
 	}
 	rel := filepath.ToSlash(filepath.Join(leaf, name))
-	if !s.form.plain() {
+	if !s.plain() {
 		e, ok := listed[name]
 		if !ok {
 			return manifest.Entry{}, errors.New("no journal line and no manifest entry to check it against (a sealed block cannot be checked without the key)")
@@ -863,8 +836,9 @@ func (s *Store) adoptable(leaf, name string, listed map[string]manifest.Entry) (
 	if got != fi.Sum {
 		return manifest.Entry{}, fmt.Errorf("content sha256 %s, its name says %s", got.Hex(), fi.Sum.Hex())
 	}
-	return manifest.Entry{Type: "block", Index: fi.Index, SHA256: fi.Sum.Hex(), Length: int(n), Name: rel,
-		Size: n, StoredSHA256: fi.Sum.Hex(), Codec: s.form.Codec, Encryption: s.form.Encryption}, nil
+	e := manifest.Entry{Type: "block", Index: fi.Index, SHA256: fi.Sum.Hex(), Length: int(n), Name: rel, Size: n, StoredSHA256: fi.Sum.Hex()}
+	e.Codec, e.Encryption = s.form.Fields()
+	return e, nil
 }
 
 // checkStored checks that path is a regular file of size bytes with the

@@ -250,8 +250,7 @@ func TestOtherSnapshot(t *testing.T) {
 func TestSealedForm(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ev")
 	// A toy reversible seal, to exercise the stored-hash path without codec.
-	form := Form{Codec: "toy", Encryption: "none", Suffix: ".toy", Seal: toySeal}
-	s, err := Create(dir, Meta{SnapshotID: snap, VolumeSizeGiB: 8, BlockSize: block.Size}, Options{Form: form})
+	s, err := Create(dir, Meta{SnapshotID: snap, VolumeSizeGiB: 8, BlockSize: block.Size}, invForm)
 	if err != nil {
 		t.Fatal(err)
 	}

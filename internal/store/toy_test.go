@@ -3,8 +3,23 @@ package store
 import (
 	"io"
 
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
+
+// The options of a store of plain blocks, and of one of sealed blocks
+// whose toy seal inverts every byte (recorded as zstd, so that the names
+// and entries are those of a real sealed form).
+var (
+	plainForm = Options{}
+	invForm   = Options{Form: codec.Form{Codec: codec.Zstd}, seal: toySeal}
+)
+
+// withFS returns o writing through fs, synced as syncAll says.
+func withFS(o Options, fs fileSystem, syncAll bool) Options {
+	o.fs, o.syncAll = fs, syncAll
+	return o
+}
 
 // toySeal inverts every byte: enough to make stored bytes differ from the
 // block without pulling in the codec package.

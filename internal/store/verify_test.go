@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
 
@@ -67,7 +68,7 @@ func TestVerifyJournalRecord(t *testing.T) {
 func TestVerifyKeyRejected(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ev")
 	s, err := Create(dir, Meta{SnapshotID: snap, Region: "us-east-1", VolumeSizeGiB: 8, BlockSize: 512 << 10},
-		Options{Form: Form{Codec: "none", Encryption: "age", Suffix: ".age", Seal: toySeal}})
+		Options{Form: codec.Form{Encrypted: true}, seal: toySeal})
 	if err != nil {
 		t.Fatal(err)
 	}

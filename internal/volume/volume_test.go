@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
-	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/volume"
 	"github.com/ebsimager/ebsimager/internal/volume/volumetest"
@@ -27,11 +25,11 @@ const testSnapshot = "snap-0123456789abcdef0"
 
 // form is a stored form of evidence, with the key that opens it.
 type form struct {
-	store  store.Form
+	store  store.Options
 	unseal func(*store.Evidence) (store.Unseal, error)
 }
 
-func plainForm() form { return form{store: store.Plain} }
+func plainForm() form { return form{} }
 
 func codecForm(t *testing.T, f codec.Form) form {
 	var (
@@ -45,21 +43,8 @@ func codecForm(t *testing.T, f codec.Form) form {
 		}
 		recips, ids = []age.Recipient{id.Recipient()}, []age.Identity{id}
 	}
-	sf := store.Form{Codec: f.Codec.String(), Encryption: "none", Suffix: f.Suffix(),
-		Seal: func(dst io.Writer) (io.WriteCloser, error) { return codec.Seal(dst, f, recips...) }}
-	if f.Encrypted {
-		sf.Encryption = "age"
-	}
-	unseal := func(*store.Evidence) (store.Unseal, error) {
-		return func(src io.Reader, e manifest.Entry) (io.Reader, error) {
-			c, err := codec.ParseCodec(e.Codec)
-			if err != nil {
-				return nil, err
-			}
-			return codec.Open(src, codec.Form{Codec: c, Encrypted: e.Encryption != "none"}, ids...)
-		}, nil
-	}
-	return form{store: sf, unseal: unseal}
+	unseal := func(*store.Evidence) (store.Unseal, error) { return store.UnsealWith(ids), nil }
+	return form{store: store.Options{Form: f, SealTo: recips}, unseal: unseal}
 }
 
 // writeEvidence stores the allocated blocks of disk as complete evidence.
@@ -67,7 +52,7 @@ func writeEvidence(t testing.TB, disk []byte, allocated []int64, f form) string 
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ev")
 	s, err := store.Create(dir, store.Meta{SnapshotID: testSnapshot, VolumeSizeGiB: int64(len(disk)) >> 30, BlockSize: block.Size},
-		store.Options{Form: f.store})
+		f.store)
 	if err != nil {
 		t.Fatal(err)
 	}
