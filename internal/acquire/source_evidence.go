@@ -68,6 +68,7 @@ func (s *Evidence) List(ctx context.Context, start int64, fn func(ebs.Page) erro
 	}
 	info, _ := s.Info(ctx)
 	page := ebs.Page{Info: info}
+	proved := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -86,7 +87,17 @@ func (s *Evidence) List(ctx context.Context, start int64, fn func(ebs.Page) erro
 		if err != nil {
 			return err
 		}
-		page.Refs = append(page.Refs, block.Ref{Index: e.Index, Token: string(token)})
+		ref := block.Ref{Index: e.Index, Token: string(token)}
+		if !proved && e.Encryption != "none" {
+			// The first sealed block is opened here, before any page is
+			// handed out: a wrong key then names that block, whichever
+			// worker would have met a sealed block first.
+			proved = true
+			if _, err := (evidenceFetcher{s}).Fetch(ctx, ref, make([]byte, block.Size)); err != nil {
+				return err
+			}
+		}
+		page.Refs = append(page.Refs, ref)
 		if len(page.Refs) == evidencePage {
 			page.More = true
 			if err := fn(page); err != nil {
