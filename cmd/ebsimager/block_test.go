@@ -113,3 +113,44 @@ func blockName(t *testing.T, ev string, index int64) block.FileInfo {
 	}
 	return fi
 }
+
+// TestBlockCalls counts the calls of block SNAPSHOT INDEX read live: one
+// List (the first chunk of 10,000 slots, which also sizes the volume),
+// one more for an index in a chunk not listed yet or whose next block is
+// in one, and one Get. These are the calls the direct path made before
+// block read through the Volume (a 100-block page from 0, then one from
+// INDEX when the first did not reach it).
+func TestBlockCalls(t *testing.T) {
+	const full, sparse = "snap-0c0000000000000c1", "snap-0d0000000000000d1"
+	srv, endpoint := startEmulator(t, emulator.Options{}, specA, full+"=16GiB,1,3", sparse+"=16GiB,0.001,4")
+	c := newCLI(t, endpoint)
+	ev := filepath.Join(t.TempDir(), "ev")
+	c.ok("acquire", sparse, "--out", ev, "--quiet")
+	idx := blockIndexes(t, ev)
+	mid := idx[len(idx)/2]
+	for _, k := range []struct {
+		snap        string
+		index       int64
+		code        int
+		lists, gets int64
+	}{
+		{snapA, 11, exitOK, 1, 1},
+		{snapA, 12, exitNotFound, 1, 0},
+		{full, 5, exitOK, 1, 1},
+		{full, 9999, exitOK, 2, 1},  // the next block is in chunk 1
+		{full, 25000, exitOK, 2, 1}, // chunk 2
+		{sparse, idx[0], exitOK, 1, 1},
+		{sparse, mid, exitOK, 1, 1}, // one page lists the whole sparse volume
+		{sparse, mid + 1, exitNotFound, 1, 0},
+		{sparse, idx[len(idx)-1], exitOK, 1, 1},
+	} {
+		srv.ResetCounters()
+		r := c.run("block", k.snap, fmtInt(k.index), "--out", filepath.Join(t.TempDir(), "b"))
+		ctr := srv.Counters()
+		lists, gets := ctr.Total(emulator.OpListSnapshotBlocks), ctr.Total(emulator.OpGetSnapshotBlock)
+		if r.code != k.code || lists != k.lists || gets != k.gets {
+			t.Errorf("block %s %d: exit %d, %d List, %d Get; want exit %d, %d List, %d Get\n%s",
+				k.snap, k.index, r.code, lists, gets, k.code, k.lists, k.gets, r.stderr)
+		}
+	}
+}

@@ -87,3 +87,22 @@ func TestAllocatedLists(t *testing.T) {
 		v.Close()
 	}
 }
+
+// TestLastPageListsTheRest: a listing whose page is the last records
+// every chunk it covers, the one in progress included, so a sparse
+// volume listed in one page costs no List more, to the last block.
+func TestLastPageListsTheRest(t *testing.T) {
+	e := newEnv(t, emulator.Options{}, synthID+"=16GiB,0.001,4") // about 30 blocks in 4 chunks
+	v := e.open(t, synthID, Options{Readahead: -1})
+	if s := v.Stats(); e.lists() != 1 || s.ListedChunks != s.Chunks || s.Chunks != 4 {
+		t.Fatalf("Open: %d Lists, stats %+v; want 1 List and all 4 chunks listed", e.lists(), s)
+	}
+	r, err := v.Ranges()
+	if err != nil || len(r) == 0 || e.lists() != 1 {
+		t.Fatalf("Ranges %v, %v after %d Lists; want none more", r, err, e.lists())
+	}
+	last := (r[len(r)-1].End() - 1) / block.Size
+	if ok, next, err := v.Allocated(context.Background(), last); !ok || next != -1 || err != nil || e.lists() != 1 {
+		t.Fatalf("Allocated(%d) = %v, %d, %v after %d Lists", last, ok, next, err, e.lists())
+	}
+}
