@@ -1,33 +1,46 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
-	"github.com/ebsimager/ebsimager/internal/ebs"
-	"github.com/ebsimager/ebsimager/internal/outfile"
+	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
-// errNotAllocated: the snapshot does not list the requested block.
+// errNotAllocated: the volume does not hold the requested block.
 var errNotAllocated = errors.New("block is not allocated")
 
 func newBlockCommand(aws *awsOptions) *cobra.Command {
 	var (
 		out   string
 		force bool
+		keys  openOptions
+		lo    liveOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "block SNAPSHOT INDEX --out FILE",
+		Use:   "block SOURCE INDEX --out FILE",
 		Short: "Fetch one block, verified (the original tool's --single)",
-		Long: `Fetch block INDEX of SNAPSHOT, check it against the SHA-256 AWS served it
-with, and write it to FILE. An index the snapshot does not list is an error
-that says so; it is never replaced by the next allocated block.`,
+		Long: `Read block INDEX (512 KiB) of SOURCE, verified, and write it to FILE.
+
+SOURCE is what inspect reads: a snapshot (snap-…, when no file of that
+name exists) read live through the EBS direct APIs, its block checked
+against the SHA-256 AWS served it with; an evidence directory, its block
+checked against the manifest's stored and AWS SHA-256; a raw or split raw
+image; or an E01 set, its chunks checked against their checksums.
+
+An index the snapshot or the evidence does not list is an error that says
+so and names the next allocated block; it is never replaced by that
+block. An image keeps no such list: every index inside it reads, a hole
+as zeros, and the last block of an image whose size is not a multiple of
+512 KiB is short.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			index, err := strconv.ParseInt(args[1], 10, 64)
@@ -37,43 +50,78 @@ that says so; it is never replaced by the next allocated block.`,
 			if out == "" {
 				return usagef("--out FILE is required")
 			}
-			if err := checkOutput(&outfile.Inputs{}, out, force); err != nil {
-				return err
+			var read []string
+			if _, err := os.Stat(args[0]); err == nil {
+				read = []string{args[0]}
 			}
-			ctx := cmd.Context()
-			snap, _, err := aws.snapshot(ctx, args[0])
+			in, err := readInputs(read, &keys)
 			if err != nil {
 				return err
 			}
-			ref, next, ok, err := snap.Ref(ctx, index)
-			if err != nil {
+			if err := checkOutput(in, out, force); err != nil {
 				return err
 			}
-			if !ok {
-				msg := fmt.Errorf("block %d of %s: %w (unlisted blocks read as zeros)", index, snap.ID, errNotAllocated)
-				if next >= 0 {
-					return withHint(msg, fmt.Sprintf("the next allocated block is %d", next))
-				}
-				return withHint(msg, "no block at or after that index is allocated")
+			o := volumeOptions(&keys)
+			if o.Snapshot, err = lo.opener(aws, args[0]); err != nil {
+				return err
 			}
-			buf := make([]byte, block.Size)
-			b, err := ebs.NewFetcher(snap, ebs.FetchOptions{}).Fetch(ctx, ref, buf)
-			if err != nil {
+			data, err := readOneBlock(cmd.Context(), args[0], index, o)
+			if err := lo.finish(cmd.ErrOrStderr(), err); err != nil {
 				return err
 			}
 			err = atomicfile.Write(out, func(w io.Writer) error {
-				_, err := w.Write(b.Data)
+				_, err := w.Write(data)
 				return err
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "block %d of %s: %d bytes, sha256 %s (verified), written to %s\n",
-				index, snap.ID, len(b.Data), b.Sum.Hex(), out)
+				index, args[0], len(data), block.SumOf(data).Hex(), out)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "file to write the block to")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing file")
+	keys.addFlags(cmd)
+	lo.addFlags(cmd)
 	return cmd
+}
+
+// readOneBlock reads block index of source, verified. An index the
+// volume knows is not allocated is errNotAllocated, naming the next
+// allocated block; one beyond the volume, *block.BeyondVolumeError.
+func readOneBlock(ctx context.Context, source string, index int64, o volume.Options) (_ []byte, err error) {
+	v, err := volume.Open(ctx, source, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := v.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	ok, next, err := volume.Allocated(ctx, v, index)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		msg := fmt.Errorf("block %d of %s: %w (unlisted blocks read as zeros)", index, source, errNotAllocated)
+		if next >= 0 {
+			return nil, withHint(msg, fmt.Sprintf("the next allocated block is %d", next))
+		}
+		return nil, withHint(msg, "no block at or after that index is allocated")
+	}
+	buf := make([]byte, block.Size)
+	n, err := v.ReadAt(buf, index*block.Size)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil // the short last block of an image
+	}
+	if err != nil {
+		if source != volume.SnapshotID(v) { // a live read's error names the block already
+			err = fmt.Errorf("reading block %d of %s: %w", index, source, err)
+		}
+		return nil, err
+	}
+	return buf[:n], nil
 }

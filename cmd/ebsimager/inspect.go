@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -37,20 +36,19 @@ chunks are checked against their checksums. A snapshot is not acquired:
 only the regions read are listed and only the blocks they need fetched,
 each checked against the SHA-256 AWS serves it with, and kept in memory
 within --cache; the calls made are printed on stderr. Nothing is
-rebuilt.`,
+rebuilt. With --save-blocks DIR, every block fetched is also stored in
+evidence directory DIR, as acquire --out DIR would store it, and the read
+is recorded there: a later acquire --out DIR fetches only the rest.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := volumeOptions(&keys)
 			var err error
-			if o.Snapshot, err = lo.opener(aws); err != nil {
+			if o.Snapshot, err = lo.opener(aws, args[0]); err != nil {
 				return err
 			}
 			l, err := inspectSource(cmd.Context(), args[0], o)
-			if err != nil {
+			if err := lo.finish(cmd.ErrOrStderr(), err); err != nil {
 				return err
-			}
-			if s := lo.summary(); s != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: %s\n", s)
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
@@ -77,11 +75,15 @@ func inspectPath(source string, keys *openOptions) (*inspect.Layout, error) {
 }
 
 // inspectSource reads the layout of the volume at source.
-func inspectSource(ctx context.Context, source string, o volume.Options) (*inspect.Layout, error) {
+func inspectSource(ctx context.Context, source string, o volume.Options) (_ *inspect.Layout, err error) {
 	v, err := volume.Open(ctx, source, o)
 	if err != nil {
 		return nil, err
 	}
-	defer v.Close()
+	defer func() {
+		if cerr := v.Close(); err == nil {
+			err = cerr // a live read's blocks stored in --save-blocks are made durable here
+		}
+	}()
 	return inspect.Inspect(v, v.Size())
 }

@@ -74,7 +74,9 @@ func (v *Volume) walk(ctx context.Context, c int64, pageSize int32, keep bool, d
 				finish(cur + 1)
 			}
 		}
-		if cur >= v.idx.chunks() || done(cur) {
+		// On the last page the listing ends anyway: going on records the
+		// chunk in progress, which stopping here would leave unlisted.
+		if cur >= v.idx.chunks() || (p.More && done(cur)) {
 			return errStop
 		}
 		return nil

@@ -322,7 +322,7 @@ const (
 // Step is one thing done to the evidence after its acquisition. Exactly
 // the payload that Kind names is set.
 type Step struct {
-	Kind string `json:"kind"` // "export", "verify", "transform" or "acquire"
+	Kind string `json:"kind"` // "export", "verify", "transform", "acquire" or "read-live"
 	Run
 	// Outcome is "ok" or "failed"; Error says why a step failed.
 	Outcome   string     `json:"outcome"`
@@ -331,6 +331,7 @@ type Step struct {
 	Verify    *Verify    `json:"verify,omitempty"`
 	Transform *Transform `json:"transform,omitempty"`
 	Acquire   *Rerun     `json:"acquire,omitempty"`
+	ReadLive  *ReadLive  `json:"read_live,omitempty"`
 }
 
 // Step kinds.
@@ -516,9 +517,9 @@ func (r *Report) AppendStep(s Step) error {
 
 func (s Step) check() error {
 	payloads := map[string]bool{StepExport: s.Export != nil, StepVerify: s.Verify != nil, StepTransform: s.Transform != nil,
-		StepAcquire: s.Acquire != nil}
+		StepAcquire: s.Acquire != nil, StepReadLive: s.ReadLive != nil}
 	if _, ok := payloads[s.Kind]; !ok {
-		return fmt.Errorf("unknown kind %q (want export, verify, transform or acquire)", s.Kind)
+		return fmt.Errorf("unknown kind %q (want export, verify, transform, acquire or read-live)", s.Kind)
 	}
 	for kind, set := range payloads {
 		if set && kind != s.Kind {

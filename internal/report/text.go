@@ -242,6 +242,11 @@ func (r *Report) Text(w io.Writer) error {
 			t.field("Manifest SHA-256", x.ManifestSHA256)
 			t.field("Requests", fmt.Sprintf("%d List, %d Get", x.Requests.ListCalls, x.Requests.GetCalls))
 			t.unverified(x.Unverified)
+		case s.ReadLive != nil:
+			x := s.ReadLive
+			t.field("Snapshot", x.SnapshotID+" read live")
+			t.field("Stored", plural(x.StoredBlocks, "block")+" fetched, verified and stored")
+			t.field("Requests", fmt.Sprintf("%d List, %d Get", x.Requests.ListCalls, x.Requests.GetCalls))
 		case s.Transform != nil:
 			x := s.Transform
 			t.field("Operation", x.Operation)

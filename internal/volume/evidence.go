@@ -234,7 +234,8 @@ func (v *evidence) remember(i, next int64) {
 }
 
 // search finds block i by a binary search over the manifest, and returns
-// the offset of the line after its entry.
+// the offset of the line after its entry, or after where its entry would
+// be when it is not listed.
 func (v *evidence) search(i int64) (manifest.Entry, bool, int64, error) {
 	lo, hi := v.first, v.end // a line starting in [lo, hi) may hold i; none at or after hi does
 	for hi-lo > searchWindow {
@@ -273,7 +274,7 @@ func (v *evidence) search(i int64) (manifest.Entry, bool, int64, error) {
 			return manifest.Entry{}, false, 0, fmt.Errorf("at offset %d: %w", off, err)
 		}
 		if !isEntry || e.Index > i {
-			return manifest.Entry{}, false, 0, nil
+			return manifest.Entry{}, false, off, nil // off: the line after where i would be
 		}
 		if e.Index == i {
 			return e, true, next, nil
