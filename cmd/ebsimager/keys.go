@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -11,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/codec"
-	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -140,21 +137,7 @@ func (o *openOptions) unseal(ev *store.Evidence, need bool) (store.Unseal, error
 			return nil, err
 		}
 	}
-	return func(src io.Reader, e manifest.Entry) (io.Reader, error) {
-		c, err := codec.ParseCodec(e.Codec)
-		if err != nil {
-			return nil, err
-		}
-		f := codec.Form{Codec: c, Encrypted: e.Encryption != "none"}
-		if f.Encrypted && ids == nil {
-			return nil, store.ErrNeedKey
-		}
-		r, err := codec.Open(src, f, ids...)
-		if errors.Is(err, codec.ErrWrongKey) {
-			return nil, wrongKeyError{err}
-		}
-		return r, err
-	}, nil
+	return store.UnsealWith(ids), nil
 }
 
 func (o *openOptions) identitiesFor(ev *store.Evidence, need bool) ([]age.Identity, error) {

@@ -36,6 +36,7 @@ type Window struct {
 	listed   []int64 // announced, not yet written, ascending
 	last     int64   // the last index announced, or -1
 	held     map[int64][]byte
+	free     [][]byte // buffers of held blocks already written, for reuse
 	canceled bool
 	ended    bool  // Close or Abort
 	err      error // the writer's first error
@@ -104,7 +105,7 @@ func (w *Window) Put(b block.Block) error {
 			if _, dup := w.held[b.Index]; dup {
 				return fmt.Errorf("block %d put twice", b.Index)
 			}
-			w.held[b.Index] = append(make([]byte, 0, block.Size), b.Data...)
+			w.held[b.Index] = append(w.buffer(), b.Data...)
 			w.peak = max(w.peak, len(w.held))
 			return nil
 		}
@@ -125,13 +126,19 @@ func (w *Window) announced(index int64) bool {
 }
 
 // drain writes p (the head) and every held block that follows in order;
-// w.mu is held, and the writer is called under it so order is kept.
+// w.mu is held, and the writer is called under it so order is kept. The
+// writer does not keep p (both image writers copy it), so the buffer of a
+// held block is reused once it is written.
 func (w *Window) drain(index int64, p []byte) error {
+	owned := false // p is a held copy, not the caller's
 	for {
 		if err := w.dst.WriteBlock(index, p); err != nil {
 			w.err = fmt.Errorf("writing block %d: %w", index, err)
 			w.cond.Broadcast()
 			return w.err
+		}
+		if owned {
+			w.free = append(w.free, p[:0])
 		}
 		w.written++
 		w.listed = w.listed[1:]
@@ -143,10 +150,20 @@ func (w *Window) drain(index int64, p []byte) error {
 			break
 		}
 		delete(w.held, w.listed[0])
-		index, p = w.listed[0], next
+		index, p, owned = w.listed[0], next, true
 	}
 	w.cond.Broadcast()
 	return nil
+}
+
+// buffer returns an empty block buffer, reused if one is free.
+func (w *Window) buffer() []byte {
+	if n := len(w.free); n > 0 {
+		b := w.free[n-1]
+		w.free = w.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, block.Size)
 }
 
 // Cancel wakes every waiting Put with ErrCanceled; every later Put fails
