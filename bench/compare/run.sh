@@ -2,7 +2,8 @@
 # Before/after: the same block-moving jobs with two ebsimager binaries, one
 # after the other on the same emulator and the same evidence, so that a
 # refactoring can show it costs nothing. For each job it prints wall time,
-# CPU time (user+sys) and peak RSS from /usr/bin/time, best of RUNS.
+# CPU time (user+sys) and peak RSS from /usr/bin/time, best of RUNS
+# rounds, each running the old binary and then the new one.
 #
 #   bash bench/compare/run.sh OLD_BINARY NEW_BINARY
 #   SIZE=8 FRACTION=0.5 RUNS=3 bash bench/compare/run.sh old new
@@ -25,27 +26,34 @@ endpoint=$(sed -n 's/.*endpoint=\([^;]*\);.*/\1/p' "$work/emu.out" | head -1)
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
 	AWS_ENDPOINT_URL="$endpoint" AWS_EC2_METADATA_DISABLED=true
 
-# timed NAME BIN ARGS...: best of RUNS; prep() runs before each run.
-timed() {
+# once NAME BIN ARGS...: one run after prep(), as "wall cpu rss_mib".
+once() {
 	local name=$1 bin=$2; shift 2
-	local best="" line
-	for _ in $(seq "$RUNS"); do
-		prep
-		/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" "$@" > /dev/null 2> "$work/err" ||
-			{ echo "$name failed:" >&2; cat "$work/err" >&2; exit 1; }
-		line=$(awk '{ printf "%.2f %.2f %d", $1, $2 + $3, $4 / 1024 }' "$work/time")
-		if [ -z "$best" ] || awk -v a="$line" -v b="$best" 'BEGIN { split(a, x, " "); split(b, y, " "); exit !(x[1] < y[1]) }'; then
-			best=$line
-		fi
-	done
-	echo "$best"
+	prep
+	/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" "$@" > /dev/null 2> "$work/err" ||
+		{ echo "$name failed:" >&2; cat "$work/err" >&2; exit 1; }
+	awk '{ printf "%.2f %.2f %d", $1, $2 + $3, $4 / 1024 }' "$work/time"
 }
 
+# best A B: the line with the lower wall time ("" counts as none).
+best() {
+	if [ -z "$1" ] || awk -v a="$2" -v b="$1" 'BEGIN { split(a, x, " "); split(b, y, " "); exit !(x[1] < y[1]) }'; then
+		echo "$2"
+	else
+		echo "$1"
+	fi
+}
+
+# row NAME ARGS...: RUNS rounds, each running the old binary then the
+# new one, so that drift on the machine (write-back, other load) falls
+# on both alike; the best of each.
 row() {
 	local name=$1; shift
-	local o n
-	o=$(timed "$name" "$old" "$@")
-	n=$(timed "$name" "$new" "$@")
+	local o="" n="" i
+	for i in $(seq "$RUNS"); do
+		o=$(best "$o" "$(once "$name" "$old" "$@")")
+		n=$(best "$n" "$(once "$name" "$new" "$@")")
+	done
 	awk -v name="$name" -v o="$o" -v n="$n" 'BEGIN {
 		split(o, a, " "); split(n, b, " ")
 		printf "| %-16s | %6.2f s | %6.2f s | %5.2f | %6.2f s | %6.2f s | %4d MiB | %4d MiB |\n", name, a[1], b[1], b[1] / a[1], a[2], b[2], a[3], b[3]
