@@ -36,3 +36,19 @@ func AppendOrNew(dir, snapshotID string, volumeSizeGiB int64, blockSize int, ste
 	}
 	return r.Save(dir)
 }
+
+// StepsHeading names the record's steps as they are: "Steps after the
+// acquisition", unless a step began before it (a read-live step that
+// stored blocks the acquisition then resumed from), or there is no
+// acquisition to be after.
+func (r *Report) StepsHeading() string {
+	if r.Acquisition == nil {
+		return "Steps"
+	}
+	for _, s := range r.Steps {
+		if s.Run.StartedAt.Before(r.Acquisition.StartedAt) {
+			return "Steps before and after the acquisition"
+		}
+	}
+	return "Steps after the acquisition"
+}

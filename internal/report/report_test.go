@@ -527,3 +527,37 @@ func TestGoldenImported(t *testing.T) {
 		}
 	}
 }
+
+// The steps' heading says where they stand against the acquisition: a
+// read-live step that began before it is not "after" it.
+func TestStepsHeading(t *testing.T) {
+	r := fixture(t)
+	if len(r.Steps) == 0 {
+		t.Fatal("the fixture has no steps")
+	}
+	check := func(want string) {
+		t.Helper()
+		if got := r.StepsHeading(); got != want {
+			t.Fatalf("StepsHeading = %q, want %q", got, want)
+		}
+		var txt, html bytes.Buffer
+		if err := r.Text(&txt); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.HTML(&html); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(txt.String(), "\n"+want+":") || !strings.Contains(html.String(), "<h2>"+want+"</h2>") {
+			t.Fatalf("the text or HTML record does not head its steps %q", want)
+		}
+	}
+	check("Steps after the acquisition")
+	early := r.Steps[0]
+	early.Run.StartedAt = r.Acquisition.StartedAt.Add(-time.Hour)
+	r.Steps = append([]Step{early}, r.Steps...)
+	check("Steps before and after the acquisition")
+	r.Acquisition = nil
+	if got := r.StepsHeading(); got != "Steps" {
+		t.Fatalf("StepsHeading without an acquisition = %q", got)
+	}
+}

@@ -168,7 +168,7 @@ func (r *Report) Text(w io.Writer) error {
 	}
 
 	t.rule()
-	t.section("Steps after the acquisition")
+	t.section(r.StepsHeading())
 	if len(r.Steps) == 0 {
 		t.field("", "none")
 	}
