@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -186,5 +189,46 @@ func TestEvidenceSource(t *testing.T) {
 	res, err = New(NewEvidence(ev, nil), Options{Workers: 4}).Run(context.Background(), &partial)
 	if !errors.As(err, &m) || res.Stored != 0 {
 		t.Fatalf("a manifest that does not match its checksum: stored %d, %v", res.Stored, err)
+	}
+}
+
+// A wrong key names the first sealed block, whichever worker would meet
+// a sealed block first: the source opens that block before it hands out
+// any page.
+func TestEvidenceSourceWrongKeyNamesFirstBlock(t *testing.T) {
+	right, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "ev")
+	st, err := store.Create(dir, store.Meta{SnapshotID: testSnap, VolumeSizeGiB: 10, BlockSize: block.Size},
+		store.Options{Form: codec.Form{Encrypted: true}, SealTo: []age.Recipient{right.Recipient()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := sourceIndexes()
+	for _, i := range idx {
+		d := sourceData(i)
+		if err := st.Put(i, block.SumOf(d), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Finish(time.Unix(0, 0), time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for run := range 20 {
+		var got collector
+		res, err := New(NewEvidence(ev, store.UnsealWith([]age.Identity{wrong})), Options{Workers: 8}).Run(context.Background(), &got)
+		if !errors.Is(err, codec.ErrWrongKey) || !strings.Contains(err.Error(), fmt.Sprintf("block %d", idx[0])) || res.Stored != 0 {
+			t.Fatalf("run %d: stored %d, %v; want the wrong key named at block %d before any block", run, res.Stored, err, idx[0])
+		}
 	}
 }
