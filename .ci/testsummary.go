@@ -27,7 +27,7 @@ func main() {
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	buf := map[string][]string{} // output of each running test
-	var skipped []string
+	var skipped, unended []string
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
@@ -44,6 +44,21 @@ func main() {
 		case e.Test == "" && e.Action == "output":
 			if e.Output != "PASS\n" && !strings.HasPrefix(e.Output, "=== ") {
 				out.WriteString(e.Output)
+			}
+		case e.Test == "" && e.Action == "fail":
+			// A package that fails with tests still running (a timeout's
+			// panic, a crash): print what those tests printed, so the
+			// failure names the test that hung.
+			for k, lines := range buf {
+				if !strings.HasPrefix(k, e.Package+" ") {
+					continue
+				}
+				fmt.Fprintf(out, "--- %s never ended; its output:\n", strings.TrimPrefix(k, e.Package+" "))
+				unended = append(unended, k)
+				for _, l := range lines {
+					out.WriteString(l)
+				}
+				delete(buf, k)
 			}
 		case e.Test == "":
 		case e.Action == "output":
@@ -81,6 +96,9 @@ func main() {
 		list += "  " + s + "\n"
 	}
 	out.WriteString(list)
+	for _, k := range unended { // last, where a tail of the log shows it
+		fmt.Fprintf(out, "never ended (timeout or crash): %s\n", k)
+	}
 	if len(os.Args) > 1 {
 		if err := os.WriteFile(os.Args[1], []byte(list), 0o644); err != nil {
 			fmt.Fprintf(out, "testsummary: %v\n", err)

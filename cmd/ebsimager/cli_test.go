@@ -346,8 +346,12 @@ func TestInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for len(journaled(t, ev)) < 20 {
-		time.Sleep(20 * time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); len(journaled(t, ev)) < 20; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("acquire journaled fewer than 20 blocks in a minute; stderr %q", stderr.String())
+		}
 	}
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()

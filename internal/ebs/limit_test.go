@@ -175,12 +175,15 @@ func TestLimiterFloorsAtHalfTheBestSecond(t *testing.T) {
 	}
 }
 
-// Waiting attempts go lowest block index first.
+// Waiting attempts go lowest block index first. The limiter runs on a
+// fake clock, so no turn comes while the waiters queue, however slowly
+// the machine schedules them; the test then lets one turn come at a time.
 func TestPacerGoesLowestIndexFirst(t *testing.T) {
-	l := NewLimiter(128)
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	l := newTestLimiter(c)
 	l.mu.Lock()
 	l.rate = 200 // 5 ms apart
-	l.slot = time.Now().Add(50 * time.Millisecond)
+	l.slot = c.t.Add(50 * time.Millisecond)
 	l.mu.Unlock()
 	var (
 		mu    sync.Mutex
@@ -199,15 +202,14 @@ func TestPacerGoesLowestIndexFirst(t *testing.T) {
 			order = append(order, idx)
 			mu.Unlock()
 		}()
-		for { // queue them one by one, in this order
-			l.mu.Lock()
-			n := len(l.queue)
-			l.mu.Unlock()
-			if n == i+1 {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitFor(t, func() bool { return l.queueLen() == i+1 }) // queue them in this order
+	}
+	for turn := range indexes {
+		l.mu.Lock()
+		c.t = l.slot // the next turn has come
+		l.mu.Unlock()
+		l.dispatch()
+		waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == turn+1 })
 	}
 	wg.Wait()
 	if fmt.Sprint(order) != "[1 3 5 7 9]" {
@@ -217,23 +219,33 @@ func TestPacerGoesLowestIndexFirst(t *testing.T) {
 
 // A canceled waiter leaves the queue and the others still go.
 func TestPacerCancel(t *testing.T) {
-	l := NewLimiter(128)
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	l := newTestLimiter(c)
 	l.mu.Lock()
 	l.rate = 100
-	l.slot = time.Now().Add(30 * time.Millisecond)
+	l.slot = c.t.Add(30 * time.Millisecond)
 	l.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- l.pace(ctx, 1) }()
-	for l.queueLen() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, func() bool { return l.queueLen() == 1 })
 	cancel()
 	if err := <-errc; err == nil {
 		t.Fatal("a canceled wait returned no error")
 	}
-	if err := l.pace(context.Background(), 2); err != nil {
-		t.Fatal(err)
+	go func() { errc <- l.pace(context.Background(), 2) }()
+	waitFor(t, func() bool { return l.queueLen() == 2 }) // the canceled waiter is still queued
+	l.mu.Lock()
+	c.t = l.slot
+	l.mu.Unlock()
+	l.dispatch()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter after a canceled one was not let go in 5 s")
 	}
 }
 

@@ -99,8 +99,10 @@ func TestCloseEndsReads(t *testing.T) {
 		_, err := v.ReadAt(make([]byte, 10), 0)
 		done <- err
 	}()
-	for !v.gets.busy(0) { // the Get is under way
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); !v.gets.busy(0); time.Sleep(time.Millisecond) { // the Get is under way
+		if time.Now().After(deadline) {
+			t.Fatal("the Get did not start in a minute")
+		}
 	}
 	if err := v.Close(); err != nil {
 		t.Fatal(err)
