@@ -16,6 +16,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/fsys"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -39,6 +40,7 @@ const (
 	exitQuota       = 11  // an AWS service quota is exhausted
 	exitBusy        = 12  // another ebsimager process holds the output (dirlock)
 	exitUnrecorded  = 13  // the evidence verified, but the step could not be recorded
+	exitFileSystem  = 14  // a file system that cannot be read: corrupt (named), encrypted or unsupported
 	exitInterrupted = 130 // Ctrl-C or SIGTERM; nothing half-written is left
 )
 
@@ -50,15 +52,19 @@ const exitCodesHelp = `EXIT STATUS
        directory keeps the rest and resumes, a direct image starts over
   4    verification failed: evidence or image does not match its record
   5    access denied by AWS (IAM policy, KMS key)
-  6    not found: no such snapshot, or the block is not allocated
+  6    not found: no such snapshot, the block is not allocated, or no such partition,
+       file, directory or stream in a file system
   7    invalid input: malformed snapshot id, block index beyond the volume, an import-4n6ir
-       folder the original tool cannot have written, or a request AWS rejects as invalid
+       folder the original tool cannot have written, a request AWS rejects as invalid, or
+       a path that names a directory where a file is needed (or the reverse)
   8    output conflict: evidence of another snapshot, or an existing file without --force
   9    local I/O error: disk full, output not writable
   10   wrong or missing passphrase or identity
   11   AWS service quota exhausted
   12   busy: another ebsimager process (named by PID) is writing the same output
   13   verified OK, but the verification could not be appended to the record
+  14   the file system cannot be read: a damaged structure (named), an encrypted volume
+       (LUKS, BitLocker), or a feature the reader does not support
   130  interrupted (Ctrl-C, SIGTERM); nothing half-written is left; the message
        says whether running again resumes or starts over`
 
@@ -127,8 +133,12 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInvalid
 	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey), errors.Is(err, codec.ErrNoSecret):
 		return exitWrongKey
-	case errors.Is(err, errNotAllocated):
+	case errors.Is(err, errNotAllocated), errors.Is(err, fsys.ErrNotFound):
 		return exitNotFound
+	case errors.Is(err, fsys.ErrNotDir), errors.Is(err, fsys.ErrIsDir):
+		return exitInvalid
+	case errors.Is(err, fsys.ErrCorrupt), errors.Is(err, fsys.ErrEncrypted), errors.Is(err, fsys.ErrUnsupported):
+		return exitFileSystem
 	case errors.As(err, &held):
 		return exitBusy
 	case errors.As(err, &unrecorded):

@@ -146,6 +146,9 @@ var (
 	// ErrUnsupported is for a structure the reader knows it cannot read
 	// (an encrypted ext4 directory, an XFS realtime file).
 	ErrUnsupported = errors.New("not supported")
+	// ErrEncrypted is for a partition that holds an encrypted volume
+	// (LUKS, BitLocker): it is identified and reported, never guessed at.
+	ErrEncrypted = errors.New("encrypted volume: its files cannot be read")
 )
 
 // Limits every reader keeps, so that hostile sizes cannot exhaust memory
