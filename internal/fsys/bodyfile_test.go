@@ -43,10 +43,10 @@ func (m *memFS) Readlink(id ID) (string, error) { return m.links[id], nil }
 
 type memFile struct{ *bytes.Reader }
 
-func (f memFile) Runs() []Run     { return nil }
-func (f memFile) Resident() bool  { return true }
-func (f memFile) Addr() string    { return "5-128-4" }
-func (f memFile) Size() int64     { return f.Reader.Size() }
+func (f memFile) Runs() []Run    { return nil }
+func (f memFile) Resident() bool { return true }
+func (f memFile) Addr() string   { return "5-128-4" }
+func (f memFile) Size() int64    { return f.Reader.Size() }
 
 var _ io.ReaderAt = memFile{}
 

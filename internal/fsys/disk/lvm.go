@@ -62,9 +62,9 @@ func lvmCorrupt(format string, args ...any) error {
 
 // pvLabel is what an LVM2 physical volume's label says.
 type pvLabel struct {
-	uuid string          // 32 characters, without the dashes LVM2 prints
-	mdas []lvmArea       // metadata areas, bytes from the PV's start
-	data []lvmArea       // data areas
+	uuid string    // 32 characters, without the dashes LVM2 prints
+	mdas []lvmArea // metadata areas, bytes from the PV's start
+	data []lvmArea // data areas
 }
 
 type lvmArea struct{ offset, size uint64 }
