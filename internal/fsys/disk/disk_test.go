@@ -84,7 +84,7 @@ func readAll(t *testing.T, r io.ReaderAt, size int64) []byte {
 
 type partWant struct {
 	name, kind, typ, enc string
-	offset, length     int64
+	offset, length       int64
 }
 
 func checkParts(t *testing.T, d *Disk, want []partWant) {
