@@ -83,9 +83,9 @@ func (p *Part) Readable() bool {
 	return ok && p.err == nil
 }
 
-// fileSystem reports whether the part holds a file system of a type the
+// HoldsFileSystem reports whether the part holds a file system of a type the
 // issue's readers cover, whether or not its reader is built in.
-func (p *Part) fileSystem() bool {
+func (p *Part) HoldsFileSystem() bool {
 	switch p.Type {
 	case inspect.TypeExt2, inspect.TypeExt3, inspect.TypeExt4, inspect.TypeXFS, inspect.TypeNTFS,
 		inspect.TypeFAT12, inspect.TypeFAT16, inspect.TypeFAT32, inspect.TypeExFAT:
@@ -371,7 +371,7 @@ var ErrAmbiguous = errors.New("the volume does not hold exactly one file system:
 func (d *Disk) Single() (*Part, error) {
 	var found []*Part
 	for _, p := range d.Parts {
-		if p.fileSystem() {
+		if p.HoldsFileSystem() {
 			found = append(found, p)
 		}
 	}
@@ -386,7 +386,7 @@ func (d *Disk) Single() (*Part, error) {
 func (d *Disk) FileSystems() []*Part {
 	var out []*Part
 	for _, p := range d.Parts {
-		if p.fileSystem() {
+		if p.HoldsFileSystem() {
 			out = append(out, p)
 		}
 	}
@@ -429,7 +429,7 @@ func (d *Disk) OpenPart(p *Part) (fsys.FS, error) {
 			}
 		case p.Type == inspect.TypeUnknown:
 			why = "its file system is not recognised"
-		case p.fileSystem():
+		case p.HoldsFileSystem():
 			why = "the " + p.Type + " reader is not built into this ebsimager"
 		}
 		return nil, fmt.Errorf("%s (%s): %s: %w", p.Display(), p.Type, why, fsys.ErrUnsupported)

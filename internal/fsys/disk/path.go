@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ebsimager/ebsimager/internal/fsys"
 )
 
 // Path is a file named on a disk, as the commands take it:
@@ -118,4 +120,28 @@ func ParsePart(s string) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// Resolve opens the file system of p's part and looks up p's path (see
+// fsys.Lookup: no symbolic link is followed). On NTFS, Stream names a
+// data stream; elsewhere a colon is part of the name, and the stream
+// returned is "".
+func (d *Disk) Resolve(p Path) (part *Part, f fsys.FS, id fsys.ID, stream string, err error) {
+	part, err = d.Part(p.Part)
+	if err != nil {
+		return nil, nil, 0, "", err
+	}
+	f, err = d.OpenPart(part)
+	if err != nil {
+		return nil, nil, 0, "", err
+	}
+	name := p.Whole()
+	if f.Type() == "ntfs" {
+		name, stream = p.Path, p.Stream
+	}
+	id, err = fsys.Lookup(f, name)
+	if err != nil {
+		return nil, nil, 0, "", fmt.Errorf("%s: %w", part.Display(), err)
+	}
+	return part, f, id, stream, nil
 }

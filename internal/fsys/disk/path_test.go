@@ -21,8 +21,8 @@ func TestParsePath(t *testing.T) {
 		{in: "3:/Users/a/file.txt:Zone.Identifier", want: Path{Part: "3", Path: "/Users/a/file.txt", Stream: "Zone.Identifier"}},
 		{in: "/file:stream", want: Path{Path: "/file", Stream: "stream"}},
 		{in: "3:/$Extend/$UsnJrnl:$J", want: Path{Part: "3", Path: "/$Extend/$UsnJrnl", Stream: "$J"}},
-		{in: "1:/a:b/c", want: Path{Part: "1", Path: "/a:b/c"}},     // a colon in a directory name is a name
-		{in: "1:/a:", want: Path{Part: "1", Path: "/a:"}},           // a trailing colon stays in the name
+		{in: "1:/a:b/c", want: Path{Part: "1", Path: "/a:b/c"}}, // a colon in a directory name is a name
+		{in: "1:/a:", want: Path{Part: "1", Path: "/a:"}},       // a trailing colon stays in the name
 		{in: "1:/a:b:c", want: Path{Part: "1", Path: "/a:b", Stream: "c"}},
 		{in: "", err: true},
 		{in: "1", err: true},
