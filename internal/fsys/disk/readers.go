@@ -4,15 +4,26 @@ import (
 	"io"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
-	"github.com/ebsimager/ebsimager/internal/inspect"
 )
 
 // opener opens a file system on the bytes of a part.
 type opener func(r io.ReaderAt, size int64) (fsys.FS, error)
 
 // readers maps the file-system types inspect identifies to their
-// readers. A type without one opens as fsys.ErrUnsupported.
+// readers. A type without one opens as fsys.ErrUnsupported, saying the
+// reader is not built in.
 var readers = map[string]opener{}
 
-// Avoid an unused import while no reader is built in.
-var _ = inspect.TypeExt4
+// adapt turns a reader package's Open, which returns its own *FS, into an
+// opener (a nil *FS must not become a non-nil fsys.FS).
+func adapt[T fsys.FS](open func(io.ReaderAt, int64) (T, error)) opener {
+	return func(r io.ReaderAt, size int64) (fsys.FS, error) {
+		f, err := open(r, size)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+}
+
+var _ = adapt[fsys.FS] // used as the readers land
