@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/fsys/disk/disktest"
@@ -79,8 +83,29 @@ func buildFSDisk(t *testing.T) *fsDisk {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	d.sum = sha256File(t, d.path)
+	d.sum = d.fingerprint(t)
 	return d
+}
+
+// fingerprint hashes the part of the disk that holds data (the first
+// 64 MiB: the rest is a hole) with its size and modification time, to
+// show that nothing wrote to it.
+func (d *fsDisk) fingerprint(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 64*disktest.MiB)); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x %d %v", h.Sum(nil), fi.Size(), fi.ModTime())
 }
 
 // fls lists partition n with Sleuth Kit: "type inode\tpath" per entry.
@@ -108,6 +133,8 @@ func (d *fsDisk) inode(t *testing.T, n int, path string) string {
 // as an E01: the four kinds of SOURCE, the snapshot last.
 func fsSources(t *testing.T, d *fsDisk) (c *cli, sources []string) {
 	t.Helper()
+	start := time.Now()
+	defer func() { t.Logf("sources made in %v", time.Since(start)) }()
 	srv, endpoint := startEmulator(t, emulator.Options{})
 	if err := srv.AddRawImage(snapFS, d.path, emulator.RawOptions{}); err != nil {
 		t.Fatal(err)
@@ -116,6 +143,7 @@ func fsSources(t *testing.T, d *fsDisk) (c *cli, sources []string) {
 	dir := t.TempDir()
 	ev := filepath.Join(dir, "ev")
 	c.ok("acquire", snapFS, "--out", ev, "--quiet")
+	t.Logf("acquired in %v", time.Since(start))
 	e01 := filepath.Join(dir, "e01")
 	c.ok("export", ev, "--out", e01, "--format", "e01", "--quiet")
 	return c, []string{d.path, ev, e01 + ".E01", snapFS}
@@ -128,7 +156,9 @@ func fsSources(t *testing.T, d *fsDisk) (c *cli, sources []string) {
 // written.
 func TestFSCommands(t *testing.T) {
 	icat := testenv.RequireTool(t, "icat")[0]
+	start := time.Now()
 	d := buildFSDisk(t)
+	t.Logf("disk built in %v", time.Since(start))
 	c, sources := fsSources(t, d)
 
 	// What Sleuth Kit says of partition 1.
@@ -148,25 +178,38 @@ func TestFSCommands(t *testing.T) {
 		}
 	}
 	slices.Sort(wantNames)
-	icatOf := func(path string) []byte {
-		out, err := exec.Command(icat, "-o", off1, d.path, d.inode(t, 1, path)).Output()
-		if err != nil {
-			t.Fatalf("icat %s: %v", path, err)
+	icat1 := map[string][]byte{} // icat's bytes of every regular file
+	inode1 := map[string]string{}
+	for name, content := range d.files {
+		inode1[name] = d.inode(t, 1, name)
+		if strings.HasPrefix(content, "->") || strings.HasPrefix(name, "broken/") {
+			continue
 		}
-		return out
+		out, err := exec.Command(icat, "-o", off1, d.path, inode1[name]).Output()
+		if err != nil {
+			t.Fatalf("icat %s: %v", name, err)
+		}
+		icat1[name] = out
 	}
 
-	for _, src := range sources {
+	t.Logf("Sleuth Kit read in %v", time.Since(start))
+	for i, src := range sources {
 		live := src == snapFS
+		// Every check on the raw disk and the snapshot; on the evidence
+		// directory and the E01, which read through the same volume
+		// layer, the cross-checks and a few errors (the test binary is
+		// slow to start: ~0.5 s a run).
+		full := i == 0 || live
 		t.Run(filepath.Base(src), func(t *testing.T) {
 			c := &cli{t: t, endpoint: c.endpoint}
 			// cat gives icat's bytes, for every regular file.
-			for name, content := range d.files {
-				if strings.HasPrefix(content, "->") || strings.HasPrefix(name, "broken/") {
+			for name, want := range icat1 {
+				if !full && name != "var/log/auth.log" && name != "dir with space/file:colon.txt" {
 					continue
 				}
+				content := d.files[name]
 				r := c.ok("cat", src, "1:/"+name)
-				if want := icatOf(name); r.stdout != string(want) || r.stdout != content {
+				if r.stdout != string(want) || r.stdout != content {
 					t.Errorf("cat %s 1:/%s: %d bytes, icat gives %d, the file had %d", src, name, len(r.stdout), len(want), len(content))
 				}
 				if live && !regexp.MustCompile(`read `+snapFS+` live: 1 List and \d+ Get calls \(\d+ blocks fetched, \d+ bytes, \d+ cache hits\), about \$[0-9.]+\n`).MatchString(r.stderr) {
@@ -212,19 +255,21 @@ func TestFSCommands(t *testing.T) {
 				t.Fatalf("ls --json: %+v", l)
 			}
 			for _, e := range l.Entries {
-				if e.Addr != d.inode(t, 1, "etc/"+e.Name) || e.Size != int64(len(d.files["etc/"+e.Name])) || e.Mtime.IsZero() || e.Mode != "r/rrw-r--r--" {
+				if e.Addr != inode1["etc/"+e.Name] || e.Size != int64(len(d.files["etc/"+e.Name])) || e.Mtime.IsZero() || e.Mode != "r/rrw-r--r--" {
 					t.Errorf("ls --json entry %+v", e)
 				}
 			}
-			long := c.ok("ls", src, "1:/etc/hostname", "-l").stdout
-			if !regexp.MustCompile(`(?m)^r/rrw-r--r-- +0 +0 +14 +20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ .* ` + d.inode(t, 1, "etc/hostname") + ` +hostname$`).MatchString(long) {
-				t.Errorf("ls -l of a file:\n%s", long)
-			}
-
 			// Bad input.
-			c.fails(exitNotFound, "partition 1: /etc/nope: no such file or directory", "cat", src, "1:/etc/nope")
 			c.fails(exitNotFound, `no part "9" on this volume (it holds partition 1 (ext4), partition 2 (luks1, encrypted)`, "ls", src, "9:/")
 			c.fails(exitFileSystem, "partition 2 is encrypted with LUKS1", "ls", src, "2:/")
+			if !full {
+				return
+			}
+			long := c.ok("ls", src, "1:/etc/hostname", "-l").stdout
+			if !regexp.MustCompile(`(?m)^r/rrw-r--r-- +0 +0 +14 +20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ .* ` + inode1["etc/hostname"] + ` +hostname$`).MatchString(long) {
+				t.Errorf("ls -l of a file:\n%s", long)
+			}
+			c.fails(exitNotFound, "partition 1: /etc/nope: no such file or directory", "cat", src, "1:/etc/nope")
 			c.fails(exitFileSystem, "partition 3 is encrypted with BitLocker", "cat", src, "3:/x")
 			c.fails(exitFileSystem, "/broken", "ls", src, "4:/broken")
 			c.fails(exitInvalid, "is a directory", "cat", src, "1:/etc")
@@ -268,7 +313,7 @@ func TestFSCommands(t *testing.T) {
 		t.Fatalf("timeline --out:\n%s", strings.Join(got, "\n"))
 	}
 
-	if got := sha256File(t, d.path); got != d.sum {
+	if got := d.fingerprint(t); got != d.sum {
 		t.Fatal("the raw disk was written to")
 	}
 }
