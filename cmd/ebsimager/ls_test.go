@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -323,4 +323,3 @@ func sorted(s []string) []string {
 	slices.Sort(s)
 	return s
 }
-
