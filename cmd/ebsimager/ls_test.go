@@ -26,13 +26,21 @@ const snapFS = "snap-0f5000000000000f5"
 
 // fsDisk is a GPT test disk for ls, cat and timeline: partition 1 ext4
 // with a tree of files, 2 LUKS1, 3 BitLocker, 4 ext4 with a damaged
-// directory. The image is 1 GiB (sparse), as the emulated snapshot's
+// directory, 5 XFS (mkfs.xfs -p). The image is 1 GiB (sparse), as the emulated snapshot's
 // volume is, so that every source holds the same volume.
 type fsDisk struct {
 	path    string
 	offsets []int64
 	sum     string // the image's SHA-256, to check that nothing writes to it
 	files   map[string]string
+}
+
+var xfsFiles = map[string]string{
+	"etc/hostname":          "xfs-host\n",
+	"var/log/messages":      strings.Repeat("Dec  5 12:00:00 host kernel: XFS (nvme0n1p1): Mounting V5 Filesystem\n", 2000),
+	"home/u/.bash_history":  "sudo -i\n",
+	"link":                  "->etc/hostname",
+	"var/empty/placeholder": "",
 }
 
 var fsFiles = map[string]string{
@@ -58,12 +66,15 @@ func buildFSDisk(t *testing.T) *fsDisk {
 	disktest.LUKS1(t, luks, 4*disktest.MiB)
 	bl := filepath.Join(dir, "bitlocker.img")
 	disktest.BitLocker(t, bl, 2*disktest.MiB)
+	xfs := filepath.Join(dir, "xfs.img")
+	disktest.XFS(t, xfs, 300*disktest.MiB, xfsFiles)
 	d := &fsDisk{path: filepath.Join(dir, "disk.raw"), files: fsFiles}
 	d.offsets = disktest.Disk(t, d.path, "gpt", 1<<30, []disktest.Partition{
 		{Size: 16 * disktest.MiB, Type: disktest.TypeLinux, Image: ext},
 		{Size: 4 * disktest.MiB, Type: disktest.TypeLinux, Image: luks},
 		{Size: 2 * disktest.MiB, Type: disktest.TypeBasic, Image: bl},
 		{Size: 16 * disktest.MiB, Type: disktest.TypeLinux, Image: ext},
+		{Size: 300 * disktest.MiB, Type: disktest.TypeLinux, Image: xfs},
 	})
 	// Damage partition 4's /broken: its directory block becomes garbage.
 	ino := d.inode(t, 4, "broken")
@@ -88,7 +99,7 @@ func buildFSDisk(t *testing.T) *fsDisk {
 }
 
 // fingerprint hashes the part of the disk that holds data (the first
-// 64 MiB: the rest is a hole) with its size and modification time, to
+// 400 MiB: the rest is a hole) with its size and modification time, to
 // show that nothing wrote to it.
 func (d *fsDisk) fingerprint(t *testing.T) string {
 	t.Helper()
@@ -102,7 +113,7 @@ func (d *fsDisk) fingerprint(t *testing.T) string {
 		t.Fatal(err)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 64*disktest.MiB)); err != nil {
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 400*disktest.MiB)); err != nil {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%x %d %v", h.Sum(nil), fi.Size(), fi.ModTime())
@@ -259,6 +270,32 @@ func TestFSCommands(t *testing.T) {
 					t.Errorf("ls --json entry %+v", e)
 				}
 			}
+			// XFS, which Sleuth Kit 4.11 does not read: cat gives the
+			// bytes put in; timeline and ls name every file put in.
+			r = c.ok("cat", src, "5:/var/log/messages")
+			if r.stdout != xfsFiles["var/log/messages"] {
+				t.Errorf("cat %s 5:/var/log/messages: %d bytes", src, len(r.stdout))
+			}
+			body := c.ok("timeline", src, "5").stdout
+			for name, content := range xfsFiles {
+				m := regexp.MustCompile(`(?m)^0\|/` + regexp.QuoteMeta(name) + `\|\d+\|r/rrw-r--r--\|0\|0\|` + strconv.Itoa(len(content)) + `\|\d+\|[1-9]\d*\|[1-9]\d*\|[1-9]\d*$`)
+				if strings.HasPrefix(content, "->") {
+					m = regexp.MustCompile(`(?m)^0\|/` + name + " -> " + content[2:] + `\|\d+\|l/lrwxrwxrwx\|0\|0\|` + strconv.Itoa(len(content)-2) + `\|`)
+				}
+				if !m.MatchString(body) {
+					t.Errorf("timeline %s 5 has no line for %s:\n%s", src, name, body)
+				}
+			}
+			var xfsNames []string
+			for _, line := range strings.Split(strings.TrimSpace(c.ok("ls", src, "5:/", "-r").stdout), "\n") {
+				line, _, _ = strings.Cut(line, " -> ")
+				xfsNames = append(xfsNames, line)
+			}
+			if want := []string{"/etc/", "/etc/hostname", "/home/", "/home/u/", "/home/u/.bash_history", "/link", "/var/", "/var/empty/",
+				"/var/empty/placeholder", "/var/log/", "/var/log/messages"}; !slices.Equal(sorted(xfsNames), want) {
+				t.Errorf("ls -r %s 5:/: %q", src, xfsNames)
+			}
+
 			// Bad input.
 			c.fails(exitNotFound, `no part "9" on this volume (it holds partition 1 (ext4), partition 2 (luks1, encrypted)`, "ls", src, "9:/")
 			c.fails(exitFileSystem, "partition 2 is encrypted with LUKS1", "ls", src, "2:/")
