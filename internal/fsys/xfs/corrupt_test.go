@@ -158,6 +158,16 @@ func TestCorrupt(t *testing.T) {
 		{"file size beyond 2^63", func(o *overlay) {
 			editInode(o, "/hello.txt", func(b []byte) { be.PutUint64(b[56:], 1<<63) })
 		}, statOp("/hello.txt", got), fsys.ErrCorrupt, "size"},
+		{"realtime file", func(o *overlay) {
+			editInode(o, "/hello.txt", func(b []byte) { be.PutUint16(b[90:], be.Uint16(b[90:])|diflagRealtime) })
+		}, openOp("/hello.txt", got), fsys.ErrUnsupported, "realtime file"},
+		{"free inode", func(o *overlay) {
+			editInode(o, "/hello.txt", func(b []byte) { be.PutUint16(b[2:], 0) })
+		}, statOp("/hello.txt", got), fsys.ErrNotFound, "free inode"},
+		{"inode number outside the AGs", func(o *overlay) {}, func(f *FS) error {
+			_, err := f.Stat(fsys.ID(f.sb.agCount << (f.sb.agBlkLog + f.sb.inoPBLog)))
+			return err
+		}, fsys.ErrCorrupt, "outside the file system"},
 		{"huge extent count", func(o *overlay) {
 			editInode(o, "/hello.txt", func(b []byte) { be.PutUint32(b[76:], 1<<30) })
 		}, openOp("/hello.txt", got), fsys.ErrCorrupt, "extents do not fit"},
