@@ -212,7 +212,7 @@ func (f *FS) dirBlockEntries(ino, db uint64, buf []byte, pos int64, ents []fsys.
 	default:
 		return nil, fmt.Errorf("bad magic %#x: %w", m, fsys.ErrCorrupt)
 	}
-	if !crcOK(buf, dirCRCOff) {
+	if !f.crcOK(buf, dirCRCOff) {
 		return nil, fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
 	}
 	if got := be.Uint64(buf[8:]); got != uint64(pos)/512 {
