@@ -264,3 +264,20 @@ func readlinkOp(p string, got map[string]fsys.DirEntry) func(*FS) error {
 		return err
 	}
 }
+
+// TestDirBlockTail: a data block whose unused region stops 8 bytes short
+// of the end leaves room for no entry; reading the name length there
+// would run past the block.
+func TestDirBlockTail(t *testing.T) {
+	f := &FS{noCRC: true}
+	buf := make([]byte, 4096)
+	be := binary.BigEndian
+	be.PutUint32(buf, dirDataMagic)
+	be.PutUint16(buf[dirHdrSize:], dirFreeTag)
+	be.PutUint16(buf[dirHdrSize+2:], 4096-dirHdrSize-8)
+	be.PutUint16(buf[4096-8-2:], dirHdrSize)
+	_, err := f.dirBlockEntries(0, 1, buf, 0, nil)
+	if !errors.Is(err, fsys.ErrCorrupt) || !strings.Contains(err.Error(), "8 stray bytes at offset 4088") {
+		t.Fatalf("error %v, want 8 stray bytes", err)
+	}
+}

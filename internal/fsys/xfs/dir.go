@@ -240,6 +240,9 @@ func (f *FS) dirBlockEntries(ino, db uint64, buf []byte, pos int64, ents []fsys.
 			p += l
 			continue
 		}
+		if end-p < 16 { // the smallest entry: a one-byte name
+			return nil, fmt.Errorf("%d stray bytes at offset %d: %w", end-p, p, fsys.ErrCorrupt)
+		}
 		nl := int(buf[p+8])
 		size := (8 + 1 + nl + ftLen + 2 + 7) &^ 7
 		if nl == 0 || size > end-p {
