@@ -190,6 +190,9 @@ func TestCorrupt(t *testing.T) {
 		{"huge short-form directory size", func(o *overlay) {
 			editInode(o, "/small", func(b []byte) { be.PutUint64(b[56:], 60000) })
 		}, readDirOp("/small", got), fsys.ErrCorrupt, "short-form directory: size 60000"},
+		{"huge directory size", func(o *overlay) {
+			editInode(o, "/d100", func(b []byte) { be.PutUint64(b[56:], 1<<40) })
+		}, readDirOp("/d100", got), fsys.ErrCorrupt, "directory of 1099511627776 bytes"},
 		{"short-form directory cycle", func(o *overlay) {
 			// /small/sub's entry points back at the root directory.
 			editInode(o, "/small", func(b []byte) {

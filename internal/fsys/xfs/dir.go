@@ -61,6 +61,10 @@ func (f *FS) ReadDir(id fsys.ID) ([]fsys.DirEntry, error) {
 		}
 		return ents, nil
 	}
+	if in.size > dirLeafOffset {
+		// A directory's size is that of its data space, below the leaves.
+		return nil, fmt.Errorf("xfs: inode %d: directory of %d bytes, beyond the %d of its data space: %w", id, in.size, int64(dirLeafOffset), fsys.ErrCorrupt)
+	}
 	b := newBudget()
 	exts, err := f.extents(in, b)
 	if err != nil {
