@@ -19,16 +19,16 @@ func lznt1(dst, src []byte) error {
 		}
 		size := int(h&0x0FFF) + 1 // the chunk's bytes after its header
 		if i+2+size > len(src) {
-			return corruptf("lznt1: chunk of %d bytes at byte %d overruns the %d compressed bytes", size, i, len(src))
+			return bad("lznt1: chunk of %d bytes at byte %d overruns the %d compressed bytes", size, i, len(src))
 		}
 		if out >= len(dst) {
-			return corruptf("lznt1: chunk at byte %d is past the %d-byte unit", i, len(dst))
+			return bad("lznt1: chunk at byte %d is past the %d-byte unit", i, len(dst))
 		}
 		chunk, end := src[i+2:i+2+size], min(out+lznt1Chunk, len(dst))
 		if h&0x8000 == 0 {
 			copy(dst[out:end], chunk) // stored as is
 		} else if err := lznt1Decode(dst[out:end], chunk); err != nil {
-			return corruptf("lznt1: chunk at byte %d: %v", i, err)
+			return bad("lznt1: chunk at byte %d: %v", i, err)
 		}
 		out += lznt1Chunk
 		i += 2 + size

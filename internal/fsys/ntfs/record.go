@@ -81,8 +81,15 @@ type record struct {
 	attrs []attr
 }
 
+// corruptf makes an error about a damaged structure, wrapping
+// fsys.ErrCorrupt; bad does the same for the inner parts of one, which
+// their callers prefix.
 func corruptf(format string, args ...any) error {
-	return fmt.Errorf("ntfs: "+format+": %w", append(args, fsys.ErrCorrupt)...)
+	return bad("ntfs: "+format, args...)
+}
+
+func bad(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, fsys.ErrCorrupt)...)
 }
 
 // fixup checks the update sequence of a multi-sector structure (an MFT
@@ -108,8 +115,8 @@ func fixup(b []byte, what string) error {
 // LCNs of its run lists. It modifies b.
 func parseRecord(b []byte, num uint64, clusters int64) (*record, error) {
 	what := fmt.Sprintf("MFT record %d", num)
-	if string(b[:4]) != "FILE" {
-		return nil, corruptf("%s: signature %q, not FILE", what, b[:4])
+	if len(b) < fixupStride || string(b[:4]) != "FILE" {
+		return nil, corruptf("%s: signature %q, not FILE", what, b[:min(4, len(b))])
 	}
 	if err := fixup(b, what); err != nil {
 		return nil, err
@@ -133,7 +140,7 @@ func parseRecord(b []byte, num uint64, clusters int64) (*record, error) {
 		}
 		a, alen, err := parseAttr(b[off:used], clusters)
 		if err != nil {
-			return nil, fmt.Errorf("%s: attribute at byte %d: %w", what, off, err)
+			return nil, fmt.Errorf("ntfs: %s: attribute at byte %d: %w", what, off, err)
 		}
 		rec.attrs = append(rec.attrs, a)
 		off += alen
@@ -147,12 +154,12 @@ func parseAttr(b []byte, clusters int64) (attr, int, error) {
 	a := attr{typ: ondisk.U32(b, 0)}
 	alen := int(ondisk.U32(b, 4))
 	if len(b) < 16 || alen < attrResidentLen || alen%8 != 0 || alen > len(b) {
-		return a, 0, corruptf("type 0x%x: length %d of %d bytes left", a.typ, alen, len(b))
+		return a, 0, bad("type 0x%x: length %d of %d bytes left", a.typ, alen, len(b))
 	}
 	b = b[:alen]
 	nameLen, nameOff := int(b[9]), int(ondisk.U16(b, 0x0A))
 	if nameOff+2*nameLen > alen {
-		return a, 0, corruptf("type 0x%x: name at %d overruns the attribute", a.typ, nameOff)
+		return a, 0, bad("type 0x%x: name at %d overruns the attribute", a.typ, nameOff)
 	}
 	a.name = utf16String(b[nameOff : nameOff+2*nameLen])
 	a.flags, a.id = ondisk.U16(b, 0x0C), ondisk.U16(b, 0x0E)
@@ -160,26 +167,26 @@ func parseAttr(b []byte, clusters int64) (attr, int, error) {
 		a.resident = true
 		vlen, voff := int(ondisk.U32(b, 0x10)), int(ondisk.U16(b, 0x14))
 		if voff > alen || vlen > alen-voff {
-			return a, 0, corruptf("type 0x%x: resident value of %d bytes at %d overruns %d", a.typ, vlen, voff, alen)
+			return a, 0, bad("type 0x%x: resident value of %d bytes at %d overruns %d", a.typ, vlen, voff, alen)
 		}
 		a.value = b[voff : voff+vlen]
 		return a, alen, nil
 	}
 	if alen < attrNonResLen {
-		return a, 0, corruptf("type 0x%x: non-resident header of %d bytes", a.typ, alen)
+		return a, 0, bad("type 0x%x: non-resident header of %d bytes", a.typ, alen)
 	}
 	a.startVCN, a.lastVCN = int64(ondisk.U64(b, 0x10)), int64(ondisk.U64(b, 0x18))
 	runOff, cu := int(ondisk.U16(b, 0x20)), int(ondisk.U16(b, 0x22))
 	a.allocSize, a.dataSize, a.initSize = int64(ondisk.U64(b, 0x28)), int64(ondisk.U64(b, 0x30)), int64(ondisk.U64(b, 0x38))
 	switch {
 	case a.startVCN < 0 || a.startVCN > maxVCN || a.lastVCN < a.startVCN-1 || a.lastVCN >= maxVCN:
-		return a, 0, corruptf("type 0x%x: VCNs %d-%d", a.typ, a.startVCN, a.lastVCN)
+		return a, 0, bad("type 0x%x: VCNs %d-%d", a.typ, a.startVCN, a.lastVCN)
 	case runOff < attrNonResLen || runOff > alen:
-		return a, 0, corruptf("type 0x%x: run list at %d of %d bytes", a.typ, runOff, alen)
+		return a, 0, bad("type 0x%x: run list at %d of %d bytes", a.typ, runOff, alen)
 	case cu > 16: // 2^16 clusters: far beyond the 16 clusters NTFS uses
-		return a, 0, corruptf("type 0x%x: compression unit of 2^%d clusters", a.typ, cu)
+		return a, 0, bad("type 0x%x: compression unit of 2^%d clusters", a.typ, cu)
 	case a.allocSize < 0 || a.dataSize < 0 || a.initSize < 0:
-		return a, 0, corruptf("type 0x%x: negative sizes %d/%d/%d", a.typ, a.allocSize, a.dataSize, a.initSize)
+		return a, 0, bad("type 0x%x: negative sizes %d/%d/%d", a.typ, a.allocSize, a.dataSize, a.initSize)
 	}
 	a.compUnit = cu
 	runs, err := decodeRuns(b[runOff:], a.startVCN, a.lastVCN, clusters)
@@ -204,14 +211,14 @@ func decodeRuns(b []byte, start, last, clusters int64) ([]run, error) {
 	for i := 0; i < len(b) && b[i] != 0; {
 		ln, on := int(b[i]&0xF), int(b[i]>>4)
 		if ln == 0 || ln > 8 || on > 8 || i+1+ln+on > len(b) {
-			return nil, corruptf("run list: malformed run header 0x%02x at byte %d", b[i], i)
+			return nil, bad("run list: malformed run header 0x%02x at byte %d", b[i], i)
 		}
 		var n uint64
 		for k := ln - 1; k >= 0; k-- {
 			n = n<<8 | uint64(b[i+1+k])
 		}
 		if n == 0 || n > uint64(last-vcn+1) {
-			return nil, corruptf("run list: run of %d clusters at VCN %d overruns the last VCN %d", n, vcn, last)
+			return nil, bad("run list: run of %d clusters at VCN %d overruns the last VCN %d", n, vcn, last)
 		}
 		r := run{vcn: vcn, lcn: -1, n: int64(n)}
 		if on > 0 {
@@ -221,11 +228,11 @@ func decodeRuns(b []byte, start, last, clusters int64) ([]run, error) {
 			}
 			delta = delta << (64 - 8*on) >> (64 - 8*on) // sign-extend
 			if delta > clusters || delta < -clusters {
-				return nil, corruptf("run list: LCN delta %d on a volume of %d clusters", delta, clusters)
+				return nil, bad("run list: LCN delta %d past the volume's %d clusters", delta, clusters)
 			}
 			lcn += delta
 			if lcn < 0 || lcn > clusters-r.n {
-				return nil, corruptf("run list: clusters %d-%d past the volume's %d clusters", lcn, lcn+r.n-1, clusters)
+				return nil, bad("run list: clusters %d-%d past the volume's %d clusters", lcn, lcn+r.n-1, clusters)
 			}
 			r.lcn = lcn
 		}
@@ -234,7 +241,7 @@ func decodeRuns(b []byte, start, last, clusters int64) ([]run, error) {
 		i += 1 + ln + on
 	}
 	if vcn != last+1 {
-		return nil, corruptf("run list: covers VCNs %d-%d, the header says %d-%d", start, vcn-1, start, last)
+		return nil, bad("run list: covers VCNs %d-%d, the header says %d-%d", start, vcn-1, start, last)
 	}
 	return out, nil
 }

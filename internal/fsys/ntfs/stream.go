@@ -15,6 +15,10 @@ import (
 // keeps every offset sum below overflow.
 const maxSize = 1 << 62
 
+// maxUnit bounds a compression unit's bytes: NTFS compresses 16 clusters
+// of at most 4 KiB.
+const maxUnit = 1 << 20
+
 // stream is an attribute's bytes: a resident value, or clusters found
 // through the run lists of one or more attribute pieces (split over
 // extension records by VCN). It implements fsys.File.
@@ -76,6 +80,9 @@ func newStream(fs *FS, what string, pieces []attr, partial bool) (*stream, error
 			return nil, corruptf("%s: compressed with no compression unit", what)
 		}
 		s.unit = 1 << first.compUnit
+		if s.unit*fs.cluster > maxUnit {
+			return nil, corruptf("%s: compression unit of %d clusters of %d bytes", what, s.unit, fs.cluster)
+		}
 	}
 	if first.dataSize > maxSize || first.allocSize > maxSize || s.vcns > maxSize/cl {
 		return nil, corruptf("%s: size %d, allocation %d", what, first.dataSize, first.allocSize)
@@ -253,7 +260,7 @@ func (s *stream) loadUnit(u int64) error {
 			return err
 		}
 		if err := lznt1(buf, src); err != nil {
-			return fmt.Errorf("%s: compression unit %d: %w", s.what, u, err)
+			return fmt.Errorf("ntfs: %s: compression unit %d: %w", s.what, u, err)
 		}
 	}
 	s.cachedU = u
