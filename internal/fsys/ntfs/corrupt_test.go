@@ -236,7 +236,7 @@ func everything(fs *FS) error {
 // smallImage is a small volume with a compressed file, a directory of
 // 200 entries (an index allocation) and a file whose streams need an
 // attribute list.
-func smallImage(t *testing.T) *image {
+func smallImage(t testing.TB) *image {
 	im := &image{path: mkntfs(t, 16, 4096), cluster: 4096, files: map[string][]byte{}}
 	mount(t, im.path, func(mnt string) {
 		write := func(name string, data []byte) {

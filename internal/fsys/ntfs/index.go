@@ -40,17 +40,27 @@ func (fs *FS) ReadDir(id fsys.ID) ([]fsys.DirEntry, error) {
 	if f.typ() != fsys.TypeDir {
 		return nil, fmt.Errorf("ntfs: MFT record %d: %w", id, fsys.ErrNotDir)
 	}
-	w := &indexWalk{fs: fs, what: fmt.Sprintf("MFT record %d $I30", id), seen: map[int64]bool{}}
 	root, ok := findAttr(f.attrs, attrIndexRoot, "$I30")
-	if !ok || !root.resident || len(root.value) < irHeader+16 {
-		return nil, corruptf("%s: no resident $INDEX_ROOT", w.what)
+	if !ok {
+		return nil, corruptf("MFT record %d: a directory without a $I30 $INDEX_ROOT", id)
+	}
+	return fs.readIndex(fmt.Sprintf("MFT record %d $I30", id), root, dataPieces(f.attrs, attrIndexAlloc, "$I30"))
+}
+
+// readIndex walks an index from its $INDEX_ROOT through the index
+// records of its $INDEX_ALLOCATION pieces.
+func (fs *FS) readIndex(what string, root attr, alloc []attr) ([]fsys.DirEntry, error) {
+	w := &indexWalk{fs: fs, what: what, seen: map[int64]bool{}}
+	if !root.resident || len(root.value) < irHeader+16 {
+		return nil, corruptf("%s: $INDEX_ROOT is not resident or holds %d bytes", w.what, len(root.value))
 	}
 	w.block = int64(ondisk.U32(root.value, irBlockSize))
-	if pieces := dataPieces(f.attrs, attrIndexAlloc, "$I30"); len(pieces) > 0 {
+	if len(alloc) > 0 {
 		if w.block < fixupStride || w.block > maxRecordSize || w.block&(w.block-1) != 0 {
 			return nil, corruptf("%s: index record size %d", w.what, w.block)
 		}
-		if w.alloc, err = newStream(fs, w.what+" $INDEX_ALLOCATION", pieces, false); err != nil {
+		var err error
+		if w.alloc, err = newStream(fs, w.what+" $INDEX_ALLOCATION", alloc, false); err != nil {
 			return nil, err
 		}
 		w.vcnSize = fixupStride // VCNs count 512-byte blocks when index records are smaller than clusters
