@@ -60,7 +60,7 @@ func (fs *FS) load(id fsys.ID) (*file, error) {
 	if rec.flags&recFlagInUse == 0 {
 		return nil, fmt.Errorf("ntfs: MFT record %d: %w: %w", id, errNotInUse, fsys.ErrNotFound)
 	}
-	if rec.base != 0 {
+	if rec.ext {
 		return nil, fmt.Errorf("ntfs: MFT record %d: an extension record of record %d: %w", id, rec.base, fsys.ErrNotFound)
 	}
 	f := &file{rec: rec}
@@ -90,7 +90,7 @@ func (fs *FS) load(id fsys.ID) (*file, error) {
 			if ext, err = fs.readRecord(e.ref); err != nil {
 				return nil, fmt.Errorf("%s: attribute list: %w", what, notFoundIsCorrupt(err))
 			}
-			if ext.flags&recFlagInUse == 0 || ext.base != uint64(id) {
+			if ext.flags&recFlagInUse == 0 || !ext.ext || ext.base != uint64(id) {
 				return nil, corruptf("%s: attribute list names record %d, whose base is %d (in use: %t)", what, e.ref, ext.base, ext.flags&recFlagInUse != 0)
 			}
 			exts[e.ref] = ext

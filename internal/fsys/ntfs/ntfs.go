@@ -148,7 +148,7 @@ func (fs *FS) findMFT(lcn uint64) error {
 			if err != nil {
 				return fmt.Errorf("ntfs: $MFT's extension record: %w", err)
 			}
-			if ext.base != recordMFT {
+			if !ext.ext || ext.base != recordMFT {
 				return corruptf("MFT record %d: named by $MFT's attribute list but its base is record %d", e.ref, ext.base)
 			}
 			pieces = append(pieces, dataPieces(ext.attrs, attrData, "")...)

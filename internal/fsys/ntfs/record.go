@@ -77,7 +77,8 @@ type record struct {
 	seq   uint16
 	links uint16
 	flags uint16
-	base  uint64 // the base record's number; 0 in a base record
+	base  uint64 // the base record's number, in an extension record
+	ext   bool   // an extension record: its base reference is set
 	attrs []attr
 }
 
@@ -127,6 +128,7 @@ func parseRecord(b []byte, num uint64, clusters int64) (*record, error) {
 		links: ondisk.U16(b, recLinks),
 		flags: ondisk.U16(b, recFlags),
 		base:  ondisk.U64(b, recBaseRef) & refMask,
+		ext:   ondisk.U64(b, recBaseRef) != 0, // the $MFT's extension records name record 0, sequence 1
 	}
 	used := int(ondisk.U32(b, recBytesInUse))
 	off := int(ondisk.U16(b, recFirstAttr))
