@@ -237,4 +237,3 @@ func snapshot(t *testing.T, fs *FS) map[string]string {
 	}
 	return out
 }
-
