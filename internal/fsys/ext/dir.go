@@ -88,8 +88,10 @@ func (f *FS) ReadDir(id fsys.ID) ([]fsys.DirEntry, error) {
 		}
 		return d.out, nil
 	}
-	if in.size > maxDirSize {
-		return nil, f.corrupt("directory inode %d: size %d", in.ino, in.size)
+	if in.size > maxDirSize || in.size > uint64(f.size) {
+		// No directory holds more blocks than its volume (and the
+		// extents could name the same blocks over and over).
+		return nil, f.corrupt("directory inode %d: size %d on a volume of %d bytes", in.ino, in.size, f.size)
 	}
 	ext, err := f.extents(in, in.size)
 	if err != nil {

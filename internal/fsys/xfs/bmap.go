@@ -174,7 +174,7 @@ func (f *FS) checkBtreeBlock(buf []byte, pos int64, owner uint64) error {
 	if m := be.Uint32(buf); m != bmbtMagic {
 		return fmt.Errorf("bad magic %#x: %w", m, fsys.ErrCorrupt)
 	}
-	if !crcOK(buf, bmbtCRCOff) {
+	if !f.crcOK(buf, bmbtCRCOff) {
 		return fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
 	}
 	if !bytes.Equal(buf[40:56], f.sb.uuid[:]) {

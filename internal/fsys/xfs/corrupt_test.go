@@ -158,6 +158,16 @@ func TestCorrupt(t *testing.T) {
 		{"file size beyond 2^63", func(o *overlay) {
 			editInode(o, "/hello.txt", func(b []byte) { be.PutUint64(b[56:], 1<<63) })
 		}, statOp("/hello.txt", got), fsys.ErrCorrupt, "size"},
+		{"realtime file", func(o *overlay) {
+			editInode(o, "/hello.txt", func(b []byte) { be.PutUint16(b[90:], be.Uint16(b[90:])|diflagRealtime) })
+		}, openOp("/hello.txt", got), fsys.ErrUnsupported, "realtime file"},
+		{"free inode", func(o *overlay) {
+			editInode(o, "/hello.txt", func(b []byte) { be.PutUint16(b[2:], 0) })
+		}, statOp("/hello.txt", got), fsys.ErrNotFound, "free inode"},
+		{"inode number outside the AGs", func(o *overlay) {}, func(f *FS) error {
+			_, err := f.Stat(fsys.ID(f.sb.agCount << (f.sb.agBlkLog + f.sb.inoPBLog)))
+			return err
+		}, fsys.ErrCorrupt, "outside the file system"},
 		{"huge extent count", func(o *overlay) {
 			editInode(o, "/hello.txt", func(b []byte) { be.PutUint32(b[76:], 1<<30) })
 		}, openOp("/hello.txt", got), fsys.ErrCorrupt, "extents do not fit"},
@@ -180,6 +190,9 @@ func TestCorrupt(t *testing.T) {
 		{"huge short-form directory size", func(o *overlay) {
 			editInode(o, "/small", func(b []byte) { be.PutUint64(b[56:], 60000) })
 		}, readDirOp("/small", got), fsys.ErrCorrupt, "short-form directory: size 60000"},
+		{"huge directory size", func(o *overlay) {
+			editInode(o, "/d100", func(b []byte) { be.PutUint64(b[56:], 1<<40) })
+		}, readDirOp("/d100", got), fsys.ErrCorrupt, "directory of 1099511627776 bytes"},
 		{"short-form directory cycle", func(o *overlay) {
 			// /small/sub's entry points back at the root directory.
 			editInode(o, "/small", func(b []byte) {
@@ -252,5 +265,22 @@ func readlinkOp(p string, got map[string]fsys.DirEntry) func(*FS) error {
 	return func(f *FS) error {
 		_, err := f.Readlink(got[p].ID)
 		return err
+	}
+}
+
+// TestDirBlockTail: a data block whose unused region stops 8 bytes short
+// of the end leaves room for no entry; reading the name length there
+// would run past the block.
+func TestDirBlockTail(t *testing.T) {
+	f := &FS{noCRC: true}
+	buf := make([]byte, 4096)
+	be := binary.BigEndian
+	be.PutUint32(buf, dirDataMagic)
+	be.PutUint16(buf[dirHdrSize:], dirFreeTag)
+	be.PutUint16(buf[dirHdrSize+2:], 4096-dirHdrSize-8)
+	be.PutUint16(buf[4096-8-2:], dirHdrSize)
+	_, err := f.dirBlockEntries(0, 1, buf, 0, nil)
+	if !errors.Is(err, fsys.ErrCorrupt) || !strings.Contains(err.Error(), "8 stray bytes at offset 4088") {
+		t.Fatalf("error %v, want 8 stray bytes", err)
 	}
 }

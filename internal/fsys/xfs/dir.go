@@ -61,6 +61,10 @@ func (f *FS) ReadDir(id fsys.ID) ([]fsys.DirEntry, error) {
 		}
 		return ents, nil
 	}
+	if in.size > dirLeafOffset {
+		// A directory's size is that of its data space, below the leaves.
+		return nil, fmt.Errorf("xfs: inode %d: directory of %d bytes, beyond the %d of its data space: %w", id, in.size, int64(dirLeafOffset), fsys.ErrCorrupt)
+	}
 	b := newBudget()
 	exts, err := f.extents(in, b)
 	if err != nil {
@@ -212,7 +216,7 @@ func (f *FS) dirBlockEntries(ino, db uint64, buf []byte, pos int64, ents []fsys.
 	default:
 		return nil, fmt.Errorf("bad magic %#x: %w", m, fsys.ErrCorrupt)
 	}
-	if !crcOK(buf, dirCRCOff) {
+	if !f.crcOK(buf, dirCRCOff) {
 		return nil, fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
 	}
 	if got := be.Uint64(buf[8:]); got != uint64(pos)/512 {
@@ -239,6 +243,9 @@ func (f *FS) dirBlockEntries(ino, db uint64, buf []byte, pos int64, ents []fsys.
 			}
 			p += l
 			continue
+		}
+		if end-p < 16 { // the smallest entry: a one-byte name
+			return nil, fmt.Errorf("%d stray bytes at offset %d: %w", end-p, p, fsys.ErrCorrupt)
 		}
 		nl := int(buf[p+8])
 		size := (8 + 1 + nl + ftLen + 2 + 7) &^ 7

@@ -209,7 +209,7 @@ func (f *FS) readlink(in *inode) (target string, local bool, err error) {
 			switch {
 			case be.Uint32(buf) != symlinkMagic:
 				return "", false, fmt.Errorf("%s: bad magic %#x: %w", what, be.Uint32(buf), fsys.ErrCorrupt)
-			case !crcOK(buf, symlinkCRCOff):
+			case !f.crcOK(buf, symlinkCRCOff):
 				return "", false, fmt.Errorf("%s: CRC mismatch: %w", what, fsys.ErrCorrupt)
 			case !bytes.Equal(buf[16:32], f.sb.uuid[:]):
 				return "", false, fmt.Errorf("%s: UUID of another file system: %w", what, fsys.ErrCorrupt)

@@ -118,7 +118,7 @@ func (f *FS) parseInode(ino uint64, b []byte) (*inode, error) {
 	if v := b[4]; v != 3 {
 		return nil, fmt.Errorf("inode version %d in a v5 file system: %w", v, fsys.ErrCorrupt)
 	}
-	if !crcOK(b, inodeCRCOff) {
+	if !f.crcOK(b, inodeCRCOff) {
 		return nil, fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
 	}
 	if got := be.Uint64(b[152:]); got != ino {
