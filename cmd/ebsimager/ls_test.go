@@ -502,3 +502,28 @@ func sorted(s []string) []string {
 	slices.Sort(s)
 	return s
 }
+
+// TestFSBareVolume reads a file system with no partition table, the
+// single file system paths name as /path.
+func TestFSBareVolume(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	disktest.Tree(t, tree, map[string]string{"etc/hostname": "bare\n", "var/log/syslog": "boot\n"})
+	img := filepath.Join(dir, "bare.raw")
+	disktest.Ext4(t, img, 8*disktest.MiB, tree)
+	c := newCLI(t, "")
+	if r := c.ok("cat", img, "/etc/hostname"); r.stdout != "bare\n" {
+		t.Fatalf("cat /etc/hostname: %q", r.stdout)
+	}
+	if r := c.ok("ls", img, "/var/log"); r.stdout != "syslog\n" {
+		t.Fatalf("ls /var/log: %q", r.stdout)
+	}
+	r := c.ok("timeline", img)
+	if !regexp.MustCompile(`(?m)^0\|/var/log/syslog\|\d+\|r/rrw-r--r--\|0\|0\|5\|`).MatchString(r.stdout) || r.stderr != "" {
+		t.Fatalf("timeline of a bare volume:\n%s\n%s", r.stdout, r.stderr)
+	}
+	c.fails(exitNotFound, `no part "1" on this volume (it holds a bare ext4 file system, addressed as /path)`, "cat", img, "1:/etc/hostname")
+	c.fails(exitNotFound, "the volume: /etc/nope: no such file or directory", "cat", img, "/etc/nope")
+	c.fails(exitInvalid, "not a directory", "ls", img, "/etc/hostname/x")
+}
