@@ -509,3 +509,40 @@ func fixRemoteSymlink(t testing.TB, im image, parent, name string) {
 		t.Fatalf("xfs_db: the symbolic link block's CRC is not correct:\n%s", out)
 	}
 }
+
+// xattrPaths get a 32-byte security.selinux attribute, as every file of
+// an SELinux system (RHEL, Amazon Linux) has: the attribute fork takes
+// room from the data fork (di_forkoff), whatever its format. /small is
+// left out: xfs_db 6.1's attr_set crashes on a short-form directory
+// that no longer fits beside the attribute fork.
+var xattrPaths = []string{"/hello.txt", "/frag", "/big.bin", "/deep/a", "/sgid", "/links/short", "/links/long",
+	"/dev/null", "/d100", "/d300", "/d20000", "/d20000/many-000000"}
+
+// addXattrs sets the attributes with xfs_db's attr_set (libxfs moves
+// the data fork's content, a B+tree root included, to make room).
+func addXattrs(t testing.TB, im image, paths []string) {
+	t.Helper()
+	for _, p := range paths {
+		// One run each: xfs_db 6.1 can crash on a second attr_set.
+		runDB(t, im.path, "-x", fmt.Sprintf("inode %d", dbIno(t, im.path, p)), "attr_set -s -v 32 selinux")
+	}
+	for _, p := range paths {
+		f := dbFields(t, im.path, fmt.Sprintf("inode %d", dbIno(t, im.path, p)), "p core.forkoff")
+		if dbUint(t, f, "core.forkoff") == 0 {
+			t.Fatalf("%s: no attribute fork after attr_set", p)
+		}
+	}
+}
+
+// dbIno is the inode number xfs_db's ls gives a path.
+func dbIno(t testing.TB, img, p string) uint64 {
+	t.Helper()
+	parent, name := path.Split(p)
+	for _, e := range dbLs(t, img, parent) {
+		if e.name == name {
+			return e.ino
+		}
+	}
+	t.Fatalf("xfs_db: no %s", p)
+	return 0
+}

@@ -55,6 +55,7 @@ func TestImages(t *testing.T) {
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
 			im := buildImage(t, c.bs, testTree(c.bs), c.opts...)
+			addXattrs(t, im, xattrPaths)
 			f, fh := openImage(t, im.path)
 			if f.Type() != "xfs" {
 				t.Errorf("Type = %q", f.Type())
