@@ -344,6 +344,9 @@ func checkSpecial(t *testing.T, im *image, fs *FS, ours map[string]walked, entri
 			t.Errorf("hard links %v: records %d and %d, %d links", pair, a.entry.ID, b.entry.ID, a.stat.Nlink)
 		}
 	}
+	if _, ok := ours["/LONGFI~1.TXT"]; ok || ours["/Long File Name.txt"].entry.ID == 0 {
+		t.Errorf("the DOS name is listed, or the long name is not")
+	}
 	if w := ours["/big.bin"]; !contains(w.stat.Streams, "bigads") || w.stat.Size != 300000 || w.stat.Mode != 0o777 {
 		t.Errorf("/big.bin: %+v", w.stat)
 	}
