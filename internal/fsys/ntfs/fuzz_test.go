@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
@@ -27,7 +28,18 @@ type seeds struct {
 	indexes [][]byte // an $INDEX_ROOT value, then its allocation's bytes
 }
 
+var (
+	seedsOnce sync.Once
+	seedsMade seeds
+)
+
+// collectSeeds builds the seed volumes once for all the fuzz targets.
 func collectSeeds(f *testing.F) seeds {
+	seedsOnce.Do(func() { seedsMade = makeSeeds(f) })
+	return seedsMade
+}
+
+func makeSeeds(f *testing.F) seeds {
 	var s seeds
 	if _, err := exec.LookPath("mkntfs"); err != nil {
 		return s

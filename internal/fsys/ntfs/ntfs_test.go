@@ -145,6 +145,7 @@ func TestMatchesSleuthKit(t *testing.T) {
 		{"512-byte-clusters", 32, 512, 300, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // most of the time is spent waiting for ntfs-3g and icat
 			im := buildImage(t, tc.sizeMiB, tc.cluster, tc.entries)
 			checkImage(t, im, tc.entries, tc.icatAll)
 		})
