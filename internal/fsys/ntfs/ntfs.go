@@ -161,6 +161,11 @@ func (fs *FS) findMFT(lcn uint64) error {
 	if err != nil {
 		return err
 	}
+	for _, r := range mft.runs {
+		if r.lcn < 0 { // a sparse MFT would let a few bytes claim 2^48 records
+			return corruptf("MFT record 0: $MFT has a sparse run at VCN %d", r.vcn)
+		}
+	}
 	fs.mft, fs.records = mft, mft.size/fs.recSize
 	return nil
 }
