@@ -95,6 +95,9 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newEmulateCommand(),
 		newDemoCommand(),
 		newInspectCommand(aws),
+		newLsCommand(aws),
+		newCatCommand(aws),
+		newTimelineCommand(aws),
 		newImport4n6irCommand(),
 		newDiffCommand(aws),
 	)
