@@ -72,6 +72,12 @@ var rules = []rule{
 	// (Page, Info, Fetcher), so it may name them; it calls no SDK itself.
 	{pkg: "internal/convert", forbid: []string{sdk}, why: "converting stored evidence calls no AWS: it reads the evidence through the pipeline", direct: true},
 	{pkg: "internal/live", forbid: []string{sdk}, why: "the live snapshot talks to AWS only through internal/ebs", direct: true},
+
+	// Issue 13: FUSE is one package's business.
+	{pkg: "", forbid: []string{"github.com/hanwen/go-fuse/"}, why: "only internal/mount uses FUSE (go-fuse); cmd/ reaches it through internal/mount",
+		exempt: []string{"internal/mount", "cmd/"}},
+	{pkg: "cmd/", forbid: []string{"github.com/hanwen/go-fuse/"}, why: "cmd/ mounts through internal/mount", direct: true},
+	{pkg: "internal/mount", forbid: []string{ebsPkg, sdk}, why: "the mount serves any volume; cmd/ opens a live snapshot for it"},
 }
 
 // pkg is one package as go list describes it: its path under the module
