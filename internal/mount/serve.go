@@ -90,9 +90,11 @@ func CheckMountPoint(dir string) error {
 	return nil
 }
 
-// checkFUSE looks for what a mount needs before trying: the device and
-// the setuid helper that go-fuse mounts and unmounts with.
-func checkFUSE() error {
+// Available returns an error wrapping ErrUnavailable unless what a mount
+// needs is here: the device /dev/fuse, and fusermount3 (or fusermount)
+// on PATH, which mounts and unmounts. Serve checks it too; a command
+// checks it first, before it opens its source.
+func Available() error {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return fmt.Errorf("%w: %v (load the fuse module, or give a container --device /dev/fuse)", ErrUnavailable, err)
 	}
@@ -113,7 +115,7 @@ func Serve(ctx context.Context, dir string, r io.ReaderAt, files []File, o Optio
 	if err := CheckMountPoint(dir); err != nil {
 		return err
 	}
-	if err := checkFUSE(); err != nil {
+	if err := Available(); err != nil {
 		return err
 	}
 	t := &tree{r: r, mtime: o.ModTime, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), files: files, readErr: o.ReadError}

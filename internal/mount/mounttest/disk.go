@@ -6,6 +6,7 @@ package mounttest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,18 +20,18 @@ import (
 )
 
 // The GPT disk's shape: 1 GiB (the size of the smallest EBS volume, so
-// a snapshot of it reads back the same), p1 ext4 of 64 MiB at 1 MiB,
+// a snapshot of it reads back the same), p1 ext4 of 96 MiB at 1 MiB,
 // p2 FAT of 32 MiB right after.
 const (
 	DiskSize = 1 << 30
 	Ext4Off  = 1 << 20
-	Ext4Len  = 64 << 20
+	Ext4Len  = 96 << 20
 	FATOff   = Ext4Off + Ext4Len
 	FATLen   = 32 << 20
 	// FillerLen is the size of /filler.bin on the ext4 partition: data
 	// nobody reads in the tests, so a live mount can be seen to fetch a
 	// fraction of the allocated blocks.
-	FillerLen = 24 << 20
+	FillerLen = 48 << 20
 )
 
 // Disk is a built GPT disk.
@@ -67,8 +68,8 @@ func Build(t testing.TB) Disk {
 		fmt.Fprintf(&log, "Dec  5 12:%02d:%02d web sshd[%d]: Accepted publickey for alice from 203.0.113.%d port %d\n", i/60%60, i%60, 1000+i, i%250, 40000+i)
 	}
 	filler := make([]byte, FillerLen)
-	for i := range filler {
-		filler[i] = byte(rng.Uint32())
+	for i := 0; i < len(filler); i += 8 {
+		binary.LittleEndian.PutUint64(filler[i:], rng.Uint64())
 	}
 	d.Ext4["/etc/passwd"] = []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n")
 	d.Ext4["/etc/hostname"] = []byte("web\n")
