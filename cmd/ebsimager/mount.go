@@ -23,7 +23,7 @@ func newMountCommand(aws *awsOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
-		Short: "Mount a snapshot, evidence or an image read-only: disk.raw and a pN.raw per partition (FUSE)",
+		Short: "Mount a snapshot, evidence or an image read-only (FUSE) as disk.raw and pN.raw",
 		Long: `Mount SOURCE read-only on MOUNTPOINT, an empty directory, with FUSE. SOURCE
 is a snapshot (snap-…, read live through the EBS direct APIs), an evidence
 directory, a raw image (FILE, or split FILE.001, FILE.002, …) or an E01
