@@ -1,6 +1,7 @@
 package mount_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -447,4 +448,61 @@ func TestMountPoint(t *testing.T) {
 	if err := mount.CheckMountPoint(t.TempDir()); err != nil {
 		t.Fatalf("an empty directory: %v", err)
 	}
+}
+
+// recordingReader records the size of every read that reaches it.
+type recordingReader struct {
+	r     io.ReaderAt
+	mu    sync.Mutex
+	sizes map[int]int
+}
+
+func (r *recordingReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	r.sizes[len(p)]++
+	r.mu.Unlock()
+	return r.r.ReadAt(p, off)
+}
+
+// TestLargeReads: a process reading big chunks is served in requests of
+// 1 MiB (max_read), not the 128 KiB of FUSE's default, and the kernel
+// keeps what it read: reading the file again reaches the volume no more.
+func TestLargeReads(t *testing.T) {
+	data := make([]byte, 16<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	rec := &recordingReader{r: bytes.NewReader(data), sizes: map[int]int{}}
+	s := serve(t, rec, mount.Files(int64(len(data)), nil), time.Time{})
+	path := filepath.Join(s.dir, "disk.raw")
+	for range 2 {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(bufio.NewReaderSize(f, 4<<20))
+		f.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("reading disk.raw: %d bytes, %v", len(got), err)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	total, big := 0, 0
+	for size, n := range rec.sizes {
+		total += size * n
+		if size == 1<<20 {
+			big += n
+		}
+		if size > 1<<20 {
+			t.Errorf("%d reads of %d bytes: more than max_read", n, size)
+		}
+	}
+	t.Logf("read sizes reaching the volume: %v", rec.sizes)
+	if big < 8 || total != len(data) {
+		t.Fatalf("read sizes %v: %d of 1 MiB, %d bytes in all; want most of the 16 MiB in 1 MiB reads, and each byte read once", rec.sizes, big, total)
+	}
+	s.cancel()
+	s.wait(t)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/exec"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // Sizes of the kernel's requests.
@@ -134,7 +136,13 @@ func Serve(ctx context.Context, dir string, r io.ReaderAt, files []File, o Optio
 			MaxReadAhead:  maxRead,
 			MaxBackground: maxBackground,
 			DisableXAttrs: true,
+			// Replies are copied from memory: splicing a 1 MiB reply
+			// overflows the default pipe and go-fuse logs each one.
+			DisableSplice: true,
+			// A library does not print: failed reads reach ReadError.
+			Logger: log.New(io.Discard, "", 0),
 		},
+		Logger:          log.New(io.Discard, "", 0),
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
@@ -143,6 +151,7 @@ func Serve(ctx context.Context, dir string, r io.ReaderAt, files []File, o Optio
 	if err != nil {
 		return fmt.Errorf("mounting %s: %w: %v", dir, ErrUnavailable, err)
 	}
+	widenReadahead(dir)
 	ended := make(chan struct{})
 	go func() {
 		srv.Wait()
@@ -184,4 +193,23 @@ func detach(dir string) error {
 		return fmt.Errorf("%s -u -z: %w: %s", bin, err, out)
 	}
 	return nil
+}
+
+// widenReadahead lets the kernel read ahead maxRead at a time on the
+// mount on dir, as it may read: FUSE caps a mount's readahead at the
+// kernel's default of 128 KiB, so without this a sequential reader is
+// served in 128 KiB requests. Only root may change it; for anyone else
+// the mount works as well, in smaller requests.
+func widenReadahead(dir string) {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil {
+		return
+	}
+	path := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "%d", maxRead>>10)
+	f.Close()
 }
