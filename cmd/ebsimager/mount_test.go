@@ -279,3 +279,41 @@ func TestMountErrors(t *testing.T) {
 	noFUSE.env = []string{"PATH=" + t.TempDir()}
 	noFUSE.fails(exitError, "ebsimager: FUSE is not available: neither fusermount3 nor fusermount is on PATH", "mount", img, t.TempDir())
 }
+
+// TestMountStale: a mount whose process was killed (kill -9) leaves a
+// dead mount point; mounting there again is a local I/O error (exit 9)
+// whose hint says how to clear it, and after fusermount3 -u it mounts.
+func TestMountStale(t *testing.T) {
+	mounttest.RequireFUSE(t)
+	c := newCLI(t, "")
+	img := filepath.Join(t.TempDir(), "img.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := startMount(t, c, img)
+	m.cmd.Process.Kill()
+	<-m.done
+	m.cmd.Wait()
+	c.fails(exitLocalIO, "transport endpoint is not connected\nebsimager: hint: a mount that ended uncleanly is still there: fusermount3 -u "+m.dir, "mount", img, m.dir)
+	if out, err := exec.Command("fusermount3", "-u", m.dir).CombinedOutput(); err != nil {
+		t.Fatalf("fusermount3 -u: %v\n%s", err, out)
+	}
+	again := c.command(context.Background(), "mount", img, m.dir)
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if fi, err := os.Stat(filepath.Join(m.dir, "disk.raw")); err == nil && fi.Size() == 1<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			again.Process.Kill()
+			again.Wait()
+			t.Fatal("no mount a minute after clearing the dead one")
+		}
+	}
+	again.Process.Signal(os.Interrupt)
+	if err := again.Wait(); err != nil {
+		t.Fatalf("the new mount, interrupted: %v", err)
+	}
+}
