@@ -173,7 +173,7 @@ func checkMounted(t *testing.T, dir string, disk mounttest.Disk, whole bool) {
 
 // TestMount mounts a GPT disk with ext4 and FAT partitions, built by the
 // real tools, from each kind of source (a raw image, an evidence
-// directory, an E01 and a live snapshot), reads it with cmp and the
+// directory, an E01, a split raw image and a live snapshot), reads it with cmp and the
 // Sleuth Kit, and ends each mount a different way. The live mount
 // fetches only what was read, keeps it with --cache DIR, and a later
 // acquire --out DIR fetches only the rest.
@@ -190,11 +190,16 @@ func TestMount(t *testing.T) {
 	c.ok("acquire", snapMount, "--out", ev, "--quiet")
 	allocated := int64(len(blockIndexes(t, ev)))
 	c.ok("export", ev, "--format", "e01", "--out", filepath.Join(dir, "disk"), "--quiet")
+	c.ok("export", ev, "--out", filepath.Join(dir, "split.raw"), "--split", "300MiB", "--quiet")
 
-	for _, tc := range []struct{ name, source, end string }{
-		{"raw", disk.Path, "SIGINT"},
-		{"evidence", ev, "fusermount3"},
-		{"E01", filepath.Join(dir, "disk.E01"), "SIGTERM"},
+	for _, tc := range []struct {
+		name, source, end string
+		whole             bool // cmp the whole disk (1 GiB through FUSE)
+	}{
+		{"raw", disk.Path, "SIGINT", true},
+		{"evidence", ev, "fusermount3", true},
+		{"E01", filepath.Join(dir, "disk.E01"), "SIGTERM", true},
+		{"split", filepath.Join(dir, "split.raw.001"), "SIGINT", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMount(t, c, tc.source)
@@ -202,7 +207,7 @@ func TestMount(t *testing.T) {
 			if got := m.errText(); got != want {
 				t.Fatalf("ready line %q, want %q", got, want)
 			}
-			checkMounted(t, m.dir, disk, true)
+			checkMounted(t, m.dir, disk, tc.whole)
 			if out := m.end(t, tc.end); out != want {
 				t.Fatalf("stderr %q; want the ready line alone", out)
 			}
