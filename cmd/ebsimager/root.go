@@ -100,6 +100,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newTimelineCommand(aws),
 		newImport4n6irCommand(),
 		newDiffCommand(aws),
+		newMountCommand(aws),
 	)
 	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {
