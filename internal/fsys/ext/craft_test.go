@@ -375,3 +375,23 @@ func TestGroupChecksums(t *testing.T) {
 		}
 	}
 }
+
+// TestRecLen checks rec_len's decoding (ext4_rec_len_from_disk): 64 KiB
+// blocks keep bits 16 and 17 in the low two bits, and a whole block as
+// 0xFFFF or 0.
+func TestRecLen(t *testing.T) {
+	for _, tc := range []struct {
+		bs   int64
+		disk uint16
+		want int
+	}{
+		{4096, 12, 12}, {4096, 4096, 4096}, {4096, 0, 0},
+		{65536, 0xFFFF, 65536}, {65536, 0, 65536}, {65536, 65532, 65532}, {65536, 12, 12},
+		{65536, 0x0001 | 8, 1<<16 | 8}, // bit 16 in the low bits
+	} {
+		d := dirReader{f: &FS{bs: tc.bs}}
+		if got := d.recLen(tc.disk); got != tc.want {
+			t.Errorf("%d-byte blocks: rec_len %#x is %d, want %d", tc.bs, tc.disk, got, tc.want)
+		}
+	}
+}
