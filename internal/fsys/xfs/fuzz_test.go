@@ -156,7 +156,7 @@ func checkErr(t *testing.T, err error) {
 func FuzzXFS(f *testing.F) {
 	const bs = 4096
 	tree := corruptTree(bs)
-	im := buildImage(f, bs, tree)
+	im := buildImage(f, mkfsBytes, bs, tree)
 	fh, err := os.Open(im.path)
 	if err != nil {
 		f.Fatal(err)
