@@ -378,3 +378,47 @@ func TestCorrupt(t *testing.T) {
 		mustCorrupt(t, v.open(), "compression unit 0: lznt1: chunk at byte 0: truncated or leading back-reference")
 	})
 }
+
+// TestConcurrentReads reads a compressed and a plain file from several
+// goroutines at once, through one FS and one File each (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	im := smallImage(t)
+	fs, _ := openImage(t, im.path)
+	var files []fsys.File
+	var want [][]byte
+	for _, p := range []string{"/comp/text", "/big"} {
+		id, err := fsys.Lookup(fs, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := fs.Open(id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, want = append(files, f), append(want, im.files[p])
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			f, w := files[g%2], want[g%2]
+			buf := make([]byte, 3000+g*512)
+			for off := int64(g * 100); off < f.Size(); off += int64(len(buf)) {
+				n, err := f.ReadAt(buf, off)
+				if err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf[:n], w[off:off+int64(n)]) {
+					errs <- fmt.Errorf("goroutine %d: bytes at %d differ", g, off)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
