@@ -22,7 +22,6 @@ const (
 	dosReadOnly = 0x0001
 	dosHidden   = 0x0002
 
-	fnParent    = 0x00
 	fnFlags     = 0x38
 	fnReparse   = 0x3C // the reparse tag, for a file with a reparse point
 	fnNameLen   = 0x40
