@@ -422,3 +422,35 @@ func TestConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+// TestWOFUnsupported: a file compressed by Windows' WOF (compact OS)
+// keeps its data in a named stream behind a reparse point; its default
+// stream is not the file's bytes, so reading it says ErrUnsupported
+// rather than returning what is there.
+func TestWOFUnsupported(t *testing.T) {
+	img := mkntfs(t, 8, 4096)
+	mount(t, img, func(mnt string) {
+		p := filepath.Join(mnt, "wof")
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A WOF reparse point: tag, data length 16, then the WOF and
+		// file provider headers (version 1, provider 2 = file, version
+		// 1, algorithm 1 = XPRESS8K).
+		data := []byte{0x17, 0, 0, 0x80, 16, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0}
+		if err := syscall.Setxattr(p, "system.ntfs_reparse_data", data, 0); err != nil {
+			t.Fatalf("setting a WOF reparse point: %v", err)
+		}
+	})
+	fs, _ := openImage(t, img)
+	id, err := fsys.Lookup(fs, "/wof")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := fs.Stat(id); err != nil || st.Type != fsys.TypeRegular {
+		t.Fatalf("stat: %+v, %v", st, err)
+	}
+	if _, err := fs.Open(id, ""); !errors.Is(err, fsys.ErrUnsupported) {
+		t.Fatalf("Open of a WOF file: %v, want ErrUnsupported", err)
+	}
+}
