@@ -405,3 +405,76 @@ func TestDOSTime(t *testing.T) {
 		t.Errorf("exfatTime with an offset not marked valid = %s", got)
 	}
 }
+
+// TestLFNChecksum damages the short name under a long name: the long
+// name's checksum no longer matches, so the short name is listed.
+func TestLFNChecksum(t *testing.T) {
+	img, _ := fatImage(t, 4, sampleTree(1000), "-F", "12")
+	fs, _ := openImage(t, img)
+	id, err := fsys.Lookup(fs, "/Sub/a name that needs 3 entries")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, _ := fs.offsetOf(id)
+	w, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := make([]byte, 11)
+	w.ReadAt(short, off)
+	short[0] = 'Z'
+	if _, err := w.WriteAt(short[:1], off); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	fs, _ = openImage(t, img)
+	sub, _ := fsys.Lookup(fs, "/Sub")
+	entries, err := fs.ReadDir(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name)
+		if e.ID == id && e.Name != shortName(append(short, 0, 0)[:13]) {
+			t.Errorf("entry %d: name %q, want the short name %q", id, e.Name, shortName(append(short, 0, 0)[:13]))
+		}
+	}
+	if fmt.Sprint(names) != "[Deep "+shortName(append(short, 0, 0)[:13])+" big.bin]" {
+		t.Errorf("/Sub: %q", names)
+	}
+}
+
+// BenchmarkFAT32 walks the FAT32 sample volume and reads every file.
+func BenchmarkFAT32(b *testing.B) {
+	img, _ := fatImage(b, 64, sampleTree(5<<20), "-F", "32", "-S", "512", "-s", "1")
+	raw, err := os.ReadFile(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var bytesRead int64
+	for b.Loop() {
+		fs, err := Open(bytes.NewReader(raw), int64(len(raw)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytesRead = 0
+		err = fsys.Walk(fs, fs.Root(), "/", func(p string, e fsys.DirEntry) error {
+			if e.Type != fsys.TypeRegular {
+				return nil
+			}
+			f, err := fs.Open(e.ID, "")
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(io.Discard, io.NewSectionReader(f, 0, f.Size()))
+			bytesRead += n
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(bytesRead)
+}
