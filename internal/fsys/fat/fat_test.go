@@ -478,3 +478,56 @@ func BenchmarkFAT32(b *testing.B) {
 	}
 	b.SetBytes(bytesRead)
 }
+
+func TestOpenRejects(t *testing.T) {
+	zeros := make([]byte, 1<<20)
+	if _, err := Open(bytes.NewReader(zeros), int64(len(zeros))); !errors.Is(err, fsys.ErrCorrupt) {
+		t.Errorf("zeros: %v", err)
+	}
+	if _, err := Open(bytes.NewReader(zeros[:100]), 100); !errors.Is(err, fsys.ErrCorrupt) {
+		t.Errorf("100 bytes: %v", err)
+	}
+	img, _ := fatImage(t, 4, tree{"/a": []byte("a")}, "-F", "12")
+	raw, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The volume cut before the end of its FAT.
+	if _, err := Open(bytes.NewReader(raw), 1024); !errors.Is(err, fsys.ErrCorrupt) {
+		t.Errorf("a volume cut short: %v", err)
+	}
+}
+
+// TestConcurrent walks and reads one volume from several goroutines
+// (run with -race).
+func TestConcurrent(t *testing.T) {
+	img, files := fatImage(t, 4, sampleTree(100<<10), "-F", "12")
+	fs, _ := openImage(t, img)
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			errs <- fsys.Walk(fs, fs.Root(), "/", func(p string, e fsys.DirEntry) error {
+				if e.Type != fsys.TypeRegular {
+					return nil
+				}
+				f, err := fs.Open(e.ID, "")
+				if err != nil {
+					return err
+				}
+				b := make([]byte, f.Size())
+				if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+					return err
+				}
+				if want, ok := files[p]; ok && !bytes.Equal(b, want) {
+					return fmt.Errorf("%s: bytes differ", p)
+				}
+				return nil
+			})
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
