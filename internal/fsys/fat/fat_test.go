@@ -2,6 +2,7 @@ package fat
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
 	"github.com/ebsimager/ebsimager/internal/testenv"
@@ -542,6 +544,52 @@ func TestConcurrent(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestLFNParts feeds long-name entries in orders a damaged directory can
+// hold them: only a complete sequence with the right checksum names the
+// short entry.
+func TestLFNParts(t *testing.T) {
+	short := []byte("HELLO   TXT\x00\x00")
+	part := func(ord byte, sum byte, text string) []byte {
+		b := make([]byte, entrySize)
+		b[0], b[11], b[13] = ord, attrLFN, sum
+		u := append(utf16.Encode([]rune(text)), 0)
+		for len(u) < 13 {
+			u = append(u, 0xFFFF)
+		}
+		for i, at := range []int{1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30} {
+			binary.LittleEndian.PutUint16(b[at:], u[i])
+		}
+		return b
+	}
+	sum := shortSum(short)
+	for _, c := range []struct {
+		name  string
+		parts [][]byte
+		want  string
+	}{
+		{"complete", [][]byte{part(0x42, sum, "ghijklm"), part(1, sum, "abcdefghijklm"[:13]+"")}, "abcdefghijklmghijklm"},
+		{"one part", [][]byte{part(0x41, sum, "hi there.txt")}, "hi there.txt"},
+		{"wrong checksum", [][]byte{part(0x41, sum+1, "hi there.txt")}, "HELLO.TXT"},
+		{"missing part", [][]byte{part(0x42, sum, "x")}, "HELLO.TXT"},
+		{"part after the last", [][]byte{part(0x41, sum, "a"), part(0, sum, "b")}, "HELLO.TXT"},
+		{"out of order", [][]byte{part(0x43, sum, "c"), part(1, sum, "a"), part(2, sum, "b")}, "HELLO.TXT"},
+		{"ordinal 0", [][]byte{part(0x40, sum, "a")}, "HELLO.TXT"},
+		{"restarted", [][]byte{part(0x42, sum, "zz"), part(0x41, sum, "ok")}, "ok"},
+	} {
+		var l lfn
+		for _, p := range c.parts {
+			l.add(p)
+		}
+		got, ok := l.name(short)
+		if !ok {
+			got = shortName(short)
+		}
+		if got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
 }
