@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/fsys"
-	"github.com/ebsimager/ebsimager/internal/live"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/volume"
 )
@@ -45,12 +45,14 @@ type Options struct {
 	// Bodyfile, when set, writes the bodyfile of a file system to w.
 	Bodyfile func(w io.Writer, p Part) error
 	// Sums returns the AWS checksums of the blocks read, by index, when
-	// the source keeps them (an evidence directory's manifest), and
-	// report.ChecksumManifest; nil for a source without any. A live
-	// snapshot's come from SumLog instead.
-	Sums func(read []int64) (map[int64]block.Sum, error)
-	// SumLog logs the blocks a live snapshot fetched.
-	SumLog *live.SumLog
+	// the source has them: a live snapshot's blocks as they were fetched
+	// (live.SumLog), or an evidence directory's manifest (EvidenceSums);
+	// ChecksumSource says which (report.ChecksumAWS or
+	// report.ChecksumManifest). Nil for an image, which holds none.
+	Sums           func(read []int64) (map[int64]block.Sum, error)
+	ChecksumSource string
+	// Cost, when set, returns what reading a live snapshot cost.
+	Cost func() Cost
 	// Source and Tool are recorded.
 	Source report.TriageSource
 	Tool   report.Tool
@@ -59,16 +61,21 @@ type Options struct {
 }
 
 // Prefetcher is a volume that can fetch a list of ranges at once before
-// they are read (a live snapshot, *live.Volume). Other volumes are read
-// as they are.
+// they are read (a live snapshot, whose *live.Volume has this method
+// set). Other volumes are read as they are.
 type Prefetcher interface {
 	Prefetch(ctx context.Context, rs []volume.Range) error
 	CacheBlocks() int
 }
 
-// liveStats is a volume that counts its requests (*live.Volume).
-type liveStats interface {
-	Stats() live.Stats
+// Cost is what reading a live snapshot took: the EBS direct API calls
+// and the blocks fetched, priced.
+type Cost struct {
+	Requests      report.Requests
+	FetchedBlocks int64
+	FetchedBytes  int64
+	CostUSD       float64
+	PriceAssumed  bool
 }
 
 // Summary is what a run did, for the command to print.
@@ -76,8 +83,9 @@ type Summary struct {
 	Record *report.Triage
 }
 
-// ErrNotEmpty is returned when the output directory holds something.
-var ErrNotEmpty = errors.New("output directory is not empty")
+// ErrNotEmpty is returned when the output directory holds something; it
+// wraps fs.ErrExist.
+var ErrNotEmpty = fmt.Errorf("output directory is not empty: %w", fs.ErrExist)
 
 // Run triages the volume v: it finds its file systems, resolves the
 // profiles' rules on each, fetches what the files need, writes them and
@@ -254,15 +262,12 @@ func (c *collector) figures(alloc []volume.Range) {
 	b := &c.rec.Blocks
 	b.ChecksumSource = report.ChecksumNone
 	var sums map[int64]block.Sum
-	switch {
-	case c.o.SumLog != nil:
-		b.ChecksumSource, sums = report.ChecksumAWS, c.o.SumLog.Sums()
-	case c.o.Sums != nil:
+	if c.o.Sums != nil {
 		var err error
 		if sums, err = c.o.Sums(read); err != nil {
 			c.rec.Errors = append(c.rec.Errors, report.TriageError{Path: "(volume)", Error: "reading the AWS checksums of the blocks read: " + err.Error()})
 		}
-		b.ChecksumSource = report.ChecksumManifest
+		b.ChecksumSource = c.o.ChecksumSource
 	}
 	// Every block read, and every block fetched ahead of the reads.
 	all := map[int64]bool{}
@@ -284,16 +289,19 @@ func (c *collector) figures(alloc []volume.Range) {
 		}
 		b.Blocks = append(b.Blocks, tb)
 	}
-	if ls, ok := c.v.(liveStats); ok {
-		s := ls.Stats()
-		retries := s.Retries
-		if retries == nil {
-			retries = map[string]int64{}
+	if c.o.Cost != nil {
+		s := c.o.Cost()
+		req := s.Requests
+		if req.RetriesByKind == nil {
+			req.RetriesByKind = map[string]int64{}
 		}
-		f.Requests = &report.Requests{ListCalls: s.ListCalls, GetCalls: s.GetCalls, RetriesByKind: retries, ErrorsByKind: map[string]int64{}}
-		f.FetchedBlocks, f.FetchedBytes, f.CostUSD, f.PriceAssumed = s.Fetched, s.Bytes, s.CostUSD, s.PriceAssumed
+		if req.ErrorsByKind == nil {
+			req.ErrorsByKind = map[string]int64{}
+		}
+		f.Requests = &req
+		f.FetchedBlocks, f.FetchedBytes, f.CostUSD, f.PriceAssumed = s.FetchedBlocks, s.FetchedBytes, s.CostUSD, s.PriceAssumed
 		if f.AllocatedBlocks > 0 {
-			f.GetsPerAllocated = float64(s.GetCalls) / float64(f.AllocatedBlocks)
+			f.GetsPerAllocated = float64(req.GetCalls) / float64(f.AllocatedBlocks)
 		}
 	}
 	if b.ChecksumSource == report.ChecksumNone {
