@@ -220,18 +220,20 @@ func (c *collector) sequence() {
 			if r.Sparse() || r.Length <= 0 {
 				continue
 			}
-			at := j.part.Offset + r.Physical
-			for i := at / block.Size; i <= (at+r.Length-1)/block.Size; i++ {
-				if !inFile[i] {
-					inFile[i] = true
-					j.blocks = append(j.blocks, i)
+			for _, vr := range j.part.place(r.Physical, r.Length) {
+				logical := r.Logical + vr.partOff - r.Physical
+				for i := vr.Off / block.Size; i <= (vr.End()-1)/block.Size; i++ {
+					if !inFile[i] {
+						inFile[i] = true
+						j.blocks = append(j.blocks, i)
+					}
+					if seen[i] {
+						continue
+					}
+					seen[i] = true
+					c.seq = append(c.seq, i)
+					j.firstUse = append(j.firstUse, logical+max(0, i*block.Size-vr.Off))
 				}
-				if seen[i] {
-					continue
-				}
-				seen[i] = true
-				c.seq = append(c.seq, i)
-				j.firstUse = append(j.firstUse, r.Logical+max(0, i*block.Size-at))
 			}
 		}
 	}
@@ -410,4 +412,24 @@ func blockList(idx []int64) string {
 		k = e + 1
 	}
 	return b.String()
+}
+
+// placed is a range of the volume, and the part's offset it holds.
+type placed struct {
+	volume.Range
+	partOff int64
+}
+
+// place returns where the part's bytes off..off+n lie on the volume.
+func (p Part) place(off, n int64) []placed {
+	if p.Map == nil {
+		return []placed{{volume.Range{Off: p.Offset + off, Len: n}, off}}
+	}
+	var out []placed
+	at := off
+	for _, r := range p.Map(off, n) {
+		out = append(out, placed{r, at})
+		at += r.Len
+	}
+	return out
 }

@@ -25,7 +25,10 @@ type Part struct {
 	// the directory under files/ its files go to.
 	Name         string
 	Offset, Size int64 // on the volume, in bytes
-	FS           fsys.FS
+	// Map, when set, places the part's bytes off..off+n on the volume
+	// (an LVM logical volume's segments); nil means Offset+off.
+	Map func(off, n int64) []volume.Range
+	FS  fsys.FS
 	// Err says why the partition has no FS (no file system known, an
 	// encrypted one, a damaged one): it is recorded, not triaged.
 	Err error
