@@ -1,0 +1,14 @@
+// Package ntfs reads NTFS volumes for the fsys shape: the boot sector, the
+// MFT (found through its own run list, so a fragmented MFT is read whole)
+// with update sequence fixups and attribute lists, resident and
+// non-resident attributes with their run lists, sparse and
+// LZNT1-compressed data, alternate data streams, $I30 directory indexes
+// and reparse-point symbolic links and junctions. Metafiles ($MFT,
+// $LogFile, $Secure:$SDS, $Extend\$UsnJrnl:$J) read like any file.
+//
+// It reads what is on disk and nothing else: $LogFile is never replayed
+// and nothing is written. Every number taken from disk is bounded before
+// it sizes an allocation or a loop, attribute lists and index trees are
+// followed with visited sets and depth bounds, and a damaged structure
+// gives an error that names it and wraps fsys.ErrCorrupt.
+package ntfs
