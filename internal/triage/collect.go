@@ -43,6 +43,10 @@ type collector struct {
 	sums     []sumLine
 	profiles map[*Profile]bool
 	first    bool
+	// unread is the first error of a file that could not be read for a
+	// reason in the source, not in the file system; unreadN counts them.
+	unread  error
+	unreadN int
 }
 
 // job is a file to collect.
@@ -367,6 +371,12 @@ func (c *collector) write(j *job, pr *progress) {
 	}
 	if err != nil {
 		c.fail(part, j.m.Name(), fmt.Errorf("collecting: %w", err))
+		if !errors.Is(err, fsys.ErrCorrupt) && !errors.Is(err, fsys.ErrUnsupported) {
+			c.unreadN++
+			if c.unread == nil {
+				c.unread = err
+			}
+		}
 		return
 	}
 	if !c.first {

@@ -30,8 +30,8 @@ type Match struct {
 	// Names are the names from the root: a damaged directory may give a
 	// name holding a /, which Path cannot tell apart.
 	Names []string
-	ID     fsys.ID
-	Stat   fsys.Stat
+	ID    fsys.ID
+	Stat  fsys.Stat
 	// Rules are the indexes of the rules that matched it, in the order
 	// of the rules given to Resolve.
 	Rules []int

@@ -59,6 +59,10 @@ type Options struct {
 	// Source and Tool are recorded.
 	Source report.TriageSource
 	Tool   report.Tool
+	// Started is when the run began, for the time to the first file and
+	// the total (the command sets it before it opens the source); zero
+	// means when Run is called.
+	Started time.Time
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -93,13 +97,20 @@ var ErrNotEmpty = fmt.Errorf("output directory is not empty: %w", fs.ErrExist)
 // Run triages the volume v: it finds its file systems, resolves the
 // profiles' rules on each, fetches what the files need, writes them and
 // their lists into o.Out, and saves the record there. A file that cannot
-// be read is recorded and the run goes on; Run fails only when nothing
-// sound can be written (the output directory, the volume itself).
+// be read is recorded and the run goes on. Run fails before the record
+// when nothing sound can be written (the output directory, the
+// partitions); after it, with the record returned, when it was
+// interrupted or when a block of the source failed verification or
+// could not be read (volume.ErrCorrupt, an I/O error: the collection is
+// incomplete, not the file system damaged).
 func Run(ctx context.Context, v volume.Volume, o Options) (*report.Triage, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	started := o.Now()
+	started := o.Started
+	if started.IsZero() {
+		started = o.Now()
+	}
 	if err := makeOut(o.Out); err != nil {
 		return nil, err
 	}
@@ -147,6 +158,12 @@ func Run(ctx context.Context, v volume.Volume, o Options) (*report.Triage, error
 	}
 	if err := rec.Save(o.Out); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return rec, fmt.Errorf("triage interrupted (the record says what was collected): %w", err)
+	}
+	if c.unread != nil {
+		return rec, fmt.Errorf("%d files could not be read from the source (the record names them): %w", c.unreadN, c.unread)
 	}
 	return rec, nil
 }

@@ -123,8 +123,11 @@ func (d *fakeDisk) options(out string) Options {
 			fs := d.fs(io.NewSectionReader(r, partOff, size-partOff))
 			return []Part{{Name: "p1", Offset: partOff, Size: size - partOff, FS: fs}, {Name: "p2", Offset: 0, Size: partOff, Err: fsys.ErrEncrypted}}, nil
 		},
-		Bodyfile: func(w io.Writer, p Part) error { _, err := fmt.Fprintf(w, "0|%s|2|d/drwxr-xr-x|0|0|0|0|0|0|0\n", "/"); return err },
-		Tool:     report.Tool{Version: "test", CommandLine: []string{"ebsimager", "triage"}},
+		Bodyfile: func(w io.Writer, p Part) error {
+			_, err := fmt.Fprintf(w, "0|%s|2|d/drwxr-xr-x|0|0|0|0|0|0|0\n", "/")
+			return err
+		},
+		Tool: report.Tool{Version: "test", CommandLine: []string{"ebsimager", "triage"}},
 	}
 }
 
