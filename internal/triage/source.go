@@ -18,8 +18,10 @@ func Source(source string, v volume.Volume) report.TriageSource {
 	s := report.TriageSource{Location: source, SnapshotID: volume.SnapshotID(v), SizeBytes: v.Size()}
 	fi, err := os.Stat(source)
 	switch {
-	case err != nil:
+	case err != nil && block.CheckSnapshotID(source) == nil:
 		s.Kind = report.TriageSnapshot
+	case err != nil:
+		s.Kind = report.KindRawImage // the base name of a split raw image
 	case fi.IsDir():
 		s.Kind = report.KindEvidenceDirectory
 	default:
