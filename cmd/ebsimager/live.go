@@ -82,8 +82,8 @@ func (o *liveOptions) summary() string {
 		return ""
 	}
 	s := o.vol.Stats()
-	line := fmt.Sprintf("read %s live: %d List and %d Get calls (%d blocks fetched, %d cache hits), about $%.4f",
-		o.vol.SnapshotID(), s.ListCalls, s.GetCalls, s.Fetched, s.Hits, s.CostUSD)
+	line := fmt.Sprintf("read %s live: %d List and %d Get calls (%d blocks fetched, %d bytes, %d cache hits), about $%.4f",
+		o.vol.SnapshotID(), s.ListCalls, s.GetCalls, s.Fetched, s.Bytes, s.Hits, s.CostUSD)
 	if o.saveBlocks != "" {
 		line += fmt.Sprintf("; %d blocks stored in %s", s.Stored, o.saveBlocks)
 	}

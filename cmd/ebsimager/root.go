@@ -95,8 +95,12 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newEmulateCommand(),
 		newDemoCommand(),
 		newInspectCommand(aws),
+		newLsCommand(aws),
+		newCatCommand(aws),
+		newTimelineCommand(aws),
 		newImport4n6irCommand(),
 		newDiffCommand(aws),
+		newMountCommand(aws),
 	)
 	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {

@@ -73,12 +73,14 @@ var rules = []rule{
 	{pkg: "internal/convert", forbid: []string{sdk}, why: "converting stored evidence calls no AWS: it reads the evidence through the pipeline", direct: true},
 	{pkg: "internal/live", forbid: []string{sdk}, why: "the live snapshot talks to AWS only through internal/ebs", direct: true},
 
-	// Issue 13: file systems are read from bytes; the FUSE library stays
-	// in the mount and the command that runs it.
+	// Issue 13: file systems are read from bytes; FUSE is one package's
+	// business.
 	{pkg: "internal/fsys", forbid: []string{ebsPkg, sdk, module + "/internal/live"}, why: "file-system readers read bytes from any volume, never from AWS"},
 	{pkg: "internal/triage", forbid: []string{sdk}, why: "triage reaches AWS only through the volume it is given", direct: true, planned: true},
-	{pkg: "", forbid: []string{"github.com/hanwen/go-fuse"}, why: "only the mount (and the command that runs it) imports FUSE",
+	{pkg: "", forbid: []string{"github.com/hanwen/go-fuse/"}, why: "only internal/mount uses FUSE (go-fuse); cmd/ reaches it through internal/mount",
 		exempt: []string{"internal/mount", "cmd/"}},
+	{pkg: "cmd/", forbid: []string{"github.com/hanwen/go-fuse/"}, why: "cmd/ mounts through internal/mount", direct: true},
+	{pkg: "internal/mount", forbid: []string{ebsPkg, sdk}, why: "the mount serves any volume; cmd/ opens a live snapshot for it"},
 }
 
 // pkg is one package as go list describes it: its path under the module

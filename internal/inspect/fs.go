@@ -22,8 +22,10 @@ const (
 	TypeLVM2    = "lvm2_pv"
 	TypeLUKS1   = "luks1"
 	TypeLUKS2   = "luks2"
-	TypeSwap    = "swap"
-	TypeISO9660 = "iso9660"
+	// TypeBitLocker is a BitLocker-encrypted volume (blkid's "BitLocker").
+	TypeBitLocker = "BitLocker"
+	TypeSwap      = "swap"
+	TypeISO9660   = "iso9660"
 )
 
 // FileSystem identifies what a partition (or a bare image) holds. The
@@ -200,6 +202,7 @@ const headSize = 8 << 10
 // sector heuristic) last, as blkid orders them.
 var probers = []func(v volume, head []byte) (*FileSystem, error){
 	probeLUKS,
+	probeBitLocker,
 	probeXFS,
 	probeNTFS,
 	probeExFAT,

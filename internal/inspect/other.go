@@ -143,6 +143,19 @@ func probeLUKS(v volume, head []byte) (*FileSystem, error) {
 	return fs, nil
 }
 
+// BitLocker volumes (Windows Vista and later, "Full Volume Encryption")
+// keep a boot sector whose OEM identifier at byte 3 is "-FVE-FS-" where
+// NTFS has "NTFS    ", as blkid's libblkid/src/superblocks/bitlocker.c
+// checks. Nothing behind it can be read without the key.
+const bitlockerOEM = "-FVE-FS-"
+
+func probeBitLocker(v volume, head []byte) (*FileSystem, error) {
+	if !hasAt(head, 3, bitlockerOEM) {
+		return nil, nil
+	}
+	return &FileSystem{Type: TypeBitLocker}, nil
+}
+
 // Linux swap header (include/linux/swap.h, union swap_header): the
 // signature ends the first page; the version 1 header sits at 1024.
 var swapPageSizes = []int{4096, 8192, 16384, 32768, 65536}

@@ -321,3 +321,34 @@ func TestRefused(t *testing.T) {
 		t.Errorf("zeros: %v", err)
 	}
 }
+
+// TestConcurrent reads one volume from several goroutines at once, as
+// triage does: every file reads as written (run with -race).
+func TestConcurrent(t *testing.T) {
+	im := newImage(t, "ext4", "-b", "1024")
+	f := im.open(Options{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			errs <- fsys.Walk(f, f.Root(), "/", func(p string, e fsys.DirEntry) error {
+				want, ok := im.tr.files[p]
+				if !ok {
+					return nil
+				}
+				got, err := readFile(f, e.ID)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(got, want) {
+					return fmt.Errorf("%s: %d bytes differ from the %d written", p, len(got), len(want))
+				}
+				return nil
+			})
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -93,7 +93,12 @@ func (f *FS) inode(ino uint64) (*inode, error) {
 		raw:   raw,
 		mode:  ondisk.U16(raw, iMode),
 		flags: ondisk.U32(raw, iFlags),
-		size:  uint64(ondisk.U32(raw, iSizeLo)) | uint64(ondisk.U32(raw, iSizeHi))<<32,
+		size:  uint64(ondisk.U32(raw, iSizeLo)),
+	}
+	// i_size_high counts for regular files, and for directories with
+	// largedir; elsewhere it once was i_dir_acl (ext4_isize).
+	if in.mode&modeType == modeRegular || f.incompat&incompatLargeDir != 0 {
+		in.size |= uint64(ondisk.U32(raw, iSizeHi)) << 32
 	}
 	if f.inodeSize > oldInodeSize {
 		in.extra = int(ondisk.U16(raw, iExtraIsize))

@@ -322,6 +322,21 @@ func TestCorrupt(t *testing.T) {
 		})
 		mustCorrupt(t, v.open(), fmt.Sprintf("names record %d, whose base is %d", ext, ext))
 	})
+	t.Run("reused-extension-record", func(t *testing.T) {
+		v := loadVolume(t, im.path)
+		id := lookup(v.fs, "/streams")
+		f, _ := v.fs.load(id)
+		list, _ := findAttr(f.rec.attrs, attrAttrList, "")
+		entries, _ := v.fs.attrList(list, "")
+		var ext uint64
+		for _, e := range entries {
+			if e.ref != uint64(id) {
+				ext = e.ref
+			}
+		}
+		v.edit(ext, func(rec []byte) { rec[recSequence]++ })
+		mustCorrupt(t, v.open(), fmt.Sprintf("attribute list names record %d with sequence", ext))
+	})
 	t.Run("index-loop", func(t *testing.T) {
 		v := loadVolume(t, im.path)
 		f, _ := v.fs.load(lookup(v.fs, "/dir"))

@@ -93,6 +93,9 @@ func (fs *FS) load(id fsys.ID) (*file, error) {
 			if ext.flags&recFlagInUse == 0 || !ext.ext || ext.base != uint64(id) {
 				return nil, corruptf("%s: attribute list names record %d, whose base is %d (in use: %t)", what, e.ref, ext.base, ext.flags&recFlagInUse != 0)
 			}
+			if ext.seq != e.seq {
+				return nil, corruptf("%s: attribute list names record %d with sequence %d; the record has %d (reused)", what, e.ref, e.seq, ext.seq)
+			}
 			exts[e.ref] = ext
 		}
 		k := -1

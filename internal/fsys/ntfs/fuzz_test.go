@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
@@ -27,7 +28,18 @@ type seeds struct {
 	indexes [][]byte // an $INDEX_ROOT value, then its allocation's bytes
 }
 
+var (
+	seedsOnce sync.Once
+	seedsMade seeds
+)
+
+// collectSeeds builds the seed volumes once for all the fuzz targets.
 func collectSeeds(f *testing.F) seeds {
+	seedsOnce.Do(func() { seedsMade = makeSeeds(f) })
+	return seedsMade
+}
+
+func makeSeeds(f *testing.F) seeds {
 	var s seeds
 	if _, err := exec.LookPath("mkntfs"); err != nil {
 		return s
@@ -128,14 +140,16 @@ func minBytes(v int64, signed bool) int {
 	return 8
 }
 
-// fuzzFS is a 1 MiB volume of 4 KiB clusters whose MFT is the volume
-// itself, starting with the given bytes as record 0.
+// fuzzFS is a volume of 256 clusters of 4 KiB whose MFT is the volume
+// itself, starting with the given bytes as record 0. Only the first
+// 64 KiB (or head's clusters) are held: reads past them fail as a
+// truncated image does.
 func fuzzFS(head []byte, recSize int64) *FS {
-	vol := make([]byte, 1<<20)
+	vol := make([]byte, max(64<<10, (len(head)+4095)&^4095))
 	copy(vol, head)
-	fs := &FS{r: bytes.NewReader(vol), size: int64(len(vol)), cluster: 4096, clusters: 256, recSize: recSize}
-	fs.mft = &stream{fs: fs, what: "$MFT", size: fs.size, init: fs.size, runs: []run{{0, 0, 256}}, vcns: 256, cachedU: -1}
-	fs.records = fs.size / recSize
+	fs := &FS{r: bytes.NewReader(vol), size: 1 << 20, cluster: 4096, clusters: 256, recSize: recSize}
+	fs.mft = &stream{fs: fs, what: "$MFT", size: int64(len(vol)), init: int64(len(vol)), runs: []run{{0, 0, int64(len(vol)) / 4096}}, vcns: int64(len(vol)) / 4096, cachedU: -1}
+	fs.records = fs.mft.size / recSize
 	return fs
 }
 

@@ -202,6 +202,12 @@ func buildImage(t testing.TB, sizeMiB int64, cluster int, entries int) *image {
 		write("héllo wörld ✓.txt", []byte("unicode\n"))
 		write("日本語の名前", pattern(5000, 5))
 		write(strings.Repeat("long-name-", 25)+"end", []byte("long\n"))
+		// A DOS 8.3 name beside the long one: the index holds a Win32
+		// entry and a DOS entry, and only the long name is listed.
+		write("Long File Name.txt", []byte("dos\n"))
+		if err := syscall.Setxattr(filepath.Join(mnt, "Long File Name.txt"), "system.ntfs_dos_name", []byte("LONGFI~1.TXT"), 0); err != nil {
+			t.Fatalf("setting a DOS name: %v", err)
+		}
 		if err := os.Link(filepath.Join(mnt, "small.txt"), filepath.Join(mnt, "hard.txt")); err != nil {
 			t.Fatal(err)
 		}

@@ -148,8 +148,8 @@ func (fs *FS) findMFT(lcn uint64) error {
 			if err != nil {
 				return fmt.Errorf("ntfs: $MFT's extension record: %w", err)
 			}
-			if !ext.ext || ext.base != recordMFT {
-				return corruptf("MFT record %d: named by $MFT's attribute list but its base is record %d", e.ref, ext.base)
+			if !ext.ext || ext.base != recordMFT || ext.seq != e.seq {
+				return corruptf("MFT record %d (sequence %d): named by $MFT's attribute list with sequence %d but its base is record %d", e.ref, ext.seq, e.seq, ext.base)
 			}
 			pieces = append(pieces, dataPieces(ext.attrs, attrData, "")...)
 			if fs.mft, err = newStream(fs, "$MFT", pieces, true); err != nil {
@@ -160,6 +160,11 @@ func (fs *FS) findMFT(lcn uint64) error {
 	mft, err := newStream(fs, "$MFT", pieces, false)
 	if err != nil {
 		return err
+	}
+	for _, r := range mft.runs {
+		if r.lcn < 0 { // a sparse MFT would let a few bytes claim 2^48 records
+			return corruptf("MFT record 0: $MFT has a sparse run at VCN %d", r.vcn)
+		}
 	}
 	fs.mft, fs.records = mft, mft.size/fs.recSize
 	return nil
@@ -213,6 +218,7 @@ type listEntry struct {
 	name     string
 	startVCN int64
 	ref      uint64 // the record holding it
+	seq      uint16 // that record's sequence number when the entry was written
 	id       uint16
 }
 
@@ -240,6 +246,7 @@ func (fs *FS) attrList(a attr, what string) ([]listEntry, error) {
 			name:     utf16String(b[off+nameOff : off+nameOff+2*nameLen]),
 			startVCN: int64(ondisk.U64(b, off+8)),
 			ref:      ondisk.U64(b, off+0x10) & refMask,
+			seq:      uint16(ondisk.U64(b, off+0x10) >> 48),
 			id:       ondisk.U16(b, off+0x18),
 		}
 		out = append(out, e)

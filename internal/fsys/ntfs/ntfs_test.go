@@ -145,6 +145,7 @@ func TestMatchesSleuthKit(t *testing.T) {
 		{"512-byte-clusters", 32, 512, 300, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // most of the time is spent waiting for ntfs-3g and icat
 			im := buildImage(t, tc.sizeMiB, tc.cluster, tc.entries)
 			checkImage(t, im, tc.entries, tc.icatAll)
 		})
@@ -343,6 +344,9 @@ func checkSpecial(t *testing.T, im *image, fs *FS, ours map[string]walked, entri
 		if a.entry.ID != b.entry.ID || a.stat.Nlink != 2 {
 			t.Errorf("hard links %v: records %d and %d, %d links", pair, a.entry.ID, b.entry.ID, a.stat.Nlink)
 		}
+	}
+	if _, ok := ours["/LONGFI~1.TXT"]; ok || ours["/Long File Name.txt"].entry.ID == 0 {
+		t.Errorf("the DOS name is listed, or the long name is not")
 	}
 	if w := ours["/big.bin"]; !contains(w.stat.Streams, "bigads") || w.stat.Size != 300000 || w.stat.Mode != 0o777 {
 		t.Errorf("/big.bin: %+v", w.stat)

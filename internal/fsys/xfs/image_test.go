@@ -90,7 +90,7 @@ func testTree(bs int) *tnode {
 	for i := 0; i < fragBlocks; i++ {
 		frag = append(frag, fragBlock(i, bs)...)
 	}
-	longTarget := strings.Repeat("0123456789abcdef/", 60)[:900]
+	longTarget := strings.Repeat("0123456789abcdef/", 60)[:1000]
 	chr := &tnode{name: "null", typ: fsys.TypeCharDev, perm: 0o666}
 	blk := &tnode{name: "sda", typ: fsys.TypeBlockDev, perm: 0o660}
 	fifo := &tnode{name: "fifo", typ: fsys.TypeFIFO, perm: 0o600}
@@ -113,7 +113,7 @@ func testTree(bs int) *tnode {
 			dir("sub"),
 			reg(long, []byte("x")),
 		),
-		dir("links", lnk("short", "hello.txt"), lnk("long", longTarget)),
+		dir("links", lnk("short", "hello.txt"), lnk("long", longTarget), reg("holder", holderData(longTarget, bs))),
 		dir("dev", chr, blk, fifo),
 		dir("deep", dir("a", dir("b", dir("c", reg("leaf.txt", []byte("deep\n")))))),
 		bigDir("d100", "f", 100),
@@ -217,7 +217,7 @@ func buildImage(t testing.TB, bs int, tree *tnode, opts ...string) image {
 		craftBtree(t, im)
 	}
 	if findNode(tree, "/links/long") != nil {
-		fixRemoteSymlink(t, im, "/links", "long")
+		fixRemoteSymlink(t, im, "/links/long", "/links/holder")
 	}
 	return im
 }
@@ -478,34 +478,104 @@ func flatten(root *tnode) map[string]*tnode {
 	return out
 }
 
-// fixRemoteSymlink gives a remote symbolic link the v5 block header that
-// mkfs.xfs 6.1 -p leaves out: it writes the target's bytes raw into the
-// block, which xfs_repair -n calls "bad symlink header" and the kernel
-// refuses. xfs_db shifts the target past the 56-byte header, then writes
-// the header's fields and its CRC. The target must fit in one block.
-func fixRemoteSymlink(t testing.TB, im image, parent, name string) {
+// fixRemoteSymlink gives a remote symbolic link the v5 block headers
+// that mkfs.xfs 6.1 -p leaves out: it writes the target's bytes raw into
+// one block, which xfs_repair -n calls "bad symlink header" and the
+// kernel refuses. xfs_db shifts the target past the 56-byte header, then
+// writes the header's fields and its CRC. When the target does not fit
+// in one block beside its header (1 KiB blocks), the rest goes in a
+// second block, taken from the file holder, which the test wrote with 56
+// bytes of room and the target's tail (holderData); the link's inode gets
+// a second extent record and the holder is emptied.
+func fixRemoteSymlink(t testing.TB, im image, link, holder string) {
 	t.Helper()
-	var ino uint64
-	for _, e := range dbLs(t, im.path, parent) {
-		if e.name == name {
-			ino = e.ino
-		}
-	}
-	n := findNode(im.tree, path.Join(parent, name))
+	ino := dbIno(t, im.path, link)
+	n := findNode(im.tree, link)
+	space := im.bs - symlinkHdrSize
 	exts := dbBmap(t, im.path, ino)
-	if len(exts) != 1 || exts[0].count != 1 || len(n.target)+symlinkHdrSize > im.bs {
-		t.Fatalf("%s/%s: %d-byte target in %v: want one block", parent, name, len(n.target), exts)
+	if len(exts) != 1 || exts[0].count != 1 || len(n.target) > 2*space {
+		t.Fatalf("%s: %d-byte target in %v: want one block", link, len(n.target), exts)
 	}
 	sb := dbFields(t, im.path, "sb 0", "p uuid agblocks")
 	agblocks := dbUint(t, sb, "agblocks")
-	lin := exts[0].ag*agblocks + exts[0].agbno
-	runDB(t, im.path, "-x", fmt.Sprintf("fsblock %d", exts[0].ag<<bitsFor(agblocks)|exts[0].agbno),
+	fsb := func(e dbExtent) uint64 { return e.ag<<bitsFor(agblocks) | e.agbno }
+	sectors := func(e dbExtent) uint64 { return (e.ag*agblocks + e.agbno) * uint64(im.bs/512) }
+	runDB(t, im.path, "-x", fmt.Sprintf("fsblock %d", fsb(exts[0])),
 		"type data", fmt.Sprintf("write rshift %d 0 %d", symlinkHdrSize, im.bs))
-	out := runDB(t, im.path, "-x", fmt.Sprintf("inode %d", ino), "dblock 0", "type symlink",
-		"write -d magic 0x58534c4d", "write -d offset 0", fmt.Sprintf("write -d bytes %d", len(n.target)),
-		"write -d uuid "+sb["uuid"], fmt.Sprintf("write -d owner %d", ino),
-		fmt.Sprintf("write -d bno %d", lin*uint64(im.bs/512)), "write -d lsn 0", "p crc")
-	if !strings.Contains(out, "(correct)") {
-		t.Fatalf("xfs_db: the symbolic link block's CRC is not correct:\n%s", out)
+	header := func(block int, e dbExtent, off, n int) {
+		out := runDB(t, im.path, "-x", fmt.Sprintf("inode %d", ino), fmt.Sprintf("dblock %d", block), "type symlink",
+			"write -d magic 0x58534c4d", fmt.Sprintf("write -d offset %d", off), fmt.Sprintf("write -d bytes %d", n),
+			"write -d uuid "+sb["uuid"], fmt.Sprintf("write -d owner %d", ino),
+			fmt.Sprintf("write -d bno %d", sectors(e)), "write -d lsn 0", "p crc")
+		if !strings.Contains(out, "(correct)") {
+			t.Fatalf("xfs_db: %s block %d's CRC is not correct:\n%s", link, block, out)
+		}
 	}
+	if len(n.target) <= space {
+		header(0, exts[0], 0, len(n.target))
+		return
+	}
+	hino := dbIno(t, im.path, holder)
+	hexts := dbBmap(t, im.path, hino)
+	if len(hexts) != 1 || hexts[0].count != 1 {
+		t.Fatalf("%s: %v, want one block", holder, hexts)
+	}
+	runDB(t, im.path, "-x", fmt.Sprintf("inode %d", ino), "write core.nextents 2", "write core.nblocks 2",
+		"write u3.bmx[1].startoff 1", fmt.Sprintf("write u3.bmx[1].startblock %d", fsb(hexts[0])),
+		"write u3.bmx[1].blockcount 1", "write u3.bmx[1].extentflag 0",
+		fmt.Sprintf("inode %d", hino), "write core.nextents 0", "write core.size 0", "write core.nblocks 0")
+	findNode(im.tree, holder).data = nil
+	header(0, exts[0], 0, space)
+	header(1, hexts[0], space, len(n.target)-space)
+	if got := dbBmap(t, im.path, ino); len(got) != 2 {
+		t.Fatalf("%s: xfs_db reads %d extents, want 2", link, len(got))
+	}
+}
+
+// holderData is what the holder of a long link's second block holds:
+// room for the header, then the part of the target the first block
+// cannot take.
+func holderData(target string, bs int) []byte {
+	b := make([]byte, bs)
+	if space := bs - symlinkHdrSize; len(target) > space {
+		copy(b[symlinkHdrSize:], target[space:])
+	}
+	return b
+}
+
+// xattrPaths get a 32-byte security.selinux attribute, as every file of
+// an SELinux system (RHEL, Amazon Linux) has: the attribute fork takes
+// room from the data fork (di_forkoff), whatever its format. /small is
+// left out: xfs_db 6.1's attr_set crashes on a short-form directory
+// that no longer fits beside the attribute fork.
+var xattrPaths = []string{"/hello.txt", "/frag", "/big.bin", "/deep/a", "/sgid", "/links/short", "/links/long",
+	"/dev/null", "/d100", "/d300", "/d20000", "/d20000/many-000000"}
+
+// addXattrs sets the attributes with xfs_db's attr_set (libxfs moves
+// the data fork's content, a B+tree root included, to make room).
+func addXattrs(t testing.TB, im image, paths []string) {
+	t.Helper()
+	for _, p := range paths {
+		// One run each: xfs_db 6.1 can crash on a second attr_set.
+		runDB(t, im.path, "-x", fmt.Sprintf("inode %d", dbIno(t, im.path, p)), "attr_set -s -v 32 selinux")
+	}
+	for _, p := range paths {
+		f := dbFields(t, im.path, fmt.Sprintf("inode %d", dbIno(t, im.path, p)), "p core.forkoff")
+		if dbUint(t, f, "core.forkoff") == 0 {
+			t.Fatalf("%s: no attribute fork after attr_set", p)
+		}
+	}
+}
+
+// dbIno is the inode number xfs_db's ls gives a path.
+func dbIno(t testing.TB, img, p string) uint64 {
+	t.Helper()
+	parent, name := path.Split(p)
+	for _, e := range dbLs(t, img, parent) {
+		if e.name == name {
+			return e.ino
+		}
+	}
+	t.Fatalf("xfs_db: no %s", p)
+	return 0
 }

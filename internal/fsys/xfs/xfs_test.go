@@ -22,12 +22,19 @@ var configs = []struct {
 	// forms: the directory sizes give short-form, block, leaf, node
 	// and B+tree directories (with 4 KiB directory blocks).
 	forms bool
+	// features: what xfs_db's version command must list, and the
+	// crafted B+tree file's bigtime and nrext64 inode flags.
+	features         []string
+	bigtime, nrext64 string
 }{
 	// mkfs.xfs 6.1's defaults: crc, finobt, sparse inodes, reflink,
 	// bigtime, inobtcount, ftype; 4 allocation groups.
-	{"default", 4096, nil, true},
-	{"rmapbt-nrext64-dir8k", 4096, []string{"-m", "rmapbt=1", "-i", "nrext64=1", "-n", "size=8192"}, false},
-	{"1k-blocks-no-bigtime", 1024, []string{"-m", "bigtime=0"}, false},
+	{"default", 4096, nil, true,
+		[]string{"V5", "CRC", "FTYPE", "FINOBT", "SPARSE_INODES", "REFLINK", "INOBTCNT", "BIGTIME"}, "1", "0"},
+	{"rmapbt-nrext64-dir8k", 4096, []string{"-m", "rmapbt=1", "-i", "nrext64=1", "-n", "size=8192"}, false,
+		[]string{"V5", "CRC", "FINOBT", "REFLINK", "RMAPBT", "BIGTIME", "NREXT64"}, "1", "1"},
+	{"1k-blocks-no-bigtime", 1024, []string{"-m", "bigtime=0"}, false,
+		[]string{"V5", "CRC", "FINOBT", "REFLINK"}, "0", "0"},
 }
 
 func openImage(t testing.TB, img string) (*FS, *os.File) {
@@ -55,6 +62,22 @@ func TestImages(t *testing.T) {
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
 			im := buildImage(t, c.bs, testTree(c.bs), c.opts...)
+			addXattrs(t, im, xattrPaths)
+			version := strings.TrimSpace(xfsDB(t, im.path, "version"))
+			_, list, _ := strings.Cut(version, " = ")
+			have := map[string]bool{}
+			for _, feat := range strings.Split(list, ",") {
+				have[feat] = true
+			}
+			for _, feat := range c.features {
+				if !have[feat] {
+					t.Errorf("xfs_db version: %s lacks %s", version, feat)
+				}
+			}
+			flags := dbFields(t, im.path, fmt.Sprintf("inode %d", dbIno(t, im.path, "/frag")), "p v3.bigtime v3.nrext64")
+			if flags["v3.bigtime"] != c.bigtime || flags["v3.nrext64"] != c.nrext64 {
+				t.Errorf("/frag: xfs_db says bigtime %s nrext64 %s, want %s %s", flags["v3.bigtime"], flags["v3.nrext64"], c.bigtime, c.nrext64)
+			}
 			f, fh := openImage(t, im.path)
 			if f.Type() != "xfs" {
 				t.Errorf("Type = %q", f.Type())
