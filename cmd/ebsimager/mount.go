@@ -57,6 +57,9 @@ exit 2; FUSE missing (no /dev/fuse, no fusermount3) is exit 1.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			source, dir := args[0], args[1]
+			if size, err := parseSize(lo.cache); err != nil || size < 1<<20 {
+				return usagef("--memory %q: want a size of at least 1MiB", lo.cache)
+			}
 			if lo.saveBlocks != "" && !isSnapshotName(source) {
 				return usagef("--cache: %s is not a snapshot; only blocks read live from a snapshot (snap-…) are kept", source)
 			}
