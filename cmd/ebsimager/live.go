@@ -28,6 +28,7 @@ type liveOptions struct {
 	cache      string
 	saveBlocks string
 	vol        *live.Volume // the snapshot opened, for its statistics
+	sums       *live.SumLog // when set, logs the AWS checksum of every block fetched
 	started    time.Time
 }
 
@@ -56,6 +57,9 @@ func (o *liveOptions) opener(aws *awsOptions, source string) (func(ctx context.C
 			return nil, err
 		}
 		fetcher := ebs.NewFetcher(snap, ebs.FetchOptions{Limiter: ebs.NewLimiter(liveWorkers)})
+		if o.sums != nil {
+			fetcher = o.sums.Record(fetcher)
+		}
 		lo := live.Options{CacheBytes: cache, Region: cfg.Region}
 		if o.saveBlocks != "" {
 			// evidence.json as acquire --out writes it, plain.

@@ -101,6 +101,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newImport4n6irCommand(),
 		newDiffCommand(aws),
 		newMountCommand(aws),
+		newTriageCommand(aws),
 	)
 	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {

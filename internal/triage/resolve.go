@@ -1,0 +1,265 @@
+package triage
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/ebsimager/ebsimager/internal/fsys"
+)
+
+// Bounds on the walk of one file system, so that a hostile one (or a
+// pattern such as /**) cannot exhaust time or memory.
+const (
+	// MaxEntries bounds the directory entries the rules may read.
+	MaxEntries = 1 << 24
+	// MaxMatches bounds the files the rules may select.
+	MaxMatches = 1 << 20
+	// maxCachedEntries bounds the directory entries kept between rules.
+	maxCachedEntries = 1 << 20
+)
+
+// ErrBound is wrapped when a walk stops at MaxEntries or MaxMatches.
+var ErrBound = errors.New("walk bound reached")
+
+// A Match is a file, or a named stream of one, that rules selected.
+type Match struct {
+	Path   string // the names from the root, as on disk, joined by /
+	Stream string // the named data stream, "" for the default one
+	// Names are the names from the root: a damaged directory may give a
+	// name holding a /, which Path cannot tell apart.
+	Names []string
+	ID    fsys.ID
+	Stat  fsys.Stat
+	// Rules are the indexes of the rules that matched it, in the order
+	// of the rules given to Resolve.
+	Rules []int
+}
+
+// Name returns the path as cat takes it: with ":stream" when a named
+// stream was selected.
+func (m *Match) Name() string {
+	if m.Stream == "" {
+		return m.Path
+	}
+	return m.Path + ":" + m.Stream
+}
+
+// WalkError is a part of the tree a rule could not read.
+type WalkError struct {
+	Rule int
+	Path string
+	Err  error
+}
+
+// Resolution is what rules selected on one file system.
+type Resolution struct {
+	Matches []*Match
+	// Found counts the files each rule matched (by the rule's index).
+	Found []int
+	// Errors are the directories and files that could not be read.
+	Errors []WalkError
+	// Entries counts the directory entries read.
+	Entries int
+}
+
+// Resolve walks fs's metadata for the files rules select. It reads only
+// the directories the rules lead into: a rule /var/log/** reads /, /var,
+// /var/log and what is under it, nothing else. A directory reached twice
+// by one rule's ** is walked once (a cycle cannot loop), and the walk
+// stops at MaxEntries entries or MaxMatches matches with an error
+// wrapping ErrBound. An unreadable directory or file is recorded in
+// Errors and the walk goes on.
+func Resolve(fs fsys.FS, rules []Rule) (*Resolution, error) {
+	rv := &resolver{fs: fs, fold: fsys.CaseInsensitive(fs), dirs: map[fsys.ID][]fsys.DirEntry{},
+		byKey: map[string]*Match{}, res: &Resolution{Found: make([]int, len(rules))}}
+	for i, r := range rules {
+		names := r.Names
+		if names[len(names)-1] == "**" {
+			names = append(names[:len(names):len(names)], "*")
+		}
+		if rv.fold {
+			lower := make([]string, len(names))
+			for k, n := range names {
+				lower[k] = strings.ToLower(n)
+			}
+			names = lower
+		}
+		rv.rule, rv.names, rv.seen = i, names, map[walkKey]bool{}
+		rv.stream = r.Stream
+		if err := rv.walk(fs.Root(), nil, 0, 0); err != nil {
+			return rv.res, err
+		}
+	}
+	return rv.res, nil
+}
+
+type walkKey struct {
+	dir fsys.ID
+	k   int
+}
+
+type resolver struct {
+	fs     fsys.FS
+	fold   bool
+	dirs   map[fsys.ID][]fsys.DirEntry
+	cached int
+	byKey  map[string]*Match
+	res    *Resolution
+
+	rule   int
+	names  []string
+	stream string
+	seen   map[walkKey]bool
+}
+
+// walk matches names[k:] under directory dir, whose names from the root
+// are at.
+func (rv *resolver) walk(dir fsys.ID, at []string, k, depth int) error {
+	p := "/" + strings.Join(at, "/")
+	if depth > fsys.MaxDepth {
+		rv.fail(p, fmt.Errorf("deeper than %d directories: %w", fsys.MaxDepth, fsys.ErrCorrupt))
+		return nil
+	}
+	if rv.seen[walkKey{dir, k}] {
+		return nil
+	}
+	rv.seen[walkKey{dir, k}] = true
+	entries, err := rv.readDir(dir)
+	if err != nil {
+		if errors.Is(err, ErrBound) {
+			return err
+		}
+		rv.fail(p, err)
+		return nil
+	}
+	name, last := rv.names[k], k == len(rv.names)-1
+	if name == "**" {
+		if err := rv.walk(dir, at, k+1, depth); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if rv.isDir(e) {
+				if err := rv.walk(e.ID, with(at, e.Name), k, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, e := range entries {
+		if !rv.matchName(name, e.Name) {
+			continue
+		}
+		cp := with(at, e.Name)
+		if last {
+			if err := rv.emit(e, cp); err != nil {
+				return err
+			}
+			continue
+		}
+		if rv.isDir(e) {
+			if err := rv.walk(e.ID, cp, k+1, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (rv *resolver) matchName(pattern, name string) bool {
+	if rv.fold {
+		name = strings.ToLower(name)
+	}
+	ok, _ := path.Match(pattern, name) // patterns were checked when parsed
+	return ok
+}
+
+func (rv *resolver) isDir(e fsys.DirEntry) bool {
+	if e.Type != fsys.TypeUnknown {
+		return e.Type == fsys.TypeDir
+	}
+	st, err := rv.fs.Stat(e.ID)
+	return err == nil && st.Type == fsys.TypeDir
+}
+
+// with returns names with name after them, in a new slice.
+func with(names []string, name string) []string {
+	return append(names[:len(names):len(names)], name)
+}
+
+// emit records the file e, whose names from the root are names, as
+// matched by the current rule.
+func (rv *resolver) emit(e fsys.DirEntry, names []string) error {
+	p := "/" + strings.Join(names, "/")
+	st, err := rv.fs.Stat(e.ID)
+	if err != nil {
+		rv.fail(p, err)
+		return nil
+	}
+	stream := ""
+	if rv.stream != "" {
+		if st.Type != fsys.TypeRegular && st.Type != fsys.TypeDir {
+			return nil
+		}
+		s, ok := rv.findStream(st)
+		if !ok {
+			return nil
+		}
+		stream = s
+	}
+	key := strings.Join(names, "\x00") + "\x00\x00" + stream
+	m, ok := rv.byKey[key]
+	if !ok {
+		if len(rv.res.Matches) >= MaxMatches {
+			return fmt.Errorf("more than %d files matched: %w", MaxMatches, ErrBound)
+		}
+		m = &Match{Path: p, Names: names, Stream: stream, ID: e.ID, Stat: st}
+		rv.byKey[key] = m
+		rv.res.Matches = append(rv.res.Matches, m)
+	}
+	if n := len(m.Rules); n == 0 || m.Rules[n-1] != rv.rule {
+		m.Rules = append(m.Rules, rv.rule)
+		rv.res.Found[rv.rule]++
+	}
+	return nil
+}
+
+// findStream returns the stored name of the file's stream the rule
+// names.
+func (rv *resolver) findStream(st fsys.Stat) (string, bool) {
+	for _, s := range st.Streams {
+		if s == rv.stream || rv.fold && strings.EqualFold(s, rv.stream) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// readDir reads a directory's entries, counting them against MaxEntries
+// and keeping them for the next rules within maxCachedEntries.
+func (rv *resolver) readDir(dir fsys.ID) ([]fsys.DirEntry, error) {
+	if entries, ok := rv.dirs[dir]; ok {
+		return entries, nil
+	}
+	entries, err := rv.fs.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	rv.res.Entries += len(entries)
+	if rv.res.Entries > MaxEntries {
+		return nil, fmt.Errorf("more than %d directory entries read: %w", MaxEntries, ErrBound)
+	}
+	if rv.cached+len(entries) <= maxCachedEntries {
+		rv.dirs[dir] = entries
+		rv.cached += len(entries)
+	}
+	return entries, nil
+}
+
+func (rv *resolver) fail(p string, err error) {
+	if len(rv.res.Errors) < MaxMatches {
+		rv.res.Errors = append(rv.res.Errors, WalkError{Rule: rv.rule, Path: p, Err: err})
+	}
+}
