@@ -536,3 +536,43 @@ func TestFSBareVolume(t *testing.T) {
 	c.fails(exitNotFound, "the volume: /etc/nope: no such file or directory", "cat", img, "/etc/nope")
 	c.fails(exitInvalid, "not a directory", "ls", img, "/etc/hostname/x")
 }
+
+// TestFSLVM reads a file system in an LVM2 linear logical volume, made
+// with pvcreate, vgcreate and lvcreate, as VG/LV:/path, and as /path: it
+// is the volume's one file system.
+func TestFSLVM(t *testing.T) {
+	t.Parallel()
+	l := disktest.NewLVM(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.raw")
+	off := disktest.Disk(t, img, "gpt", 64*disktest.MiB, []disktest.Partition{{Size: 40 * disktest.MiB, Type: disktest.TypeLVM}})
+	pv := l.Loop(img, off[0], 40*disktest.MiB)
+	vg := fmt.Sprintf("evcmd%d", os.Getpid())
+	l.Run("pvcreate", "-y", pv)
+	l.Run("vgcreate", "-s", "4M", vg, pv)
+	l.Run("lvcreate", "--driverloaded", "n", "-an", "-Zn", "-L", "4M", "-n", "swap", vg)
+	l.Run("lvcreate", "--driverloaded", "n", "-an", "-Zn", "-L", "16M", "-n", "root", vg)
+	extents := l.Extents(vg+"/root", 4*disktest.MiB, map[string]int64{pv: off[0]})
+	l.Detach()
+	tree := filepath.Join(dir, "tree")
+	disktest.Tree(t, tree, map[string]string{"etc/hostname": "in-lvm\n", "var/log/messages": "lvm boot\n"})
+	ext := filepath.Join(dir, "ext4.img")
+	disktest.Ext4(t, ext, 16*disktest.MiB, tree)
+	disktest.WriteExtents(t, img, ext, extents)
+
+	c := newCLI(t, "")
+	if r := c.ok("cat", img, vg+"/root:/etc/hostname"); r.stdout != "in-lvm\n" {
+		t.Fatalf("cat %s/root:/etc/hostname: %q", vg, r.stdout)
+	}
+	if r := c.ok("cat", img, "/var/log/messages"); r.stdout != "lvm boot\n" {
+		t.Fatalf("cat /var/log/messages: %q", r.stdout)
+	}
+	r := c.ok("timeline", img)
+	if !regexp.MustCompile(`(?m)^0\|` + vg + `/root:/etc/hostname\|\d+\|r/rrw-r--r--\|0\|0\|7\|`).MatchString(r.stdout) ||
+		!strings.Contains(r.stderr, "partition 1 is an LVM2 physical volume (its logical volumes are covered as VG/LV): not in the timeline") ||
+		!strings.Contains(r.stderr, "LV "+vg+"/swap holds unknown: not in the timeline") {
+		t.Fatalf("timeline:\n%s\n%s", r.stdout, r.stderr)
+	}
+	c.fails(exitFileSystem, "partition 1 (lvm2_pv): it is an LVM2 physical volume; read its logical volumes as "+vg+"/swap:/path, "+vg+"/root:/path", "ls", img, "1:/")
+	c.fails(exitNotFound, `no part "`+vg+`/home"`, "ls", img, vg+"/home:/")
+}
