@@ -568,7 +568,7 @@ func TestFSLVM(t *testing.T) {
 		t.Fatalf("cat /var/log/messages: %q", r.stdout)
 	}
 	r := c.ok("timeline", img)
-	if !regexp.MustCompile(`(?m)^0\|` + vg + `/root:/etc/hostname\|\d+\|r/rrw-r--r--\|0\|0\|7\|`).MatchString(r.stdout) ||
+	if !regexp.MustCompile(`(?m)^0\|`+vg+`/root:/etc/hostname\|\d+\|r/rrw-r--r--\|0\|0\|7\|`).MatchString(r.stdout) ||
 		!strings.Contains(r.stderr, "partition 1 is an LVM2 physical volume (its logical volumes are covered as VG/LV): not in the timeline") ||
 		!strings.Contains(r.stderr, "LV "+vg+"/swap holds unknown: not in the timeline") {
 		t.Fatalf("timeline:\n%s\n%s", r.stdout, r.stderr)
