@@ -93,9 +93,10 @@ type superblock struct {
 func Open(r io.ReaderAt, size int64) (*FS, error) { return open(r, size, false) }
 
 func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
+	f := &FS{r: r, size: size, noCRC: noCRC}
 	buf := make([]byte, 512)
-	if _, err := r.ReadAt(buf, 0); err != nil {
-		return nil, fmt.Errorf("xfs: reading superblock: %w", err)
+	if err := f.readFull(buf, 0); err != nil {
+		return nil, fmt.Errorf("xfs: superblock: %w", err)
 	}
 	be := binary.BigEndian
 	if be.Uint32(buf) != sbMagic {
@@ -127,8 +128,8 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 	}
 	if sectSize > len(buf) {
 		buf = make([]byte, sectSize)
-		if _, err := r.ReadAt(buf, 0); err != nil {
-			return nil, fmt.Errorf("xfs: reading superblock: %w", err)
+		if err := f.readFull(buf, 0); err != nil {
+			return nil, fmt.Errorf("xfs: superblock: %w", err)
 		}
 	}
 	if sb.v5 && !noCRC && !crcOK(buf[:sectSize], sbCRCOff) {
@@ -178,7 +179,7 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 			copy(sb.uuid[:], buf[32:48])
 		}
 	}
-	f := &FS{r: r, size: size, sb: sb, noCRC: noCRC}
+	f.sb = sb
 	root := be.Uint64(buf[56:])
 	if _, err := f.inodePos(root); err != nil {
 		return nil, fmt.Errorf("xfs: superblock: root inode: %w", err)
