@@ -228,21 +228,22 @@ func (f *FS) readFull(p []byte, off int64) error {
 	return fmt.Errorf("reading %d bytes at %d: %w", len(p), off, err)
 }
 
-// budget bounds the metadata blocks one call may read, so that a hostile
+// budget bounds the metadata bytes one call may read, so that a hostile
 // file system cannot make a call run for ever.
-type budget struct{ left int }
+type budget struct{ left int64 }
 
-// maxCallBlocks is the most metadata blocks one call reads: a directory
-// of fsys.MaxDirEntries short names fills about 40,000 4 KiB blocks, a
-// B+tree of fsys.MaxRuns extents about 17,000.
-const maxCallBlocks = 1 << 20
+// maxCallBytes is the most metadata one call reads: a directory of
+// fsys.MaxDirEntries 255-byte names fills about 1.1 GiB, one of short
+// names about 100 MiB; the B+tree of fsys.MaxRuns extents 64 MiB.
+const maxCallBytes = 1280 << 20
 
-func newBudget() *budget { return &budget{left: maxCallBlocks} }
+func newBudget() *budget { return &budget{left: maxCallBytes} }
 
-func (b *budget) spend(what string) error {
-	if b.left <= 0 {
-		return fmt.Errorf("%s: more than %d metadata blocks in one call: %w", what, maxCallBlocks, fsys.ErrCorrupt)
+// spend takes n bytes from the budget, or fails naming what was read.
+func (b *budget) spend(what string, n int64) error {
+	if b.left < n {
+		return fmt.Errorf("%s: more than %d MiB of metadata in one call: %w", what, maxCallBytes>>20, fsys.ErrCorrupt)
 	}
-	b.left--
+	b.left -= n
 	return nil
 }
