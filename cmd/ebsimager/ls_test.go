@@ -491,6 +491,15 @@ func TestFSCommands(t *testing.T) {
 	if got := strings.Split(strings.TrimSpace(readFile(t, body)), "\n"); !slices.Equal(sorted(got), sorted(wantBody)) {
 		t.Fatalf("timeline --out:\n%s", strings.Join(got, "\n"))
 	}
+	// mactime reads it as it reads fls's: the same timeline.
+	mactime := testenv.RequireTool(t, "mactime")[0]
+	flsFile := filepath.Join(dir, "fls.txt")
+	if err := os.WriteFile(flsFile, []byte(strings.Join(wantBody, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := runTool(t, mactime, "-b", body, "-d", "-z", "UTC"), runTool(t, mactime, "-b", flsFile, "-d", "-z", "UTC"); got != want || !strings.Contains(got, ",\"/etc/passwd\"") {
+		t.Fatalf("mactime of the timeline:\n%s\nof fls's:\n%s", got, want)
+	}
 
 	if got := d.fingerprint(t); got != d.sum {
 		t.Fatal("the raw disk was written to")

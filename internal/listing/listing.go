@@ -252,8 +252,11 @@ func Timeline(d *disk.Disk, name string, all bool, w io.Writer) (notes []string,
 	for _, p := range d.Parts {
 		if !p.HoldsFileSystem() {
 			why := "holds " + p.Type
-			if p.Encryption != "" {
+			switch {
+			case p.Encryption != "":
 				why = "is encrypted with " + p.Encryption
+			case p.Type == "lvm2_pv":
+				why = "is an LVM2 physical volume (its logical volumes are covered as VG/LV)"
 			}
 			notes = append(notes, fmt.Sprintf("%s %s: not in the timeline", p.Display(), why))
 			continue
