@@ -26,7 +26,8 @@ const snapFS = "snap-0f5000000000000f5"
 
 // fsDisk is a GPT test disk for ls, cat and timeline: partition 1 ext4
 // with a tree of files, 2 LUKS1, 3 BitLocker, 4 ext4 with a damaged
-// directory, 5 XFS (mkfs.xfs -p). The image is 1 GiB (sparse), as the emulated snapshot's
+// directory, 5 XFS (mkfs.xfs -p), 6 FAT32 (mkfs.vfat and mtools), 7 NTFS
+// (mkntfs, the files written through ntfs-3g). The image is 1 GiB (sparse), as the emulated snapshot's
 // volume is, so that every source holds the same volume.
 type fsDisk struct {
 	path    string
@@ -41,6 +42,21 @@ var xfsFiles = map[string]string{
 	"home/u/.bash_history":  "sudo -i\n",
 	"link":                  "->etc/hostname",
 	"var/empty/placeholder": "",
+}
+
+var fatFiles = map[string]string{
+	"EFI/BOOT/BOOTX64.EFI":         strings.Repeat("MZ\x90\x00boot loader ", 8000),
+	"EFI/ubuntu/grub.cfg":          "search.fs_uuid 7e57 root\n",
+	"A long file name, spaced.txt": "an LFN entry\n",
+	"startup.nsh":                  "fs0:\\EFI\\BOOT\\BOOTX64.EFI\n",
+}
+
+var ntfsFiles = map[string]string{
+	"Users/evidence/NTUSER.DAT":                         strings.Repeat("regf hive bin ", 6000),
+	"Users/evidence/Desktop/notes.txt":                  "meet at noon\r\n",
+	"Users/evidence/Downloads/tool.exe":                 strings.Repeat("MZ tool ", 3000),
+	"Users/evidence/Downloads/tool.exe:Zone.Identifier": "[ZoneTransfer]\r\nZoneId=3\r\n",
+	"Windows/System32/config/SYSTEM":                    strings.Repeat("regf system ", 20000),
 }
 
 var fsFiles = map[string]string{
@@ -68,6 +84,10 @@ func buildFSDisk(t *testing.T) *fsDisk {
 	disktest.BitLocker(t, bl, 2*disktest.MiB)
 	xfs := filepath.Join(dir, "xfs.img")
 	disktest.XFS(t, xfs, 300*disktest.MiB, xfsFiles)
+	fat := filepath.Join(dir, "fat.img")
+	disktest.FAT(t, fat, 40*disktest.MiB, 32, fatFiles)
+	ntfs := filepath.Join(dir, "ntfs.img")
+	disktest.NTFS(t, ntfs, 16*disktest.MiB, ntfsFiles)
 	d := &fsDisk{path: filepath.Join(dir, "disk.raw"), files: fsFiles}
 	d.offsets = disktest.Disk(t, d.path, "gpt", 1<<30, []disktest.Partition{
 		{Size: 16 * disktest.MiB, Type: disktest.TypeLinux, Image: ext},
@@ -75,6 +95,8 @@ func buildFSDisk(t *testing.T) *fsDisk {
 		{Size: 2 * disktest.MiB, Type: disktest.TypeBasic, Image: bl},
 		{Size: 16 * disktest.MiB, Type: disktest.TypeLinux, Image: ext},
 		{Size: 300 * disktest.MiB, Type: disktest.TypeLinux, Image: xfs},
+		{Size: 40 * disktest.MiB, Type: disktest.TypeBasic, Image: fat},
+		{Size: 16 * disktest.MiB, Type: disktest.TypeBasic, Image: ntfs},
 	})
 	// Damage partition 4's /broken: its directory block becomes garbage.
 	ino := d.inode(t, 4, "broken")
@@ -117,6 +139,113 @@ func (d *fsDisk) fingerprint(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%x %d %v", h.Sum(nil), fi.Size(), fi.ModTime())
+}
+
+// tskView is what Sleuth Kit says of a partition: its regular files and
+// named streams (fls -r -p), their bodyfile lines (fls -r -m, without the
+// $FILE_NAME lines of NTFS), and the bytes icat reads of some.
+type tskView struct {
+	n     int
+	addrs map[string]string // path (no leading /) → address
+	names []string          // every name fls lists, but named streams and Sleuth Kit's virtual files
+	body  []string
+	icat  map[string][]byte
+}
+
+// tsk reads partition n with fls, and with icat the files cat names.
+func (d *fsDisk) tsk(t *testing.T, n int, cat []string) *tskView {
+	t.Helper()
+	icat := testenv.RequireTool(t, "icat")[0]
+	v := &tskView{n: n, addrs: map[string]string{}, icat: map[string][]byte{}}
+	virtual := func(name string) bool { // Sleuth Kit's own entries
+		return strings.HasPrefix(name, "$OrphanFiles") || name == "$MBR" || name == "$FAT1" || name == "$FAT2" ||
+			strings.HasSuffix(name, "(Volume Label Entry)")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(d.fls(t, n, "-r", "-p")), "\n") {
+		head, name, _ := strings.Cut(line, "\t")
+		f := strings.Fields(strings.TrimSuffix(head, ":"))
+		if f[0] == "r/r" {
+			v.addrs[name] = f[len(f)-1]
+		}
+		// A named stream's line names its file too (NTFS's $Secure has
+		// only $Secure:$SDS and two index streams).
+		if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+			name = name[:i]
+		}
+		if !virtual(name) && !slices.Contains(v.names, "/"+name) {
+			v.names = append(v.names, "/"+name)
+		}
+	}
+	slices.Sort(v.names)
+	for _, line := range strings.Split(strings.TrimSpace(d.fls(t, n, "-r", "-m", "/")), "\n") {
+		f := strings.Split(line, "|")
+		if len(f) != 11 || !strings.HasPrefix(f[3], "r/") || strings.Contains(f[1], "($FILE_NAME)") || virtual(strings.TrimPrefix(f[1], "/")) {
+			continue
+		}
+		// NTFS metafiles: their index streams ($Secure:$SDH) are not
+		// streams the reader lists, and mkntfs leaves $MFT's times
+		// in 2076, which the reader does not keep: they are checked by
+		// cat against icat instead.
+		if strings.HasPrefix(f[1], "/$") && n == 7 {
+			continue
+		}
+		v.body = append(v.body, line)
+	}
+	for _, name := range cat {
+		out, err := exec.Command(icat, "-o", strconv.FormatInt(d.offsets[n-1]/512, 10), d.path, v.addrs[name]).Output()
+		if err != nil || v.addrs[name] == "" {
+			t.Fatalf("icat %s (%q): %v", name, v.addrs[name], err)
+		}
+		v.icat[name] = out
+	}
+	return v
+}
+
+// check runs cat, timeline and ls -r on partition v.n of src against
+// Sleuth Kit's view: the same bytes, every regular file's and stream's
+// bodyfile line (a stream's address aside: the readers do not say which
+// attribute holds it), the same names.
+func (v *tskView) check(t *testing.T, c *cli, src string) {
+	t.Helper()
+	n := strconv.Itoa(v.n)
+	for name, want := range v.icat {
+		if r := c.ok("cat", src, n+":/"+name); r.stdout != string(want) {
+			t.Errorf("cat %s %s:/%s: %d bytes, icat gives %d", src, n, name, len(r.stdout), len(want))
+		}
+	}
+	body := c.ok("timeline", src, n).stdout
+	mask := func(line string) string {
+		f := strings.Split(line, "|")
+		if len(f) == 11 && strings.Contains(f[1][strings.LastIndexByte(f[1], '/')+1:], ":") {
+			f[2] = "*"
+		}
+		if len(f) == 11 && v.n == 7 {
+			// fls -m prints as NTFS owner the four bytes after a
+			// 48-byte $STANDARD_INFORMATION, which are the next
+			// attribute's type (48, $FILE_NAME); istat says "Owner ID:
+			// 0", as the reader does.
+			f[4] = "*"
+		}
+		return strings.Join(f, "|")
+	}
+	var masked []string
+	for _, line := range strings.Split(body, "\n") {
+		masked = append(masked, mask(line))
+	}
+	for _, line := range v.body {
+		if !slices.Contains(masked, mask(line)) {
+			t.Errorf("timeline %s %s lacks fls's line %q", src, n, line)
+		}
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("ls", src, n+":/", "-r").stdout), "\n") {
+		line, _, _ = strings.Cut(line, " [:")
+		line, _, _ = strings.Cut(line, " -> ")
+		names = append(names, strings.TrimSuffix(strings.Trim(line, `"`), "/"))
+	}
+	if slices.Sort(names); !slices.Equal(names, v.names) {
+		t.Errorf("ls -r %s %s:/:\n%q\nfls:\n%q", src, n, names, v.names)
+	}
 }
 
 // fls lists partition n with Sleuth Kit: "type inode\tpath" per entry.
@@ -166,6 +295,7 @@ func fsSources(t *testing.T, d *fsDisk) (c *cli, sources []string) {
 // names; bad input gives the documented exit codes; the source is never
 // written.
 func TestFSCommands(t *testing.T) {
+	t.Parallel()
 	icat := testenv.RequireTool(t, "icat")[0]
 	start := time.Now()
 	d := buildFSDisk(t)
@@ -203,6 +333,14 @@ func TestFSCommands(t *testing.T) {
 		icat1[name] = out
 	}
 
+	fatView := d.tsk(t, 6, []string{"EFI/BOOT/BOOTX64.EFI", "A long file name, spaced.txt"})
+	ntfsView := d.tsk(t, 7, []string{"Users/evidence/NTUSER.DAT", "Users/evidence/Downloads/tool.exe:Zone.Identifier",
+		"Windows/System32/config/SYSTEM", "$MFT", "$LogFile", "$Secure:$SDS"})
+	for name, content := range fatFiles {
+		if got, ok := fatView.icat[name]; ok && string(got) != content {
+			t.Fatalf("icat of FAT's %s: %d bytes, the file had %d", name, len(got), len(content))
+		}
+	}
 	t.Logf("Sleuth Kit read in %v", time.Since(start))
 	for i, src := range sources {
 		live := src == snapFS
@@ -296,6 +434,10 @@ func TestFSCommands(t *testing.T) {
 				t.Errorf("ls -r %s 5:/: %q", src, xfsNames)
 			}
 
+			// FAT32 and NTFS against Sleuth Kit.
+			fatView.check(t, c, src)
+			ntfsView.check(t, c, src)
+
 			// Bad input.
 			c.fails(exitNotFound, `no part "9" on this volume (it holds partition 1 (ext4), partition 2 (luks1, encrypted)`, "ls", src, "9:/")
 			c.fails(exitFileSystem, "partition 2 is encrypted with LUKS1", "ls", src, "2:/")
@@ -359,4 +501,29 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestFSBareVolume reads a file system with no partition table, the
+// single file system paths name as /path.
+func TestFSBareVolume(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	disktest.Tree(t, tree, map[string]string{"etc/hostname": "bare\n", "var/log/syslog": "boot\n"})
+	img := filepath.Join(dir, "bare.raw")
+	disktest.Ext4(t, img, 8*disktest.MiB, tree)
+	c := newCLI(t, "")
+	if r := c.ok("cat", img, "/etc/hostname"); r.stdout != "bare\n" {
+		t.Fatalf("cat /etc/hostname: %q", r.stdout)
+	}
+	if r := c.ok("ls", img, "/var/log"); r.stdout != "syslog\n" {
+		t.Fatalf("ls /var/log: %q", r.stdout)
+	}
+	r := c.ok("timeline", img)
+	if !regexp.MustCompile(`(?m)^0\|/var/log/syslog\|\d+\|r/rrw-r--r--\|0\|0\|5\|`).MatchString(r.stdout) || r.stderr != "" {
+		t.Fatalf("timeline of a bare volume:\n%s\n%s", r.stdout, r.stderr)
+	}
+	c.fails(exitNotFound, `no part "1" on this volume (it holds a bare ext4 file system, addressed as /path)`, "cat", img, "1:/etc/hostname")
+	c.fails(exitNotFound, "the volume: /etc/nope: no such file or directory", "cat", img, "/etc/nope")
+	c.fails(exitInvalid, "not a directory", "ls", img, "/etc/hostname/x")
 }

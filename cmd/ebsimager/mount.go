@@ -57,6 +57,9 @@ exit 2; FUSE missing (no /dev/fuse, no fusermount3) is exit 1.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			source, dir := args[0], args[1]
+			if size, err := parseSize(lo.cache); err != nil || size < 1<<20 {
+				return usagef("--memory %q: want a size of at least 1MiB", lo.cache)
+			}
 			if lo.saveBlocks != "" && !isSnapshotName(source) {
 				return usagef("--cache: %s is not a snapshot; only blocks read live from a snapshot (snap-…) are kept", source)
 			}
@@ -70,8 +73,11 @@ exit 2; FUSE missing (no /dev/fuse, no fusermount3) is exit 1.`,
 			}
 			err = mountSource(cmd, source, dir, o)
 			var other *store.OtherSnapshotError
-			if errors.As(err, &other) {
+			switch {
+			case errors.As(err, &other):
 				err = withHint(err, "choose another --cache directory")
+			case errors.Is(err, mount.ErrUnavailable):
+				err = withHint(err, fuseHint)
 			}
 			return lo.finish(cmd.ErrOrStderr(), err)
 		},
@@ -82,6 +88,9 @@ exit 2; FUSE missing (no /dev/fuse, no fusermount3) is exit 1.`,
 	f.StringVar(&lo.cache, "memory", "256MiB", "memory for the blocks of a snapshot read live (snap-…)")
 	return cmd
 }
+
+// fuseHint is the hint of a mount FUSE could not make.
+const fuseHint = "a mount needs /dev/fuse, fusermount3 (Debian and Ubuntu: apt install fuse3) and, in a container, the right to mount"
 
 // isSnapshotName reports whether source names a snapshot, not a file.
 func isSnapshotName(source string) bool {
@@ -103,7 +112,7 @@ func mountable(dir string) error {
 		return err
 	}
 	if err := mount.Available(); err != nil {
-		return withHint(err, "a mount needs /dev/fuse and fusermount3 (Debian and Ubuntu: apt install fuse3)")
+		return withHint(err, fuseHint)
 	}
 	return nil
 }

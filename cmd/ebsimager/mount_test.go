@@ -279,6 +279,7 @@ func TestMountErrors(t *testing.T) {
 	}
 	c.fails(exitUsage, "--cache: "+img+" is not a snapshot", "mount", img, t.TempDir(), "--cache", filepath.Join(dir, "c"))
 	c.fails(exitUsage, "missing argument: ebsimager mount takes SOURCE MOUNTPOINT", "mount", img)
+	c.fails(exitUsage, `--memory "1KiB": want a size of at least 1MiB`, "mount", snapA, t.TempDir(), "--memory", "1KiB")
 
 	noFUSE := newCLI(t, endpoint)
 	noFUSE.env = []string{"PATH=" + t.TempDir()}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"strconv"
@@ -39,19 +40,11 @@ const (
 )
 
 // lvmCRC is LVM2's checksum (lib/misc/crc.c): the reflected CRC-32
-// polynomial 0xEDB88320 started from 0xf597a6cf, with no final inversion.
+// polynomial 0xEDB88320 (IEEE's) started from crc, with no final
+// inversion. crc32.Update inverts before and after, so the inversions
+// are undone around it.
 func lvmCRC(crc uint32, b []byte) uint32 {
-	for _, c := range b {
-		crc ^= uint32(c)
-		for range 8 {
-			if crc&1 != 0 {
-				crc = crc>>1 ^ 0xEDB88320
-			} else {
-				crc >>= 1
-			}
-		}
-	}
-	return crc
+	return ^crc32.Update(^crc, crc32.IEEETable, b)
 }
 
 const lvmInitialCRC = 0xf597a6cf

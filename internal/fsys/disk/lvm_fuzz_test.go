@@ -194,8 +194,11 @@ func TestLVMMetadata(t *testing.T) {
 // FuzzLVM reads arbitrary bytes as a PV: the label, the metadata area
 // and the text. It must never panic or hang.
 func FuzzLVM(f *testing.F) {
-	f.Add(buildPV(16<<10, 8192, 512, sampleVG))
-	f.Add(buildPV(16<<10, 8192, 8192-300, sampleVG))
+	// Small PVs: the metadata area right after the label sectors.
+	small := "vg {\nextent_size = 8\nphysical_volumes {\npv0 {\nid = \"0123456789abcdefghijklmnopqrstuv\"\npe_start = 16\npe_count = 2\n}\n}\n" +
+		"logical_volumes {\nlv {\nstatus = [\"VISIBLE\"]\nsegment1 {\nstart_extent = 0\nextent_count = 2\ntype = \"striped\"\nstripe_count = 1\nstripes = [\"pv0\", 0]\n}\n}\n}\n}\n"
+	f.Add(buildPV(4096+1024, 1024, 512, small))
+	f.Add(buildPV(4096+1024, 1024, 1024-100, small))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, err := readVG(b); err == nil {
 			return

@@ -5,6 +5,8 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
 	"github.com/ebsimager/ebsimager/internal/fsys/ext"
+	"github.com/ebsimager/ebsimager/internal/fsys/fat"
+	"github.com/ebsimager/ebsimager/internal/fsys/ntfs"
 	"github.com/ebsimager/ebsimager/internal/fsys/xfs"
 	"github.com/ebsimager/ebsimager/internal/inspect"
 )
@@ -20,6 +22,12 @@ var readers = map[string]opener{
 	inspect.TypeExt3: adapt(ext.Open),
 	inspect.TypeExt4: adapt(ext.Open),
 	inspect.TypeXFS:  adapt(xfs.Open),
+	inspect.TypeNTFS: adapt(ntfs.Open),
+	// internal/fsys/fat reads FAT12/16/32 and exFAT alike.
+	inspect.TypeFAT12: adapt(fat.Open),
+	inspect.TypeFAT16: adapt(fat.Open),
+	inspect.TypeFAT32: adapt(fat.Open),
+	inspect.TypeExFAT: adapt(fat.Open),
 }
 
 // adapt turns a reader package's Open, which returns its own *FS, into an

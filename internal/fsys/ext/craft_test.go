@@ -352,3 +352,46 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupChecksums damages group 1's descriptor (a free-block count)
+// with metadata_csum (crc32c) and with uninit_bg (crc16): inodes of
+// group 1 fail naming the descriptor, those of group 0 read on.
+func TestGroupChecksums(t *testing.T) {
+	for _, args := range [][]string{{"-b", "1024"}, {"-b", "1024", "-O", "^metadata_csum,uninit_bg"}} {
+		im := newImage(t, "ext4", args...)
+		if im.f.groups < 2 || im.f.roCompat&(roMetadataCsum|roGDTCsum) == 0 {
+			t.Fatalf("%v: %d groups, features %#x", args, im.f.groups, im.f.roCompat)
+		}
+		desc := (int64(im.f.firstData)+1)*im.f.bs + int64(im.f.descSize)
+		im.data[desc+0x0C] ^= 1
+		f := im.open(Options{})
+		_, err := f.Stat(fsys.ID(im.f.inodesPerGroup + 1))
+		wantCorrupt(t, fmt.Sprint(args), err, "group descriptor 1: checksum")
+		if data, err := readFile(f, im.ino("/small.txt")); err != nil || string(data) != "hello, ext\n" {
+			t.Errorf("%v: a file of group 0: %q, %v", args, data, err)
+		}
+		if _, err := im.open(Options{IgnoreChecksums: true}).Stat(fsys.ID(im.f.inodesPerGroup + 1)); errors.Is(err, fsys.ErrCorrupt) {
+			t.Errorf("%v: IgnoreChecksums: %v", args, err)
+		}
+	}
+}
+
+// TestRecLen checks rec_len's decoding (ext4_rec_len_from_disk): 64 KiB
+// blocks keep bits 16 and 17 in the low two bits, and a whole block as
+// 0xFFFF or 0.
+func TestRecLen(t *testing.T) {
+	for _, tc := range []struct {
+		bs   int64
+		disk uint16
+		want int
+	}{
+		{4096, 12, 12}, {4096, 4096, 4096}, {4096, 0, 0},
+		{65536, 0xFFFF, 65536}, {65536, 0, 65536}, {65536, 65532, 65532}, {65536, 12, 12},
+		{65536, 0x0001 | 8, 1<<16 | 8}, // bit 16 in the low bits
+	} {
+		d := dirReader{f: &FS{bs: tc.bs}}
+		if got := d.recLen(tc.disk); got != tc.want {
+			t.Errorf("%d-byte blocks: rec_len %#x is %d, want %d", tc.bs, tc.disk, got, tc.want)
+		}
+	}
+}

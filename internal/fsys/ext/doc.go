@@ -4,10 +4,12 @@
 // block maps, inline data, sparse files, linear and hash-tree
 // directories, and fast, slow and inline symbolic links. It reads what
 // is on disk and nothing else: the journal is never replayed and nothing
-// is written. With metadata_csum it checks the superblock, inode, extent
-// block and directory block checksums; a mismatch makes the call that met
+// is written. With metadata_csum it checks the superblock, group
+// descriptor, inode, extent block and directory block checksums (with
+// uninit_bg, the descriptors' crc16); a mismatch makes the call that met
 // it fail with an error naming the structure and wrapping
-// fsys.ErrCorrupt, and other files stay readable. Every number read from
+// fsys.ErrCorrupt, and other files stay readable (Options can read past
+// mismatches, except the superblock's). Every number read from
 // disk is bounded before it sizes an allocation or a loop, tree blocks
 // are never visited twice in one call, and each call has a work budget,
 // so a damaged or hostile volume gives an error, never a hang.

@@ -84,6 +84,7 @@ const (
 	bgItableUnusedLo = 0x1C
 	bgInodeTableHi   = 0x28
 	bgItableUnusedHi = 0x32
+	bgChecksum       = 0x1E
 	bgInodeUninit    = 0x1 // EXT4_BG_INODE_UNINIT
 
 	descCacheMax = 4096 // descriptor blocks kept in memory
@@ -126,6 +127,7 @@ type FS struct {
 	backupBgs      [2]uint32
 	csum           bool   // metadata_csum
 	seed           uint32 // the checksum seed
+	uuid           [16]byte
 
 	mu    sync.Mutex
 	descs map[uint64][]byte // group descriptor blocks read, by index
@@ -177,6 +179,7 @@ func (f *FS) superblock(sb []byte) error {
 	default:
 		f.typ = "ext2"
 	}
+	copy(f.uuid[:], sb[sUUID:sUUID+16])
 	if f.roCompat&roMetadataCsum != 0 {
 		if sb[sChecksumType] != 1 {
 			return f.unsupported("superblock: checksum type %d (only crc32c is known)", sb[sChecksumType])
@@ -356,7 +359,10 @@ func (f *FS) group(g uint64) (group, error) {
 		f.descs[i] = blk
 		f.mu.Unlock()
 	}
-	d := blk[(g%dpb)*uint64(f.descSize):]
+	d := blk[(g%dpb)*uint64(f.descSize):][:f.descSize]
+	if err := f.checkGroup(g, d); err != nil {
+		return group{}, err
+	}
 	gd := group{inodeTable: uint64(ondisk.U32(d, bgInodeTableLo)), usedInodes: f.inodesPerGroup}
 	unused := uint64(ondisk.U16(d, bgItableUnusedLo))
 	if f.descSize >= descSize64 {
@@ -373,4 +379,52 @@ func (f *FS) group(g uint64) (group, error) {
 		}
 	}
 	return gd, nil
+}
+
+// checkGroup checks group g's descriptor d against its bg_checksum
+// (ext4_group_desc_csum): with metadata_csum the low 16 bits of a crc32c
+// of the group number and the descriptor with a zero checksum; with
+// uninit_bg (gdt_csum) a crc16 of the UUID, the group number and the
+// descriptor without its checksum.
+func (f *FS) checkGroup(g uint64, d []byte) error {
+	if f.opt.IgnoreChecksums || f.roCompat&(roMetadataCsum|roGDTCsum) == 0 {
+		return nil
+	}
+	var num [4]byte
+	putU32(num[:], uint32(g))
+	stored := ondisk.U16(d, bgChecksum)
+	var got uint16
+	if f.csum {
+		c := crc32c(f.seed, num[:])
+		c = crc32c(c, d[:bgChecksum])
+		c = crc32c(c, []byte{0, 0}) // the checksum, as zeros
+		c = crc32c(c, d[bgChecksum+2:])
+		got = uint16(c)
+	} else {
+		c := crc16(0xFFFF, f.uuid[:])
+		c = crc16(c, num[:])
+		c = crc16(c, d[:bgChecksum])
+		c = crc16(c, d[bgChecksum+2:])
+		got = c
+	}
+	if got != stored {
+		return f.corrupt("group descriptor %d: checksum %04x, computed %04x", g, stored, got)
+	}
+	return nil
+}
+
+// crc16 is the CRC-16 (polynomial 0x8005, reflected) e2fsprogs'
+// ext2fs_crc16 computes, without inversions.
+func crc16(crc uint16, b []byte) uint16 {
+	for _, c := range b {
+		crc ^= uint16(c)
+		for range 8 {
+			if crc&1 != 0 {
+				crc = crc>>1 ^ 0xA001
+			} else {
+				crc >>= 1
+			}
+		}
+	}
+	return crc
 }

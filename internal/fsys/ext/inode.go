@@ -209,9 +209,14 @@ func (f *FS) Stat(id fsys.ID) (fsys.Stat, error) {
 	return st, nil
 }
 
-// time decodes a timestamp: signed 32-bit seconds, and when the extra
-// space holds it, a word of two epoch bits (adding multiples of 2^32
-// seconds) and 30 bits of nanoseconds.
+// time decodes a timestamp as the kernel does: signed 32-bit seconds,
+// and when the extra space holds it, a word of two epoch bits (adding
+// multiples of 2^32 seconds) and 30 bits of nanoseconds. Sleuth Kit
+// reads the seconds unsigned and ignores the epoch bits: the two agree
+// from 1970 to 2106 when the epoch bits are written (as the kernel
+// writes them), and differ for times before 1970, and for times after
+// 2038 in inodes with no room for the epoch bits (128-byte inodes),
+// which the kernel itself reads as before 1970.
 func (in *inode) time(secOff, extraOff int) time.Time {
 	sec := int64(int32(ondisk.U32(in.raw, secOff)))
 	var nsec int64

@@ -113,6 +113,11 @@ func parseBPB(b []byte, size int64) (*geometry, error) {
 	default:
 		return nil, corrupt("fat: boot sector: %d bytes per sector", bps)
 	}
+	// The media descriptor is 0xF0 or 0xF8-0xFF (fatgen103, BPB_Media):
+	// a cheap test that the sector is a BPB at all.
+	if media := b[21]; media != 0xF0 && media < 0xF8 {
+		return nil, corrupt("fat: boot sector: media descriptor 0x%02x", media)
+	}
 	if spc == 0 || bits.OnesCount64(uint64(spc)) != 1 {
 		return nil, corrupt("fat: boot sector: %d sectors per cluster", spc)
 	}

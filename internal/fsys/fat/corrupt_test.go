@@ -135,7 +135,7 @@ func TestCorruptFAT(t *testing.T) {
 		{"FAT32", 64, []string{"-F", "32", "-S", "512", "-s", "1"}},
 	} {
 		t.Run(c.kind, func(t *testing.T) {
-			orig, _ := fatImage(t, c.sizeMiB, sampleTree(100<<10), c.args...)
+			orig, _ := fatImage(t, c.sizeMiB, sampleTree(100<<10, 600), c.args...)
 			pristine, err := os.ReadFile(orig)
 			if err != nil {
 				t.Fatal(err)

@@ -90,7 +90,7 @@ func (l *lfn) add(b []byte) {
 		}
 		l.count, l.next, l.sum = n, n, b[13]
 	}
-	if l.count == 0 || ord&0x1F != l.next || b[13] != l.sum {
+	if l.count == 0 || l.next == 0 || ord&0x1F != l.next || b[13] != l.sum {
 		l.count = 0
 		return
 	}

@@ -17,7 +17,7 @@ import (
 func exfatSample(t testing.TB) (string, tree) {
 	t.Helper()
 	const csize = 4096
-	files := sampleTree(2 << 20)
+	files := sampleTree(2<<20, 600)
 	img := exfatImage(t, 16, []string{"-c", "4K"}, func(mnt string) {
 		writeTree(t, mnt, files)
 		for i := 1; i <= 6; i++ {

@@ -13,6 +13,13 @@
 // recorded. Deleted entries, volume labels and the exFAT allocation
 // bitmap and up-case table entries are not listed; neither are the
 // virtual files Sleuth Kit adds ($MBR, $FAT1, $FAT2, $OrphanFiles).
+//
+// Modes are rwx for everyone, as Sleuth Kit gives them, less the write
+// bits for a file with the read-only attribute (Sleuth Kit 4.11 drops
+// the read bits instead). An exFAT File entry set that fails its
+// SetChecksum or its structure makes the listing of its directory fail
+// with ErrCorrupt naming the set: the reader never lists a directory
+// that it knows to be damaged as if it were whole.
 package fat
 
 import (

@@ -2,6 +2,7 @@ package fat
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
 	"github.com/ebsimager/ebsimager/internal/testenv"
@@ -161,6 +163,15 @@ func crossCheck(t *testing.T, img string, want tree) {
 	if len(got) != len(tsk) {
 		t.Errorf("%d files, fls lists %d", len(got), len(tsk))
 	}
+	// Every address read afresh, not through a listing (exFAT entry sets
+	// that cross into the next cluster among them), says the same.
+	fresh, _ := openImage(t, img)
+	for p, o := range got {
+		st, err := fresh.Stat(o.entry.ID)
+		if err != nil || fmt.Sprint(st) != fmt.Sprint(o.stat) {
+			t.Errorf("%s: Stat after a listing %+v, afresh %+v, %v", p, o.stat, st, err)
+		}
+	}
 	readOnly := 0
 	for p, k := range tsk {
 		o, ok := got[p]
@@ -263,17 +274,19 @@ func crossCheck(t *testing.T, img string, want tree) {
 
 func TestFATVolumes(t *testing.T) {
 	for _, c := range []struct {
-		kind    string
-		sizeMiB int
-		big     int
-		args    []string
+		name, kind string
+		sizeMiB    int
+		big, many  int
+		args       []string
 	}{
-		{"FAT12", 4, 300 << 10, []string{"-F", "12"}},
-		{"FAT16", 32, 3 << 20, []string{"-F", "16"}},
-		{"FAT32", 64, 5 << 20, []string{"-F", "32", "-S", "512", "-s", "1"}},
+		{"FAT12", "FAT12", 4, 300 << 10, 600, []string{"-F", "12"}},
+		// mtools writes 4 KiB sectors slowly: no 600-entry directory.
+		{"FAT12 4K sectors", "FAT12", 32, 300 << 10, 0, []string{"-F", "12", "-S", "4096"}},
+		{"FAT16", "FAT16", 32, 3 << 20, 600, []string{"-F", "16"}},
+		{"FAT32", "FAT32", 64, 5 << 20, 600, []string{"-F", "32", "-S", "512", "-s", "1"}},
 	} {
-		t.Run(c.kind, func(t *testing.T) {
-			img, files := fatImage(t, c.sizeMiB, sampleTree(c.big), c.args...)
+		t.Run(c.name, func(t *testing.T) {
+			img, files := fatImage(t, c.sizeMiB, sampleTree(c.big, c.many), c.args...)
 			fs, _ := openImage(t, img)
 			if fs.Variant() != c.kind || fs.Type() != "vfat" {
 				t.Fatalf("variant %s, type %s; want %s, vfat", fs.Variant(), fs.Type(), c.kind)
@@ -291,6 +304,9 @@ func TestFATVolumes(t *testing.T) {
 			}
 			if len(f.Runs()) < 2 {
 				t.Errorf("/frag.bin in %d run(s), want a fragmented file: %v", len(f.Runs()), f.Runs())
+			}
+			if c.many == 0 {
+				return
 			}
 			// The 600-entry directory spans clusters.
 			id, err = fsys.Lookup(fs, "/MANY")
@@ -310,7 +326,7 @@ func TestFATVolumes(t *testing.T) {
 }
 
 func TestFATNames(t *testing.T) {
-	img, _ := fatImage(t, 4, sampleTree(1000), "-F", "12")
+	img, _ := fatImage(t, 4, sampleTree(1000, 0), "-F", "12")
 	fs, _ := openImage(t, img)
 	entries, err := fs.ReadDir(fs.Root())
 	if err != nil {
@@ -323,7 +339,7 @@ func TestFATNames(t *testing.T) {
 	// mtools stores "lower.txt" and "UPPER.TXT" as bare 8.3 entries
 	// (lower case through the NT case flags) and the others with long
 	// names; the label entry is not listed.
-	want := "[A long name with ünïcode ✓.txt Sub UPPER.TXT empty frag frag.bin hello.txt lower.txt many ro.txt]"
+	want := "[A long name with ünïcode ✓.txt Sub UPPER.TXT empty frag frag.bin hello.txt lower.txt ro.txt]"
 	if got := fmt.Sprint(sortedCopy(names)); got != want {
 		t.Errorf("root: %s\nwant %s", got, want)
 	}
@@ -403,5 +419,177 @@ func TestDOSTime(t *testing.T) {
 	}
 	if got := exfatTime(ts, 0, 36).Format(time.RFC3339Nano); got != "2026-12-05T12:41:44Z" {
 		t.Errorf("exfatTime with an offset not marked valid = %s", got)
+	}
+}
+
+// TestLFNChecksum damages the short name under a long name: the long
+// name's checksum no longer matches, so the short name is listed.
+func TestLFNChecksum(t *testing.T) {
+	img, _ := fatImage(t, 4, sampleTree(1000, 0), "-F", "12")
+	fs, _ := openImage(t, img)
+	id, err := fsys.Lookup(fs, "/Sub/a name that needs 3 entries")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, _ := fs.offsetOf(id)
+	w, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := make([]byte, 11)
+	w.ReadAt(short, off)
+	short[0] = 'Z'
+	if _, err := w.WriteAt(short[:1], off); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	fs, _ = openImage(t, img)
+	sub, _ := fsys.Lookup(fs, "/Sub")
+	entries, err := fs.ReadDir(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name)
+		if e.ID == id && e.Name != shortName(append(short, 0, 0)[:13]) {
+			t.Errorf("entry %d: name %q, want the short name %q", id, e.Name, shortName(append(short, 0, 0)[:13]))
+		}
+	}
+	if fmt.Sprint(names) != "[Deep "+shortName(append(short, 0, 0)[:13])+" big.bin]" {
+		t.Errorf("/Sub: %q", names)
+	}
+}
+
+// BenchmarkFAT32 walks the FAT32 sample volume and reads every file.
+func BenchmarkFAT32(b *testing.B) {
+	img, _ := fatImage(b, 64, sampleTree(5<<20, 600), "-F", "32", "-S", "512", "-s", "1")
+	raw, err := os.ReadFile(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var bytesRead int64
+	for b.Loop() {
+		fs, err := Open(bytes.NewReader(raw), int64(len(raw)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytesRead = 0
+		err = fsys.Walk(fs, fs.Root(), "/", func(p string, e fsys.DirEntry) error {
+			if e.Type != fsys.TypeRegular {
+				return nil
+			}
+			f, err := fs.Open(e.ID, "")
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(io.Discard, io.NewSectionReader(f, 0, f.Size()))
+			bytesRead += n
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(bytesRead)
+}
+
+func TestOpenRejects(t *testing.T) {
+	zeros := make([]byte, 1<<20)
+	if _, err := Open(bytes.NewReader(zeros), int64(len(zeros))); !errors.Is(err, fsys.ErrCorrupt) {
+		t.Errorf("zeros: %v", err)
+	}
+	if _, err := Open(bytes.NewReader(zeros[:100]), 100); !errors.Is(err, fsys.ErrCorrupt) {
+		t.Errorf("100 bytes: %v", err)
+	}
+	img, _ := fatImage(t, 4, tree{"/a": []byte("a")}, "-F", "12")
+	raw, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The volume cut before the end of its FAT.
+	if _, err := Open(bytes.NewReader(raw), 1024); !errors.Is(err, fsys.ErrCorrupt) {
+		t.Errorf("a volume cut short: %v", err)
+	}
+}
+
+// TestConcurrent walks and reads one volume from several goroutines
+// (run with -race).
+func TestConcurrent(t *testing.T) {
+	img, files := fatImage(t, 4, sampleTree(100<<10, 0), "-F", "12")
+	fs, _ := openImage(t, img)
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			errs <- fsys.Walk(fs, fs.Root(), "/", func(p string, e fsys.DirEntry) error {
+				if e.Type != fsys.TypeRegular {
+					return nil
+				}
+				f, err := fs.Open(e.ID, "")
+				if err != nil {
+					return err
+				}
+				b := make([]byte, f.Size())
+				if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+					return err
+				}
+				if want, ok := files[p]; ok && !bytes.Equal(b, want) {
+					return fmt.Errorf("%s: bytes differ", p)
+				}
+				return nil
+			})
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestLFNParts feeds long-name entries in orders a damaged directory can
+// hold them: only a complete sequence with the right checksum names the
+// short entry.
+func TestLFNParts(t *testing.T) {
+	short := []byte("HELLO   TXT\x00\x00")
+	part := func(ord byte, sum byte, text string) []byte {
+		b := make([]byte, entrySize)
+		b[0], b[11], b[13] = ord, attrLFN, sum
+		u := append(utf16.Encode([]rune(text)), 0)
+		for len(u) < 13 {
+			u = append(u, 0xFFFF)
+		}
+		for i, at := range []int{1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30} {
+			binary.LittleEndian.PutUint16(b[at:], u[i])
+		}
+		return b
+	}
+	sum := shortSum(short)
+	for _, c := range []struct {
+		name  string
+		parts [][]byte
+		want  string
+	}{
+		{"complete", [][]byte{part(0x42, sum, "ghijklm"), part(1, sum, "abcdefghijklm"[:13]+"")}, "abcdefghijklmghijklm"},
+		{"one part", [][]byte{part(0x41, sum, "hi there.txt")}, "hi there.txt"},
+		{"wrong checksum", [][]byte{part(0x41, sum+1, "hi there.txt")}, "HELLO.TXT"},
+		{"missing part", [][]byte{part(0x42, sum, "x")}, "HELLO.TXT"},
+		{"part after the last", [][]byte{part(0x41, sum, "a"), part(0, sum, "b")}, "HELLO.TXT"},
+		{"out of order", [][]byte{part(0x43, sum, "c"), part(1, sum, "a"), part(2, sum, "b")}, "HELLO.TXT"},
+		{"ordinal 0", [][]byte{part(0x40, sum, "a")}, "HELLO.TXT"},
+		{"restarted", [][]byte{part(0x42, sum, "zz"), part(0x41, sum, "ok")}, "ok"},
+	} {
+		var l lfn
+		for _, p := range c.parts {
+			l.add(p)
+		}
+		got, ok := l.name(short)
+		if !ok {
+			got = shortName(short)
+		}
+		if got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 }

@@ -62,9 +62,9 @@ func writeTree(tb testing.TB, dir string, files tree) {
 
 // sampleTree is the tree every test volume starts from: long and
 // Unicode names, 8.3 names in lower and mixed case, an empty file, a
-// nested directory, a file of many clusters, and a directory of 600
-// entries that spans many clusters.
-func sampleTree(big int) tree {
+// nested directory, a file of big bytes, and (when many is 600) a
+// directory of 600 entries that spans many clusters.
+func sampleTree(big, many int) tree {
 	t := tree{
 		"/hello.txt":                       []byte("hello\n"),
 		"/lower.txt":                       []byte("lower case 8.3 name\n"),
@@ -75,7 +75,7 @@ func sampleTree(big int) tree {
 		"/Sub/big.bin":                     content("big", big),
 		"/Sub/a name that needs 3 entries": content("three", 77),
 	}
-	for i := 0; i < 600; i++ {
+	for i := 0; i < many; i++ {
 		t[fmt.Sprintf("/many/entry number %03d of the big directory.txt", i)] = content(fmt.Sprint("many", i), i%7)
 	}
 	return t

@@ -33,7 +33,14 @@ func (t *table) bytes(off int64, n int) ([]byte, error) {
 	if off < 0 || off+int64(n) > t.g.fatBytes {
 		return nil, corrupt("%s: FAT entry at byte %d past the FAT's %d bytes", t.g.kind, off, t.g.fatBytes)
 	}
-	out := make([]byte, 0, 4)
+	if first := off / fatChunk; first == (off+int64(n)-1)/fatChunk {
+		chunk, err := t.chunk(first)
+		if err != nil {
+			return nil, err
+		}
+		return chunk[off%fatChunk : off%fatChunk+int64(n)], nil
+	}
+	out := make([]byte, 0, 4) // a FAT12 entry across two chunks
 	for i := 0; i < n; i++ {
 		pos := off + int64(i)
 		chunk, err := t.chunk(pos / fatChunk)

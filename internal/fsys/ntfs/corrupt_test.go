@@ -378,3 +378,79 @@ func TestCorrupt(t *testing.T) {
 		mustCorrupt(t, v.open(), "compression unit 0: lznt1: chunk at byte 0: truncated or leading back-reference")
 	})
 }
+
+// TestConcurrentReads reads a compressed and a plain file from several
+// goroutines at once, through one FS and one File each (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	im := smallImage(t)
+	fs, _ := openImage(t, im.path)
+	var files []fsys.File
+	var want [][]byte
+	for _, p := range []string{"/comp/text", "/big"} {
+		id, err := fsys.Lookup(fs, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := fs.Open(id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, want = append(files, f), append(want, im.files[p])
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			f, w := files[g%2], want[g%2]
+			buf := make([]byte, 3000+g*512)
+			for off := int64(g * 100); off < f.Size(); off += int64(len(buf)) {
+				n, err := f.ReadAt(buf, off)
+				if err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf[:n], w[off:off+int64(n)]) {
+					errs <- fmt.Errorf("goroutine %d: bytes at %d differ", g, off)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestWOFUnsupported: a file compressed by Windows' WOF (compact OS)
+// keeps its data in a named stream behind a reparse point; its default
+// stream is not the file's bytes, so reading it says ErrUnsupported
+// rather than returning what is there.
+func TestWOFUnsupported(t *testing.T) {
+	img := mkntfs(t, 8, 4096)
+	mount(t, img, func(mnt string) {
+		p := filepath.Join(mnt, "wof")
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A WOF reparse point: tag, data length 16, then the WOF and
+		// file provider headers (version 1, provider 2 = file, version
+		// 1, algorithm 1 = XPRESS8K).
+		data := []byte{0x17, 0, 0, 0x80, 16, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0}
+		if err := syscall.Setxattr(p, "system.ntfs_reparse_data", data, 0); err != nil {
+			t.Fatalf("setting a WOF reparse point: %v", err)
+		}
+	})
+	fs, _ := openImage(t, img)
+	id, err := fsys.Lookup(fs, "/wof")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := fs.Stat(id); err != nil || st.Type != fsys.TypeRegular {
+		t.Fatalf("stat: %+v, %v", st, err)
+	}
+	if _, err := fs.Open(id, ""); !errors.Is(err, fsys.ErrUnsupported) {
+		t.Fatalf("Open of a WOF file: %v, want ErrUnsupported", err)
+	}
+}

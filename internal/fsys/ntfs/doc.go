@@ -11,4 +11,11 @@
 // it sizes an allocation or a loop, attribute lists and index trees are
 // followed with visited sets and depth bounds, and a damaged structure
 // gives an error that names it and wraps fsys.ErrCorrupt.
+//
+// Stat follows Sleuth Kit's conventions so that bodyfiles match fls -m:
+// Addr is "record-type-id" of the unnamed $DATA (or of a directory's
+// $I30 $INDEX_ROOT, whose size is a directory's Size), the mode is
+// derived from the read-only and hidden flags, and the times are those
+// of $STANDARD_INFORMATION. An FS and the Files it opens are safe for
+// concurrent use.
 package ntfs

@@ -22,7 +22,6 @@ const (
 	dosReadOnly = 0x0001
 	dosHidden   = 0x0002
 
-	fnParent    = 0x00
 	fnFlags     = 0x38
 	fnReparse   = 0x3C // the reparse tag, for a file with a reparse point
 	fnNameLen   = 0x40
@@ -79,6 +78,7 @@ func (fs *FS) load(id fsys.ID) (*file, error) {
 	if err != nil {
 		return nil, err
 	}
+	ids := tskIDs(entries, uint64(id), list.id)
 	exts := map[uint64]*record{}
 	used := map[[2]uint64]bool{}
 	for _, e := range entries {
@@ -110,10 +110,45 @@ func (fs *FS) load(id fsys.ID) (*file, error) {
 		}
 		used[[2]uint64{e.ref, uint64(k)}] = true
 		a := ext.attrs[k]
-		a.id = e.id // Sleuth Kit names an attribute by the id its list entry gives
+		if n, ok := ids[attrKey{a.typ, a.name}]; ok {
+			a.id = n
+		}
 		f.attrs = append(f.attrs, a)
 	}
 	return f, nil
+}
+
+type attrKey struct {
+	typ  uint32
+	name string
+}
+
+// tskIDs numbers the attributes that live in extension records as Sleuth
+// Kit does, so that addresses match fls: attribute instances are unique
+// only within one record, so it gives each attribute (by type and name)
+// whose first list entry is not in the base record the next number
+// after the largest id in the list (or the list's own id), in list
+// order.
+func tskIDs(entries []listEntry, base uint64, listID uint16) map[attrKey]uint16 {
+	next := listID
+	first := map[attrKey]uint64{}
+	var order []attrKey
+	for _, e := range entries {
+		next = max(next, e.id)
+		k := attrKey{e.typ, e.name}
+		if _, ok := first[k]; !ok {
+			first[k] = e.ref
+			order = append(order, k)
+		}
+	}
+	ids := map[attrKey]uint16{}
+	for _, k := range order {
+		if first[k] != base {
+			next++
+			ids[k] = next
+		}
+	}
+	return ids
 }
 
 // notFoundIsCorrupt turns a missing record that a structure names into
@@ -242,7 +277,17 @@ func (fs *FS) Open(id fsys.ID, name string) (fsys.File, error) {
 	if len(pieces) > 1 && pieces[0].resident {
 		return nil, corruptf("%s: %d resident attributes", what, len(pieces))
 	}
-	return newStream(fs, what, pieces, false)
+	s, err := newStream(fs, what, pieces, false)
+	if err != nil {
+		return nil, err
+	}
+	s.addr = fmt.Sprintf("%d-%d-%d", id, attrData, pieces[0].id)
+	for _, p := range pieces {
+		if !p.resident && p.startVCN == 0 {
+			s.addr = fmt.Sprintf("%d-%d-%d", id, attrData, p.id)
+		}
+	}
+	return s, nil
 }
 
 // Readlink implements fsys.FS: a symbolic link's or junction's print

@@ -11,13 +11,12 @@ import (
 
 // Boot sector layout (the BIOS parameter block NTFS keeps).
 const (
-	bootOEM             = "NTFS    " // OEM ID at offset 3
-	bootBytesPerSector  = 0x0B
-	bootSectorsPerClus  = 0x0D
-	bootTotalSectors    = 0x28
-	bootMFTCluster      = 0x30
-	bootClustersPerRec  = 0x40
-	bootClustersPerIndx = 0x44
+	bootOEM            = "NTFS    " // OEM ID at offset 3
+	bootBytesPerSector = 0x0B
+	bootSectorsPerClus = 0x0D
+	bootTotalSectors   = 0x28
+	bootMFTCluster     = 0x30
+	bootClustersPerRec = 0x40
 
 	maxCluster    = 2 << 20 // 2 MiB: the largest cluster Windows formats
 	maxRecordSize = 64 << 10

@@ -205,6 +205,9 @@ func checkNamesAndBytes(t *testing.T, im *image, icatAll bool) (*FS, map[string]
 			t.Errorf("%s: %v", p, err)
 			continue
 		}
+		if a := f.(interface{ Addr() string }).Addr(); a != addr {
+			t.Errorf("%s: stream address %s, fls says %s", p, a, addr)
+		}
 		got := readAll(t, f)
 		if want, ok := im.files[p]; ok && !bytes.Equal(got, want) {
 			t.Errorf("%s: %d bytes differ from the %d written", p, len(got), len(want))

@@ -31,7 +31,6 @@ const (
 
 	attrStandardInfo = 0x10
 	attrAttrList     = 0x20
-	attrFileName     = 0x30
 	attrData         = 0x80
 	attrIndexRoot    = 0x90
 	attrIndexAlloc   = 0xA0

@@ -25,6 +25,7 @@ const maxUnit = 1 << 20
 type stream struct {
 	fs    *FS
 	what  string // names the stream in errors
+	addr  string // Sleuth Kit's address of the attribute, for an opened $DATA
 	size  int64
 	init  int64 // bytes past the initialized size read as zeros
 	value []byte
@@ -106,6 +107,11 @@ func cmp64(a, b int64) int {
 	}
 	return 0
 }
+
+// Addr returns the stream's address as Sleuth Kit prints it in fls and
+// bodyfiles, "64-128-4" for a named stream: callers that list streams
+// reach it through interface{ Addr() string }.
+func (s *stream) Addr() string { return s.addr }
 
 func (s *stream) Size() int64    { return s.size }
 func (s *stream) Resident() bool { return s.res }

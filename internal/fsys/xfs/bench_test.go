@@ -11,7 +11,7 @@ import (
 // listing the 20,000-entry B+tree directory, walking the whole tree, and
 // reading the 3 MiB file.
 func BenchmarkXFS(b *testing.B) {
-	im := buildImage(b, 4096, testTree(4096))
+	im := buildImage(b, mkfsBytes, 4096, testTree(4096))
 	f, _ := openImage(b, im.path)
 	d20000, err := fsys.Lookup(f, "/d20000")
 	if err != nil {

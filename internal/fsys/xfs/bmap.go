@@ -13,7 +13,9 @@ import (
 // the v5 long-format header (struct xfs_btree_block, 72 bytes).
 const (
 	bmbtMagic    = 0x424d4133 // "BMA3"
+	bmbtMagicV4  = 0x424d4150 // "BMAP": v4 blocks, without CRC, owner or address
 	bmbtHdrSize  = 72
+	bmbtHdrV4    = 24
 	bmbtCRCOff   = 64
 	bmdrHdrSize  = 4
 	bmbtKeyPtr   = 16 // an 8-byte key (file offset) and an 8-byte block pointer
@@ -146,19 +148,20 @@ func (m *mapper) node(fsb uint64, level int) error {
 	be := binary.BigEndian
 	gotLevel := int(be.Uint16(buf[4:]))
 	n := int(be.Uint16(buf[6:]))
-	maxrecs := (bs - bmbtHdrSize) / bmbtKeyPtr
+	hdr := m.f.bmbtHdr()
+	maxrecs := (bs - hdr) / bmbtKeyPtr
 	if gotLevel != level || n < 1 || n > maxrecs {
 		return fmt.Errorf("block %d: level %d (want %d) with %d records (at most %d): %w", fsb, gotLevel, level, n, maxrecs, fsys.ErrCorrupt)
 	}
 	if level == 0 {
 		for i := 0; i < n; i++ {
-			if err := m.add(decodeExtent(buf[bmbtHdrSize+i*extRecSize:])); err != nil {
+			if err := m.add(decodeExtent(buf[hdr+i*extRecSize:])); err != nil {
 				return fmt.Errorf("block %d: %w", fsb, err)
 			}
 		}
 		return nil
 	}
-	ptrs := buf[bmbtHdrSize+maxrecs*8:]
+	ptrs := buf[hdr+maxrecs*8:]
 	for i := 0; i < n; i++ {
 		if err := m.node(be.Uint64(ptrs[i*8:]), level-1); err != nil {
 			return err
@@ -167,10 +170,24 @@ func (m *mapper) node(fsb uint64, level int) error {
 	return nil
 }
 
-// checkBtreeBlock checks a v5 long-format B+tree block read at pos: its
-// magic, CRC, UUID, owner and the disk address it records.
+// bmbtHdr is the size of a B+tree block's header.
+func (f *FS) bmbtHdr() int {
+	if f.sb.v5 {
+		return bmbtHdrSize
+	}
+	return bmbtHdrV4
+}
+
+// checkBtreeBlock checks a long-format B+tree block read at pos: its
+// magic and, on v5, its CRC, UUID, owner and the disk address it records.
 func (f *FS) checkBtreeBlock(buf []byte, pos int64, owner uint64) error {
 	be := binary.BigEndian
+	if !f.sb.v5 {
+		if m := be.Uint32(buf); m != bmbtMagicV4 {
+			return fmt.Errorf("bad magic %#x: %w", m, fsys.ErrCorrupt)
+		}
+		return nil
+	}
 	if m := be.Uint32(buf); m != bmbtMagic {
 		return fmt.Errorf("bad magic %#x: %w", m, fsys.ErrCorrupt)
 	}

@@ -72,7 +72,7 @@ func corruptTree(bs int) *tnode {
 // never loops.
 func TestCorrupt(t *testing.T) {
 	const bs = 4096
-	im := buildImage(t, bs, corruptTree(bs))
+	im := buildImage(t, mkfsBytes, bs, corruptTree(bs))
 	clean, fh := openImage(t, im.path)
 	st, _ := fh.Stat()
 	got := walkAll(t, clean)
@@ -202,9 +202,12 @@ func TestCorrupt(t *testing.T) {
 		}, func(f *FS) error {
 			return fsys.Walk(f, f.Root(), "/", func(string, fsys.DirEntry) error { return nil })
 		}, fsys.ErrCorrupt, "a cycle"},
-		{"superblock version 4", func(o *overlay) {
-			o.edit(t, 0, 512, func(b []byte) { be.PutUint16(b[100:], be.Uint16(b[100:])&^0xf|4); setCRC(b, sbCRCOff) })
-		}, nil, fsys.ErrUnsupported, "only version 5"},
+		{"superblock version 3", func(o *overlay) {
+			o.edit(t, 0, 512, func(b []byte) { be.PutUint16(b[100:], be.Uint16(b[100:])&^0xf|3); setCRC(b, sbCRCOff) })
+		}, nil, fsys.ErrUnsupported, "versions 4 and 5 are read"},
+		{"v3 inodes in a v4 file system", func(o *overlay) {
+			o.edit(t, 0, 512, func(b []byte) { be.PutUint16(b[100:], be.Uint16(b[100:])&^0xf|4) })
+		}, statOp("/hello.txt", got), fsys.ErrCorrupt, "inode version 3 in a v4 file system"},
 		{"superblock magic", func(o *overlay) {
 			o.edit(t, 0, 4, func(b []byte) { b[0] = 0 })
 		}, nil, fsys.ErrCorrupt, "superblock: bad magic"},
@@ -272,7 +275,7 @@ func readlinkOp(p string, got map[string]fsys.DirEntry) func(*FS) error {
 // of the end leaves room for no entry; reading the name length there
 // would run past the block.
 func TestDirBlockTail(t *testing.T) {
-	f := &FS{noCRC: true}
+	f := &FS{noCRC: true, sb: superblock{v5: true}}
 	buf := make([]byte, 4096)
 	be := binary.BigEndian
 	be.PutUint32(buf, dirDataMagic)

@@ -8,17 +8,21 @@ import (
 	"github.com/ebsimager/ebsimager/internal/fsys"
 )
 
-// Directories (version 2 format with v5 headers). A short-form
-// directory lives in the inode's fork; the others keep their entries in
-// data blocks in the first 32 GiB of the directory's address space (a
-// single-block directory's one block has the "XDB3" magic and ends with
-// its hash index; the data blocks of leaf, node and B+tree directories
-// have "XDD3"). Leaf, node and free-index blocks lie above 32 GiB and
+// Directories (version 2 format). A short-form directory lives in the
+// inode's fork; the others keep their entries in data blocks in the
+// first 32 GiB of the directory's address space (a single-block
+// directory's one block has the "XDB3" magic, "XD2B" on v4, and ends
+// with its hash index; the data blocks of leaf, node and B+tree
+// directories have "XDD3", "XD2D" on v4; v5 blocks start with a header
+// that records their CRC, address, UUID and owner). Leaf, node and free-index blocks lie above 32 GiB and
 // only index the names, so listing a directory reads its data blocks.
 const (
 	dirBlockMagic = 0x58444233 // "XDB3": single-block directory
 	dirDataMagic  = 0x58444433 // "XDD3": data block of a larger directory
 	dirHdrSize    = 64         // struct xfs_dir3_data_hdr
+	dirBlockV4    = 0x58443242 // "XD2B": v4 single-block directory
+	dirDataV4     = 0x58443244 // "XD2D": v4 data block
+	dirHdrV4      = 16         // struct xfs_dir2_data_hdr: magic, best free
 	dirCRCOff     = 4
 	dirLeafOffset = 1 << 35 // XFS_DIR2_LEAF_OFFSET: where the data space ends
 	dirFreeTag    = 0xffff  // an unused region of a data block
@@ -202,37 +206,34 @@ func findExtent(exts []extent, fb uint64) (extent, bool) {
 func (f *FS) dirBlockEntries(ino, db uint64, buf []byte, pos int64, ents []fsys.DirEntry) ([]fsys.DirEntry, error) {
 	be := binary.BigEndian
 	end := len(buf)
+	blockMagic, dataMagic, hdr := uint32(dirBlockMagic), uint32(dirDataMagic), dirHdrSize
+	if !f.sb.v5 {
+		blockMagic, dataMagic, hdr = dirBlockV4, dirDataV4, dirHdrV4
+	}
 	switch m := be.Uint32(buf); m {
-	case dirBlockMagic:
+	case blockMagic:
 		if db != 0 {
 			return nil, fmt.Errorf("single-block directory magic in block %d: %w", db, fsys.ErrCorrupt)
 		}
 		count := int64(be.Uint32(buf[end-dirTailSize:]))
-		if count > int64(end-dirTailSize-dirHdrSize)/dirLeafEnt {
+		if count > int64(end-dirTailSize-hdr)/dirLeafEnt {
 			return nil, fmt.Errorf("%d hash entries do not fit in the block: %w", count, fsys.ErrCorrupt)
 		}
 		end -= dirTailSize + int(count)*dirLeafEnt
-	case dirDataMagic:
+	case dataMagic:
 	default:
 		return nil, fmt.Errorf("bad magic %#x: %w", m, fsys.ErrCorrupt)
 	}
-	if !f.crcOK(buf, dirCRCOff) {
-		return nil, fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
-	}
-	if got := be.Uint64(buf[8:]); got != uint64(pos)/512 {
-		return nil, fmt.Errorf("records disk address %d, read at %d: %w", got, pos/512, fsys.ErrCorrupt)
-	}
-	if !bytes.Equal(buf[24:40], f.sb.uuid[:]) {
-		return nil, fmt.Errorf("UUID of another file system: %w", fsys.ErrCorrupt)
-	}
-	if got := be.Uint64(buf[40:]); got != ino {
-		return nil, fmt.Errorf("owned by inode %d: %w", got, fsys.ErrCorrupt)
+	if f.sb.v5 {
+		if err := f.checkDirHeader(ino, buf, pos); err != nil {
+			return nil, err
+		}
 	}
 	ftLen := 0
 	if f.sb.ftype {
 		ftLen = 1
 	}
-	for p := dirHdrSize; p < end; {
+	for p := hdr; p < end; {
 		if end-p < 8 {
 			return nil, fmt.Errorf("%d stray bytes at offset %d: %w", end-p, p, fsys.ErrCorrupt)
 		}
@@ -271,4 +272,23 @@ func (f *FS) dirBlockEntries(ino, db uint64, buf []byte, pos int64, ents []fsys.
 		ents = append(ents, fsys.DirEntry{Name: string(name), ID: fsys.ID(child), Type: t})
 	}
 	return ents, nil
+}
+
+// checkDirHeader checks a v5 directory data block's CRC, the disk
+// address it records, its UUID and its owner.
+func (f *FS) checkDirHeader(ino uint64, buf []byte, pos int64) error {
+	be := binary.BigEndian
+	if !f.crcOK(buf, dirCRCOff) {
+		return fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
+	}
+	if got := be.Uint64(buf[8:]); got != uint64(pos)/512 {
+		return fmt.Errorf("records disk address %d, read at %d: %w", got, pos/512, fsys.ErrCorrupt)
+	}
+	if !bytes.Equal(buf[24:40], f.sb.uuid[:]) {
+		return fmt.Errorf("UUID of another file system: %w", fsys.ErrCorrupt)
+	}
+	if got := be.Uint64(buf[40:]); got != ino {
+		return fmt.Errorf("owned by inode %d: %w", got, fsys.ErrCorrupt)
+	}
+	return nil
 }

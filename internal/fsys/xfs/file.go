@@ -192,6 +192,15 @@ func (f *FS) readlink(in *inode) (target string, local bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
+	if !f.sb.v5 {
+		// v4 remote links are the target's bytes, without headers.
+		fl := &file{f: f, size: in.size, exts: exts}
+		out := make([]byte, in.size)
+		if err := fl.readMapped(out, 0); err != nil {
+			return "", false, err
+		}
+		return string(out), false, nil
+	}
 	bs := f.sb.blockSize
 	out := make([]byte, 0, in.size)
 	buf := make([]byte, bs)

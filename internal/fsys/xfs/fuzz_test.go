@@ -152,11 +152,28 @@ func checkErr(t *testing.T, err error) {
 }
 
 // FuzzXFS feeds the reader damaged volumes built from the sectors a walk
-// of a real mkfs.xfs image reads.
+// of a real mkfs.xfs image reads (a v5 and a v4 one).
 func FuzzXFS(f *testing.F) {
+	for _, opts := range [][]string{nil, {"-m", "crc=0"}} {
+		seed := fuzzSeed(f, opts...)
+		f.Add(seed)
+		f.Add(seed[:len(seed)/3])
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := parseChunks(data)
+		exercise(t, r, false)
+		// Mutations rarely keep a CRC right: without the checks they
+		// reach the parsers behind them.
+		exercise(t, r, true)
+	})
+}
+
+// fuzzSeed builds an image of the small test tree and encodes the
+// sectors a walk of it reads.
+func fuzzSeed(f *testing.F, opts ...string) []byte {
 	const bs = 4096
 	tree := corruptTree(bs)
-	im := buildImage(f, bs, tree)
+	im := buildImage(f, mkfsBytes, bs, tree, opts...)
 	fh, err := os.Open(im.path)
 	if err != nil {
 		f.Fatal(err)
@@ -169,6 +186,7 @@ func FuzzXFS(f *testing.F) {
 	}
 	_ = fsys.Walk(fs, fs.Root(), "/", func(p string, e fsys.DirEntry) error {
 		fs.Stat(e.ID)
+		fs.Readlink(e.ID)
 		if fl, err := fs.Open(e.ID, ""); err == nil {
 			io.Copy(io.Discard, io.NewSectionReader(fl, 0, min(fl.Size(), 8192)))
 		}
@@ -183,13 +201,5 @@ func FuzzXFS(f *testing.F) {
 	if ents, err := sf.ReadDir(sf.Root()); err != nil || len(ents) != len(tree.kids) {
 		f.Fatalf("the seed's root: %d entries, %v; want %d", len(ents), err, len(tree.kids))
 	}
-	f.Add(seed)
-	f.Add(seed[:len(seed)/3])
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r := parseChunks(data)
-		exercise(t, r, false)
-		// Mutations rarely keep a CRC right: without the checks they
-		// reach the parsers behind them.
-		exercise(t, r, true)
-	})
+	return seed
 }

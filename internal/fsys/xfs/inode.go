@@ -10,11 +10,13 @@ import (
 	"github.com/ebsimager/ebsimager/internal/fsys"
 )
 
-// The v3 inode core (struct xfs_dinode), 176 bytes, then the data fork.
+// The inode core (struct xfs_dinode): 176 bytes in v3 inodes, 100 in v1
+// and v2 (v4 file systems); then the data fork.
 const (
-	inodeMagic    = 0x494e // "IN"
-	inodeCoreSize = 176
-	inodeCRCOff   = 100
+	inodeMagic      = 0x494e // "IN"
+	inodeCoreSize   = 176    // v3 inodes (v5 file systems)
+	inodeCoreSizeV2 = 100    // v1 and v2 inodes (v4 file systems)
+	inodeCRCOff     = 100
 
 	// di_format: how a fork holds its data.
 	fmtDev     = 0 // device number (special files)
@@ -115,17 +117,22 @@ func (f *FS) parseInode(ino uint64, b []byte) (*inode, error) {
 	if m := be.Uint16(b); m != inodeMagic {
 		return nil, fmt.Errorf("bad magic %#x: %w", m, fsys.ErrCorrupt)
 	}
-	if v := b[4]; v != 3 {
-		return nil, fmt.Errorf("inode version %d in a v5 file system: %w", v, fsys.ErrCorrupt)
-	}
-	if !f.crcOK(b, inodeCRCOff) {
-		return nil, fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
-	}
-	if got := be.Uint64(b[152:]); got != ino {
-		return nil, fmt.Errorf("the inode says it is inode %d: %w", got, fsys.ErrCorrupt)
-	}
-	if !bytes.Equal(b[160:176], f.sb.uuid[:]) {
-		return nil, fmt.Errorf("UUID of another file system: %w", fsys.ErrCorrupt)
+	version := b[4]
+	if f.sb.v5 {
+		if version != 3 {
+			return nil, fmt.Errorf("inode version %d in a v5 file system: %w", version, fsys.ErrCorrupt)
+		}
+		if !f.crcOK(b, inodeCRCOff) {
+			return nil, fmt.Errorf("CRC mismatch: %w", fsys.ErrCorrupt)
+		}
+		if got := be.Uint64(b[152:]); got != ino {
+			return nil, fmt.Errorf("the inode says it is inode %d: %w", got, fsys.ErrCorrupt)
+		}
+		if !bytes.Equal(b[160:176], f.sb.uuid[:]) {
+			return nil, fmt.Errorf("UUID of another file system: %w", fsys.ErrCorrupt)
+		}
+	} else if version != 1 && version != 2 {
+		return nil, fmt.Errorf("inode version %d in a v4 file system: %w", version, fsys.ErrCorrupt)
 	}
 	in := &inode{
 		ino:    ino,
@@ -144,25 +151,34 @@ func (f *FS) parseInode(ino uint64, b []byte) (*inode, error) {
 		return nil, fmt.Errorf("size %d: %w", size, fsys.ErrCorrupt)
 	}
 	in.size = int64(size)
-	flags2 := be.Uint64(b[120:])
+	var flags2 uint64
+	if f.sb.v5 {
+		flags2 = be.Uint64(b[120:])
+	}
 	if flags2&diflag2Nrext64 != 0 {
 		in.nextents = be.Uint64(b[24:])
 	} else {
 		in.nextents = uint64(be.Uint32(b[76:]))
 	}
+	if version == 1 {
+		in.nlink = uint32(be.Uint16(b[6:])) // di_onlink
+	}
 	big := flags2&diflag2Bigtime != 0
 	in.atime = timestamp(b[32:], big)
 	in.mtime = timestamp(b[40:], big)
 	in.ctime = timestamp(b[48:], big)
-	in.crtime = timestamp(b[144:], big)
-	forkSize := int64(len(b)) - inodeCoreSize
+	if f.sb.v5 {
+		in.crtime = timestamp(b[144:], big)
+	}
+	core := f.sb.coreSize
+	forkSize := int64(len(b)) - core
 	if off := int64(b[82]) * 8; off != 0 {
 		if off >= forkSize {
 			return nil, fmt.Errorf("attribute fork offset %d beyond the inode: %w", off, fsys.ErrCorrupt)
 		}
 		forkSize = off
 	}
-	in.fork = b[inodeCoreSize : inodeCoreSize+forkSize]
+	in.fork = b[core : core+forkSize]
 	return in, nil
 }
 

@@ -15,8 +15,12 @@ import (
 // superblock, inode, B+tree and directory chapters) and the kernel's
 // fs/xfs/libxfs/xfs_format.h.
 const (
-	sbMagic   = 0x58465342 // "XFSB"
-	sbVersion = 5          // sb_versionnum & 0xf: CRC-enabled (v5) file system
+	sbMagic    = 0x58465342 // "XFSB"
+	sbVersion5 = 5          // sb_versionnum & 0xf: CRC-enabled (v5) file system
+	sbVersion4 = 4          // the version before, with feature bits in sb_versionnum
+	sbDirV2Bit = 0x2000     // sb_versionnum: version 2 directories (every v4 since 2002)
+	sbMoreBits = 0x8000     // sb_versionnum: sb_features2 holds more features
+	f2Ftype    = 0x200      // sb_features2: directory entries carry the file type (v4)
 
 	// sb_features_incompat bits a reader of the data must understand.
 	incompatFtype     = 1 << 0 // directory entries carry the file type
@@ -78,11 +82,14 @@ type superblock struct {
 	dirBlkLog  uint  // log2 of fs blocks per directory block
 	ftype      bool
 	uuid       [16]byte // the UUID metadata blocks carry
+	v5         bool     // CRC-enabled: metadata blocks have self-describing headers
+	coreSize   int64    // inode core: 176 bytes (v3 inodes), 100 (v1 and v2)
 }
 
 // Open reads the primary superblock of the XFS file system held in r
-// (size bytes) and checks its geometry. A version 4 file system is
-// fsys.ErrUnsupported.
+// (size bytes) and checks its geometry. Version 5 (CRC-enabled) and
+// version 4 file systems are read; v4 metadata has no checksums, owners
+// or addresses to check, only magics and bounds.
 func Open(r io.ReaderAt, size int64) (*FS, error) { return open(r, size, false) }
 
 func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
@@ -94,10 +101,21 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 	if be.Uint32(buf) != sbMagic {
 		return nil, corrupt("superblock: bad magic %#x", be.Uint32(buf))
 	}
-	if v := be.Uint16(buf[100:]) & 0xf; v != sbVersion {
-		return nil, fmt.Errorf("xfs: superblock version %d: only version 5 (CRC-enabled, mkfs.xfs since 3.2.3) is read: %w", v, fsys.ErrUnsupported)
-	}
+	versionnum := be.Uint16(buf[100:])
 	var sb superblock
+	switch versionnum & 0xf {
+	case sbVersion5:
+		sb.v5 = true
+		sb.coreSize = inodeCoreSize
+	case sbVersion4:
+		if versionnum&sbDirV2Bit == 0 {
+			return nil, fmt.Errorf("xfs: superblock: version 4 with version 1 directories: %w", fsys.ErrUnsupported)
+		}
+		sb.coreSize = inodeCoreSizeV2
+		sb.ftype = versionnum&sbMoreBits != 0 && be.Uint32(buf[200:])&f2Ftype != 0
+	default:
+		return nil, fmt.Errorf("xfs: superblock version %d: versions 4 and 5 are read: %w", versionnum&0xf, fsys.ErrUnsupported)
+	}
 	sb.blockLog = uint(buf[120])
 	if sb.blockLog < minBlockLog || sb.blockLog > maxBlockLog || be.Uint32(buf[4:]) != 1<<sb.blockLog {
 		return nil, corrupt("superblock: block size %d (log %d)", be.Uint32(buf[4:]), sb.blockLog)
@@ -113,7 +131,7 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 			return nil, fmt.Errorf("xfs: reading superblock: %w", err)
 		}
 	}
-	if !noCRC && !crcOK(buf[:sectSize], sbCRCOff) {
+	if sb.v5 && !noCRC && !crcOK(buf[:sectSize], sbCRCOff) {
 		return nil, corrupt("superblock: CRC mismatch")
 	}
 	inodeLog := uint(buf[122])
@@ -122,8 +140,8 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 		return nil, corrupt("superblock: inode size %d (log %d)", be.Uint16(buf[104:]), inodeLog)
 	}
 	sb.inodeSize = 1 << inodeLog
-	if sb.inodeSize < inodeCoreSize+16 {
-		return nil, corrupt("superblock: inode size %d is too small for a v3 inode", sb.inodeSize)
+	if sb.inodeSize < sb.coreSize+16 {
+		return nil, corrupt("superblock: inode size %d is too small for its inode version", sb.inodeSize)
 	}
 	sb.inoPBLog = uint(buf[123])
 	if sb.inoPBLog != sb.blockLog-inodeLog || int64(be.Uint16(buf[106:])) != 1<<sb.inoPBLog {
@@ -148,15 +166,17 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 	}
 	sb.dirBlkLog = dirLog
 	sb.dirBlkSize = sb.blockSize << dirLog
-	incompat := be.Uint32(buf[216:])
-	if incompat&^incompatKnown != 0 {
-		return nil, fmt.Errorf("xfs: superblock: incompatible features %#x: %w", incompat&^incompatKnown, fsys.ErrUnsupported)
-	}
-	sb.ftype = incompat&incompatFtype != 0
-	if incompat&incompatMetaUUID != 0 {
-		copy(sb.uuid[:], buf[248:264])
-	} else {
-		copy(sb.uuid[:], buf[32:48])
+	if sb.v5 {
+		incompat := be.Uint32(buf[216:])
+		if incompat&^incompatKnown != 0 {
+			return nil, fmt.Errorf("xfs: superblock: incompatible features %#x: %w", incompat&^incompatKnown, fsys.ErrUnsupported)
+		}
+		sb.ftype = incompat&incompatFtype != 0
+		if incompat&incompatMetaUUID != 0 {
+			copy(sb.uuid[:], buf[248:264])
+		} else {
+			copy(sb.uuid[:], buf[32:48])
+		}
 	}
 	f := &FS{r: r, size: size, sb: sb, noCRC: noCRC}
 	root := be.Uint64(buf[56:])

@@ -289,3 +289,93 @@ func XFS(t testing.TB, path string, size int64, files map[string]string) {
 	}
 	Run(t, mkfs, "-q", "-f", "-p", proto, path)
 }
+
+// NTFS makes an NTFS file system of size bytes at path (mkntfs, 512-byte
+// sectors, 4 KiB clusters) and writes files into it through an ntfs-3g
+// FUSE mount with Windows-style streams: a name "dir/file.txt:stream"
+// writes a named data stream of dir/file.txt, which must come first in
+// order ("a" before "a:s", as the sorted names give). Symbolic links are
+// not supported. It needs /dev/fuse: without it the test fails under
+// CI=true and is skipped elsewhere.
+func NTFS(t testing.TB, path string, size int64, files map[string]string) {
+	t.Helper()
+	tools := testenv.RequireTool(t, "mkntfs", "ntfs-3g", "umount")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		if testenv.CI() {
+			t.Fatalf("/dev/fuse is required under CI=true: %v", err)
+		}
+		t.Skipf("no FUSE: %v", err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, tools[0], "-F", "-Q", "-q", "-s", "512", "-c", "4096", "-L", "EVNTFS", path)
+	mnt := path + ".mnt"
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, tools[1], path, mnt, "-o", "streams_interface=windows")
+	mounted := true
+	defer func() {
+		if mounted {
+			exec.Command(tools[2], mnt).Run()
+		}
+	}()
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		p := mnt + "/" + name
+		if err := os.MkdirAll(p[:strings.LastIndexByte(p, '/')], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(files[name]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	Run(t, tools[2], mnt)
+	mounted = false
+}
+
+// FAT makes a FAT file system of size bytes at path (mkfs.vfat, with
+// fatBits 12, 16 or 32) and copies files into it with mtools.
+func FAT(t testing.TB, path string, size int64, fatBits int, files map[string]string) {
+	t.Helper()
+	tools := testenv.RequireTool(t, "mkfs.vfat", "mmd", "mcopy")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, tools[0], "-F", fmt.Sprint(fatBits), "-n", "EVFAT", "-i", "7e57fa70", path)
+	src := path + ".src"
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	made := map[string]bool{}
+	for i, name := range names {
+		parts := strings.Split(name, "/")
+		for j := 1; j < len(parts); j++ {
+			if dir := strings.Join(parts[:j], "/"); !made[dir] {
+				Run(t, tools[1], "-i", path, "::"+dir)
+				made[dir] = true
+			}
+		}
+		tmp := fmt.Sprintf("%s/%d", src, i)
+		if err := os.WriteFile(tmp, []byte(files[name]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		Run(t, tools[2], "-i", path, tmp, "::"+name)
+	}
+}
