@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/testenv"
 	"github.com/ebsimager/ebsimager/internal/triage"
@@ -176,4 +177,24 @@ func TestTriageWindows(t *testing.T) {
 	if !notFound["/$Extend/$UsnJrnl:$J"] { // mkntfs makes no USN journal
 		t.Fatalf("not found: %+v", rec.NotFound)
 	}
+
+	// Read live from a snapshot of the disk, the same files come out.
+	srv, endpoint := startEmulator(t, emulator.Options{})
+	if err := srv.AddRawImage(snapWindows, disk, emulator.RawOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	liveOut := filepath.Join(t.TempDir(), "live")
+	newCLI(t, endpoint).ok("triage", snapWindows, "--out", liveOut)
+	rawCSV, _ := os.ReadFile(filepath.Join(out, triage.FilesCSV))
+	liveCSV, _ := os.ReadFile(filepath.Join(liveOut, triage.FilesCSV))
+	if !bytes.Equal(rawCSV, liveCSV) {
+		t.Fatalf("files.csv of the live snapshot differs from the raw image's:\n%s\n%s", liveCSV, rawCSV)
+	}
+	cmd = exec.Command("sha256sum", "-c", "--strict", triage.SumsName)
+	cmd.Dir = liveOut
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, b)
+	}
 }
+
+const snapWindows = "snap-0e0000000000000f2"
