@@ -50,7 +50,7 @@ Everything it writes goes under --dir (default: a new temporary directory).`,
 }
 
 // demoOutputs are where the demo's steps write.
-type demoOutputs struct{ evidence, image, e01 string }
+type demoOutputs struct{ evidence, image, e01, triage string }
 
 // demoStep is one command the demo runs, with what it shows.
 type demoStep struct {
@@ -87,7 +87,8 @@ func runDemo(cmd *cobra.Command, dir string) error {
 	}
 	fmt.Fprintf(out, "EBS direct APIs emulated at %s, serving %s\n", endpoint, demoSnapshot)
 	setDemoCredentials()
-	o := demoOutputs{evidence: filepath.Join(dir, "evidence"), image: filepath.Join(dir, "image.raw"), e01: filepath.Join(dir, "image")}
+	o := demoOutputs{evidence: filepath.Join(dir, "evidence"), image: filepath.Join(dir, "image.raw"), e01: filepath.Join(dir, "image"),
+		triage: filepath.Join(dir, "triage")}
 	global := []string{"--region", "us-east-1", "--endpoint-url", endpoint}
 	for _, s := range demoSteps(o) {
 		if err := runDemoStep(cmd, s, global); err != nil {
@@ -123,6 +124,9 @@ func setDemoCredentials() {
 // demoSteps is the job the demo runs, in order.
 func demoSteps(o demoOutputs) []demoStep {
 	return []demoStep{
+		{"ls: a directory, read straight out of the snapshot (no acquisition yet)", []string{"ls", demoSnapshot, "1:/etc", "-l"}},
+		{"cat: one file's exact bytes, fetching only the blocks that hold it", []string{"cat", demoSnapshot, "1:/etc/hostname"}},
+		{"triage: the artifacts of the built-in profiles, with their hashes and a record", []string{"triage", demoSnapshot, "--out", o.triage}},
 		{"budget: what the acquisition will cost", []string{"budget", demoSnapshot}},
 		{"acquire: every block, verified, into an evidence directory", []string{"acquire", demoSnapshot, "--out", o.evidence, "--quiet",
 			"--case-number", "DEMO-1", "--examiner", "ebsimager demo", "--description", "built-in sample disk"}},

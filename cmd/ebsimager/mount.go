@@ -30,7 +30,9 @@ directory, a raw image (FILE, or split FILE.001, FILE.002, …) or an E01
 set. The mount holds disk.raw, the whole volume at its exact size, and
 pN.raw for each partition inspect lists (p1, p2, … as Linux numbers them;
 MBR logical partitions from p5), so the Sleuth Kit, mount -o ro,loop,
-bulk_extractor, grep and every other tool read the volume in place.
+bulk_extractor, grep and every other tool read the volume in place (loop
+mount an ext3/4 partition with -o ro,loop,noload, so its journal is not
+replayed in memory).
 
 Only what a tool reads is read: a snapshot fetches just those blocks,
 each checked against the SHA-256 AWS serves it with; evidence blocks and

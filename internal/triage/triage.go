@@ -85,11 +85,6 @@ type Cost struct {
 	PriceAssumed  bool
 }
 
-// Summary is what a run did, for the command to print.
-type Summary struct {
-	Record *report.Triage
-}
-
 // ErrNotEmpty is returned when the output directory holds something; it
 // wraps fs.ErrExist.
 var ErrNotEmpty = fmt.Errorf("output directory is not empty: %w", fs.ErrExist)

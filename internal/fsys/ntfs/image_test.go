@@ -3,6 +3,7 @@ package ntfs
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -283,23 +284,31 @@ func fragment(t testing.TB, mnt string, im *image) {
 			t.Fatal(err)
 		}
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(mnt, &st); err != nil {
+	// Fill the free space (until ENOSPC, whatever statfs says), then
+	// give back 256 KiB: the freed holes are nearly all there is.
+	f, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if filler := int64(st.Bfree)*st.Bsize - 256<<10; filler > 0 {
-		f, err := os.Create(filepath.Join(mnt, "filler"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		chunk := make([]byte, 1<<20)
-		for n := int64(0); n < filler; n += int64(len(chunk)) {
-			chunk[0] = byte(n >> 20) // not all zeros: ntfs-3g would keep it sparse
-			if _, err := f.Write(chunk[:min(int64(len(chunk)), filler-n)]); err != nil {
+	size := int64(0)
+	for _, chunk := range []int{1 << 20, 64 << 10, 4 << 10} {
+		buf := pattern(chunk, 14) // not zeros: ntfs-3g would keep them sparse
+		for {
+			n, err := f.Write(buf)
+			size += int64(n)
+			if errors.Is(err, syscall.ENOSPC) {
+				break
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
-		f.Close()
+	}
+	if err := f.Truncate(max(size-256<<10, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 	for i := 0; i < 2*holes; i += 2 {
 		if err := os.Remove(filepath.Join(mnt, "holes", fmt.Sprint(i))); err != nil {

@@ -130,7 +130,7 @@ func (m *mapper) node(fsb uint64, level int) error {
 		return fmt.Errorf("block %d is met twice (a cycle): %w", fsb, fsys.ErrCorrupt)
 	}
 	m.seen[fsb] = true
-	if err := m.b.spend("extent btree"); err != nil {
+	if err := m.b.spend("extent btree", m.f.sb.blockSize); err != nil {
 		return err
 	}
 	pos, err := m.f.fsbPos(fsb, 1)

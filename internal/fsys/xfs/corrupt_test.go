@@ -287,3 +287,17 @@ func TestDirBlockTail(t *testing.T) {
 		t.Fatalf("error %v, want 8 stray bytes", err)
 	}
 }
+
+// TestBudget: a call that would read more metadata than the budget
+// allows stops with an error instead of reading on.
+func TestBudget(t *testing.T) {
+	b := &budget{left: 3 * 4096}
+	for i := 0; i < 3; i++ {
+		if err := b.spend("directory", 4096); err != nil {
+			t.Fatalf("block %d: %v", i, err)
+		}
+	}
+	if err := b.spend("directory", 4096); !errors.Is(err, fsys.ErrCorrupt) || !strings.Contains(err.Error(), "directory: more than") {
+		t.Fatalf("fourth block: %v", err)
+	}
+}

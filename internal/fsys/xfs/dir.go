@@ -144,7 +144,7 @@ func (f *FS) blockDir(in *inode, exts []extent, b *budget) ([]fsys.DirEntry, err
 			db := fb >> dbLog
 			next = (db + 1) << dbLog
 			what := fmt.Sprintf("xfs: inode %d: directory block %d", in.ino, db)
-			if err := b.spend(what); err != nil {
+			if err := b.spend(what, dbs); err != nil {
 				return nil, err
 			}
 			pos, err := readDirBlock(f, exts, db<<dbLog, buf)

@@ -93,9 +93,10 @@ type superblock struct {
 func Open(r io.ReaderAt, size int64) (*FS, error) { return open(r, size, false) }
 
 func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
+	f := &FS{r: r, size: size, noCRC: noCRC}
 	buf := make([]byte, 512)
-	if _, err := r.ReadAt(buf, 0); err != nil {
-		return nil, fmt.Errorf("xfs: reading superblock: %w", err)
+	if err := f.readFull(buf, 0); err != nil {
+		return nil, fmt.Errorf("xfs: superblock: %w", err)
 	}
 	be := binary.BigEndian
 	if be.Uint32(buf) != sbMagic {
@@ -127,8 +128,8 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 	}
 	if sectSize > len(buf) {
 		buf = make([]byte, sectSize)
-		if _, err := r.ReadAt(buf, 0); err != nil {
-			return nil, fmt.Errorf("xfs: reading superblock: %w", err)
+		if err := f.readFull(buf, 0); err != nil {
+			return nil, fmt.Errorf("xfs: superblock: %w", err)
 		}
 	}
 	if sb.v5 && !noCRC && !crcOK(buf[:sectSize], sbCRCOff) {
@@ -178,7 +179,7 @@ func open(r io.ReaderAt, size int64, noCRC bool) (*FS, error) {
 			copy(sb.uuid[:], buf[32:48])
 		}
 	}
-	f := &FS{r: r, size: size, sb: sb, noCRC: noCRC}
+	f.sb = sb
 	root := be.Uint64(buf[56:])
 	if _, err := f.inodePos(root); err != nil {
 		return nil, fmt.Errorf("xfs: superblock: root inode: %w", err)
@@ -227,21 +228,22 @@ func (f *FS) readFull(p []byte, off int64) error {
 	return fmt.Errorf("reading %d bytes at %d: %w", len(p), off, err)
 }
 
-// budget bounds the metadata blocks one call may read, so that a hostile
+// budget bounds the metadata bytes one call may read, so that a hostile
 // file system cannot make a call run for ever.
-type budget struct{ left int }
+type budget struct{ left int64 }
 
-// maxCallBlocks is the most metadata blocks one call reads: a directory
-// of fsys.MaxDirEntries short names fills about 40,000 4 KiB blocks, a
-// B+tree of fsys.MaxRuns extents about 17,000.
-const maxCallBlocks = 1 << 20
+// maxCallBytes is the most metadata one call reads: a directory of
+// fsys.MaxDirEntries 255-byte names fills about 1.1 GiB, one of short
+// names about 100 MiB; the B+tree of fsys.MaxRuns extents 64 MiB.
+const maxCallBytes = 1280 << 20
 
-func newBudget() *budget { return &budget{left: maxCallBlocks} }
+func newBudget() *budget { return &budget{left: maxCallBytes} }
 
-func (b *budget) spend(what string) error {
-	if b.left <= 0 {
-		return fmt.Errorf("%s: more than %d metadata blocks in one call: %w", what, maxCallBlocks, fsys.ErrCorrupt)
+// spend takes n bytes from the budget, or fails naming what was read.
+func (b *budget) spend(what string, n int64) error {
+	if b.left < n {
+		return fmt.Errorf("%s: more than %d MiB of metadata in one call: %w", what, maxCallBytes>>20, fsys.ErrCorrupt)
 	}
-	b.left--
+	b.left -= n
 	return nil
 }
