@@ -27,7 +27,9 @@ var files = map[string]string{
 	"d/sub/deeper/f.txt": "f",
 }
 
-func open(t *testing.T, path string) *disk.Disk {
+func open(t *testing.T, path string) *disk.Disk { return openB(t, path) }
+
+func openB(t testing.TB, path string) *disk.Disk {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

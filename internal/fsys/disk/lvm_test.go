@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,51 +13,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
 	"github.com/ebsimager/ebsimager/internal/fsys/disk/disktest"
-	"github.com/ebsimager/ebsimager/internal/testenv"
 )
-
-// lvmTools runs the LVM2 tools on loop devices of the test's own, with
-// no device-mapper activation, no locking, no udev and no backups, and a
-// device filter that sees only those loop devices.
-type lvmTools struct {
-	t     *testing.T
-	loops []string
-}
-
-func (l *lvmTools) config() string {
-	var accept []string
-	for _, d := range l.loops {
-		accept = append(accept, fmt.Sprintf(`"a|^%s$|"`, d))
-	}
-	return fmt.Sprintf(`devices { use_devicesfile=0 obtain_device_list_from_udev=0 filter=[%s,"r|.*|"] } `+
-		`activation { udev_sync=0 udev_rules=0 monitoring=0 } backup { backup=0 archive=0 }`, strings.Join(accept, ","))
-}
-
-func (l *lvmTools) run(name string, args ...string) string {
-	l.t.Helper()
-	cmd := exec.Command(name, append([]string{"--config", l.config(), "--nolocking"}, args...)...)
-	cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1")
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			stderr = exit.Stderr
-		}
-		l.t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr)
-	}
-	return string(out)
-}
-
-// loop attaches the bytes of img from off, length bytes, as a loop
-// device, detached when the test ends.
-func (l *lvmTools) loop(img string, off, length int64) string {
-	l.t.Helper()
-	dev := strings.TrimSpace(disktest.Run(l.t, "losetup", "-f", "--show", "-o", strconv.FormatInt(off, 10), "--sizelimit", strconv.FormatInt(length, 10), img))
-	l.t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	l.loops = append(l.loops, dev)
-	return dev
-}
 
 // TestLVM builds a volume group of two PVs (partitions 2 and 3 of a GPT
 // disk) with the LVM2 tools: LV root linear across both PVs, LV data,
@@ -67,13 +22,7 @@ func (l *lvmTools) loop(img string, off, length int64) string {
 // at those offsets, reads it back byte for byte, identifies its ext4, and
 // refuses the striped LV as unsupported.
 func TestLVM(t *testing.T) {
-	testenv.RequireTool(t, "pvcreate", "vgcreate", "lvcreate", "lvextend", "lvs", "pvs", "losetup")
-	if os.Geteuid() != 0 {
-		if testenv.CI() {
-			t.Fatal("the LVM2 test needs root for loop devices, and runs as root under CI=true")
-		}
-		t.Skip("the LVM2 test needs root for loop devices")
-	}
+	l := disktest.NewLVM(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "disk.img")
 	off := disktest.Disk(t, img, "gpt", 64*MiB, []disktest.Partition{
@@ -81,38 +30,25 @@ func TestLVM(t *testing.T) {
 		{Size: 24 * MiB, Type: disktest.TypeLVM},
 		{Size: 24 * MiB, Type: disktest.TypeLVM},
 	})
-	l := &lvmTools{t: t}
-	pv1 := l.loop(img, off[1], 24*MiB)
-	pv2 := l.loop(img, off[2], 24*MiB)
+	pv1 := l.Loop(img, off[1], 24*MiB)
+	pv2 := l.Loop(img, off[2], 24*MiB)
 	vg := fmt.Sprintf("ev%d", os.Getpid())
-	l.run("pvcreate", "-y", pv1, pv2)
-	l.run("vgcreate", "-s", "2M", vg, pv1, pv2)
+	l.Run("pvcreate", "-y", pv1, pv2)
+	l.Run("vgcreate", "-s", "2M", vg, pv1, pv2)
 	dm := []string{"--driverloaded", "n", "-an", "-Zn"}
-	l.run("lvcreate", append(dm, "-L", "6M", "-n", "root", vg, pv1)...)
-	l.run("lvcreate", append(dm, "-L", "4M", "-n", "data", vg, pv1)...)
-	l.run("lvextend", "--driverloaded", "n", "-L", "10M", vg+"/root", pv2)
-	l.run("lvcreate", append(dm, "-i", "2", "-I", "64k", "-L", "4M", "-n", "striped", vg)...)
+	l.Run("lvcreate", append(dm, "-L", "6M", "-n", "root", vg, pv1)...)
+	l.Run("lvcreate", append(dm, "-L", "4M", "-n", "data", vg, pv1)...)
+	l.Run("lvextend", "--driverloaded", "n", "-L", "10M", vg+"/root", pv2)
+	l.Run("lvcreate", append(dm, "-i", "2", "-I", "64k", "-L", "4M", "-n", "striped", vg)...)
 
 	// Where the tools say root's extents are.
-	peStart := map[string]int64{}
-	for _, line := range strings.Split(strings.TrimSpace(l.run("pvs", "--noheadings", "--nosuffix", "--units", "b", "--separator", "|", "-o", "pv_name,pe_start")), "\n") {
-		f := strings.Split(strings.TrimSpace(line), "|")
-		peStart[f[0]], _ = strconv.ParseInt(f[1], 10, 64)
-	}
-	partOf := map[string]int64{pv1: off[1], pv2: off[2]}
 	var want []Segment
-	for _, line := range strings.Split(strings.TrimSpace(l.run("lvs", "--noheadings", "--separator", "|", "-o", "lv_name,seg_start_pe,seg_pe_ranges", vg+"/root")), "\n") {
-		f := strings.Split(strings.TrimSpace(line), "|")
-		start, _ := strconv.ParseInt(f[1], 10, 64)
-		dev, rng, _ := strings.Cut(f[2], ":")
-		lo, hi, _ := strings.Cut(rng, "-")
-		a, _ := strconv.ParseInt(lo, 10, 64)
-		b, _ := strconv.ParseInt(hi, 10, 64)
-		want = append(want, Segment{Logical: start * 2 * MiB, Physical: partOf[dev] + peStart[dev] + a*2*MiB, Length: (b - a + 1) * 2 * MiB})
+	for _, e := range l.Extents(vg+"/root", 2*MiB, map[string]int64{pv1: off[1], pv2: off[2]}) {
+		want = append(want, Segment(e))
 	}
-	for _, d := range l.loops {
-		disktest.Run(t, "losetup", "-d", d)
-	}
+	pvs := strings.Fields(l.Run("pvs", "--noheadings", "--nosuffix", "--units", "b", "-o", "pe_start", pv1))
+	peStart1, _ := strconv.ParseInt(pvs[0], 10, 64)
+	l.Detach()
 	if len(want) != 2 || want[1].Physical < off[2] {
 		t.Fatalf("root should span both PVs: %+v", want)
 	}
@@ -123,18 +59,11 @@ func TestLVM(t *testing.T) {
 	ext := filepath.Join(dir, "ext4.img")
 	disktest.Ext4(t, ext, 10*MiB, tree)
 	extBytes := fileBytes(t, ext)
-	f, err := os.OpenFile(img, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var extents []disktest.Extent
 	for _, s := range want {
-		if _, err := f.WriteAt(extBytes[s.Logical:s.Logical+s.Length], s.Physical); err != nil {
-			t.Fatal(err)
-		}
+		extents = append(extents, disktest.Extent(s))
 	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	disktest.WriteExtents(t, img, ext, extents)
 
 	d := openDisk(t, img)
 	checkParts(t, d, []partWant{
@@ -142,7 +71,7 @@ func TestLVM(t *testing.T) {
 		{"2", KindPartition, "lvm2_pv", "", off[1], 24 * MiB},
 		{"3", KindPartition, "lvm2_pv", "", off[2], 24 * MiB},
 		{vg + "/root", KindLV, "ext4", "", want[0].Physical, 10 * MiB},
-		{vg + "/data", KindLV, "unknown", "", off[1] + peStart[pv1] + 3*2*MiB, 4 * MiB},
+		{vg + "/data", KindLV, "unknown", "", off[1] + peStart1 + 3*2*MiB, 4 * MiB},
 		{vg + "/striped", KindLV, "unknown", "", 0, 0},
 	})
 	root, err := d.Part(vg + "/root")
