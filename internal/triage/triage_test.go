@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/fsys"
@@ -288,5 +289,33 @@ func TestRunPrivateKeysAndProfiles(t *testing.T) {
 	}
 	if rec.Figures.BlocksRead == 0 || rec.Figures.AllocatedBlocks != int64(len(d.vol))/block.Size {
 		t.Fatalf("figures %+v", rec.Figures)
+	}
+}
+
+// slowRanges is a volume whose Ranges takes until it is released.
+type slowRanges struct {
+	memVolume
+	release chan struct{}
+}
+
+func (s *slowRanges) Ranges() ([]volume.Range, error) {
+	<-s.release
+	return s.memVolume.Ranges()
+}
+
+// A count of the allocated blocks that takes longer than AllocatedWait
+// is left out, and the record says so; the collection is whole.
+func TestAllocatedWait(t *testing.T) {
+	d := newFakeDisk()
+	v := &slowRanges{memVolume: memVolume{data: d.vol}, release: make(chan struct{})}
+	defer close(v.release)
+	o := d.options(filepath.Join(t.TempDir(), "out"))
+	o.AllocatedWait = 10 * time.Millisecond
+	rec, err := Run(context.Background(), v, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Figures.AllocatedBlocks != 0 || rec.Figures.Files != 9 || !strings.Contains(strings.Join(rec.Notes, " "), "not counted") {
+		t.Fatalf("figures %+v, notes %q", rec.Figures, rec.Notes)
 	}
 }
