@@ -59,7 +59,8 @@ func buildLinuxDisk(t testing.TB, filler int64) *linuxDisk {
 	}
 	text := func(line string, n int) string { return strings.Repeat(line, n) }
 	files := map[string]string{
-		"/etc/passwd":                              "root:x:0:0:root:/root:/bin/bash\nu:x:1000:1000::/home/u:/bin/bash\n",
+		"/etc/passwd":                              "root:x:0:0:root:/root:/bin/bash\npostgres:x:113:120::/var/lib/postgresql:/bin/bash\nu:x:1000:1000::/home/u:/bin/bash\n",
+		"/var/lib/postgresql/.psql_history":        "COPY x TO PROGRAM 'sh -i';\n",
 		"/etc/shadow":                              "root:$6$x$y:19000:0:99999:7:::\nu:!:19000::::::\n",
 		"/etc/group":                               "root:x:0:\nu:x:1000:\n",
 		"/etc/sudoers":                             "root ALL=(ALL:ALL) ALL\n#includedir /etc/sudoers.d\n",

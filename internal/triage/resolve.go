@@ -3,6 +3,7 @@ package triage
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 
@@ -74,25 +75,92 @@ type Resolution struct {
 func Resolve(fs fsys.FS, rules []Rule) (*Resolution, error) {
 	rv := &resolver{fs: fs, fold: fsys.CaseInsensitive(fs), dirs: map[fsys.ID][]fsys.DirEntry{},
 		byKey: map[string]*Match{}, res: &Resolution{Found: make([]int, len(rules))}}
+	var homes [][]string
 	for i, r := range rules {
-		names := r.Names
-		if names[len(names)-1] == "**" {
-			names = append(names[:len(names):len(names)], "*")
-		}
-		if rv.fold {
-			lower := make([]string, len(names))
-			for k, n := range names {
-				lower[k] = strings.ToLower(n)
+		prefixes := [][]string{nil}
+		if r.Home {
+			if homes == nil {
+				homes = HomeDirs(fs)
 			}
-			names = lower
+			prefixes = homes
 		}
-		rv.rule, rv.names, rv.seen = i, names, map[walkKey]bool{}
-		rv.stream = r.Stream
-		if err := rv.walk(fs.Root(), nil, 0, 0); err != nil {
-			return rv.res, err
+		for _, prefix := range prefixes {
+			names := append(append([]string(nil), prefix...), r.Names...)
+			if names[len(names)-1] == "**" {
+				names = append(names, "*")
+			}
+			if rv.fold {
+				for k, n := range names {
+					names[k] = strings.ToLower(n)
+				}
+			}
+			rv.rule, rv.names, rv.seen = i, names, map[walkKey]bool{}
+			rv.stream = r.Stream
+			if err := rv.walk(fs.Root(), nil, 0, 0); err != nil {
+				return rv.res, err
+			}
 		}
 	}
 	return rv.res, nil
+}
+
+// maxHomes bounds the home directories taken from /etc/passwd.
+const maxHomes = 10000
+
+// HomeDirs returns the home directories ~/ rules apply in, as name
+// patterns from the root: /root, every directory in /home (home/*), and
+// every home directory /etc/passwd names, as it names it (its names
+// escaped, so that they match only themselves). An /etc/passwd that is
+// absent, unreadable or larger than MaxProfileBytes adds nothing.
+func HomeDirs(fs fsys.FS) [][]string {
+	out := [][]string{{"root"}, {"home", "*"}}
+	seen := map[string]bool{"/root": true}
+	id, err := fsys.Lookup(fs, "/etc/passwd")
+	if err != nil {
+		return out
+	}
+	f, err := fs.Open(id, "")
+	if err != nil || f.Size() > MaxProfileBytes {
+		return out
+	}
+	data, err := readBounded(io.NewSectionReader(f, 0, f.Size()), MaxProfileBytes)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Split(line, ":")
+		if len(fields) < 7 || !strings.HasPrefix(fields[5], "/") || len(out) >= maxHomes {
+			continue
+		}
+		home := path.Clean(fields[5])
+		if seen[home] || strings.ContainsRune(home, 0) {
+			continue
+		}
+		seen[home] = true
+		var names []string
+		for _, n := range strings.Split(strings.TrimPrefix(home, "/"), "/") {
+			if n != "" {
+				names = append(names, escapeGlob(n))
+			}
+		}
+		if len(names) == 2 && names[0] == "home" || len(names) > maxPatternNames {
+			continue // /home/* covers it
+		}
+		out = append(out, names)
+	}
+	return out
+}
+
+// escapeGlob escapes the characters path.Match gives a meaning to.
+func escapeGlob(name string) string {
+	var b strings.Builder
+	for _, c := range name {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 type walkKey struct {

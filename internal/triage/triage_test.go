@@ -77,7 +77,8 @@ func newFakeDisk() *fakeDisk {
 		tgt  string
 	}
 	files := []file{
-		{"/etc/passwd", fsys.TypeRegular, "root:x:0:0::/root:/bin/sh\n", ""},
+		{"/etc/passwd", fsys.TypeRegular, "root:x:0:0::/root:/bin/sh\nsvc:x:998:998::/var/lib/svc:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n", ""},
+		{"/var/lib/svc/.bash_history", fsys.TypeRegular, "curl x | sh\n", ""},
 		{"/etc/shadow", fsys.TypeRegular, "root:*:19000::::::\n", ""},
 		{"/etc/sudoers.d/90-u", fsys.TypeRegular, "u ALL=(ALL) NOPASSWD:ALL\n", ""},
 		{"/etc/localtime", fsys.TypeSymlink, "", "/usr/share/zoneinfo/UTC"},
@@ -143,7 +144,7 @@ func TestRunFake(t *testing.T) {
 	// Collected: the default profile (linux, chosen from /etc) but not
 	// /etc/hosts, the private key, the config that holds a key, or /tmp.
 	want := []string{"/etc/passwd", "/etc/shadow", "/etc/sudoers.d/90-u", "/var/log/auth.log", "/var/log/nested/deep/x.log",
-		"/var/log/weird\nname:%", "/home/u/.bash_history", "/home/u/.ssh/authorized_keys", "/var/lib/dpkg/status"}
+		"/var/log/weird\nname:%", "/home/u/.bash_history", "/home/u/.ssh/authorized_keys", "/var/lib/dpkg/status", "/var/lib/svc/.bash_history"}
 	var got []string
 	for _, c := range rec.Collected {
 		got = append(got, c.Path)
@@ -187,7 +188,7 @@ func TestRunFake(t *testing.T) {
 	for _, n := range rec.NotFound {
 		notFound[n.Rule] = true
 	}
-	if !notFound["/etc/crontab"] || !notFound["/var/spool/cron/**"] || notFound["/etc/passwd"] || notFound["/home/*/.ssh/id_ed25519 private"] {
+	if !notFound["/etc/crontab"] || !notFound["/var/spool/cron/**"] || notFound["/etc/passwd"] || notFound["~/.ssh/id_ed25519 private"] {
 		t.Fatalf("not found %v", notFound)
 	}
 	if len(rec.Partitions) != 2 || rec.Partitions[1].Error != fsys.ErrEncrypted.Error() || rec.Partitions[0].Profiles[0] != "linux" {
@@ -315,7 +316,40 @@ func TestAllocatedWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Figures.AllocatedBlocks != 0 || rec.Figures.Files != 9 || !strings.Contains(strings.Join(rec.Notes, " "), "not counted") {
+	if rec.Figures.AllocatedBlocks != 0 || rec.Figures.Files != 10 || !strings.Contains(strings.Join(rec.Notes, " "), "not counted") {
 		t.Fatalf("figures %+v, notes %q", rec.Figures, rec.Notes)
+	}
+}
+
+// ~/ rules apply in /root, /home/* and the homes /etc/passwd names, whose
+// names match only themselves.
+func TestHomeRules(t *testing.T) {
+	vol := make([]byte, 1<<20)
+	passwd := "root:x:0:0::/root:/bin/sh\nodd:x:1:1::/srv/a*b:/bin/sh\nshort:x\nrel:x:2:2::srv/rel:/bin/sh\nu:x:3:3::/home/u:/bin/sh\n"
+	copy(vol, passwd)
+	fs := newFake("ext4", bytes.NewReader(vol))
+	fs.add("/etc/passwd", fsys.TypeRegular, 0, int64(len(passwd)), "")
+	for _, p := range []string{"/srv/a*b/.bash_history", "/srv/aXb/.bash_history", "/root/.bash_history", "/home/u/.bash_history", "/srv/rel/.bash_history"} {
+		fs.add(p, fsys.TypeRegular, 4096, 10, "")
+	}
+	homes := HomeDirs(fs)
+	if fmt.Sprint(homes) != `[[root] [home *] [srv a\*b]]` {
+		t.Fatalf("homes %q", homes)
+	}
+	p, err := Parse("t", []byte("~/.bash_history\n~/.nothing\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Resolve(fs, p.Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range res.Matches {
+		got = append(got, m.Path)
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != "/home/u/.bash_history /root/.bash_history /srv/a*b/.bash_history" || res.Found[0] != 3 || res.Found[1] != 0 {
+		t.Fatalf("matched %q, found %v", got, res.Found)
 	}
 }
