@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,5 +352,50 @@ func TestHomeRules(t *testing.T) {
 	sort.Strings(got)
 	if strings.Join(got, " ") != "/home/u/.bash_history /root/.bash_history /srv/a*b/.bash_history" || res.Found[0] != 3 || res.Found[1] != 0 {
 		t.Fatalf("matched %q, found %v", got, res.Found)
+	}
+}
+
+// A file mostly holes is collected with its holes kept, up to MaxSparse
+// beyond its partition's size; a longer one is withheld; one whose runs
+// claim more than the partition holds is an error; a name of 250 bytes
+// is written.
+func TestSparseAndLongNames(t *testing.T) {
+	vol := make([]byte, 2<<20)
+	copy(vol[4096:], "head of a sparse file")
+	long := strings.Repeat("n", 246) + ".log"
+	fs := newFake("ext4", bytes.NewReader(vol))
+	fs.nodes[fs.add("/var/log/lastlog", fsys.TypeRegular, 4096, 20<<20, "")].data = 21
+	fs.nodes[fs.add("/var/log/huge", fsys.TypeRegular, 4096, MaxSparse+1, "")].data = 21
+	fs.add("/var/log/liar", fsys.TypeRegular, 4096, 4<<20, "")
+	fs.add("/var/log/"+long, fsys.TypeRegular, 4096, 4, "")
+	p, _ := Parse("t", []byte("/var/log/**\n"))
+	out := filepath.Join(t.TempDir(), "out")
+	rec, err := Run(context.Background(), &memVolume{data: vol}, Options{Out: out, Profiles: []*Profile{p},
+		Partitions: func(r io.ReaderAt, size int64) ([]Part, error) {
+			return []Part{{Name: "p1", Size: 1 << 20, FS: fs}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Figures.Files != 2 || len(rec.Withheld) != 1 || rec.Withheld[0].Path != "/var/log/huge" ||
+		len(rec.Errors) != 1 || rec.Errors[0].Path != "/var/log/liar" || !strings.Contains(rec.Errors[0].Error, "more than its partition") {
+		t.Fatalf("files %d, withheld %+v, errors %+v", rec.Figures.Files, rec.Withheld, rec.Errors)
+	}
+	want := make([]byte, 20<<20)
+	copy(want, "head of a sparse file")
+	got, err := os.ReadFile(filepath.Join(out, "files/p1/var/log/lastlog"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("sparse file: %d bytes, %v", len(got), err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(out, "files/p1/var/log/lastlog"), &st); err != nil || st.Blocks*512 > 1<<20 {
+		t.Fatalf("sparse file takes %d bytes on disk (%v)", st.Blocks*512, err)
+	}
+	sum := sha256.Sum256(want)
+	if rec.Collected[0].SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("sparse file hash %s", rec.Collected[0].SHA256)
+	}
+	if _, err := os.Stat(filepath.Join(out, "files/p1/var/log", long)); err != nil {
+		t.Fatal(err)
 	}
 }
