@@ -59,7 +59,8 @@ func buildLinuxDisk(t testing.TB, filler int64) *linuxDisk {
 	}
 	text := func(line string, n int) string { return strings.Repeat(line, n) }
 	files := map[string]string{
-		"/etc/passwd":                              "root:x:0:0:root:/root:/bin/bash\nu:x:1000:1000::/home/u:/bin/bash\n",
+		"/etc/passwd":                              "root:x:0:0:root:/root:/bin/bash\npostgres:x:113:120::/var/lib/postgresql:/bin/bash\nu:x:1000:1000::/home/u:/bin/bash\n",
+		"/var/lib/postgresql/.psql_history":        "COPY x TO PROGRAM 'sh -i';\n",
 		"/etc/shadow":                              "root:$6$x$y:19000:0:99999:7:::\nu:!:19000::::::\n",
 		"/etc/group":                               "root:x:0:\nu:x:1000:\n",
 		"/etc/sudoers":                             "root ALL=(ALL:ALL) ALL\n#includedir /etc/sudoers.d\n",
@@ -114,7 +115,9 @@ func buildLinuxDisk(t testing.TB, filler int64) *linuxDisk {
 	if err := os.MkdirAll(filepath.Join(d.tree, "dev/shm"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Filler: files of random bytes no profile names.
+	// Filler: files of random bytes no profile names, 8 MiB each, each in
+	// the home of a user of its own beside that user's shell history, so
+	// that the histories lie far apart on the disk.
 	for i := int64(0); i*(8<<20) < filler; i++ {
 		n := min(8<<20, filler-i*(8<<20))
 		b := make([]byte, n)
@@ -124,12 +127,18 @@ func buildLinuxDisk(t testing.TB, filler int64) *linuxDisk {
 				b[k+j] = byte(v >> (8 * j))
 			}
 		}
-		p := filepath.Join(d.tree, "srv/filler", fmt.Sprintf("f%03d.bin", i))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
+		home := filepath.Join(d.tree, fmt.Sprintf("home/user%03d", i))
+		os.MkdirAll(home, 0o755)
+		if err := os.WriteFile(filepath.Join(home, "data.bin"), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		hist := fmt.Sprintf("/home/user%03d/.bash_history", i)
+		if err := os.WriteFile(filepath.Join(d.tree, hist), []byte(text(fmt.Sprintf("ssh user%03d@10.0.0.%d\n", i, i), 50)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.collected = append(d.collected, hist)
 	}
+	sort.Strings(d.collected)
 	partBytes := (filler*5/4 + 48<<20) &^ (1<<20 - 1)
 	part := filepath.Join(dir, "part.img")
 	run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-d", d.tree, part, strconv.FormatInt(partBytes>>10, 10)+"k")

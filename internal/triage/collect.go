@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -27,6 +28,13 @@ import (
 
 // copyChunk is how much of a file is read at a time.
 const copyChunk = 1 << 20
+
+// MaxSparse is the largest file collected without a max= when it is
+// larger than its partition (its holes make up the rest: an NTFS
+// $UsnJrnl:$J, a sparse lastlog): its holes are written as holes, but
+// hashed as the zeros they read as. A larger size with no max= is more
+// likely a damaged or hostile inode than a file worth the hours.
+const MaxSparse = 64 << 30
 
 type collector struct {
 	o       Options
@@ -191,6 +199,12 @@ func (c *collector) classify(p Part, m *Match, rules []Rule, owners []*Profile) 
 		c.fail(name, m.Name(), err)
 		return
 	}
+	var stored int64
+	for _, r := range f.Runs() {
+		if !r.Sparse() && r.Length > 0 {
+			stored += r.Length
+		}
+	}
 	switch size := f.Size(); {
 	case size < 0:
 		c.fail(name, m.Name(), fmt.Errorf("size %d: %w", size, fsys.ErrCorrupt))
@@ -198,8 +212,11 @@ func (c *collector) classify(p Part, m *Match, rules []Rule, owners []*Profile) 
 	case limit > 0 && size > limit:
 		c.withhold(name, m, size, fmt.Sprintf("larger than the rule's limit of %d bytes", limit))
 		return
-	case size > p.Size && size > limit:
-		c.withhold(name, m, size, fmt.Sprintf("larger than its partition (%d bytes): give a rule with max= to take it", p.Size))
+	case stored > p.Size:
+		c.fail(name, m.Name(), fmt.Errorf("its runs hold %d bytes, more than its partition's %d: %w", stored, p.Size, fsys.ErrCorrupt))
+		return
+	case limit == 0 && size > max(p.Size, MaxSparse):
+		c.withhold(name, m, size, fmt.Sprintf("larger than its partition (%d bytes) and %d bytes, though mostly holes: give a rule with max= to take it", p.Size, int64(MaxSparse)))
 		return
 	}
 	c.jobs = append(c.jobs, &job{part: p, m: m, f: f, rule: rule})
@@ -339,7 +356,7 @@ func (c *collector) write(j *job, pr *progress) {
 	}
 	size := j.f.Size()
 	hs := []hash.Hash{md5.New(), sha1.New(), sha256.New()}
-	err = atomicfile.Write(filepath.Join(c.out.dir, filepath.FromSlash(rel)), func(w io.Writer) error {
+	err = writeSparse(filepath.Join(c.out.dir, filepath.FromSlash(rel)), size, func(w io.WriterAt) error {
 		buf := make([]byte, min(int64(copyChunk), max(size, 1)))
 		for off := int64(0); off < size; {
 			n := int(min(int64(len(buf)), size-off))
@@ -356,8 +373,10 @@ func (c *collector) write(j *job, pr *progress) {
 			for _, h := range hs {
 				h.Write(buf[:n])
 			}
-			if _, err := w.Write(buf[:n]); err != nil {
-				return err
+			if !block.IsZero(buf[:n]) { // zeros stay a hole
+				if _, err := w.WriteAt(buf[:n], off); err != nil {
+					return err
+				}
 			}
 			off += int64(n)
 			k := sort.Search(len(j.firstUse), func(k int) bool { return j.firstUse[k] >= off })
@@ -442,4 +461,35 @@ func (p Part) place(off, n int64) []placed {
 		at += r.Len
 	}
 	return out
+}
+
+// writeSparse writes a file of size bytes at path through fill, which
+// writes only what is not zeros: the rest stays a hole. It writes to a
+// temporary file (0600) in the same directory, with a short name of its
+// own (a collected name may be 255 bytes long already), syncs it, and
+// renames it into place, so path never holds half a file.
+func writeSparse(path string, size int64, fill func(io.WriterAt) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, atomicfile.TempPrefix+"triage-*")
+	if err != nil {
+		return err
+	}
+	err = fill(f)
+	if err == nil {
+		err = f.Truncate(size)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return atomicfile.SyncDir(dir)
 }

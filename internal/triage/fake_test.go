@@ -25,6 +25,9 @@ type fakeNode struct {
 	off     int64 // where the data lies on the volume
 	target  string
 	streams map[string]fakeStream
+	// data, when set, is how many bytes at off the file holds: the rest
+	// of its size is a hole.
+	data int64
 }
 
 type fakeStream struct{ off, size int64 }
@@ -116,7 +119,7 @@ func (f *fakeFS) Open(id fsys.ID, stream string) (fsys.File, error) {
 	if n.st.Type == fsys.TypeDir {
 		return nil, fsys.ErrIsDir
 	}
-	return &fakeFile{r: f.r, off: n.off, size: n.st.Size}, nil
+	return &fakeFile{r: f.r, off: n.off, size: n.st.Size, data: n.data}, nil
 }
 
 func (f *fakeFS) Readlink(id fsys.ID) (string, error) {
@@ -130,6 +133,7 @@ func (f *fakeFS) Readlink(id fsys.ID) (string, error) {
 type fakeFile struct {
 	r         io.ReaderAt
 	off, size int64
+	data      int64 // bytes held before a hole; 0: all of size
 }
 
 func (f *fakeFile) ReadAt(p []byte, off int64) (int, error) {
@@ -139,6 +143,15 @@ func (f *fakeFile) ReadAt(p []byte, off int64) (int, error) {
 	var eof error
 	if int64(len(p)) > f.size-off {
 		p, eof = p[:f.size-off], io.EOF
+	}
+	if f.data > 0 {
+		clear(p)
+		if off < f.data {
+			if _, err := f.r.ReadAt(p[:min(int64(len(p)), f.data-off)], f.off+off); err != nil {
+				return 0, err
+			}
+		}
+		return len(p), eof
 	}
 	n, err := f.r.ReadAt(p, f.off+off)
 	if err == nil {
@@ -151,6 +164,9 @@ func (f *fakeFile) Size() int64 { return f.size }
 func (f *fakeFile) Runs() []fsys.Run {
 	if f.size == 0 {
 		return nil
+	}
+	if f.data > 0 {
+		return []fsys.Run{{Logical: 0, Physical: f.off, Length: f.data}, {Logical: f.data, Physical: -1, Length: f.size - f.data}}
 	}
 	return []fsys.Run{{Logical: 0, Physical: f.off, Length: f.size}}
 }

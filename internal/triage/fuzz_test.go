@@ -43,7 +43,7 @@ func FuzzParseTkape(f *testing.F) {
 }
 
 func checkRule(t *testing.T, r Rule) {
-	if !strings.HasPrefix(r.Pattern, "/") || len(r.Names) == 0 || len(r.Names) > maxPatternNames {
+	if !strings.HasPrefix(r.Pattern, "/") && !(r.Home && strings.HasPrefix(r.Pattern, "~/")) || len(r.Names) == 0 || len(r.Names) > maxPatternNames {
 		t.Fatalf("rule %+v", r)
 	}
 	for _, n := range r.Names {

@@ -26,7 +26,7 @@ import (
 //
 //	/etc/passwd
 //	/var/log/**
-//	/home/*/.*history
+//	~/.*history
 //	"/ProgramData/Microsoft/Windows/Start Menu/Programs/StartUp/**"
 //	/var/log/** max=64MiB
 //	/tmp/** list
@@ -34,7 +34,9 @@ import (
 //	/$Extend/$UsnJrnl:$J
 //
 // The path is absolute, with / between names, on every file system
-// (NTFS and FAT too). A path holding a space, a tab, a " or a # is
+// (NTFS and FAT too); a path starting ~/ applies in every user's home
+// directory: /root, every directory in /home, and every home directory
+// /etc/passwd names (a service account's /var/lib/postgresql too). A path holding a space, a tab, a " or a # is
 // written in double quotes, in which \" is a quote and \\ a backslash.
 // In each name, * matches any run of characters, ? one character and
 // [...] a class, as in path.Match; \ escapes the next character. A name
@@ -76,7 +78,11 @@ type Rule struct {
 	// translated), with the stream.
 	Pattern string
 	// Names are its names, Stream the data stream ("" for the default).
-	Names  []string
+	// For a Home rule they follow a home directory's.
+	Names []string
+	// Home marks a rule written ~/…: it applies in every home directory
+	// (see HomeDirs).
+	Home   bool
 	Stream string
 	// MaxSize is the largest file collected; 0 means no limit.
 	MaxSize int64
@@ -257,14 +263,15 @@ func cutPath(line string) (pat, rest string, err error) {
 
 // newRule checks a path pattern and splits it into names and a stream.
 func newRule(pat string) (Rule, error) {
-	if !strings.HasPrefix(pat, "/") {
-		return Rule{}, fmt.Errorf("path %q: want an absolute path, starting with /", pat)
+	home := strings.HasPrefix(pat, "~/")
+	if !strings.HasPrefix(pat, "/") && !home {
+		return Rule{}, fmt.Errorf("path %q: want an absolute path, starting with / (or ~/ in every home directory)", pat)
 	}
 	if strings.ContainsRune(pat, 0) {
 		return Rule{}, fmt.Errorf("path %q: holds a NUL", pat)
 	}
-	r := Rule{Pattern: pat}
-	body := pat[1:]
+	r := Rule{Pattern: pat, Home: home}
+	body := strings.TrimPrefix(pat[1:], "/")
 	if i := lastUnescaped(body, ':'); i >= 0 && i > strings.LastIndexByte(body, '/') {
 		body, r.Stream = body[:i], body[i+1:]
 		if r.Stream == "" || strings.ContainsAny(r.Stream, `/*?[\`) {

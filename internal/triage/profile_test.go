@@ -15,6 +15,7 @@ func TestParseProfile(t *testing.T) {
 /home/*/.ssh/id_* private list
 /$Extend/$UsnJrnl:$J
 /a\:b
+~/.ssh/id_*
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +27,7 @@ func TestParseProfile(t *testing.T) {
 		{Pattern: "/home/*/.ssh/id_*", Names: []string{"home", "*", ".ssh", "id_*"}, Private: true, List: true, Line: 6},
 		{Pattern: "/$Extend/$UsnJrnl:$J", Names: []string{"$Extend", "$UsnJrnl"}, Stream: "$J", Line: 7},
 		{Pattern: `/a\:b`, Names: []string{"a:b"}, Line: 8},
+		{Pattern: "~/.ssh/id_*", Names: []string{".ssh", "id_*"}, Home: true, Line: 9},
 	}
 	if !reflect.DeepEqual(p.Rules, want) {
 		t.Fatalf("rules\n%+v\nwant\n%+v", p.Rules, want)

@@ -3,8 +3,10 @@ package triage
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
 )
@@ -74,25 +76,92 @@ type Resolution struct {
 func Resolve(fs fsys.FS, rules []Rule) (*Resolution, error) {
 	rv := &resolver{fs: fs, fold: fsys.CaseInsensitive(fs), dirs: map[fsys.ID][]fsys.DirEntry{},
 		byKey: map[string]*Match{}, res: &Resolution{Found: make([]int, len(rules))}}
+	var homes [][]string
 	for i, r := range rules {
-		names := r.Names
-		if names[len(names)-1] == "**" {
-			names = append(names[:len(names):len(names)], "*")
-		}
-		if rv.fold {
-			lower := make([]string, len(names))
-			for k, n := range names {
-				lower[k] = strings.ToLower(n)
+		prefixes := [][]string{nil}
+		if r.Home {
+			if homes == nil {
+				homes = HomeDirs(fs)
 			}
-			names = lower
+			prefixes = homes
 		}
-		rv.rule, rv.names, rv.seen = i, names, map[walkKey]bool{}
-		rv.stream = r.Stream
-		if err := rv.walk(fs.Root(), nil, 0, 0); err != nil {
-			return rv.res, err
+		for _, prefix := range prefixes {
+			names := append(append([]string(nil), prefix...), r.Names...)
+			if names[len(names)-1] == "**" {
+				names = append(names, "*")
+			}
+			if rv.fold {
+				for k, n := range names {
+					names[k] = strings.ToLower(n)
+				}
+			}
+			rv.rule, rv.names, rv.seen = i, names, map[walkKey]bool{}
+			rv.stream = r.Stream
+			if err := rv.walk(fs.Root(), nil, 0, 0); err != nil {
+				return rv.res, err
+			}
 		}
 	}
 	return rv.res, nil
+}
+
+// maxHomes bounds the home directories taken from /etc/passwd.
+const maxHomes = 10000
+
+// HomeDirs returns the home directories ~/ rules apply in, as name
+// patterns from the root: /root, every directory in /home (home/*), and
+// every home directory /etc/passwd names, as it names it (its names
+// escaped, so that they match only themselves). An /etc/passwd that is
+// absent, unreadable or larger than MaxProfileBytes adds nothing.
+func HomeDirs(fs fsys.FS) [][]string {
+	out := [][]string{{"root"}, {"home", "*"}}
+	seen := map[string]bool{"/root": true}
+	id, err := fsys.Lookup(fs, "/etc/passwd")
+	if err != nil {
+		return out
+	}
+	f, err := fs.Open(id, "")
+	if err != nil || f.Size() > MaxProfileBytes {
+		return out
+	}
+	data, err := readBounded(io.NewSectionReader(f, 0, f.Size()), MaxProfileBytes)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Split(line, ":")
+		if len(fields) < 7 || !strings.HasPrefix(fields[5], "/") || len(out) >= maxHomes {
+			continue
+		}
+		home := path.Clean(fields[5])
+		if seen[home] || strings.ContainsRune(home, 0) {
+			continue
+		}
+		seen[home] = true
+		var names []string
+		for _, n := range strings.Split(strings.TrimPrefix(home, "/"), "/") {
+			if n != "" {
+				names = append(names, escapeGlob(n))
+			}
+		}
+		if len(names) == 2 && names[0] == "home" || len(names) > maxPatternNames {
+			continue // /home/* covers it
+		}
+		out = append(out, names)
+	}
+	return out
+}
+
+// escapeGlob escapes the characters path.Match gives a meaning to.
+func escapeGlob(name string) string {
+	var b strings.Builder
+	for _, c := range name {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 type walkKey struct {
@@ -107,6 +176,8 @@ type resolver struct {
 	cached int
 	byKey  map[string]*Match
 	res    *Resolution
+
+	ahead ahead
 
 	rule   int
 	names  []string
@@ -139,33 +210,144 @@ func (rv *resolver) walk(dir fsys.ID, at []string, k, depth int) error {
 		if err := rv.walk(dir, at, k+1, depth); err != nil {
 			return err
 		}
+		var subdirs []fsys.DirEntry
 		for _, e := range entries {
 			if rv.isDir(e) {
-				if err := rv.walk(e.ID, with(at, e.Name), k, depth+1); err != nil {
-					return err
-				}
+				subdirs = append(subdirs, e)
 			}
 		}
-		return nil
+		return rv.each(subdirs, false, func(e fsys.DirEntry) error {
+			return rv.walk(e.ID, with(at, e.Name), k, depth+1)
+		})
 	}
+	var next []fsys.DirEntry
 	for _, e := range entries {
-		if !rv.matchName(name, e.Name) {
-			continue
+		if rv.matchName(name, e.Name) && (last || rv.isDir(e)) {
+			next = append(next, e)
 		}
-		cp := with(at, e.Name)
+	}
+	return rv.each(next, last, func(e fsys.DirEntry) error {
 		if last {
-			if err := rv.emit(e, cp); err != nil {
-				return err
-			}
-			continue
+			return rv.emit(e, with(at, e.Name))
 		}
-		if rv.isDir(e) {
-			if err := rv.walk(e.ID, cp, k+1, depth+1); err != nil {
+		return rv.walk(e.ID, with(at, e.Name), k+1, depth+1)
+	})
+}
+
+// warmChunk is how many directories (or inodes) the walk reads ahead at
+// once, warmWorkers at a time: on a live snapshot each is a round trip,
+// so the directories a pattern fans out into (every home in /home) are
+// read in parallel, and the walk, still in order, finds them ready.
+const (
+	warmChunk   = 64
+	warmWorkers = 16
+)
+
+// each calls fn for every entry in order, reading the entries'
+// directories (or, for stat, their inodes) ahead of it, a chunk at a
+// time.
+func (rv *resolver) each(entries []fsys.DirEntry, stat bool, fn func(fsys.DirEntry) error) error {
+	for from := 0; from < len(entries); from += warmChunk {
+		chunk := entries[from:min(len(entries), from+warmChunk)]
+		rv.warm(chunk, stat)
+		for _, e := range chunk {
+			if err := fn(e); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// warm reads the directories of entries (or their inodes) in parallel,
+// for readDir and stat to take.
+func (rv *resolver) warm(entries []fsys.DirEntry, stat bool) {
+	if len(entries) < 2 {
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, warmWorkers)
+	for _, e := range entries {
+		if !stat {
+			if _, ok := rv.dirs[e.ID]; ok {
+				continue
+			}
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if stat {
+				st, err := rv.fs.Stat(e.ID)
+				rv.ahead.putStat(e.ID, st, err)
+				return
+			}
+			entries, err := rv.fs.ReadDir(e.ID)
+			rv.ahead.putDir(e.ID, entries, err)
+		}()
+	}
+	wg.Wait()
+}
+
+// ahead holds what warm read, until the walk takes it.
+type ahead struct {
+	mu    sync.Mutex
+	dirs  map[fsys.ID]dirRead
+	stats map[fsys.ID]statRead
+}
+
+type dirRead struct {
+	entries []fsys.DirEntry
+	err     error
+}
+
+type statRead struct {
+	st  fsys.Stat
+	err error
+}
+
+func (a *ahead) putDir(id fsys.ID, entries []fsys.DirEntry, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dirs == nil {
+		a.dirs = map[fsys.ID]dirRead{}
+	}
+	a.dirs[id] = dirRead{entries, err}
+}
+
+func (a *ahead) putStat(id fsys.ID, st fsys.Stat, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stats == nil {
+		a.stats = map[fsys.ID]statRead{}
+	}
+	a.stats[id] = statRead{st, err}
+}
+
+// takeDir returns and forgets what warm read of directory id.
+func (a *ahead) takeDir(id fsys.ID) (dirRead, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d, ok := a.dirs[id]
+	delete(a.dirs, id)
+	return d, ok
+}
+
+func (a *ahead) takeStat(id fsys.ID) (statRead, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, ok := a.stats[id]
+	delete(a.stats, id)
+	return s, ok
+}
+
+// stat returns a file's inode, as warm read it or now.
+func (rv *resolver) stat(id fsys.ID) (fsys.Stat, error) {
+	if s, ok := rv.ahead.takeStat(id); ok {
+		return s.st, s.err
+	}
+	return rv.fs.Stat(id)
 }
 
 func (rv *resolver) matchName(pattern, name string) bool {
@@ -193,7 +375,7 @@ func with(names []string, name string) []string {
 // matched by the current rule.
 func (rv *resolver) emit(e fsys.DirEntry, names []string) error {
 	p := "/" + strings.Join(names, "/")
-	st, err := rv.fs.Stat(e.ID)
+	st, err := rv.stat(e.ID)
 	if err != nil {
 		rv.fail(p, err)
 		return nil
@@ -243,7 +425,15 @@ func (rv *resolver) readDir(dir fsys.ID) ([]fsys.DirEntry, error) {
 	if entries, ok := rv.dirs[dir]; ok {
 		return entries, nil
 	}
-	entries, err := rv.fs.ReadDir(dir)
+	var (
+		entries []fsys.DirEntry
+		err     error
+	)
+	if d, ok := rv.ahead.takeDir(dir); ok {
+		entries, err = d.entries, d.err
+	} else {
+		entries, err = rv.fs.ReadDir(dir)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -63,9 +63,17 @@ type Options struct {
 	// the total (the command sets it before it opens the source); zero
 	// means when Run is called.
 	Started time.Time
+	// AllocatedWait bounds how long Run waits, once the files are
+	// written, for the count of the volume's allocated blocks (listed
+	// from the start, at the same time as the collection); 0 means
+	// DefaultAllocatedWait.
+	AllocatedWait time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
+
+// DefaultAllocatedWait is Options.AllocatedWait's default.
+const DefaultAllocatedWait = 30 * time.Second
 
 // Prefetcher is a volume that can fetch a list of ranges at once before
 // they are read (a live snapshot, whose *live.Volume has this method
@@ -113,20 +121,18 @@ func Run(ctx context.Context, v volume.Volume, o Options) (*report.Triage, error
 	rec.Source = o.Source
 	rec.Source.SizeBytes = v.Size()
 	rec.Outputs = map[string]string{}
-	var (
-		alloc    []volume.Range
-		allocErr error
-		allocWG  sync.WaitGroup
-	)
-	allocWG.Add(1)
+	type allocated struct {
+		rs  []volume.Range
+		err error
+	}
+	allocCh := make(chan allocated, 1)
 	go func() { // the allocated blocks, to compare the reads with
-		defer allocWG.Done()
-		alloc, allocErr = v.Ranges()
+		rs, err := v.Ranges()
+		allocCh <- allocated{rs, err}
 	}()
 	tr := newTracker(v)
 	parts, err := o.Partitions(tr, v.Size())
 	if err != nil {
-		allocWG.Wait()
 		return nil, fmt.Errorf("reading the partitions: %w", err)
 	}
 	c := &collector{o: o, v: v, tr: tr, rec: rec, started: started, out: newLayout(o.Out)}
@@ -138,12 +144,22 @@ func Run(ctx context.Context, v volume.Volume, o Options) (*report.Triage, error
 		c.bodyfile(p)
 	}
 	if err := c.writeLists(); err != nil {
-		allocWG.Wait()
 		return nil, err
 	}
-	allocWG.Wait()
-	if allocErr != nil {
-		rec.Errors = append(rec.Errors, report.TriageError{Path: "(volume)", Error: "listing the allocated blocks: " + allocErr.Error()})
+	wait := o.AllocatedWait
+	if wait <= 0 {
+		wait = DefaultAllocatedWait
+	}
+	var alloc []volume.Range
+	select {
+	case a := <-allocCh:
+		alloc = a.rs
+		if a.err != nil {
+			rec.Errors = append(rec.Errors, report.TriageError{Path: "(volume)", Error: "listing the allocated blocks: " + a.err.Error()})
+		}
+	case <-time.After(wait):
+		rec.Notes = append(rec.Notes, fmt.Sprintf("The volume's allocated blocks were not counted: listing them all was not done %s after the collection (a large snapshot takes one List call per 10,000 blocks).", wait))
+	case <-ctx.Done():
 	}
 	c.figures(alloc)
 	rec.Run.FinishedAt = o.Now()

@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/fsys"
@@ -76,7 +78,8 @@ func newFakeDisk() *fakeDisk {
 		tgt  string
 	}
 	files := []file{
-		{"/etc/passwd", fsys.TypeRegular, "root:x:0:0::/root:/bin/sh\n", ""},
+		{"/etc/passwd", fsys.TypeRegular, "root:x:0:0::/root:/bin/sh\nsvc:x:998:998::/var/lib/svc:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n", ""},
+		{"/var/lib/svc/.bash_history", fsys.TypeRegular, "curl x | sh\n", ""},
 		{"/etc/shadow", fsys.TypeRegular, "root:*:19000::::::\n", ""},
 		{"/etc/sudoers.d/90-u", fsys.TypeRegular, "u ALL=(ALL) NOPASSWD:ALL\n", ""},
 		{"/etc/localtime", fsys.TypeSymlink, "", "/usr/share/zoneinfo/UTC"},
@@ -142,7 +145,7 @@ func TestRunFake(t *testing.T) {
 	// Collected: the default profile (linux, chosen from /etc) but not
 	// /etc/hosts, the private key, the config that holds a key, or /tmp.
 	want := []string{"/etc/passwd", "/etc/shadow", "/etc/sudoers.d/90-u", "/var/log/auth.log", "/var/log/nested/deep/x.log",
-		"/var/log/weird\nname:%", "/home/u/.bash_history", "/home/u/.ssh/authorized_keys", "/var/lib/dpkg/status"}
+		"/var/log/weird\nname:%", "/home/u/.bash_history", "/home/u/.ssh/authorized_keys", "/var/lib/dpkg/status", "/var/lib/svc/.bash_history"}
 	var got []string
 	for _, c := range rec.Collected {
 		got = append(got, c.Path)
@@ -186,7 +189,7 @@ func TestRunFake(t *testing.T) {
 	for _, n := range rec.NotFound {
 		notFound[n.Rule] = true
 	}
-	if !notFound["/etc/crontab"] || !notFound["/var/spool/cron/**"] || notFound["/etc/passwd"] || notFound["/home/*/.ssh/id_ed25519 private"] {
+	if !notFound["/etc/crontab"] || !notFound["/var/spool/cron/**"] || notFound["/etc/passwd"] || notFound["~/.ssh/id_ed25519 private"] {
 		t.Fatalf("not found %v", notFound)
 	}
 	if len(rec.Partitions) != 2 || rec.Partitions[1].Error != fsys.ErrEncrypted.Error() || rec.Partitions[0].Profiles[0] != "linux" {
@@ -288,5 +291,111 @@ func TestRunPrivateKeysAndProfiles(t *testing.T) {
 	}
 	if rec.Figures.BlocksRead == 0 || rec.Figures.AllocatedBlocks != int64(len(d.vol))/block.Size {
 		t.Fatalf("figures %+v", rec.Figures)
+	}
+}
+
+// slowRanges is a volume whose Ranges takes until it is released.
+type slowRanges struct {
+	memVolume
+	release chan struct{}
+}
+
+func (s *slowRanges) Ranges() ([]volume.Range, error) {
+	<-s.release
+	return s.memVolume.Ranges()
+}
+
+// A count of the allocated blocks that takes longer than AllocatedWait
+// is left out, and the record says so; the collection is whole.
+func TestAllocatedWait(t *testing.T) {
+	d := newFakeDisk()
+	v := &slowRanges{memVolume: memVolume{data: d.vol}, release: make(chan struct{})}
+	defer close(v.release)
+	o := d.options(filepath.Join(t.TempDir(), "out"))
+	o.AllocatedWait = 10 * time.Millisecond
+	rec, err := Run(context.Background(), v, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Figures.AllocatedBlocks != 0 || rec.Figures.Files != 10 || !strings.Contains(strings.Join(rec.Notes, " "), "not counted") {
+		t.Fatalf("figures %+v, notes %q", rec.Figures, rec.Notes)
+	}
+}
+
+// ~/ rules apply in /root, /home/* and the homes /etc/passwd names, whose
+// names match only themselves.
+func TestHomeRules(t *testing.T) {
+	vol := make([]byte, 1<<20)
+	passwd := "root:x:0:0::/root:/bin/sh\nodd:x:1:1::/srv/a*b:/bin/sh\nshort:x\nrel:x:2:2::srv/rel:/bin/sh\nu:x:3:3::/home/u:/bin/sh\n"
+	copy(vol, passwd)
+	fs := newFake("ext4", bytes.NewReader(vol))
+	fs.add("/etc/passwd", fsys.TypeRegular, 0, int64(len(passwd)), "")
+	for _, p := range []string{"/srv/a*b/.bash_history", "/srv/aXb/.bash_history", "/root/.bash_history", "/home/u/.bash_history", "/srv/rel/.bash_history"} {
+		fs.add(p, fsys.TypeRegular, 4096, 10, "")
+	}
+	homes := HomeDirs(fs)
+	if fmt.Sprint(homes) != `[[root] [home *] [srv a\*b]]` {
+		t.Fatalf("homes %q", homes)
+	}
+	p, err := Parse("t", []byte("~/.bash_history\n~/.nothing\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Resolve(fs, p.Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range res.Matches {
+		got = append(got, m.Path)
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != "/home/u/.bash_history /root/.bash_history /srv/a*b/.bash_history" || res.Found[0] != 3 || res.Found[1] != 0 {
+		t.Fatalf("matched %q, found %v", got, res.Found)
+	}
+}
+
+// A file mostly holes is collected with its holes kept, up to MaxSparse
+// beyond its partition's size; a longer one is withheld; one whose runs
+// claim more than the partition holds is an error; a name of 250 bytes
+// is written.
+func TestSparseAndLongNames(t *testing.T) {
+	vol := make([]byte, 2<<20)
+	copy(vol[4096:], "head of a sparse file")
+	long := strings.Repeat("n", 246) + ".log"
+	fs := newFake("ext4", bytes.NewReader(vol))
+	fs.nodes[fs.add("/var/log/lastlog", fsys.TypeRegular, 4096, 20<<20, "")].data = 21
+	fs.nodes[fs.add("/var/log/huge", fsys.TypeRegular, 4096, MaxSparse+1, "")].data = 21
+	fs.add("/var/log/liar", fsys.TypeRegular, 4096, 4<<20, "")
+	fs.add("/var/log/"+long, fsys.TypeRegular, 4096, 4, "")
+	p, _ := Parse("t", []byte("/var/log/**\n"))
+	out := filepath.Join(t.TempDir(), "out")
+	rec, err := Run(context.Background(), &memVolume{data: vol}, Options{Out: out, Profiles: []*Profile{p},
+		Partitions: func(r io.ReaderAt, size int64) ([]Part, error) {
+			return []Part{{Name: "p1", Size: 1 << 20, FS: fs}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Figures.Files != 2 || len(rec.Withheld) != 1 || rec.Withheld[0].Path != "/var/log/huge" ||
+		len(rec.Errors) != 1 || rec.Errors[0].Path != "/var/log/liar" || !strings.Contains(rec.Errors[0].Error, "more than its partition") {
+		t.Fatalf("files %d, withheld %+v, errors %+v", rec.Figures.Files, rec.Withheld, rec.Errors)
+	}
+	want := make([]byte, 20<<20)
+	copy(want, "head of a sparse file")
+	got, err := os.ReadFile(filepath.Join(out, "files/p1/var/log/lastlog"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("sparse file: %d bytes, %v", len(got), err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(out, "files/p1/var/log/lastlog"), &st); err != nil || st.Blocks*512 > 1<<20 {
+		t.Fatalf("sparse file takes %d bytes on disk (%v)", st.Blocks*512, err)
+	}
+	sum := sha256.Sum256(want)
+	if rec.Collected[0].SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("sparse file hash %s", rec.Collected[0].SHA256)
+	}
+	if _, err := os.Stat(filepath.Join(out, "files/p1/var/log", long)); err != nil {
+		t.Fatal(err)
 	}
 }
