@@ -115,7 +115,8 @@ type File interface {
 	Resident() bool
 }
 
-// FS is a read-only file system.
+// FS is a read-only file system. Its methods, and the Files it opens,
+// are safe for concurrent use: triage walks and reads ahead in parallel.
 type FS interface {
 	// Type names the file system as blkid does: "ext2", "ext3", "ext4",
 	// "xfs", "ntfs", "vfat" (FAT12/16/32) or "exfat".
