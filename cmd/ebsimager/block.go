@@ -112,16 +112,9 @@ func readOneBlock(ctx context.Context, source string, index int64, o volume.Opti
 		}
 		return nil, withHint(msg, "no block at or after that index is allocated")
 	}
-	buf := make([]byte, block.Size)
-	n, err := v.ReadAt(buf, index*block.Size)
-	if errors.Is(err, io.EOF) && n > 0 {
-		err = nil // the short last block of an image
+	data, err := volume.ReadBlock(v, index)
+	if err != nil && source != volume.SnapshotID(v) { // a live read's error names the block already
+		err = fmt.Errorf("reading block %d of %s: %w", index, source, err)
 	}
-	if err != nil {
-		if source != volume.SnapshotID(v) { // a live read's error names the block already
-			err = fmt.Errorf("reading block %d of %s: %w", index, source, err)
-		}
-		return nil, err
-	}
-	return buf[:n], nil
+	return data, err
 }

@@ -2,7 +2,9 @@ package volume
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/manifest"
@@ -35,6 +37,20 @@ func Allocated(ctx context.Context, v Volume, index int64) (ok bool, next int64,
 		return true, index + 1, nil
 	}
 	return true, -1, nil
+}
+
+// ReadBlock reads block index of v, verified as every read of v is. The
+// last block of an image may be short: it returns the bytes there are.
+func ReadBlock(v Volume, index int64) ([]byte, error) {
+	buf := make([]byte, block.Size)
+	n, err := v.ReadAt(buf, index*block.Size)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
 }
 
 var _ Allocation = (*evidence)(nil)
