@@ -97,10 +97,33 @@ func TestDemo(t *testing.T) {
 		"== budget", "== acquire", "== verify", "verification OK", "== export",
 		"the exported image is bit-identical to the sample disk",
 		"== inspect", "evidence-ext4", "EVIDENCE-NTFS", "matches (E01 ", "report.html",
+		"== ls", "hostname", "== cat", "web-01.evidence.internal", "== triage", "collected 2 files (976329 bytes)",
+		"8 blocks read of 17 allocated", "1 List and 8 Get calls",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	// ls, cat and triage read the snapshot before it is acquired, and
+	// each says what it fetched.
+	if strings.Index(r.stdout, "== triage") > strings.Index(r.stdout, "== acquire") {
+		t.Errorf("the demo's triage does not come before its acquisition:\n%s", r.stdout)
+	}
+	if n := strings.Count(r.stderr, "live: 1 List and "); n != 3 {
+		t.Errorf("%d live summaries on stderr, want 3 (ls, cat, triage):\n%s", n, r.stderr)
+	}
+	sums, err := os.ReadFile(filepath.Join(dir, "triage", "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"files/p1/etc/passwd", "files/p1/var/log/auth.log"} {
+		got := sha256File(t, filepath.Join(dir, "triage", f))
+		if !strings.Contains(string(sums), got+"  "+f+"\n") {
+			t.Errorf("triage SHA256SUMS lacks %s with sha256 %s", f, got)
+		}
+	}
+	if got := sha256File(t, filepath.Join(dir, "triage", "files/p1/etc/passwd")); got != "d6ec5ea097ac17aed0c836feb2d132f5839c01843bfd787634e4180e6407c4fd" {
+		t.Errorf("triage collected /etc/passwd with sha256 %s, the sample disk's is d6ec5ea0… (files.json)", got)
 	}
 	if got, want := sha256File(t, filepath.Join(dir, "image.raw")), sha256File(t, filepath.Join(dir, "sample.raw")); got != want {
 		t.Fatalf("demo image %s, sample %s", got, want)
