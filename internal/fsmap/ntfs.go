@@ -1,7 +1,7 @@
 package fsmap
 
 import (
-	"github.com/ebsimager/ebsimager/internal/ondisk"
+	"github.com/ebsimager/ebsimager/internal/fsys/ntfs"
 
 	"errors"
 	"fmt"
@@ -10,38 +10,15 @@ import (
 	"strings"
 )
 
-// NTFS on-disk layout, from the Linux-NTFS project's documentation of
-// the format (ntfs-3g's layout.h): the boot sector's BIOS parameter block,
-// MFT records, attribute headers and run lists.
+// The NTFS half parses nothing itself: the boot sector, MFT records with
+// their fixups and attributes, run lists and the $MFT's attribute list
+// are internal/fsys/ntfs's, read through its record view (ParseBoot,
+// ParseRecord, ParseAttrList), which goes on past damage so that it
+// becomes a warning here. What is fsmap's own is where those records and
+// runs lie on the volume and whom each byte belongs to.
 const (
 	ntfsOEM             = "NTFS    " // boot sector OEM ID at offset 3
-	bpbBytesPerSector   = 0x0B
-	bpbSectorsPerClus   = 0x0D
-	bpbTotalSectors     = 0x28
-	bpbMFTCluster       = 0x30
-	bpbClustersPerRec   = 0x40
-	fixupStride         = 512 // NTFS_BLOCK_SIZE: the update sequence guards every 512 bytes
-	recUSAOffset        = 0x04
-	recUSACount         = 0x06
-	recSequence         = 0x10
-	recFirstAttr        = 0x14
-	recFlags            = 0x16
-	recBytesInUse       = 0x18
-	recBaseRef          = 0x20
-	recFlagInUse        = 0x1
-	recFlagDir          = 0x2
-	attrAttributeList   = 0x20
-	attrFileName        = 0x30
-	attrData            = 0x80
-	attrEnd             = 0xFFFFFFFF
-	attrResidentHeader  = 0x18 // a resident attribute's header is 24 bytes
-	attrNonResHeader    = 0x40 // a non-resident attribute's header is at least 64 bytes
-	fnParent            = 0x00
-	fnNameLength        = 0x40
-	fnNamespace         = 0x41
-	fnName              = 0x42
-	nsDOS               = 2         // a FILE_NAME in the DOS 8.3 namespace only
-	refRecordMask       = 1<<48 - 1 // a file reference: 48-bit record number, 16-bit sequence number
+	fixupStride         = 512        // the update sequence guards the last 2 bytes of every 512
 	mftRecordMFT        = 0
 	mftRecordBoot       = 7
 	mftRecordRoot       = 5
@@ -53,29 +30,11 @@ const (
 
 func isNTFS(head []byte) bool { return string(head[3:11]) == ntfsOEM }
 
-// vrun maps clusters [vcn, vcn+n) of an attribute to [lcn, lcn+n) on
-// the volume; a sparse run has no clusters.
-type vrun struct {
-	vcn, lcn, n int64
-	sparse      bool
-}
-
-type ntfsAttr struct {
-	typ            uint32
-	off, length    int // within the record
-	nonResident    bool
-	named          bool
-	valOff, valLen int // resident value, within the record
-	startVCN       int64
-	realSize       int64
-	runs           []vrun
-}
-
 type ntfsName struct {
 	parent uint64
 	pseq   uint16
 	name   string
-	ns     uint8
+	dos    bool // in the DOS 8.3 namespace only
 }
 
 type ntfsInfo struct {
@@ -90,12 +49,13 @@ type ntfsFS struct {
 	b  *builder
 	rd *reader
 
-	sector, cluster, recSize int64
-	clusters                 int64
-	mft                      []vrun
-	records                  int64
-	info                     map[uint64]*ntfsInfo
-	paths                    map[uint64]string
+	cluster, recSize int64
+	clusters         int64 // on the volume
+	fsClusters       int64 // as the boot sector says, bounding run lists
+	mft              []ntfs.Run
+	records          int64
+	info             map[uint64]*ntfsInfo
+	paths            map[uint64]string
 }
 
 func buildNTFS(rd *reader, keep []Range) (*Map, error) {
@@ -122,158 +82,26 @@ func buildNTFS(rd *reader, keep []Range) (*Map, error) {
 }
 
 func (n *ntfsFS) bootSector(boot []byte, keep []Range) error {
-	n.sector = int64(ondisk.U16(boot, bpbBytesPerSector))
-	if n.sector < 256 || n.sector > 4096 || n.sector&(n.sector-1) != 0 {
-		return fmt.Errorf("NTFS boot sector: %d bytes per sector", n.sector)
+	g, err := ntfs.ParseBoot(boot)
+	if err != nil {
+		return fmt.Errorf("mapping NTFS: %w", err)
 	}
-	spc := int64(boot[bpbSectorsPerClus])
-	if spc > 0x80 {
-		spc = 1 << (256 - spc) // values above 128 are negative powers of two
-	}
-	n.cluster = n.sector * spc
-	if spc == 0 || n.cluster > 2<<20 || spc&(spc-1) != 0 { // clusters reach 2 MiB at most
-		return fmt.Errorf("NTFS boot sector: %d sectors per cluster", spc)
-	}
-	if c := int8(boot[bpbClustersPerRec]); c > 0 {
-		n.recSize = int64(c) * n.cluster
-	} else if c > -31 {
-		n.recSize = 1 << -c
-	}
-	if n.recSize < fixupStride || n.recSize > 64<<10 || n.recSize&(n.recSize-1) != 0 {
-		return fmt.Errorf("NTFS boot sector: MFT record size %d", n.recSize)
-	}
-	total := int64(ondisk.U64(boot, bpbTotalSectors))
-	if total <= 0 || total > (1<<62)/n.sector {
-		return fmt.Errorf("NTFS boot sector: %d sectors", total)
-	}
-	n.clusters = total / spc
-	size := (total + 1) * n.sector // the backup boot sector follows the counted sectors
+	n.cluster, n.recSize, n.clusters, n.fsClusters = g.Cluster, g.RecordSize, g.Clusters, g.Clusters
+	size := (g.Sectors + 1) * g.Sector // the backup boot sector follows the counted sectors
 	n.b = newBuilder("ntfs", min(size, n.rd.size), n.cluster, keep)
-	if total*n.sector > n.rd.size {
-		n.b.warnf("the file system says it spans %d bytes; the volume has %d: structures past the end are skipped", total*n.sector, n.rd.size)
+	end := g.Sectors * g.Sector
+	if end > n.rd.size {
+		n.b.warnf("the file system says it spans %d bytes; the volume has %d: structures past the end are skipped", end, n.rd.size)
 		n.clusters = n.rd.size / n.cluster
 	}
-	mftLCN := ondisk.U64(boot, bpbMFTCluster)
-	if mftLCN >= uint64(n.clusters) {
-		return fmt.Errorf("NTFS boot sector: $MFT at cluster %d of %d", mftLCN, n.clusters)
+	if g.MFTCluster >= uint64(n.clusters) {
+		return fmt.Errorf("NTFS boot sector: $MFT at cluster %d of %d", g.MFTCluster, n.clusters)
 	}
-	n.mft = []vrun{{vcn: 0, lcn: int64(mftLCN), n: max(1, n.recSize/n.cluster)}} // enough to read record 0
-	if total*n.sector+n.sector <= n.rd.size {
-		n.b.add(total*n.sector, n.sector, Metadata, n.ownerOf(mftRecordBoot)) // the backup boot sector
-	}
-	return nil
-}
-
-// fixup checks and undoes the update sequence of a record in place.
-func fixup(rec []byte) error {
-	usa, count := int(ondisk.U16(rec, recUSAOffset)), int(ondisk.U16(rec, recUSACount))
-	if count < 2 || usa < 8 || usa+2*count > len(rec) || (count-1)*fixupStride > len(rec) {
-		return errors.New("malformed update sequence array")
-	}
-	usn := ondisk.U16(rec, usa)
-	var bad bool
-	for i := 1; i < count; i++ {
-		pos := i*fixupStride - 2
-		if ondisk.U16(rec, pos) != usn {
-			bad = true
-		}
-		copy(rec[pos:pos+2], rec[usa+2*i:usa+2*i+2])
-	}
-	if bad {
-		return errors.New("update sequence mismatch: torn write")
+	n.mft = []ntfs.Run{{VCN: 0, LCN: int64(g.MFTCluster), Len: max(1, n.recSize/n.cluster)}} // enough to read record 0
+	if end+g.Sector <= n.rd.size {
+		n.b.add(end, g.Sector, Metadata, n.ownerOf(mftRecordBoot)) // the backup boot sector
 	}
 	return nil
-}
-
-// attrs parses the attributes of a fixed-up record.
-func (n *ntfsFS) attrs(recNo int64, rec []byte) []ntfsAttr {
-	used := min(int(ondisk.U32(rec, recBytesInUse)), len(rec))
-	var out []ntfsAttr
-	for off := int(ondisk.U16(rec, recFirstAttr)); off+8 <= used; {
-		typ := ondisk.U32(rec, off)
-		if typ == attrEnd {
-			break
-		}
-		alen := int(ondisk.U32(rec, off+4))
-		if alen < 16 || alen > used-off {
-			n.b.warnf("MFT record %d: attribute at byte %d has length %d", recNo, off, alen)
-			break
-		}
-		a := ntfsAttr{typ: typ, off: off, length: alen, nonResident: rec[off+8] != 0, named: rec[off+9] != 0}
-		body := rec[off : off+alen]
-		if !a.nonResident {
-			a.valLen, a.valOff = int(ondisk.U32(body, 0x10)), int(ondisk.U16(body, 0x14))
-			if alen < attrResidentHeader || a.valOff > alen || a.valLen > alen-a.valOff {
-				n.b.warnf("MFT record %d: resident attribute 0x%x overruns its %d bytes", recNo, typ, alen)
-				break
-			}
-			a.valOff += off
-		} else {
-			runOff := int(ondisk.U16(body, 0x20))
-			if alen < attrNonResHeader || runOff > alen {
-				n.b.warnf("MFT record %d: non-resident attribute 0x%x is malformed", recNo, typ)
-				break
-			}
-			a.startVCN = int64(ondisk.U64(body, 0x10))
-			a.realSize = int64(ondisk.U64(body, 0x30))
-			runs, err := decodeRuns(body[runOff:], a.startVCN)
-			if err != nil {
-				n.b.warnf("MFT record %d: attribute 0x%x: %v", recNo, typ, err)
-			}
-			a.runs = runs
-		}
-		out = append(out, a)
-		off += alen
-	}
-	return out
-}
-
-// decodeRuns decodes a run list: a header byte whose low nibble is the
-// size of the run length and high nibble the size of the signed LCN
-// delta (0 for a sparse run), ending with a 0 byte. It returns the runs
-// decoded before any error.
-func decodeRuns(b []byte, vcn int64) ([]vrun, error) {
-	var (
-		out []vrun
-		lcn int64
-	)
-	if vcn < 0 {
-		return nil, fmt.Errorf("run list starts at VCN %d", vcn)
-	}
-	for i := 0; i < len(b) && b[i] != 0; {
-		ln, on := int(b[i]&0xF), int(b[i]>>4)
-		if ln == 0 || ln > 8 || on > 8 || i+1+ln+on > len(b) {
-			return out, fmt.Errorf("malformed run list at byte %d", i)
-		}
-		var length uint64
-		for k := ln - 1; k >= 0; k-- {
-			length = length<<8 | uint64(b[i+1+k])
-		}
-		if length == 0 || length > 1<<48 {
-			return out, fmt.Errorf("run of %d clusters", length)
-		}
-		r := vrun{vcn: vcn, n: int64(length), sparse: on == 0}
-		if on > 0 {
-			var delta int64
-			for k := on - 1; k >= 0; k-- {
-				delta = delta<<8 | int64(b[i+1+ln+k])
-			}
-			delta <<= 64 - 8*on // sign-extend
-			delta >>= 64 - 8*on
-			lcn += delta
-			if lcn < 0 {
-				return out, fmt.Errorf("run at negative cluster %d", lcn)
-			}
-			r.lcn = lcn
-		}
-		out = append(out, r)
-		vcn += r.n
-		if vcn < 0 {
-			return out, errors.New("run list overflows")
-		}
-		i += 1 + ln + on
-	}
-	return out, nil
 }
 
 // piece is a part of a virtual range: physical bytes, or a hole.
@@ -285,10 +113,10 @@ type piece struct {
 // mapMFT maps bytes [v, v+size) of the $MFT's data to the volume.
 func (n *ntfsFS) mapMFT(v, size int64) []piece {
 	var out []piece
-	i := sort.Search(len(n.mft), func(i int) bool { return (n.mft[i].vcn+n.mft[i].n)*n.cluster > v })
+	i := sort.Search(len(n.mft), func(i int) bool { return (n.mft[i].VCN+n.mft[i].Len)*n.cluster > v })
 	for ; size > 0 && i < len(n.mft); i++ {
 		r := n.mft[i]
-		start, end := r.vcn*n.cluster, (r.vcn+r.n)*n.cluster
+		start, end := r.VCN*n.cluster, (r.VCN+r.Len)*n.cluster
 		if v < start {
 			gap := min(start-v, size)
 			out = append(out, piece{n: gap, hole: true})
@@ -298,7 +126,7 @@ func (n *ntfsFS) mapMFT(v, size int64) []piece {
 			}
 		}
 		take := min(end-v, size)
-		out = append(out, piece{off: r.lcn*n.cluster + (v - start), n: take, hole: r.sparse})
+		out = append(out, piece{off: r.LCN*n.cluster + (v - start), n: take, hole: r.LCN < 0})
 		v, size = v+take, size-take
 	}
 	if size > 0 {
@@ -333,89 +161,95 @@ func (n *ntfsFS) addMFT(v, size int64, role Role, owner func() int) {
 	}
 }
 
-// readRecord reads and fixes up MFT record r; ok is false for a record
-// that is not a FILE record.
-func (n *ntfsFS) readRecord(r int64) (rec []byte, ok bool, err error) {
-	rec, err = n.readMFT(r*n.recSize, n.recSize)
+// parse parses MFT record r from its bytes, which it fixes up in place.
+// It returns nil for bytes that are not a FILE record; damage becomes a
+// warning and what parsed before it is kept.
+func (n *ntfsFS) parse(r int64, b []byte) *ntfs.Record {
+	rec, err := ntfs.ParseRecord(b, uint64(r), n.fsClusters)
+	if rec != nil && err != nil {
+		n.b.warnf("%v", err)
+	}
+	return rec
+}
+
+// readRecord reads and parses MFT record r; it is nil for a record that
+// is not a FILE record.
+func (n *ntfsFS) readRecord(r int64) (*ntfs.Record, error) {
+	b, err := n.readMFT(r*n.recSize, n.recSize)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if string(rec[:4]) != "FILE" {
-		return rec, false, nil
-	}
-	if err := fixup(rec); err != nil {
-		n.b.warnf("MFT record %d: %v", r, err)
-	}
-	return rec, true, nil
+	return n.parse(r, b), nil
 }
 
 // bootstrap maps the $MFT's own data from record 0, following its
 // $ATTRIBUTE_LIST into extension records when the MFT is fragmented.
 func (n *ntfsFS) bootstrap() error {
-	rec, ok, err := n.readRecord(mftRecordMFT)
+	rec, err := n.readRecord(mftRecordMFT)
 	if err != nil {
 		return fmt.Errorf("reading $MFT record 0: %w", err)
 	}
-	if !ok {
+	if rec == nil {
 		return errors.New("NTFS: $MFT record 0 is not a FILE record")
 	}
 	var (
-		runs []vrun
+		runs []ntfs.Run
 		real int64
 		list []byte
 	)
-	take := func(attrs []ntfsAttr) {
-		for _, a := range attrs {
-			if a.typ == attrData && !a.named && a.nonResident {
-				runs = append(runs, a.runs...)
-				if a.startVCN == 0 {
-					real = a.realSize
+	take := func(rec *ntfs.Record) {
+		for _, a := range rec.Attrs {
+			if a.Type == ntfs.AttrData && a.Name == "" && !a.Resident {
+				runs = append(runs, a.Runs...)
+				if a.StartVCN == 0 {
+					real = a.DataSize
 				}
 			}
 		}
 	}
-	attrs := n.attrs(mftRecordMFT, rec)
-	take(attrs)
-	for _, a := range attrs {
-		if a.typ != attrAttributeList {
+	take(rec)
+	for _, a := range rec.Attrs {
+		if a.Type != ntfs.AttrAttributeList {
 			continue
 		}
-		if !a.nonResident {
-			list = rec[a.valOff : a.valOff+a.valLen]
+		if a.Resident {
+			list = a.Value()
 			continue
 		}
-		for _, r := range a.runs {
-			if r.sparse || r.n*n.cluster > maxAttrListBytes-int64(len(list)) {
+		for _, r := range a.Runs {
+			if r.LCN < 0 || r.Len*n.cluster > maxAttrListBytes-int64(len(list)) {
 				continue
 			}
-			b, err := n.rd.read(r.lcn*n.cluster, int(r.n*n.cluster))
+			b, err := n.rd.read(r.LCN*n.cluster, int(r.Len*n.cluster))
 			if fatal(err) {
 				return fmt.Errorf("reading $MFT's attribute list: %w", err)
 			}
 			list = append(list, b...)
 		}
+		if a.StartVCN == 0 && a.DataSize < int64(len(list)) {
+			list = list[:a.DataSize] // the rest of its last cluster is not the list's
+		}
 	}
 	n.setMFT(runs)
 	if len(list) > 0 {
+		entries, err := ntfs.ParseAttrList(list, "$MFT")
+		if err != nil {
+			n.b.warnf("%v", err)
+		}
 		seen := map[uint64]bool{mftRecordMFT: true}
 		for range maxBootstrapRecords {
 			progress := false
-			for off := 0; off+0x1A <= len(list); {
-				typ, l := ondisk.U32(list, off), int(ondisk.U16(list, off+4))
-				if l < 0x1A || off+l > len(list) {
-					break
+			for _, e := range entries {
+				if e.Type != ntfs.AttrData || e.Name != "" || seen[e.Record] {
+					continue
 				}
-				ref := ondisk.U64(list, off+0x10) & refRecordMask
-				if typ == attrData && list[off+6] == 0 && !seen[ref] {
-					if ext, ok, err := n.readRecord(int64(ref)); err == nil && ok {
-						seen[ref], progress = true, true
-						take(n.attrs(int64(ref), ext))
-						n.setMFT(runs)
-					} else if fatal(err) {
-						return fmt.Errorf("reading $MFT extension record %d: %w", ref, err)
-					}
+				if ext, err := n.readRecord(int64(e.Record)); err == nil && ext != nil {
+					seen[e.Record], progress = true, true
+					take(ext)
+					n.setMFT(runs)
+				} else if fatal(err) {
+					return fmt.Errorf("reading $MFT extension record %d: %w", e.Record, err)
 				}
-				off += l
 			}
 			if !progress {
 				break
@@ -426,7 +260,7 @@ func (n *ntfsFS) bootstrap() error {
 		return errors.New("NTFS: $MFT has no data runs")
 	}
 	last := n.mft[len(n.mft)-1]
-	mapped := (last.vcn + last.n) * n.cluster
+	mapped := (last.VCN + last.Len) * n.cluster
 	if real <= 0 || real > mapped {
 		n.b.warnf("$MFT data size %d, %d bytes mapped", real, mapped)
 		real = mapped
@@ -436,14 +270,14 @@ func (n *ntfsFS) bootstrap() error {
 }
 
 // setMFT keeps the runs that lie on the volume, sorted by VCN.
-func (n *ntfsFS) setMFT(runs []vrun) {
+func (n *ntfsFS) setMFT(runs []ntfs.Run) {
 	n.mft = n.mft[:0]
 	for _, r := range runs {
-		if r.sparse || r.lcn+r.n <= n.clusters {
+		if r.LCN < 0 || r.LCN+r.Len <= n.clusters {
 			n.mft = append(n.mft, r)
 		}
 	}
-	slices.SortFunc(n.mft, func(a, b vrun) int { return cmpInt64(a.vcn, b.vcn) })
+	slices.SortFunc(n.mft, func(a, b ntfs.Run) int { return cmpInt64(a.VCN, b.VCN) })
 }
 
 // ownerOf returns a maker of base record r's owner, which is added on
@@ -494,7 +328,7 @@ func (n *ntfsFS) walk() error {
 	}
 	// The MFT's allocation past its last record is the $MFT's own.
 	last := n.mft[len(n.mft)-1]
-	if end := (last.vcn + last.n) * n.cluster; end > n.records*n.recSize {
+	if end := (last.VCN + last.Len) * n.cluster; end > n.records*n.recSize {
 		n.addMFT(n.records*n.recSize, end-n.records*n.recSize, Metadata, n.ownerOf(mftRecordMFT))
 	}
 	return nil
@@ -516,34 +350,21 @@ func (n *ntfsFS) roles() {
 	}
 }
 
-func (n *ntfsFS) record(r int64, rec []byte) error {
+func (n *ntfsFS) record(r int64, b []byte) error {
 	v := r * n.recSize
-	if string(rec[:4]) != "FILE" {
+	rec := n.parse(r, b)
+	if rec == nil || !rec.InUse {
 		n.addMFT(v, n.recSize, Metadata, n.ownerOf(mftRecordMFT)) // a free record
 		return n.b.err
 	}
-	if err := fixup(rec); err != nil {
-		n.b.warnf("MFT record %d: %v", r, err)
-	}
-	flags := ondisk.U16(rec, recFlags)
-	if flags&recFlagInUse == 0 {
-		n.addMFT(v, n.recSize, Metadata, n.ownerOf(mftRecordMFT))
-		return n.b.err
-	}
-	ref := ondisk.U64(rec, recBaseRef) // zero in a base record; else the base's reference
-	base, isBase := ref&refRecordMask, ref == 0
-	if isBase {
-		base = uint64(r)
-	}
-	owner := n.ownerOf(base)
-	attrs := n.attrs(r, rec)
+	owner := n.ownerOf(rec.Base)
 	// The record is its owner's metadata, except resident data; the
 	// last two bytes of every 512 hold the update sequence on disk.
 	pos := int64(0)
-	for _, a := range attrs {
+	for _, a := range rec.Attrs {
 		switch {
-		case a.typ == attrData && !a.nonResident && a.valLen > 0:
-			start, end := int64(a.valOff), int64(a.valOff+a.valLen)
+		case a.Type == ntfs.AttrData && a.Resident && a.ValueLen > 0:
+			start, end := int64(a.ValueOff), int64(a.ValueOff+a.ValueLen)
 			n.addMFT(v+pos, start-pos, Metadata, owner)
 			for s := start; s < end; {
 				slot := (s/fixupStride+1)*fixupStride - 2
@@ -555,51 +376,44 @@ func (n *ntfsFS) record(r int64, rec []byte) error {
 				s = min(end, slot+2)
 			}
 			pos = end
-		case a.nonResident:
-			if base == mftRecordMFT && a.typ == attrData && !a.named {
+		case !a.Resident:
+			if rec.Base == mftRecordMFT && a.Type == ntfs.AttrData && a.Name == "" {
 				continue // the MFT's data: each record is mapped to its own file
 			}
 			role := Metadata
-			if a.typ == attrData {
+			if a.Type == ntfs.AttrData {
 				role = Data
 			}
-			for _, run := range a.runs {
-				if run.sparse {
+			for _, run := range a.Runs {
+				if run.LCN < 0 {
 					continue
 				}
-				if run.lcn+run.n > n.clusters {
-					n.b.warnf("MFT record %d: run of %d clusters at %d is outside the volume", r, run.n, run.lcn)
+				if run.LCN+run.Len > n.clusters {
+					n.b.warnf("MFT record %d: run of %d clusters at %d is outside the volume", r, run.Len, run.LCN)
 					continue
 				}
-				n.b.add(run.lcn*n.cluster, run.n*n.cluster, role, owner)
+				n.b.add(run.LCN*n.cluster, run.Len*n.cluster, role, owner)
 			}
 		}
 	}
 	n.addMFT(v+pos, n.recSize-pos, Metadata, owner)
 	// Names are kept for mapped files and for every directory, which
 	// may be on a mapped file's path.
-	dir := flags&recFlagDir != 0
-	if isBase && (dir || n.info[base] != nil) {
-		in := n.infoOf(base)
-		in.inUse, in.dir, in.seq = true, dir, ondisk.U16(rec, recSequence)
-		in.names = append(in.names, n.names(attrs, rec)...)
+	if !rec.Extension && (rec.Dir || n.info[rec.Base] != nil) {
+		in := n.infoOf(rec.Base)
+		in.inUse, in.dir, in.seq = true, rec.Dir, rec.Seq
+		in.names = append(in.names, names(rec)...)
 	}
 	return n.b.err
 }
 
 // names returns the $FILE_NAME attributes of a record.
-func (n *ntfsFS) names(attrs []ntfsAttr, rec []byte) []ntfsName {
+func names(rec *ntfs.Record) []ntfsName {
 	var out []ntfsName
-	for _, a := range attrs {
-		if a.typ != attrFileName || a.nonResident || a.valLen < fnName {
-			continue
+	for _, a := range rec.Attrs {
+		if fn, ok := a.FileName(); ok {
+			out = append(out, ntfsName{parent: fn.Parent, pseq: fn.ParentSeq, name: cleanName(fn.Name), dos: fn.DOS})
 		}
-		val := rec[a.valOff : a.valOff+a.valLen]
-		ref := ondisk.U64(val, fnParent)
-		out = append(out, ntfsName{
-			parent: ref & refRecordMask, pseq: uint16(ref >> 48),
-			name: utf16Name(val[fnName:], int(val[fnNameLength])), ns: val[fnNamespace],
-		})
 	}
 	return out
 }
@@ -611,16 +425,15 @@ func (n *ntfsFS) fillNames() error {
 		if in.owner < 0 || in.inUse || r == mftRecordMFT {
 			continue
 		}
-		rec, ok, err := n.readRecord(int64(r))
+		rec, err := n.readRecord(int64(r))
 		if fatal(err) {
 			return fmt.Errorf("reading MFT record %d: %w", r, err)
 		}
-		if !ok || ondisk.U16(rec, recFlags)&recFlagInUse == 0 || ondisk.U64(rec, recBaseRef) != 0 {
+		if rec == nil || !rec.InUse || rec.Extension {
 			continue
 		}
-		flags := ondisk.U16(rec, recFlags)
-		in.inUse, in.dir, in.seq = true, flags&recFlagDir != 0, ondisk.U16(rec, recSequence)
-		in.names = n.names(n.attrs(int64(r), rec), rec)
+		in.inUse, in.dir, in.seq = true, rec.Dir, rec.Seq
+		in.names = names(rec)
 	}
 	return nil
 }
@@ -644,8 +457,8 @@ func (in *ntfsInfo) best() (ntfsName, bool) {
 	}
 	names := slices.Clone(in.names)
 	slices.SortFunc(names, func(a, b ntfsName) int {
-		if (a.ns == nsDOS) != (b.ns == nsDOS) {
-			if a.ns == nsDOS {
+		if a.dos != b.dos {
+			if a.dos {
 				return 1
 			}
 			return -1

@@ -1,12 +1,10 @@
 package fsmap
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -77,15 +75,3 @@ func cleanName(s string) string {
 }
 
 func needsEscape(r rune) bool { return r < 0x20 || r == 0x7f || r == '/' || r == '\\' }
-
-// utf16Name decodes n UTF-16LE code units from b.
-func utf16Name(b []byte, n int) string {
-	if 2*n > len(b) {
-		n = len(b) / 2
-	}
-	units := make([]uint16, n)
-	for i := range units {
-		units[i] = binary.LittleEndian.Uint16(b[2*i:])
-	}
-	return cleanName(string(utf16.Decode(units)))
-}

@@ -18,4 +18,9 @@
 // derived from the read-only and hidden flags, and the times are those
 // of $STANDARD_INFORMATION. An FS and the Files it opens are safe for
 // concurrent use.
+//
+// For a caller that maps a volume's bytes to their owners rather than
+// reads files (internal/fsmap), ParseBoot, ParseRecord, ParseAttrList and
+// DecodeRuns give a read-only view of the same parse that goes on past
+// damage: what parsed before it, with the first error.
 package ntfs

@@ -165,8 +165,9 @@ func wantCorrupt(t *testing.T, err error, allowed ...error) {
 	t.Fatalf("an error that is not ErrCorrupt: %v", err)
 }
 
-// FuzzRecord parses one MFT record and uses it through the FS: Stat,
-// ReadDir, Open of every stream, reads, Readlink.
+// FuzzRecord parses one MFT record, checks the exported view of it
+// (checkView), and uses it through the FS: Stat, ReadDir, Open of every
+// stream, reads, Readlink.
 func FuzzRecord(f *testing.F) {
 	s := collectSeeds(f)
 	for _, r := range s.records {
@@ -181,6 +182,7 @@ func FuzzRecord(f *testing.F) {
 			recSize *= 2
 		}
 		rec, err := parseRecord(bytes.Clone(data[:recSize]), 0, 256)
+		checkView(t, data[:recSize], 256, rec, err)
 		if err != nil {
 			wantCorrupt(t, err)
 			return

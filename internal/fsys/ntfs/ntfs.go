@@ -69,30 +69,11 @@ func sizeCode(c int8, cluster int64) int64 {
 }
 
 func (fs *FS) geometry(boot []byte) error {
-	if string(boot[3:11]) != bootOEM {
-		return corruptf("boot sector: OEM ID %q, not %q", boot[3:11], bootOEM)
+	g, err := ParseBoot(boot)
+	if err != nil {
+		return err
 	}
-	sector := int64(ondisk.U16(boot, bootBytesPerSector))
-	if sector < 256 || sector > 4096 || sector&(sector-1) != 0 {
-		return corruptf("boot sector: %d bytes per sector", sector)
-	}
-	spc := int64(boot[bootSectorsPerClus])
-	if spc > 0x80 {
-		spc = 1 << -int(int8(boot[bootSectorsPerClus])) // clusters past 64 KiB: a negative power of two
-	}
-	fs.cluster = sector * spc
-	if spc == 0 || spc&(spc-1) != 0 || fs.cluster > maxCluster {
-		return corruptf("boot sector: %d sectors per cluster", spc)
-	}
-	fs.recSize = sizeCode(int8(boot[bootClustersPerRec]), fs.cluster)
-	if fs.recSize < fixupStride || fs.recSize > maxRecordSize || fs.recSize&(fs.recSize-1) != 0 {
-		return corruptf("boot sector: MFT record size %d", fs.recSize)
-	}
-	total := int64(ondisk.U64(boot, bootTotalSectors))
-	if total <= 0 || total > maxSize/sector {
-		return corruptf("boot sector: %d sectors", total)
-	}
-	fs.clusters = total / spc
+	fs.cluster, fs.recSize, fs.clusters = g.Cluster, g.RecordSize, g.Clusters
 	return nil
 }
 
@@ -233,12 +214,18 @@ func (fs *FS) attrList(a attr, what string) ([]listEntry, error) {
 			return nil, err
 		}
 	}
+	return parseAttrList(b, what)
+}
+
+// parseAttrList parses an $ATTRIBUTE_LIST's value. On damage it returns
+// the entries before it with the error.
+func parseAttrList(b []byte, what string) ([]listEntry, error) {
 	var out []listEntry
 	for off := 0; off < len(b); {
 		n := int(ondisk.U16(b, off+4))
 		nameLen, nameOff := int(ondisk.U8(b, off+6)), int(ondisk.U8(b, off+7))
 		if n < 0x1A || off+n > len(b) || nameOff+2*nameLen > n {
-			return nil, corruptf("%s $ATTRIBUTE_LIST: entry of %d bytes at byte %d", what, n, off)
+			return out, corruptf("%s $ATTRIBUTE_LIST: entry of %d bytes at byte %d", what, n, off)
 		}
 		e := listEntry{
 			typ:      ondisk.U32(b, off),

@@ -1,6 +1,7 @@
 package ntfs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"unicode/utf16"
@@ -60,6 +61,7 @@ type attr struct {
 	id       uint16 // the attribute instance; from the attribute list for one in an extension record
 	resident bool
 	value    []byte // a resident attribute's value
+	valOff   int    // where the value starts within the record
 
 	// A non-resident attribute holds VCNs [startVCN, lastVCN] of its
 	// stream; the sizes are those of the whole stream and are valid in
@@ -101,26 +103,37 @@ func fixup(b []byte, what string) error {
 		return corruptf("%s: update sequence array of %d entries at byte %d for %d bytes", what, count, usa, len(b))
 	}
 	usn := ondisk.U16(b, usa)
+	var err error
 	for i := 1; i < count; i++ {
 		pos := i*fixupStride - 2
-		if ondisk.U16(b, pos) != usn {
-			return corruptf("%s: update sequence mismatch in sector %d (a torn write)", what, i-1)
+		if ondisk.U16(b, pos) != usn && err == nil {
+			err = corruptf("%s: update sequence mismatch in sector %d (a torn write)", what, i-1)
 		}
-		copy(b[pos:pos+2], b[usa+2*i:usa+2*i+2])
+		copy(b[pos:pos+2], b[usa+2*i:usa+2*i+2]) // restored even when torn, for ParseRecord
 	}
-	return nil
+	return err
 }
 
 // parseRecord fixes up and parses MFT record num; clusters bounds the
 // LCNs of its run lists. It modifies b.
 func parseRecord(b []byte, num uint64, clusters int64) (*record, error) {
+	rec, err := parsePartial(b, num, clusters)
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// parsePartial is parseRecord that goes on past damage: it returns nil
+// only for a record without the FILE signature; otherwise the header,
+// the attributes before the first damaged one, and the first error (a
+// torn update sequence is restored as far as it goes).
+func parsePartial(b []byte, num uint64, clusters int64) (*record, error) {
 	what := fmt.Sprintf("MFT record %d", num)
 	if len(b) < fixupStride || string(b[:4]) != "FILE" {
 		return nil, corruptf("%s: signature %q, not FILE", what, b[:min(4, len(b))])
 	}
-	if err := fixup(b, what); err != nil {
-		return nil, err
-	}
+	ferr := fixup(b, what)
 	rec := &record{
 		num:   num,
 		seq:   ondisk.U16(b, recSequence),
@@ -132,7 +145,7 @@ func parseRecord(b []byte, num uint64, clusters int64) (*record, error) {
 	used := int(ondisk.U32(b, recBytesInUse))
 	off := int(ondisk.U16(b, recFirstAttr))
 	if used > len(b) || off < recHeaderLen || off > used || off%8 != 0 {
-		return nil, corruptf("%s: first attribute at %d, %d bytes in use of %d", what, off, used, len(b))
+		return rec, cmp.Or(ferr, corruptf("%s: first attribute at %d, %d bytes in use of %d", what, off, used, len(b)))
 	}
 	for off+4 <= used {
 		typ := ondisk.U32(b, off)
@@ -141,12 +154,15 @@ func parseRecord(b []byte, num uint64, clusters int64) (*record, error) {
 		}
 		a, alen, err := parseAttr(b[off:used], clusters)
 		if err != nil {
-			return nil, fmt.Errorf("ntfs: %s: attribute at byte %d: %w", what, off, err)
+			return rec, cmp.Or(ferr, fmt.Errorf("ntfs: %s: attribute at byte %d: %w", what, off, err))
+		}
+		if a.resident {
+			a.valOff += off
 		}
 		rec.attrs = append(rec.attrs, a)
 		off += alen
 	}
-	return rec, nil
+	return rec, ferr
 }
 
 // parseAttr parses the attribute at the start of b, which runs to the
@@ -170,7 +186,7 @@ func parseAttr(b []byte, clusters int64) (attr, int, error) {
 		if voff > alen || vlen > alen-voff {
 			return a, 0, bad("type 0x%x: resident value of %d bytes at %d overruns %d", a.typ, vlen, voff, alen)
 		}
-		a.value = b[voff : voff+vlen]
+		a.value, a.valOff = b[voff:voff+vlen], voff
 		return a, alen, nil
 	}
 	if alen < attrNonResLen {
@@ -204,6 +220,27 @@ func parseAttr(b []byte, clusters int64) (attr, int, error) {
 // by a 0 byte. Every run must lie within the volume's clusters and the
 // runs must cover exactly the VCNs the attribute header gives.
 func decodeRuns(b []byte, start, last, clusters int64) ([]run, error) {
+	out, err := decodePartial(b, start, last, clusters)
+	if err != nil {
+		return nil, err
+	}
+	if vcn := start + runsLen(out); vcn != last+1 {
+		return nil, bad("run list: covers VCNs %d-%d, the header says %d-%d", start, vcn-1, start, last)
+	}
+	return out, nil
+}
+
+func runsLen(rs []run) int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.n
+	}
+	return n
+}
+
+// decodePartial decodes the runs of a run list from VCN start up to VCN
+// last at most, returning those before any damage with the error.
+func decodePartial(b []byte, start, last, clusters int64) ([]run, error) {
 	var (
 		out []run
 		vcn = start
@@ -212,14 +249,14 @@ func decodeRuns(b []byte, start, last, clusters int64) ([]run, error) {
 	for i := 0; i < len(b) && b[i] != 0; {
 		ln, on := int(b[i]&0xF), int(b[i]>>4)
 		if ln == 0 || ln > 8 || on > 8 || i+1+ln+on > len(b) {
-			return nil, bad("run list: malformed run header 0x%02x at byte %d", b[i], i)
+			return out, bad("run list: malformed run header 0x%02x at byte %d", b[i], i)
 		}
 		var n uint64
 		for k := ln - 1; k >= 0; k-- {
 			n = n<<8 | uint64(b[i+1+k])
 		}
 		if n == 0 || n > uint64(last-vcn+1) {
-			return nil, bad("run list: run of %d clusters at VCN %d overruns the last VCN %d", n, vcn, last)
+			return out, bad("run list: run of %d clusters at VCN %d overruns the last VCN %d", n, vcn, last)
 		}
 		r := run{vcn: vcn, lcn: -1, n: int64(n)}
 		if on > 0 {
@@ -229,20 +266,17 @@ func decodeRuns(b []byte, start, last, clusters int64) ([]run, error) {
 			}
 			delta = delta << (64 - 8*on) >> (64 - 8*on) // sign-extend
 			if delta > clusters || delta < -clusters {
-				return nil, bad("run list: LCN delta %d past the volume's %d clusters", delta, clusters)
+				return out, bad("run list: LCN delta %d past the volume's %d clusters", delta, clusters)
 			}
 			lcn += delta
 			if lcn < 0 || lcn > clusters-r.n {
-				return nil, bad("run list: clusters %d-%d past the volume's %d clusters", lcn, lcn+r.n-1, clusters)
+				return out, bad("run list: clusters %d-%d past the volume's %d clusters", lcn, lcn+r.n-1, clusters)
 			}
 			r.lcn = lcn
 		}
 		out = append(out, r)
 		vcn += r.n
 		i += 1 + ln + on
-	}
-	if vcn != last+1 {
-		return nil, bad("run list: covers VCNs %d-%d, the header says %d-%d", start, vcn-1, start, last)
 	}
 	return out, nil
 }

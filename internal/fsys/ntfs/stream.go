@@ -1,6 +1,7 @@
 package ntfs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +54,7 @@ func newStream(fs *FS, what string, pieces []attr, partial bool) (*stream, error
 		return s, nil
 	}
 	pieces = slices.Clone(pieces)
-	slices.SortFunc(pieces, func(a, b attr) int { return cmp64(a.startVCN, b.startVCN) })
+	slices.SortFunc(pieces, func(a, b attr) int { return cmp.Compare(a.startVCN, b.startVCN) })
 	first := pieces[0]
 	nruns := 0
 	for i, p := range pieces {
@@ -96,16 +97,6 @@ func newStream(fs *FS, what string, pieces []attr, partial bool) (*stream, error
 		s.size, s.init = min(s.size, s.vcns*cl), min(s.init, s.vcns*cl)
 	}
 	return s, nil
-}
-
-func cmp64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Addr returns the stream's address as Sleuth Kit prints it in fls and
