@@ -35,6 +35,10 @@ type mapper struct {
 	seen   map[uint64]bool // tree blocks visited
 	nodes  int
 	nextLB uint64 // the extents must come in logical order
+	// all, for a scan, keeps every allocated block: unwritten extents
+	// and blocks past the end of the file, with their physical blocks.
+	all  bool
+	tree []uint64 // the tree blocks read, in order, when all
 }
 
 func (f *FS) newMapper(in *inode, size uint64) *mapper {
@@ -55,6 +59,9 @@ func (m *mapper) node(blk uint64, what string) ([]byte, error) {
 	}
 	m.seen[blk] = true
 	m.nodes++
+	if m.all {
+		m.tree = append(m.tree, blk)
+	}
 	b, err := f.readBlock(blk)
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: reading %s: %w", m.in.ino, what, err)
@@ -68,8 +75,11 @@ func (m *mapper) add(logical, physical, count uint64, unwritten bool) error {
 	if logical < m.nextLB {
 		return f.corrupt("inode %d: extent at logical block %d overlaps or precedes the one before (ending at %d)", m.in.ino, logical, m.nextLB)
 	}
-	if !unwritten && (physical < f.firstData || !f.validBlocks(physical, count)) {
+	if (!unwritten || m.all) && (physical < f.firstData || !f.validBlocks(physical, count)) {
 		return f.corrupt("inode %d: %d blocks at %d are outside the file system", m.in.ino, count, physical)
+	}
+	if m.all {
+		unwritten = false // allocated all the same
 	}
 	m.nextLB = logical + count
 	if logical >= m.limit {
