@@ -1,6 +1,7 @@
 package ext
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -37,8 +38,27 @@ type mapper struct {
 	nextLB uint64 // the extents must come in logical order
 	// all, for a scan, keeps every allocated block: unwritten extents
 	// and blocks past the end of the file, with their physical blocks.
-	all  bool
-	tree []uint64 // the tree blocks read, in order, when all
+	// A scan also goes on past damage: a tree block or an extent it
+	// cannot use is skipped, and counted in skipped with the first
+	// reason in damage; only the budgets stop it (hard).
+	all     bool
+	tree    []uint64 // the tree blocks read, in order, when all
+	damage  error
+	skipped int
+	hard    bool
+}
+
+// soft returns err, or for a scan records damage and returns nil so
+// that the walk goes on.
+func (m *mapper) soft(err error) error {
+	if err == nil || !m.all || m.hard || !errors.Is(err, fsys.ErrCorrupt) {
+		return err
+	}
+	if m.damage == nil {
+		m.damage = err
+	}
+	m.skipped++
+	return nil
 }
 
 func (f *FS) newMapper(in *inode, size uint64) *mapper {
@@ -52,6 +72,7 @@ func (m *mapper) node(blk uint64, what string) ([]byte, error) {
 		return nil, f.corrupt("inode %d: %s at block %d is reached twice (a cycle)", m.in.ino, what, blk)
 	}
 	if m.nodes >= maxCallNodes {
+		m.hard = true
 		return nil, f.corrupt("inode %d: more than %d tree blocks", m.in.ino, maxCallNodes)
 	}
 	if blk < f.firstData || !f.validBlocks(blk, 1) {
@@ -72,7 +93,7 @@ func (m *mapper) node(blk uint64, what string) ([]byte, error) {
 // add records count blocks at logical, in logical order.
 func (m *mapper) add(logical, physical, count uint64, unwritten bool) error {
 	f := m.f
-	if logical < m.nextLB {
+	if logical < m.nextLB && !m.all {
 		return f.corrupt("inode %d: extent at logical block %d overlaps or precedes the one before (ending at %d)", m.in.ino, logical, m.nextLB)
 	}
 	if (!unwritten || m.all) && (physical < f.firstData || !f.validBlocks(physical, count)) {
@@ -94,6 +115,7 @@ func (m *mapper) add(logical, physical, count uint64, unwritten bool) error {
 		}
 	}
 	if len(m.out) >= fsys.MaxRuns {
+		m.hard = true
 		return f.corrupt("inode %d: more than %d extents", m.in.ino, fsys.MaxRuns)
 	}
 	m.out = append(m.out, extent{logical, physical, count, unwritten})
@@ -103,6 +125,10 @@ func (m *mapper) add(logical, physical, count uint64, unwritten bool) error {
 // extentNode walks one node of an extent tree, whose depth must be want
 // (-1 for the root in i_block).
 func (m *mapper) extentNode(node []byte, want int) error {
+	return m.soft(m.walkNode(node, want))
+}
+
+func (m *mapper) walkNode(node []byte, want int) error {
 	f := m.f
 	if ondisk.U16(node, 0) != extentMagic {
 		return f.corrupt("inode %d: extent header: bad magic", m.in.ino)
@@ -133,9 +159,12 @@ func (m *mapper) extentNode(node []byte, want int) error {
 				n -= initMaxLen
 			}
 			if n == 0 {
-				return f.corrupt("inode %d: extent of no blocks", m.in.ino)
+				if err := m.soft(f.corrupt("inode %d: extent of no blocks", m.in.ino)); err != nil {
+					return err
+				}
+				continue
 			}
-			if err := m.add(lb, uint64(ondisk.U16(e, 6))<<32|uint64(ondisk.U32(e, 8)), n, unwritten); err != nil {
+			if err := m.soft(m.add(lb, uint64(ondisk.U16(e, 6))<<32|uint64(ondisk.U32(e, 8)), n, unwritten)); err != nil {
 				return err
 			}
 			continue
@@ -145,7 +174,10 @@ func (m *mapper) extentNode(node []byte, want int) error {
 		}
 		child, err := m.node(uint64(ondisk.U16(e, 8))<<32|uint64(ondisk.U32(e, 4)), "extent block")
 		if err != nil {
-			return err
+			if err := m.soft(err); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := m.extentNode(child, depth-1); err != nil {
 			return err
@@ -186,11 +218,11 @@ func (m *mapper) pointer(p uint64, level int, logical uint64) error {
 		return nil // a hole
 	}
 	if level == 0 {
-		return m.add(logical, p, 1, false)
+		return m.soft(m.add(logical, p, 1, false))
 	}
 	blk, err := m.node(p, "indirect block")
 	if err != nil {
-		return err
+		return m.soft(err)
 	}
 	span := uint64(1)
 	for range level - 1 {

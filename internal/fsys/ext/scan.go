@@ -252,8 +252,10 @@ type Blocks struct {
 	Data [][2]uint64
 }
 
-// Blocks walks the block tree of an inode in use. On an error it returns
-// what it found before it.
+// Blocks walks the block tree of an inode in use. It skips damaged tree
+// blocks and extents and goes on, and returns what it found with an error
+// naming the first damage; it stops only at a read error or when the
+// inode holds more tree blocks or extents than a file may.
 func (f *FS) Blocks(rec *Inode) (Blocks, error) {
 	var b Blocks
 	if rec.in == nil || !rec.InUse {
@@ -278,7 +280,7 @@ func (f *FS) Blocks(rec *Inode) (Blocks, error) {
 		return b, errors.Join(errs...)
 	}
 	m := f.newMapper(in, 0)
-	m.limit, m.all = f.maxBlocks(in), true
+	m.limit, m.all = ^uint64(0), true // every allocated block counts
 	iblock := in.raw[iBlock : iBlock+iBlockLen]
 	var err error
 	if in.flags&flagExtents != 0 {
@@ -289,6 +291,11 @@ func (f *FS) Blocks(rec *Inode) (Blocks, error) {
 	b.Tree = m.tree
 	for _, e := range m.out {
 		b.Data = append(b.Data, [2]uint64{e.physical, e.count})
+	}
+	if m.skipped > 1 {
+		errs = append(errs, fmt.Errorf("%w (and %d more damaged tree blocks or extents skipped)", m.damage, m.skipped-1))
+	} else if m.skipped == 1 {
+		errs = append(errs, m.damage)
 	}
 	return b, errors.Join(append(errs, err)...)
 }
