@@ -179,6 +179,9 @@ func FuzzScan(f *testing.F) {
 				t.Fatalf("%s: %d bytes at %d, volume of %d", what, n, off, size)
 			}
 		}
+		// A scan bounds each call's work; its caller bounds the calls
+		// (fsmap with its read budget), as this test does.
+		work := 0
 		for g := range lay.Groups {
 			ss, _ := fs.Structures(g)
 			for _, s := range ss {
@@ -189,6 +192,9 @@ func FuzzScan(f *testing.F) {
 				continue
 			}
 			_ = fs.Inodes(g, tab, func(in *Inode) error {
+				if work++; work > 3000 {
+					return errEnough
+				}
 				inside("inode", in.Off, in.Len)
 				if !in.InUse {
 					return nil
