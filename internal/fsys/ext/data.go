@@ -246,20 +246,22 @@ func (f *FS) maxBlocks(in *inode) uint64 {
 	return directBlocks + per + per*per + per*per*per
 }
 
+// walk walks the inode's extent tree or block map from i_block.
+func (m *mapper) walk() error {
+	iblock := m.in.raw[iBlock : iBlock+iBlockLen]
+	if m.in.flags&flagExtents != 0 {
+		return m.extentNode(iblock, -1)
+	}
+	return m.blockMap(iblock)
+}
+
 // extents maps the blocks of an inode that keeps its data in blocks.
 func (f *FS) extents(in *inode, size uint64) ([]extent, error) {
 	if size > f.maxBlocks(in)*uint64(f.bs) {
 		return nil, f.corrupt("inode %d: size %d is more than its %d-byte blocks can address", in.ino, size, f.bs)
 	}
 	m := f.newMapper(in, size)
-	iblock := in.raw[iBlock : iBlock+iBlockLen]
-	var err error
-	if in.flags&flagExtents != 0 {
-		err = m.extentNode(iblock, -1)
-	} else {
-		err = m.blockMap(iblock)
-	}
-	if err != nil {
+	if err := m.walk(); err != nil {
 		return nil, err
 	}
 	return m.out, nil

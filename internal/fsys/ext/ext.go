@@ -158,8 +158,12 @@ func crc32c(seed uint32, b []byte) uint32 { return ^crc32.Update(^seed, castagno
 func Open(r io.ReaderAt, size int64) (*FS, error) { return OpenOptions(r, size, Options{}) }
 
 // OpenOptions is Open with options.
-func OpenOptions(r io.ReaderAt, size int64, opt Options) (*FS, error) {
-	f := &FS{r: r, size: size, opt: opt, typ: "ext", descs: map[uint64][]byte{}}
+func OpenOptions(r io.ReaderAt, size int64, opt Options) (*FS, error) { return open(r, size, opt, nil) }
+
+// open reads the superblock; scan, when not nil, makes the file system a
+// Scan's and receives its layout.
+func open(r io.ReaderAt, size int64, opt Options, scan *Layout) (*FS, error) {
+	f := &FS{r: r, size: size, opt: opt, typ: "ext", descs: map[uint64][]byte{}, scan: scan}
 	sb, err := f.read(superOff, superLen)
 	if err != nil {
 		return nil, fmt.Errorf("reading the ext superblock: %w", err)

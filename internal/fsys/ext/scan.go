@@ -44,15 +44,7 @@ type Layout struct {
 // Scan opens the ext file system on r, which holds size bytes, for a
 // scan.
 func Scan(r io.ReaderAt, size int64) (*FS, error) {
-	f := &FS{r: r, size: size, opt: Options{IgnoreChecksums: true}, typ: "ext", descs: map[uint64][]byte{}, scan: &Layout{}}
-	sb, err := f.read(superOff, superLen)
-	if err != nil {
-		return nil, fmt.Errorf("reading the ext superblock: %w", err)
-	}
-	if err := f.superblock(sb); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return open(r, size, Options{IgnoreChecksums: true}, &Layout{})
 }
 
 // scanLayout fills the scan's layout from the superblock sb, once the
@@ -281,13 +273,7 @@ func (f *FS) Blocks(rec *Inode) (Blocks, error) {
 	}
 	m := f.newMapper(in, 0)
 	m.limit, m.all = ^uint64(0), true // every allocated block counts
-	iblock := in.raw[iBlock : iBlock+iBlockLen]
-	var err error
-	if in.flags&flagExtents != 0 {
-		err = m.extentNode(iblock, -1)
-	} else {
-		err = m.blockMap(iblock)
-	}
+	err := m.walk()
 	b.Tree = m.tree
 	for _, e := range m.out {
 		b.Data = append(b.Data, [2]uint64{e.physical, e.count})
