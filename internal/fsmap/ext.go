@@ -52,14 +52,13 @@ type extSource struct {
 }
 
 func (s *extSource) ReadAt(p []byte, off int64) (int, error) {
-	buf, err := s.rd.read(off, len(p))
-	if err != nil {
+	if err := s.rd.readInto(p, off); err != nil {
 		if fatal(err) && s.err == nil {
 			s.err = err
 		}
 		return 0, err
 	}
-	return copy(p, buf), nil
+	return len(p), nil
 }
 
 type extFS struct {

@@ -62,7 +62,7 @@ func (m *mapper) soft(err error) error {
 }
 
 func (f *FS) newMapper(in *inode, size uint64) *mapper {
-	return &mapper{f: f, in: in, limit: (size + uint64(f.bs) - 1) / uint64(f.bs), seen: map[uint64]bool{}}
+	return &mapper{f: f, in: in, limit: (size + uint64(f.bs) - 1) / uint64(f.bs)}
 }
 
 // node reads the tree block blk once per call, within the budget.
@@ -77,6 +77,9 @@ func (m *mapper) node(blk uint64, what string) ([]byte, error) {
 	}
 	if blk < f.firstData || !f.validBlocks(blk, 1) {
 		return nil, f.corrupt("inode %d: %s at block %d is outside the file system", m.in.ino, what, blk)
+	}
+	if m.seen == nil {
+		m.seen = map[uint64]bool{} // made on the first tree block: most inodes have none
 	}
 	m.seen[blk] = true
 	m.nodes++
