@@ -34,18 +34,32 @@ func newReader(r io.ReaderAt, size int64) *reader {
 // (a short image) read as zeros, like an unlisted EBS block; ranges
 // beyond size are errOutside.
 func (rd *reader) read(off int64, n int) ([]byte, error) {
-	if n < 0 || off < 0 || off > rd.size || int64(n) > rd.size-off {
+	if n < 0 {
 		return nil, fmt.Errorf("%d bytes at %d: %w", n, off, errOutside)
 	}
-	if int64(n) > rd.budget {
-		return nil, errBudget
-	}
-	rd.budget -= int64(n)
 	buf := make([]byte, n)
-	if m, err := rd.r.ReadAt(buf, off); err != nil && m < n && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("reading %d bytes at %d: %w", n, off, err)
+	if err := rd.readInto(buf, off); err != nil {
+		return nil, err
 	}
 	return buf, nil
+}
+
+// readInto is read into buf.
+func (rd *reader) readInto(buf []byte, off int64) error {
+	n := len(buf)
+	if off < 0 || off > rd.size || int64(n) > rd.size-off {
+		return fmt.Errorf("%d bytes at %d: %w", n, off, errOutside)
+	}
+	if int64(n) > rd.budget {
+		return errBudget
+	}
+	rd.budget -= int64(n)
+	m, err := rd.r.ReadAt(buf, off)
+	if err != nil && m < n && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading %d bytes at %d: %w", n, off, err)
+	}
+	clear(buf[max(m, 0):]) // bytes the source does not have read as zeros
+	return nil
 }
 
 // fatal reports whether err must stop the map rather than become a

@@ -1,6 +1,7 @@
 package ext
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -35,10 +36,33 @@ type mapper struct {
 	seen   map[uint64]bool // tree blocks visited
 	nodes  int
 	nextLB uint64 // the extents must come in logical order
+	// all, for a scan, keeps every allocated block: unwritten extents
+	// and blocks past the end of the file, with their physical blocks.
+	// A scan also goes on past damage: a tree block or an extent it
+	// cannot use is skipped, and counted in skipped with the first
+	// reason in damage; only the budgets stop it (hard).
+	all     bool
+	tree    []uint64 // the tree blocks read, in order, when all
+	damage  error
+	skipped int
+	hard    bool
+}
+
+// soft returns err, or for a scan records damage and returns nil so
+// that the walk goes on.
+func (m *mapper) soft(err error) error {
+	if err == nil || !m.all || m.hard || !errors.Is(err, fsys.ErrCorrupt) {
+		return err
+	}
+	if m.damage == nil {
+		m.damage = err
+	}
+	m.skipped++
+	return nil
 }
 
 func (f *FS) newMapper(in *inode, size uint64) *mapper {
-	return &mapper{f: f, in: in, limit: (size + uint64(f.bs) - 1) / uint64(f.bs), seen: map[uint64]bool{}}
+	return &mapper{f: f, in: in, limit: (size + uint64(f.bs) - 1) / uint64(f.bs)}
 }
 
 // node reads the tree block blk once per call, within the budget.
@@ -48,13 +72,20 @@ func (m *mapper) node(blk uint64, what string) ([]byte, error) {
 		return nil, f.corrupt("inode %d: %s at block %d is reached twice (a cycle)", m.in.ino, what, blk)
 	}
 	if m.nodes >= maxCallNodes {
+		m.hard = true
 		return nil, f.corrupt("inode %d: more than %d tree blocks", m.in.ino, maxCallNodes)
 	}
 	if blk < f.firstData || !f.validBlocks(blk, 1) {
 		return nil, f.corrupt("inode %d: %s at block %d is outside the file system", m.in.ino, what, blk)
 	}
+	if m.seen == nil {
+		m.seen = map[uint64]bool{} // made on the first tree block: most inodes have none
+	}
 	m.seen[blk] = true
 	m.nodes++
+	if m.all {
+		m.tree = append(m.tree, blk)
+	}
 	b, err := f.readBlock(blk)
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: reading %s: %w", m.in.ino, what, err)
@@ -65,11 +96,14 @@ func (m *mapper) node(blk uint64, what string) ([]byte, error) {
 // add records count blocks at logical, in logical order.
 func (m *mapper) add(logical, physical, count uint64, unwritten bool) error {
 	f := m.f
-	if logical < m.nextLB {
+	if logical < m.nextLB && !m.all {
 		return f.corrupt("inode %d: extent at logical block %d overlaps or precedes the one before (ending at %d)", m.in.ino, logical, m.nextLB)
 	}
-	if !unwritten && (physical < f.firstData || !f.validBlocks(physical, count)) {
+	if (!unwritten || m.all) && (physical < f.firstData || !f.validBlocks(physical, count)) {
 		return f.corrupt("inode %d: %d blocks at %d are outside the file system", m.in.ino, count, physical)
+	}
+	if m.all {
+		unwritten = false // allocated all the same
 	}
 	m.nextLB = logical + count
 	if logical >= m.limit {
@@ -84,6 +118,7 @@ func (m *mapper) add(logical, physical, count uint64, unwritten bool) error {
 		}
 	}
 	if len(m.out) >= fsys.MaxRuns {
+		m.hard = true
 		return f.corrupt("inode %d: more than %d extents", m.in.ino, fsys.MaxRuns)
 	}
 	m.out = append(m.out, extent{logical, physical, count, unwritten})
@@ -93,6 +128,10 @@ func (m *mapper) add(logical, physical, count uint64, unwritten bool) error {
 // extentNode walks one node of an extent tree, whose depth must be want
 // (-1 for the root in i_block).
 func (m *mapper) extentNode(node []byte, want int) error {
+	return m.soft(m.walkNode(node, want))
+}
+
+func (m *mapper) walkNode(node []byte, want int) error {
 	f := m.f
 	if ondisk.U16(node, 0) != extentMagic {
 		return f.corrupt("inode %d: extent header: bad magic", m.in.ino)
@@ -123,9 +162,12 @@ func (m *mapper) extentNode(node []byte, want int) error {
 				n -= initMaxLen
 			}
 			if n == 0 {
-				return f.corrupt("inode %d: extent of no blocks", m.in.ino)
+				if err := m.soft(f.corrupt("inode %d: extent of no blocks", m.in.ino)); err != nil {
+					return err
+				}
+				continue
 			}
-			if err := m.add(lb, uint64(ondisk.U16(e, 6))<<32|uint64(ondisk.U32(e, 8)), n, unwritten); err != nil {
+			if err := m.soft(m.add(lb, uint64(ondisk.U16(e, 6))<<32|uint64(ondisk.U32(e, 8)), n, unwritten)); err != nil {
 				return err
 			}
 			continue
@@ -135,7 +177,10 @@ func (m *mapper) extentNode(node []byte, want int) error {
 		}
 		child, err := m.node(uint64(ondisk.U16(e, 8))<<32|uint64(ondisk.U32(e, 4)), "extent block")
 		if err != nil {
-			return err
+			if err := m.soft(err); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := m.extentNode(child, depth-1); err != nil {
 			return err
@@ -176,11 +221,11 @@ func (m *mapper) pointer(p uint64, level int, logical uint64) error {
 		return nil // a hole
 	}
 	if level == 0 {
-		return m.add(logical, p, 1, false)
+		return m.soft(m.add(logical, p, 1, false))
 	}
 	blk, err := m.node(p, "indirect block")
 	if err != nil {
-		return err
+		return m.soft(err)
 	}
 	span := uint64(1)
 	for range level - 1 {
@@ -204,20 +249,22 @@ func (f *FS) maxBlocks(in *inode) uint64 {
 	return directBlocks + per + per*per + per*per*per
 }
 
+// walk walks the inode's extent tree or block map from i_block.
+func (m *mapper) walk() error {
+	iblock := m.in.raw[iBlock : iBlock+iBlockLen]
+	if m.in.flags&flagExtents != 0 {
+		return m.extentNode(iblock, -1)
+	}
+	return m.blockMap(iblock)
+}
+
 // extents maps the blocks of an inode that keeps its data in blocks.
 func (f *FS) extents(in *inode, size uint64) ([]extent, error) {
 	if size > f.maxBlocks(in)*uint64(f.bs) {
 		return nil, f.corrupt("inode %d: size %d is more than its %d-byte blocks can address", in.ino, size, f.bs)
 	}
 	m := f.newMapper(in, size)
-	iblock := in.raw[iBlock : iBlock+iBlockLen]
-	var err error
-	if in.flags&flagExtents != 0 {
-		err = m.extentNode(iblock, -1)
-	} else {
-		err = m.blockMap(iblock)
-	}
-	if err != nil {
+	if err := m.walk(); err != nil {
 		return nil, err
 	}
 	return m.out, nil

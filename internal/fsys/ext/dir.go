@@ -124,14 +124,17 @@ type dirReader struct {
 	out []fsys.DirEntry
 }
 
-// recLen decodes rec_len (ext4_rec_len_from_disk): 64 KiB blocks keep
-// the top bits in the low two.
-func (d *dirReader) recLen(v uint16) int {
-	if d.f.bs < 1<<16 {
+// recLen decodes rec_len for this file system's blocks.
+func (d *dirReader) recLen(v uint16) int { return recLenFromDisk(d.f.bs, v) }
+
+// recLenFromDisk decodes rec_len (ext4_rec_len_from_disk): 64 KiB
+// blocks keep the top bits in the low two.
+func recLenFromDisk(bs int64, v uint16) int {
+	if bs < 1<<16 {
 		return int(v)
 	}
 	if v == 0xFFFF || v == 0 {
-		return int(d.f.bs)
+		return int(bs)
 	}
 	return int(v&0xFFFC) | int(v&3)<<16
 }
@@ -141,33 +144,20 @@ func (d *dirReader) recLen(v uint16) int {
 func (d *dirReader) block(buf []byte, whole bool) error {
 	f, ino := d.f, d.in.ino
 	filetype := f.incompat&incompatFiletype != 0
-	for off := 0; off < len(buf); {
-		if off+direntHeader > len(buf) {
-			return f.corrupt("directory inode %d: entry at byte %d runs past the block", ino, off)
-		}
-		child := ondisk.U32(buf, off)
-		recLen := d.recLen(ondisk.U16(buf, off+4))
-		nameLen := int(buf[off+6])
-		if !filetype {
-			nameLen = int(ondisk.U16(buf, off+6))
-		}
-		if recLen < direntMin || recLen%4 != 0 || recLen > len(buf)-off || direntHeader+nameLen > recLen {
-			return f.corrupt("directory inode %d: entry at byte %d: rec_len %d, name_len %d", ino, off, recLen, nameLen)
-		}
-		if whole && child == 0 && off == len(buf)-tailLen && recLen == tailLen && nameLen == 0 && buf[off+7] == tailType {
+	err := walkEntries(buf, f.bs, filetype, func(off int, child uint32, nb []byte, ft byte) error {
+		if whole && child == 0 && off == len(buf)-tailLen && len(nb) == 0 && ft == tailType {
 			if f.csum && !f.opt.IgnoreChecksums {
 				if got, stored := crc32c(f.inodeSeed(d.in), buf[:off]), ondisk.U32(buf, off+8); got != stored {
 					return f.corrupt("directory inode %d: directory block checksum %08x, computed %08x", ino, stored, got)
 				}
 			}
-			break
+			return nil // the tail ends the block
 		}
-		name := string(buf[off+direntHeader : off+direntHeader+nameLen])
-		off += recLen
+		name := string(nb)
 		if child == 0 || name == "." || name == ".." {
-			continue // unused, an index block's empty entry, or the links up
+			return nil // unused, an index block's empty entry, or the links up
 		}
-		if nameLen == 0 || uint64(child) > f.inodes {
+		if len(nb) == 0 || uint64(child) > f.inodes {
 			return f.corrupt("directory inode %d: entry %q names inode %d (of %d)", ino, name, child, f.inodes)
 		}
 		if len(d.out) >= fsys.MaxDirEntries {
@@ -175,11 +165,15 @@ func (d *dirReader) block(buf []byte, whole bool) error {
 		}
 		t := fsys.TypeUnknown
 		if filetype {
-			t = direntType(buf[off-recLen+7])
+			t = direntType(ft)
 		}
 		d.out = append(d.out, fsys.DirEntry{Name: name, ID: fsys.ID(child), Type: t})
+		return nil
+	})
+	if de, ok := err.(*direntError); ok {
+		return f.corrupt("directory inode %d: %s", ino, de)
 	}
-	return nil
+	return err
 }
 
 // direntType maps a directory entry's file_type (EXT4_FT_*).

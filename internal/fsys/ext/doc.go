@@ -13,4 +13,11 @@
 // disk is bounded before it sizes an allocation or a loop, tree blocks
 // are never visited twice in one call, and each call has a work budget,
 // so a damaged or hostile volume gives an error, never a hang.
+//
+// Scan opens a volume for a walk of every structure instead of files by
+// path (internal/fsmap maps which file owns which bytes with it): the
+// fixed structures of each group, each inode table's records in use, and
+// each inode's tree and data blocks. It is lenient where the reader is
+// strict: no checksums, no refused features, and an inode's damaged tree
+// blocks and extents are skipped and reported rather than fatal.
 package ext

@@ -29,6 +29,7 @@ const (
 	sInodesPerGroup  = 0x28
 	sMagic           = 0x38
 	sRevLevel        = 0x4C
+	sFirstIno        = 0x54
 	sInodeSize       = 0x58
 	sFeatureCompat   = 0x5C
 	sFeatureIncompat = 0x60
@@ -38,7 +39,13 @@ const (
 	sFirstMetaBg     = 0x104
 	sBlocksCountHi   = 0x150
 	sChecksumType    = 0x175
+	sJournalInum     = 0xE0
+	sReservedGDT     = 0xCE
 	sBackupBgs       = 0x24C
+	sUsrQuotaInum    = 0x240
+	sGrpQuotaInum    = 0x244
+	sPrjQuotaInum    = 0x26C
+	sOrphanFileInum  = 0x280
 	sChecksumSeed    = 0x270
 	sChecksum        = 0x3FC
 
@@ -79,9 +86,13 @@ const (
 	descSizeOld = 32 // EXT2_MIN_DESC_SIZE
 	descSize64  = 64 // EXT2_MIN_DESC_SIZE_64BIT
 
+	bgBlockBitmapLo  = 0x00
+	bgInodeBitmapLo  = 0x04
 	bgInodeTableLo   = 0x08
 	bgFlags          = 0x12
 	bgItableUnusedLo = 0x1C
+	bgBlockBitmapHi  = 0x20
+	bgInodeBitmapHi  = 0x24
 	bgInodeTableHi   = 0x28
 	bgItableUnusedHi = 0x32
 	bgChecksum       = 0x1E
@@ -128,6 +139,7 @@ type FS struct {
 	csum           bool   // metadata_csum
 	seed           uint32 // the checksum seed
 	uuid           [16]byte
+	scan           *Layout // set by Scan, which opens leniently
 
 	mu    sync.Mutex
 	descs map[uint64][]byte // group descriptor blocks read, by index
@@ -146,8 +158,12 @@ func crc32c(seed uint32, b []byte) uint32 { return ^crc32.Update(^seed, castagno
 func Open(r io.ReaderAt, size int64) (*FS, error) { return OpenOptions(r, size, Options{}) }
 
 // OpenOptions is Open with options.
-func OpenOptions(r io.ReaderAt, size int64, opt Options) (*FS, error) {
-	f := &FS{r: r, size: size, opt: opt, typ: "ext", descs: map[uint64][]byte{}}
+func OpenOptions(r io.ReaderAt, size int64, opt Options) (*FS, error) { return open(r, size, opt, nil) }
+
+// open reads the superblock; scan, when not nil, makes the file system a
+// Scan's and receives its layout.
+func open(r io.ReaderAt, size int64, opt Options, scan *Layout) (*FS, error) {
+	f := &FS{r: r, size: size, opt: opt, typ: "ext", descs: map[uint64][]byte{}, scan: scan}
 	sb, err := f.read(superOff, superLen)
 	if err != nil {
 		return nil, fmt.Errorf("reading the ext superblock: %w", err)
@@ -180,7 +196,7 @@ func (f *FS) superblock(sb []byte) error {
 		f.typ = "ext2"
 	}
 	copy(f.uuid[:], sb[sUUID:sUUID+16])
-	if f.roCompat&roMetadataCsum != 0 {
+	if f.roCompat&roMetadataCsum != 0 && f.scan == nil {
 		if sb[sChecksumType] != 1 {
 			return f.unsupported("superblock: checksum type %d (only crc32c is known)", sb[sChecksumType])
 		}
@@ -196,7 +212,7 @@ func (f *FS) superblock(sb []byte) error {
 	if f.incompat&incompatJournalDev != 0 {
 		return f.unsupported("an external journal device, which holds no files")
 	}
-	if bad := f.incompat &^ incompatKnown; bad != 0 {
+	if bad := f.incompat &^ incompatKnown; bad != 0 && f.scan == nil {
 		return f.unsupported("incompatible features %#x (compression or dirdata)", bad)
 	}
 	log := ondisk.U32(sb, sLogBlockSize)
@@ -207,6 +223,9 @@ func (f *FS) superblock(sb []byte) error {
 	f.blocks = uint64(ondisk.U32(sb, sBlocksCountLo))
 	if f.incompat&incompat64Bit != 0 {
 		f.blocks |= uint64(ondisk.U32(sb, sBlocksCountHi)) << 32
+	}
+	if f.scan != nil {
+		f.scan.Blocks = f.blocks
 	}
 	f.firstData = uint64(ondisk.U32(sb, sFirstDataBlock))
 	f.perGroup = uint64(ondisk.U32(sb, sBlocksPerGroup))
@@ -246,6 +265,10 @@ func (f *FS) superblock(sb []byte) error {
 	}
 	f.firstMetaBg = uint64(ondisk.U32(sb, sFirstMetaBg))
 	f.backupBgs = [2]uint32{ondisk.U32(sb, sBackupBgs), ondisk.U32(sb, sBackupBgs+4)}
+	if f.scan != nil {
+		f.scanLayout(sb)
+		return nil // a scan walks every inode: the root is one among them
+	}
 	// The root directory must be readable for the file system to be.
 	if _, err := f.inode(rootIno); err != nil {
 		return fmt.Errorf("reading the root directory: %w", err)
@@ -333,8 +356,10 @@ func (f *FS) descBlock(i uint64) uint64 {
 
 // group is what a group descriptor says that this reader needs.
 type group struct {
-	inodeTable uint64
-	usedInodes uint64 // inodes from the start of the table that may be in use
+	blockBitmap uint64
+	inodeBitmap uint64
+	inodeTable  uint64
+	usedInodes  uint64 // inodes from the start of the table that may be in use
 }
 
 // group reads group g's descriptor.
@@ -363,9 +388,16 @@ func (f *FS) group(g uint64) (group, error) {
 	if err := f.checkGroup(g, d); err != nil {
 		return group{}, err
 	}
-	gd := group{inodeTable: uint64(ondisk.U32(d, bgInodeTableLo)), usedInodes: f.inodesPerGroup}
+	gd := group{
+		blockBitmap: uint64(ondisk.U32(d, bgBlockBitmapLo)),
+		inodeBitmap: uint64(ondisk.U32(d, bgInodeBitmapLo)),
+		inodeTable:  uint64(ondisk.U32(d, bgInodeTableLo)),
+		usedInodes:  f.inodesPerGroup,
+	}
 	unused := uint64(ondisk.U16(d, bgItableUnusedLo))
 	if f.descSize >= descSize64 {
+		gd.blockBitmap |= uint64(ondisk.U32(d, bgBlockBitmapHi)) << 32
+		gd.inodeBitmap |= uint64(ondisk.U32(d, bgInodeBitmapHi)) << 32
 		gd.inodeTable |= uint64(ondisk.U32(d, bgInodeTableHi)) << 32
 		unused |= uint64(ondisk.U16(d, bgItableUnusedHi)) << 16
 	}
