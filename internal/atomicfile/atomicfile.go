@@ -18,16 +18,32 @@ const TempPrefix = ".tmp-"
 
 // Write writes path through fn.
 func Write(path string, fn func(io.Writer) error) error {
+	return write(path, TempPrefix+filepath.Base(path)+"-*", func(f *os.File) error {
+		bw := bufio.NewWriterSize(f, 1<<16)
+		if err := fn(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+// WriteFile is Write for a writer that needs the file itself (WriteAt,
+// Truncate: a sparse file). The temporary file's name is short, so a
+// path whose last element is already 255 bytes long can be written.
+func WriteFile(path string, fn func(*os.File) error) error {
+	return write(path, TempPrefix+"*", fn)
+}
+
+// write is Write and WriteFile: fn fills a temporary file (0600) named
+// by pattern in path's directory, which is synced, renamed to path and
+// its directory synced; on any error the temporary file is removed.
+func write(path, pattern string, fn func(*os.File) error) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*") // CreateTemp makes 0600 files
+	f, err := os.CreateTemp(dir, pattern) // CreateTemp makes 0600 files
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(f, 1<<16)
-	err = fn(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
+	err = fn(f)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -464,32 +464,14 @@ func (p Part) place(off, n int64) []placed {
 }
 
 // writeSparse writes a file of size bytes at path through fill, which
-// writes only what is not zeros: the rest stays a hole. It writes to a
-// temporary file (0600) in the same directory, with a short name of its
-// own (a collected name may be 255 bytes long already), syncs it, and
-// renames it into place, so path never holds half a file.
+// writes only what is not zeros: the rest stays a hole. atomicfile's
+// WriteFile gives the temporary file a short name (a collected name may
+// be 255 bytes long already), so path never holds half a file.
 func writeSparse(path string, size int64, fill func(io.WriterAt) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, atomicfile.TempPrefix+"triage-*")
-	if err != nil {
-		return err
-	}
-	err = fill(f)
-	if err == nil {
-		err = f.Truncate(size)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return atomicfile.SyncDir(dir)
+	return atomicfile.WriteFile(path, func(f *os.File) error {
+		if err := fill(f); err != nil {
+			return err
+		}
+		return f.Truncate(size)
+	})
 }
