@@ -205,6 +205,7 @@ func crossCheck(t *testing.T, img string, want tree) {
 		// Sleuth Kit 4.11 leaves out exFAT's 10 ms increments, which
 		// can add a second; the test reads them from the image.
 		var crCarry, mCarry int64
+		tskSize := b[6]
 		if fs.g.kind == exfat {
 			off, err := fs.offsetOf(o.entry.ID)
 			if err != nil {
@@ -215,12 +216,22 @@ func crossCheck(t *testing.T, img string, want tree) {
 				t.Fatal(err)
 			}
 			crCarry, mCarry = int64(e[20]/100), int64(e[21]/100)
+			// Sleuth Kit 4.11 reads an entry set that crosses into the
+			// next cluster of its directory from the next cluster on disk,
+			// not the one the FAT names: then its size is another entry's.
+			// The size the test wrote is the authority there.
+			inCluster := (off - fs.g.heapOffset) % fs.g.clusterSize
+			if content, wrote := want[p]; wrote && inCluster+int64(e[1]+1)*entrySize > fs.g.clusterSize &&
+				b[6] != fmt.Sprint(o.stat.Size) && o.stat.Size == int64(len(content)) {
+				t.Logf("%s: entry set crosses a cluster boundary; fls reads size %s there, the file written has %d bytes", p, b[6], len(content))
+				tskSize = fmt.Sprint(o.stat.Size)
+			}
 		}
 		tskTimes := func(i int, carry int64) string {
 			v, _ := strconv.ParseInt(b[i], 10, 64)
 			return fmt.Sprint(v + carry)
 		}
-		wantBody := []string{b[6], b[7], tskTimes(8, mCarry), b[9], tskTimes(10, crCarry)}
+		wantBody := []string{tskSize, b[7], tskTimes(8, mCarry), b[9], tskTimes(10, crCarry)}
 		gotBody := []string{fmt.Sprint(o.stat.Size), fmt.Sprint(unix(o.stat.Atime)), fmt.Sprint(unix(o.stat.Mtime)), fmt.Sprint(unix(o.stat.Ctime)), fmt.Sprint(unix(o.stat.Crtime))}
 		if fmt.Sprint(gotBody) != fmt.Sprint(wantBody) {
 			t.Errorf("%s: size|atime|mtime|ctime|crtime %v, fls -m %v", p, gotBody, wantBody)
