@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -28,4 +30,19 @@ func RequireTool(t testing.TB, names ...string) []string {
 		paths[i] = p
 	}
 	return paths
+}
+
+// Output runs the tool name (required as RequireTool requires it) and
+// returns its standard output; a failure fails the test with its
+// standard error.
+func Output(t testing.TB, name string, args ...string) []byte {
+	t.Helper()
+	path := RequireTool(t, name)[0]
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.Bytes()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
+	"github.com/ebsimager/ebsimager/internal/fsys/fstest"
 	"github.com/ebsimager/ebsimager/internal/ondisk"
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
@@ -47,20 +48,7 @@ var variants = []struct {
 
 func openImage(t testing.TB, img string) (*FS, *os.File) {
 	t.Helper()
-	fh, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fh.Close() })
-	st, err := fh.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := Open(fh, st.Size())
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return f, fh
+	return fstest.OpenImage(t, img, Open)
 }
 
 // buildImage writes the tree, runs mkfs and e2fsck -D (which indexes the

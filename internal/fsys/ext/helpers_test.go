@@ -1,9 +1,7 @@
 package ext
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,14 +14,7 @@ import (
 // run runs a tool and returns its standard output.
 func run(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
-	path := testenv.RequireTool(t, name)[0]
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.Bytes()
+	return testenv.Output(t, name, args...)
 }
 
 func writeFile(t testing.TB, path string, data []byte) {

@@ -14,25 +14,13 @@ import (
 	"unicode/utf16"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
+	"github.com/ebsimager/ebsimager/internal/fsys/fstest"
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
 func openImage(t testing.TB, img string) (*FS, *os.File) {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatalf("Open(%s): %v", img, err)
-	}
-	return fs, f
+	return fstest.OpenImage(t, img, Open)
 }
 
 // ours is one file as the reader shows it.

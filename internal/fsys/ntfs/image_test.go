@@ -16,17 +16,10 @@ import (
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
-// run runs a tool and returns its standard output.
+// tool runs a tool and returns its standard output.
 func tool(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
-	path := testenv.RequireTool(t, name)[0]
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.Bytes()
+	return testenv.Output(t, name, args...)
 }
 
 // pattern returns n deterministic, incompressible bytes.

@@ -12,24 +12,12 @@ import (
 	"testing"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
+	"github.com/ebsimager/ebsimager/internal/fsys/fstest"
 )
 
-func openImage(t testing.TB, path string) (*FS, *os.File) {
+func openImage(t testing.TB, img string) (*FS, *os.File) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatalf("Open(%s): %v", path, err)
-	}
-	return fs, f
+	return fstest.OpenImage(t, img, Open)
 }
 
 func readAll(t testing.TB, f fsys.File) []byte {

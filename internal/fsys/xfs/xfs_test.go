@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ebsimager/ebsimager/internal/fsys"
+	"github.com/ebsimager/ebsimager/internal/fsys/fstest"
 )
 
 // configs are the mkfs.xfs 6.1 variants the reader is checked on.
@@ -45,20 +46,7 @@ var configs = []struct {
 
 func openImage(t testing.TB, img string) (*FS, *os.File) {
 	t.Helper()
-	fh, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fh.Close() })
-	st, err := fh.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := Open(fh, st.Size())
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return f, fh
+	return fstest.OpenImage(t, img, Open)
 }
 
 // TestImages builds images with mkfs.xfs and checks every name, type,
