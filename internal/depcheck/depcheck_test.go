@@ -50,12 +50,15 @@ var rules = []rule{
 	{pkg: "internal/ui", forbid: []string{ebsPkg, sdk}, why: "the UI draws; it does not talk to AWS"},
 	{pkg: "internal/report", forbid: []string{ebsPkg, sdk}, why: "the record is data and its renderers: internal/awsctx makes the AWS calls"},
 	// The EC2 package builds slowly: keep it out of everything but the
-	// report's context calls (internal/awsctx) and the commands that make
-	// them. Test packages are not listed by go list, so their imports are
-	// free.
-	{pkg: "", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/ec2", module + "/internal/awsctx"},
-		why: "only internal/awsctx imports EC2, and only cmd/ imports internal/awsctx", exempt: []string{"internal/awsctx", "cmd/"}},
-	{pkg: "cmd/", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/ec2"}, why: "only internal/awsctx calls the EC2 SDK", direct: true},
+	// three packages that call EC2 (the report's context calls in
+	// internal/awsctx, the preservation step in internal/preserve, the
+	// pre-flight checks in internal/preflight) and the commands that
+	// use them. Test packages are not listed by go list, so their
+	// imports are free.
+	{pkg: "", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/ec2", module + "/internal/awsctx", module + "/internal/preserve", module + "/internal/preflight"},
+		why: "only internal/awsctx, internal/preserve and internal/preflight import EC2, and only cmd/ imports them",
+		exempt: []string{"internal/awsctx", "internal/preserve", "internal/preflight", "cmd/"}},
+	{pkg: "cmd/", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/ec2"}, why: "only internal/awsctx, internal/preserve and internal/preflight call the EC2 SDK", direct: true},
 
 	// Issue 12: the readers of volumes and the formats know nothing of
 	// AWS, and only the command draws.
