@@ -43,6 +43,8 @@ func BenchmarkAccountShares(b *testing.B) {
 	}{
 		{400, 300, 10 * time.Millisecond, 100 * time.Millisecond, true},
 		{400, 300, 10 * time.Millisecond, 100 * time.Millisecond, false},
+		{400, 400, 10 * time.Millisecond, 100 * time.Millisecond, true},
+		{400, 400, 10 * time.Millisecond, 100 * time.Millisecond, false},
 		{1000, 1000, 10 * time.Millisecond, 100 * time.Millisecond, true},
 	} {
 		name := fmt.Sprintf("account%g-snapshot%g-%v-burst%v", c.account, c.snapshot, c.latency, c.burst)

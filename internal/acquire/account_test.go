@@ -37,9 +37,13 @@ func TestAcquireTwoSnapshotsUnderOneAccount(t *testing.T) {
 	)
 	for id, snap := range snaps {
 		wg.Add(1)
+		name := id
+		if id == data {
+			name = "" // the account knows it by its id all the same
+		}
 		go func() {
 			defer wg.Done()
-			res, err := e.acquireWith(context.Background(), t, snap, dirs[id], Options{Account: acct, Name: id}, func(s sink.Sink) sink.Sink { return s })
+			res, err := e.acquireWith(context.Background(), t, snap, dirs[id], Options{Account: acct, Name: name}, func(s sink.Sink) sink.Sink { return s })
 			if err != nil {
 				t.Errorf("%s: %v", id, err)
 			}
