@@ -53,7 +53,6 @@ type acctSnap struct {
 	queue     waiters // its waiting attempts, lowest index first
 	live      int     // ... not canceled
 	served    int64   // the turn it last had; 0: none yet
-	joined    int     // its place in Account.order
 	granted   int64
 	throttled int64
 }
@@ -138,7 +137,7 @@ func (a *Account) Wait(ctx context.Context, name string, index int64) error {
 func (a *Account) snap(name string) *acctSnap {
 	s := a.snaps[name]
 	if s == nil {
-		s = &acctSnap{name: name, joined: len(a.order)}
+		s = &acctSnap{name: name}
 		a.snaps[name] = s
 		a.order = append(a.order, s)
 	}
