@@ -88,3 +88,61 @@ func TestAcquireTwoSnapshotsUnderOneAccount(t *testing.T) {
 	}
 	t.Logf("%d blocks in %d turns: %d account and %d snapshot throttles", blocks, total, thrA, thrS)
 }
+
+// An account throttle is not a snapshot's to learn from: with the
+// account's quota below the Account's rate (another client in the
+// account, a quota lowered) and no quota on the snapshots,
+// every throttle is ACCOUNT_THROTTLED, and neither snapshot's pacer
+// learns a rate from them. Without an Account they are all the limiters
+// have to go by, and both pacers take them as their own.
+func TestAccountThrottlesTeachNoPacer(t *testing.T) {
+	const (
+		root = "snap-0000000000000a0a1"
+		data = "snap-0000000000000d0d2"
+	)
+	for _, shared := range []bool{true, false} {
+		e := newEnv(t, emulator.Options{GetRatePerAccount: 100, GetBurst: emulator.Burst{Requests: 10}},
+			root+"=1GiB,0.05,3", data+"=1GiB,0.05,4")
+		var acct *ebs.Account
+		if shared {
+			acct = ebs.NewAccount(300)
+		}
+		runs := map[string]*Acquisition{}
+		for _, id := range []string{root, data} {
+			src := NewSnapshot(e.snapshot(t, id))
+			runs[id] = New(src, Options{Account: acct, Workers: 16})
+		}
+		var wg sync.WaitGroup
+		for id, a := range runs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := a.Run(context.Background(), &counting{})
+				if err != nil || res.Stored != res.Listed || res.Listed == 0 {
+					t.Errorf("%s: %d of %d blocks stored: %v", id, res.Stored, res.Listed, err)
+				}
+			}()
+		}
+		wg.Wait()
+		c := e.srv.Counters()
+		thrA := c.Count(emulator.OpGetSnapshotBlock, "RequestThrottledException/ACCOUNT_THROTTLED")
+		thrS := c.Count(emulator.OpGetSnapshotBlock, "RequestThrottledException/RESOURCE_LEVEL_THROTTLE")
+		if thrA == 0 || thrS != 0 {
+			t.Fatalf("shared %v: %d account and %d snapshot throttles, want some and none", shared, thrA, thrS)
+		}
+		for id, a := range runs {
+			if r := a.limiter.Rate(); (r == 0) != shared {
+				t.Errorf("shared %v: %s's pacer runs at %v after %d account throttles", shared, id, r, thrA)
+			}
+		}
+		if shared {
+			var counted int64
+			for _, n := range acct.Throttles() {
+				counted += n
+			}
+			if counted != thrA {
+				t.Errorf("the account counted %d of %d account throttles", counted, thrA)
+			}
+		}
+	}
+}
