@@ -43,6 +43,7 @@ type acquireOptions struct {
 	json        bool
 	base        string
 	copyBase    bool
+	targets     string // --targets FILE
 	caseMeta
 	seal sealOptions
 	e01  e01Options
@@ -51,7 +52,7 @@ type acquireOptions struct {
 func newAcquireCommand(aws *awsOptions) *cobra.Command {
 	o := &acquireOptions{}
 	cmd := &cobra.Command{
-		Use:   "acquire SNAPSHOT (--out DIR | --image FILE)",
+		Use:   "acquire SNAPSHOT|VOLUME|INSTANCE... (--out DIR | --image FILE)",
 		Short: "Fetch every block of a snapshot, verified, into an evidence directory or a raw image",
 		Long: fmt.Sprintf(`Fetch every listed block of SNAPSHOT. Each block is checked against the
 SHA-256 AWS served it with before any byte of it is written.
@@ -76,9 +77,29 @@ snapshot of the same volume (stored with the same --compress/--encrypt),
 only the blocks ListChangedBlocks reports between the two snapshots are
 fetched; every other block is taken from the base, hard-linked (copied
 with --copy-base, or when linking fails). The result is a complete
-evidence directory of SNAPSHOT.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
-		Args: cobra.ExactArgs(1),
+evidence directory of SNAPSHOT.
+
+A case: with more than one target, any volume (vol-…) or instance (i-…)
+target, or --targets FILE (one id a line), every snapshot is acquired at
+once into an evidence directory of its own, DIR/<snapshot-id>/, each
+exactly as a single acquisition would make it, and DIR/case.json and
+DIR/case.txt record the case: targets, instances, devices, volumes,
+snapshots, each manifest's SHA-256 and each volume's result. A volume's
+failure stops only that volume. The exit code is 3 when any volume is
+incomplete, else the first failed volume's; case.json says which.
+Running the same command again resumes every volume: complete ones are
+checked and left as they are.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
+		Args: acquireArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			targets, err := o.caseTargets(args)
+			if err != nil {
+				return err
+			}
+			if targets != nil {
+				if err := o.checkCase(); err != nil {
+					return err
+				}
+			}
 			if (o.out == "") == (o.image == "") {
 				return usagef("give exactly one of --out DIR and --image FILE")
 			}
@@ -104,6 +125,9 @@ evidence directory of SNAPSHOT.`, raw.DefaultWindow, raw.DefaultWindow*block.Siz
 			if err := ebs.CheckRate(o.maxRate); err != nil {
 				return usagef("--max-rate: %v", err)
 			}
+			if targets != nil {
+				return runCase(cmd.Context(), cmd, aws, targets, o)
+			}
 			return runAcquire(cmd.Context(), cmd, aws, args[0], o)
 		},
 	}
@@ -119,6 +143,7 @@ evidence directory of SNAPSHOT.`, raw.DefaultWindow, raw.DefaultWindow*block.Siz
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
 	f.StringVar(&o.base, "base", "", "evidence directory of an earlier snapshot of the volume: fetch only the changed blocks")
 	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
+	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR")
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
 	o.e01.addFlags(cmd)
@@ -185,30 +210,49 @@ type acquisition struct {
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
+	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
+	sum, err := acquireSnapshot(ctx, aws, id, o, drawProgress(status))
+	status.Done("")
+	if err != nil {
+		// An incomplete run (FailedBlocks set, if empty) is summarized too.
+		if o.json && sum.FailedBlocks != nil {
+			if perr := printAcquireSummary(cmd.OutOrStdout(), sum, true); perr != nil {
+				return perr
+			}
+		}
+		return err
+	}
+	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
+}
+
+// acquireSnapshot acquires snapshot id into o.out (an evidence directory)
+// or o.image, calling progress with the run's counters, and returns its
+// summary without printing anything. The summary of an incomplete run
+// has FailedBlocks set (not nil).
+func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquireOptions, progress func(acquire.Progress)) (acquireSummary, error) {
 	snap, cfg, err := aws.snapshot(ctx, id)
 	if err != nil {
-		return err
+		return acquireSummary{}, err
 	}
 	snap.Policy.MaxAttempts = o.maxAttempts
 	hashes, err := o.hashList()
 	if err != nil {
-		return err
+		return acquireSummary{}, err
 	}
-	started := time.Now()
-	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), started))
+	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), time.Now()))
 	if err != nil {
-		return err
+		return acquireSummary{}, err
 	}
 	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts}
 	var seal sealed
 	if o.out != "" {
 		unlock, err := lockEvidenceDir(o.out, "acquire")
 		if err != nil {
-			return err
+			return acquireSummary{}, err
 		}
 		defer unlock()
 		if seal, err = a.openBase(); err != nil {
-			return err
+			return acquireSummary{}, err
 		}
 	}
 	var src acquire.Source = acquire.NewSnapshot(snap)
@@ -217,30 +261,26 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	}
 	info, err := src.Info(ctx)
 	if err != nil {
-		return a.listingError(err)
+		return acquireSummary{}, a.listingError(err)
 	}
 	if err := a.open(info, hashes, seal); err != nil {
-		return err
+		return acquireSummary{}, err
 	}
 	defer a.release()
-	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: drawProgress(status)}
+	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: progress}
 	awsInfo := gatherContext(ctx, cfg, id)
 	res, err := acquire.New(src, opts).Run(ctx, a.out)
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
-	if err == nil && a.st != nil {
+	switch {
+	case err == nil && a.st != nil:
 		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)
-	} else if err == nil {
+	case err == nil:
 		err = a.finishImage(res, &sum, awsInfo)
-	} else {
+	default:
 		a.out.Abort()
-		err = a.failed(cmd, err, res, &sum, awsInfo)
+		err = a.failed(err, res, &sum, awsInfo)
 	}
-	status.Done("")
-	if err != nil {
-		return err
-	}
-	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
+	return sum, err
 }
 
 // hashList is --hash: the whole-image hashes of a raw --image.
@@ -347,7 +387,7 @@ func newAcquireSummary(id, region, output string, res acquire.Result) acquireSum
 
 // failed reports a run that stopped, the output already aborted: an
 // incomplete one is recorded in the evidence directory and summarized.
-func (a *acquisition) failed(cmd *cobra.Command, err error, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+func (a *acquisition) failed(err error, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
 	var incomplete *acquire.IncompleteError
 	if !errors.As(err, &incomplete) {
 		return a.listingError(err)
@@ -358,11 +398,6 @@ func (a *acquisition) failed(cmd *cobra.Command, err error, res acquire.Result, 
 		rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
 		if rerr := recordIncomplete(a.o.out, rec); rerr != nil {
 			err = fmt.Errorf("%w\n(and writing the record of the failures: %v)", err, rerr)
-		}
-	}
-	if a.o.json {
-		if perr := printAcquireSummary(cmd.OutOrStdout(), *sum, true); perr != nil {
-			return perr
 		}
 	}
 	return withHint(err, incompleteHint(a.o))
