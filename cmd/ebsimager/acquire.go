@@ -44,6 +44,10 @@ type acquireOptions struct {
 	base        string
 	copyBase    bool
 	targets     string // --targets FILE
+	accountRate float64
+	// account is the one account limiter every snapshot of a case (or a
+	// single snapshot given --account-rate) is acquired under.
+	account *ebs.Account
 	caseMeta
 	seal sealOptions
 	e01  e01Options
@@ -125,6 +129,12 @@ checked and left as they are.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>
 			if err := ebs.CheckRate(o.maxRate); err != nil {
 				return usagef("--max-rate: %v", err)
 			}
+			if err := ebs.CheckRate(o.accountRate); err != nil {
+				return usagef("--account-rate: %v", err)
+			}
+			if targets != nil || cmd.Flags().Changed("account-rate") {
+				o.account = ebs.NewAccount(o.accountRate)
+			}
 			if targets != nil {
 				return runCase(cmd.Context(), cmd, aws, targets, o)
 			}
@@ -143,6 +153,7 @@ checked and left as they are.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
 	f.StringVar(&o.base, "base", "", "evidence directory of an earlier snapshot of the volume: fetch only the changed blocks")
 	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
+	f.Float64Var(&o.accountRate, "account-rate", ebs.DefaultAccountRate, "GetSnapshotBlock requests per second shared fairly by every snapshot of a case: the account's quota in the Region (0: no account limit)")
 	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR")
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
@@ -267,7 +278,7 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 		return acquireSummary{}, err
 	}
 	defer a.release()
-	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: progress}
+	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: progress, Account: o.account, Name: id}
 	awsInfo := gatherContext(ctx, cfg, id)
 	res, err := acquire.New(src, opts).Run(ctx, a.out)
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)

@@ -88,6 +88,7 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 	if err != nil {
 		return err
 	}
+	c.AccountRate = o.account.Rate()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	runErr := casework.Run(ctx, c, caseAcquirer(aws, o), casework.Options{
 		Code:     func(err error) int { return exitCode(ctx, err) },
@@ -138,8 +139,11 @@ func caseAcquirer(aws *awsOptions, o *acquireOptions) casework.Acquirer {
 	return func(ctx context.Context, v casework.Volume, progress func(acquire.Progress)) (casework.Result, error) {
 		one := *o
 		one.out = filepath.Join(o.out, v.Directory)
+		before := o.account.Stats()[v.SnapshotID]
 		sum, err := acquireSnapshot(ctx, aws, v.SnapshotID, &one, progress)
-		return volumeResult(sum), err
+		res := volumeResult(sum)
+		res.AccountTurns = o.account.Stats()[v.SnapshotID] - before
+		return res, err
 	}
 }
 

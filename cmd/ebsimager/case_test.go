@@ -8,7 +8,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/sampledisk"
@@ -66,7 +68,7 @@ func TestAcquireCaseOfSnapshots(t *testing.T) {
 
 	cs := loadCase(t, out)
 	if cs.Format != casework.Format || cs.Status != casework.StatusComplete || cs.ExitCode != 0 || cs.Runs != 1 ||
-		strings.Join(cs.Targets, " ") != snapA+" "+snapRaw || len(cs.Volumes) != 2 || cs.Preservation != "" {
+		strings.Join(cs.Targets, " ") != snapA+" "+snapRaw || len(cs.Volumes) != 2 || cs.Preservation != "" || cs.AccountRate != 1000 {
 		t.Fatalf("case.json: %+v", cs)
 	}
 	var blocks int64
@@ -74,11 +76,14 @@ func TestAcquireCaseOfSnapshots(t *testing.T) {
 		v := cs.Volumes[i]
 		ev := filepath.Join(out, id)
 		if v.SnapshotID != id || v.Directory != id || v.Status != casework.StatusComplete || v.ManifestSHA256 != manifestSum(t, ev) ||
-			v.Fetched != v.Blocks || v.Kept != 0 || v.GetCalls != v.Blocks || v.ListCalls < 1 || v.Error != "" || v.Bytes != v.Blocks*512<<10 {
+			v.Fetched != v.Blocks || v.Kept != 0 || v.GetCalls != v.Blocks || v.ListCalls < 1 || v.Error != "" || v.Bytes != v.Blocks*512<<10 || v.AccountTurns != v.GetCalls {
 			t.Fatalf("volume %d: %+v", i, v)
 		}
 		blocks += v.Blocks
 		c.ok("verify", ev)
+	}
+	if a, b := cs.Volumes[0], cs.Volumes[1]; !a.Started.Before(b.Finished) || !b.Started.Before(a.Finished) {
+		t.Fatalf("the volumes were not acquired at once: %v–%v and %v–%v", a.Started, a.Finished, b.Started, b.Finished)
 	}
 	if gets != blocks {
 		t.Fatalf("%d Gets for %d blocks", gets, blocks)
@@ -208,4 +213,17 @@ func TestAcquireCaseFailures(t *testing.T) {
 		t.Fatalf("case.json after the rerun: %+v", cs)
 	}
 	c.ok("verify", filepath.Join(out, snapB))
+}
+
+// The progress line shows every volume, by device when it has one.
+func TestCaseLine(t *testing.T) {
+	vols := []casework.Progress{
+		{SnapshotID: snapA, Device: "/dev/xvda", Status: casework.StatusPending, Progress: acquire.Progress{Listed: 100, ListingDone: true, Stored: 40, Skipped: 10, Bytes: 40 << 19}},
+		{SnapshotID: snapB, Status: casework.StatusPending, Progress: acquire.Progress{Listed: 7, Stored: 3, Bytes: 3 << 19, Failed: 1}},
+		{SnapshotID: snapRaw, Status: casework.StatusIncomplete, Progress: acquire.Progress{Listed: 9, ListingDone: true, Stored: 8, Bytes: 8 << 19, Failed: 1}},
+	}
+	want := "/dev/xvda 50/100 · " + snapB + " 3/listing… · " + snapRaw + " incomplete  25.5 MiB  2.5 MiB/s  retries 0  failed 2"
+	if got := caseLine(vols, 10*time.Second); got != want {
+		t.Fatalf("caseLine:\n%s\nwant\n%s", got, want)
+	}
 }

@@ -79,6 +79,9 @@ type Volume struct {
 // Result is how one volume's acquisition went in the latest run.
 type Result struct {
 	Status string `json:"status"`
+	// Started and Finished bound this volume's acquisition in the run.
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
 	// ManifestSHA256 is the SHA-256 of the evidence directory's
 	// manifest.jsonl (complete evidence only).
 	ManifestSHA256 string  `json:"manifest_sha256,omitempty"`
@@ -91,6 +94,9 @@ type Result struct {
 	ListCalls      int64   `json:"list_calls"`
 	GetCalls       int64   `json:"get_calls"`
 	Retries        int64   `json:"retries"`
+	// AccountTurns is the GetSnapshotBlock attempts the account limiter
+	// gave this volume in the run.
+	AccountTurns int64 `json:"account_turns"`
 	// RetriesByKind splits Retries (throttle, server-error, …).
 	RetriesByKind map[string]int64 `json:"retries_by_kind,omitempty"`
 	Error         string           `json:"error,omitempty"`

@@ -72,8 +72,10 @@ func Run(ctx context.Context, c *Case, acq Acquirer, o Options) error {
 	for i := range c.Volumes {
 		g.Go(func() error {
 			v := &c.Volumes[i]
+			started := time.Now().UTC()
 			res, err := acq(ctx, *v, func(p acquire.Progress) { board.set(i, p, StatusPending) })
 			res.Status, res.Error, res.ExitCode = status(err), "", 0
+			res.Started, res.Finished = started, time.Now().UTC()
 			if err != nil {
 				res.Error, res.ExitCode = err.Error(), o.Code(err)
 			}
