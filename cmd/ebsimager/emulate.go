@@ -64,7 +64,11 @@ REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.
 The same endpoint answers EC2 DescribeSnapshots and STS GetCallerIdentity
 for the chain-of-custody record. --snapshot-meta snap-ID:FIELD=VALUE sets
 what DescribeSnapshots reports, FIELD one of volume-id, owner, start-time,
-encrypted, kms-key, description, tag:KEY; --deny-describe-snapshots and
+encrypted, kms-key, description, tag:KEY, and for the pre-flight checks
+storage-tier (standard or archive), public (true or false), outpost-arn and
+state (completed, pending or error): the EBS direct APIs refuse a snapshot
+that is not completed, archived, public or on an Outpost with
+ValidationException INVALID_SNAPSHOT_ID. --deny-describe-snapshots and
 --deny-get-caller-identity refuse those calls.`
 }
 

@@ -68,6 +68,9 @@ type Options struct {
 	// (UnauthorizedOperation, AccessDenied), for the missing-permissions
 	// path of the chain-of-custody record.
 	DenyDescribeSnapshots, DenyGetCallerIdentity bool
+	// DenyEC2 lists EC2 actions ("CreateSnapshots", "LockSnapshot", …)
+	// answered with UnauthorizedOperation.
+	DenyEC2 []string
 
 	// Now is the clock for token expiry and the rate limiters (default
 	// time.Now). Latency always uses real time.

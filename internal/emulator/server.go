@@ -33,6 +33,10 @@ type Server struct {
 	listSeq         atomic.Uint64
 	snapSeq         atomic.Uint64
 
+	// ec2mu guards the EC2 side's mutable state: the instances and
+	// volumes, and each snapshot's fields that EC2 actions change.
+	ec2mu sync.Mutex
+
 	mu      sync.Mutex
 	srv     *http.Server
 	closers []interface{ Close() error }
