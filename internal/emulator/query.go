@@ -49,6 +49,10 @@ var ec2Actions = map[string]ec2Handler{
 		return s.describeSnapshots(form, reqID)
 	},
 	OpDescribeSnapshotAttribute: (*Server).describeSnapshotAttribute,
+	OpDescribeInstances:         (*Server).describeInstances,
+	OpDescribeVolumes:           (*Server).describeVolumes,
+	OpCreateSnapshot:            (*Server).createSnapshot,
+	OpCreateSnapshots:           (*Server).createSnapshots,
 }
 
 // maxQueryBody bounds a Query request body: a DescribeSnapshots form with

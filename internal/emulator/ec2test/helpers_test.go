@@ -6,6 +6,8 @@ package ec2test
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,8 +15,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ebs"
 	ebstypes "github.com/aws/aws-sdk-go-v2/service/ebs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/ebsimager/ebsimager/internal/block"
 )
 
 // ec2Client is an EC2 client for endpoint in region (us-east-1 when
@@ -73,4 +78,93 @@ func ebsReason(err error) (string, string) {
 func listErr(c *ebs.Client, id string) error {
 	_, err := c.ListSnapshotBlocks(context.Background(), &ebs.ListSnapshotBlocksInput{SnapshotId: aws.String(id)})
 	return err
+}
+
+// pattern returns a block whose bytes are a function of seed.
+func pattern(seed byte) []byte {
+	p := make([]byte, block.Size)
+	for i := range p {
+		p[i] = byte(i*7) ^ seed
+	}
+	p[0] = seed | 1 // never all zero
+	return p
+}
+
+// writeBlocks writes blocks into the image at path, creating it with size
+// bytes (zeros elsewhere) when it does not exist.
+func writeBlocks(t *testing.T, path string, size int64, blocks map[int64][]byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range blocks {
+		if _, err := f.WriteAt(b, i*block.Size); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readAll lists a snapshot and fetches every listed block.
+func readAll(t *testing.T, c *ebs.Client, id string) map[int64][]byte {
+	t.Helper()
+	ctx := context.Background()
+	out := map[int64][]byte{}
+	in := &ebs.ListSnapshotBlocksInput{SnapshotId: aws.String(id)}
+	for {
+		page, err := c.ListSnapshotBlocks(ctx, in)
+		if err != nil {
+			t.Fatalf("listing %s: %v", id, err)
+		}
+		for _, b := range page.Blocks {
+			got, err := c.GetSnapshotBlock(ctx, &ebs.GetSnapshotBlockInput{SnapshotId: aws.String(id),
+				BlockIndex: b.BlockIndex, BlockToken: b.BlockToken})
+			if err != nil {
+				t.Fatalf("getting %s block %d: %v", id, aws.ToInt32(b.BlockIndex), err)
+			}
+			data, err := io.ReadAll(got.BlockData)
+			got.BlockData.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[int64(aws.ToInt32(b.BlockIndex))] = data
+		}
+		if page.NextToken == nil {
+			return out
+		}
+		in.NextToken = page.NextToken
+	}
+}
+
+// changed lists the changed block indexes between two snapshots.
+func changed(t *testing.T, c *ebs.Client, first, second string) []int64 {
+	t.Helper()
+	var out []int64
+	in := &ebs.ListChangedBlocksInput{FirstSnapshotId: aws.String(first), SecondSnapshotId: aws.String(second)}
+	for {
+		page, err := c.ListChangedBlocks(context.Background(), in)
+		if err != nil {
+			t.Fatalf("changed blocks %s..%s: %v", first, second, err)
+		}
+		for _, b := range page.ChangedBlocks {
+			out = append(out, int64(aws.ToInt32(b.BlockIndex)))
+		}
+		if page.NextToken == nil {
+			return out
+		}
+		in.NextToken = page.NextToken
+	}
+}
+
+// tagMap turns EC2 tags into a map.
+func tagMap(tags []ec2types.Tag) map[string]string {
+	m := map[string]string{}
+	for _, t := range tags {
+		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return m
 }
