@@ -46,6 +46,10 @@ type Case struct {
 	// (preservation.json) when a preservation step made or chose the
 	// snapshots; empty when every target was a snapshot.
 	Preservation string `json:"preservation,omitempty"`
+	// PreservationError is why the preservation step stopped part way:
+	// the case holds the snapshots it had made, which a rerun acquires
+	// without preserving again.
+	PreservationError string `json:"preservation_error,omitempty"`
 	// AccountRate is the GetSnapshotBlock requests per second every
 	// volume shared (0: no account limit).
 	AccountRate float64 `json:"account_rate"`

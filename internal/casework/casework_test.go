@@ -131,3 +131,56 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("case.txt:\n%s\nwant:\n%s", text, want)
 	}
 }
+
+func TestPlanVolumes(t *testing.T) {
+	const inst, vol = "i-0123456789abcdef0", "vol-0aaaaaaaaaaaaaaa1"
+	pres := []Preserved{
+		{InstanceID: inst, Device: "/dev/xvda", VolumeID: "vol-01", SnapshotID: "snap-01"},
+		{InstanceID: inst, Device: "/dev/sdf", VolumeID: "vol-02", SnapshotID: "snap-02"},
+		{VolumeID: vol, SnapshotID: "snap-03"},
+		{VolumeID: "vol-09", SnapshotID: "snap-09"},
+	}
+	var got []string
+	for _, v := range PlanVolumes([]string{"snap-05", vol, inst, "snap-02"}, pres) {
+		got = append(got, v.SnapshotID+"@"+v.InstanceID+v.Device+":"+v.VolumeID)
+	}
+	want := "snap-05@: snap-03@:" + vol + " snap-01@" + inst + "/dev/xvda:vol-01 snap-02@" + inst + "/dev/sdf:vol-02 snap-09@:vol-09"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("PlanVolumes:\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+}
+
+func TestReadPreservation(t *testing.T) {
+	dir := t.TempDir()
+	const inst = "i-0123456789abcdef0"
+	if _, found, err := ReadPreservation(dir, []string{inst}); found || err != nil {
+		t.Fatalf("no record: %v %v", found, err)
+	}
+	rec := `{"targets":["` + inst + `"],"snapshots":[{"instance_id":"` + inst + `","device":"/dev/xvda","volume_id":"vol-01","snapshot_id":"snap-0aaaaaaaaaaaaaaa1","acquire":"snap-0aaaaaaaaaaaaaaa2"}],"calls":[]}`
+	os.WriteFile(filepath.Join(dir, PreservationJSON), []byte(rec), 0o600)
+	os.WriteFile(filepath.Join(dir, PreservationText), []byte("text"), 0o600)
+	got, found, err := ReadPreservation(dir, []string{inst})
+	if err != nil || !found || len(got) != 1 || got[0] != (Preserved{InstanceID: inst, Device: "/dev/xvda", VolumeID: "vol-01", SnapshotID: "snap-0aaaaaaaaaaaaaaa2"}) {
+		t.Fatalf("ReadPreservation: %+v %v %v", got, found, err)
+	}
+	var ce *ConflictError
+	if _, _, err := ReadPreservation(dir, []string{"i-0123abcd"}); !errors.As(err, &ce) {
+		t.Fatalf("other targets: %v", err)
+	}
+	for n := 1; n <= 2; n++ {
+		os.WriteFile(filepath.Join(dir, PreservationJSON), []byte(rec), 0o600)
+		name, err := SetAsidePreservation(dir)
+		if err != nil || name != fmt.Sprintf("preservation.failed-%d.json", n) {
+			t.Fatalf("SetAsidePreservation: %q %v", name, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "preservation.failed-1.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := ReadPreservation(dir, []string{inst}); found {
+		t.Fatal("the record was not set aside")
+	}
+}

@@ -22,6 +22,9 @@ func (c *Case) WriteText(w io.Writer) error {
 	if c.Preservation != "" {
 		fmt.Fprintf(w, "  preservation  %s\n", c.Preservation)
 	}
+	if c.PreservationError != "" {
+		fmt.Fprintf(w, "  preservation  stopped part way: %s\n", strings.ReplaceAll(c.PreservationError, "\n", "\n                "))
+	}
 	if c.AccountRate > 0 {
 		fmt.Fprintf(w, "  account       %g GetSnapshotBlock requests/s shared by every volume\n", c.AccountRate)
 	} else {
