@@ -550,14 +550,10 @@ func (p *preservation) share(ctx context.Context) error {
 }
 
 func (p *preservation) shareOne(ctx context.Context, f final) error {
-	perm := &ec2types.CreateVolumePermissionModifications{}
-	for _, a := range p.o.ShareWith {
-		perm.Add = append(perm.Add, ec2types.CreateVolumePermission{UserId: aws.String(a)})
-	}
 	_, err := do(ctx, p.c, request{api: "ec2:ModifySnapshotAttribute", region: f.region, target: f.id,
 		asked: fmt.Sprintf("%s createVolumePermission add %s", f.id, strings.Join(p.o.ShareWith, " "))},
 		p.c.ec2(f.region).ModifySnapshotAttribute, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(f.id),
-			Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission, CreateVolumePermission: perm},
+			Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission, OperationType: ec2types.OperationTypeAdd, UserIds: p.o.ShareWith},
 		func(*ec2.ModifySnapshotAttributeOutput) string { return "ok" })
 	if err != nil {
 		return err
