@@ -70,10 +70,10 @@ func TestCrossCheckMoto(t *testing.T) {
 	instance, vols := motoInstance(t, c)
 	const forensic = "210987654321"
 	o := preserve.Options{
-		Case:      report.Case{CaseNumber: "2024-017", EvidenceNumber: "E-3", Examiner: "J. Doe"},
-		Tags:      []report.Tag{{Key: "team", Value: "ir"}},
-		Tool:      report.Tool{Version: "9.9.9", CommandLine: []string{"ebsimager", "snapshot", instance}},
-		Wait:      true, PollInterval: 50 * time.Millisecond, Timeout: time.Minute,
+		Case: report.Case{CaseNumber: "2024-017", EvidenceNumber: "E-3", Examiner: "J. Doe"},
+		Tags: []report.Tag{{Key: "team", Value: "ir"}},
+		Tool: report.Tool{Version: "9.9.9", CommandLine: []string{"ebsimager", "snapshot", instance}},
+		Wait: true, PollInterval: 50 * time.Millisecond, Timeout: time.Minute,
 		ShareWith: []string{forensic},
 	}
 	res, err := preserve.Run(context.Background(), cfg, []string{instance}, o)
