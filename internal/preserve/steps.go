@@ -336,7 +336,7 @@ func tagsText(tags []report.Tag) string {
 func createdSummary(o *ec2.CreateSnapshotsOutput) string {
 	var parts []string
 	for _, s := range o.Snapshots {
-		parts = append(parts, fmt.Sprintf("%s of %s %s", aws.ToString(s.SnapshotId), aws.ToString(s.VolumeId), s.State))
+		parts = append(parts, strings.TrimSpace(fmt.Sprintf("%s of %s %s", aws.ToString(s.SnapshotId), aws.ToString(s.VolumeId), s.State)))
 	}
 	return orNothing(strings.Join(parts, ", "))
 }
@@ -347,7 +347,7 @@ func (p *preservation) createOne(ctx context.Context, v volume) error {
 		TagSpecifications: tagSpec(tags)}
 	out, err := do(ctx, p.c, request{api: "ec2:CreateSnapshot", region: p.region, target: v.id, asked: v.id, creates: true},
 		p.c.ec2(p.region).CreateSnapshot, in, func(o *ec2.CreateSnapshotOutput) string {
-			return fmt.Sprintf("%s of %s %s", aws.ToString(o.SnapshotId), aws.ToString(o.VolumeId), o.State)
+			return strings.TrimSpace(fmt.Sprintf("%s of %s %s", aws.ToString(o.SnapshotId), aws.ToString(o.VolumeId), o.State))
 		})
 	if err != nil {
 		return err
