@@ -44,6 +44,8 @@ type acquireOptions struct {
 	base        string
 	copyBase    bool
 	targets     string // --targets FILE
+	useLatest   bool
+	preserve    preserveOptions
 	accountRate float64
 	// account is the one account limiter every snapshot of a case (or a
 	// single snapshot given --account-rate) is acquired under.
@@ -88,52 +90,23 @@ target, or --targets FILE (one id a line), every snapshot is acquired at
 once into an evidence directory of its own, DIR/<snapshot-id>/, each
 exactly as a single acquisition would make it, and DIR/case.json and
 DIR/case.txt record the case: targets, instances, devices, volumes,
-snapshots, each manifest's SHA-256 and each volume's result. A volume's
+snapshots, each manifest's SHA-256 and each volume's result. An instance
+or a volume is first preserved as the snapshot command does it, with
+the same flags (--exclude-boot, --device, --tag, --lock, --share-with,
+--copy, ...; or --use-latest: the newest completed snapshot of each
+volume), its custody record going into DIR/preservation.json and .txt.
+All snapshots are acquired at once under one account limiter
+(--account-rate), each also under its own adaptive limit. A volume's
 failure stops only that volume. The exit code is 3 when any volume is
 incomplete, else the first failed volume's; case.json says which.
-Running the same command again resumes every volume: complete ones are
-checked and left as they are.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
+Running the same command again resumes every volume (complete ones are
+checked and left as they are) and never makes new snapshots: it takes
+those recorded in DIR.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 		Args: acquireArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			targets, err := o.caseTargets(args)
+			targets, err := o.check(cmd, args)
 			if err != nil {
 				return err
-			}
-			if targets != nil {
-				if err := o.checkCase(); err != nil {
-					return err
-				}
-			}
-			if (o.out == "") == (o.image == "") {
-				return usagef("give exactly one of --out DIR and --image FILE")
-			}
-			if o.image != "" && (o.seal.encrypting() || cmd.Flags().Changed("compress")) {
-				return usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
-			}
-			if o.base != "" && o.out == "" {
-				return usagef("--base needs --out DIR: the unchanged blocks are taken into an evidence directory")
-			}
-			if o.copyBase && o.base == "" {
-				return usagef("--copy-base applies to --base")
-			}
-			if err := o.e01.refuseUnless(cmd, isE01(o.image), "an evidence directory or a raw image"); err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("hash") && (o.image == "" || isE01(o.image)) {
-				return usagef("--hash applies only to a raw --image FILE: an evidence directory keeps every block's SHA-256, and an E01 always holds MD5 and SHA-1 (and SHA-256 beside it)")
-			}
-			o.e01.replace = o.force
-			if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
-				return usagef("--workers, --max-rate and --max-attempts must not be negative")
-			}
-			if err := ebs.CheckRate(o.maxRate); err != nil {
-				return usagef("--max-rate: %v", err)
-			}
-			if err := ebs.CheckRate(o.accountRate); err != nil {
-				return usagef("--account-rate: %v", err)
-			}
-			if targets != nil || cmd.Flags().Changed("account-rate") {
-				o.account = ebs.NewAccount(o.accountRate)
 			}
 			if targets != nil {
 				return runCase(cmd.Context(), cmd, aws, targets, o)
@@ -155,10 +128,61 @@ checked and left as they are.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>
 	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
 	f.Float64Var(&o.accountRate, "account-rate", ebs.DefaultAccountRate, "GetSnapshotBlock requests per second shared fairly by every snapshot of a case: the account's quota in the Region (0: no account limit)")
 	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR")
+	f.BoolVar(&o.useLatest, "use-latest", false, "for instance and volume targets: acquire the newest completed snapshot of each volume instead of making one")
+	o.preserve.addFlags(cmd)
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
 	o.e01.addFlags(cmd)
 	return cmd
+}
+
+// check checks the flags and arguments, and returns the targets of a
+// case (nil: one snapshot, args[0]).
+func (o *acquireOptions) check(cmd *cobra.Command, args []string) ([]string, error) {
+	targets, err := o.caseTargets(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.checkPreserve(cmd, targets); err != nil {
+		return nil, err
+	}
+	if targets != nil {
+		if err := o.checkCase(); err != nil {
+			return nil, err
+		}
+	}
+	if (o.out == "") == (o.image == "") {
+		return nil, usagef("give exactly one of --out DIR and --image FILE")
+	}
+	if o.image != "" && (o.seal.encrypting() || cmd.Flags().Changed("compress")) {
+		return nil, usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
+	}
+	if o.base != "" && o.out == "" {
+		return nil, usagef("--base needs --out DIR: the unchanged blocks are taken into an evidence directory")
+	}
+	if o.copyBase && o.base == "" {
+		return nil, usagef("--copy-base applies to --base")
+	}
+	if err := o.e01.refuseUnless(cmd, isE01(o.image), "an evidence directory or a raw image"); err != nil {
+		return nil, err
+	}
+	if cmd.Flags().Changed("hash") && (o.image == "" || isE01(o.image)) {
+		return nil, usagef("--hash applies only to a raw --image FILE: an evidence directory keeps every block's SHA-256, and an E01 always holds MD5 and SHA-1 (and SHA-256 beside it)")
+	}
+	o.e01.replace = o.force
+	if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
+		return nil, usagef("--workers, --max-rate and --max-attempts must not be negative")
+	}
+	if err := ebs.CheckRate(o.maxRate); err != nil {
+		return nil, usagef("--max-rate: %v", err)
+	}
+	if err := ebs.CheckRate(o.accountRate); err != nil {
+		return nil, usagef("--account-rate: %v", err)
+	}
+	if targets != nil || cmd.Flags().Changed("account-rate") {
+		o.account = ebs.NewAccount(o.accountRate)
+	}
+	return targets, nil
 }
 
 // acquireSummary is what --json prints.

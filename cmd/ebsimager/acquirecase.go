@@ -84,7 +84,7 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 		return err
 	}
 	defer unlock()
-	c, err := planCase(o.out, targets)
+	c, err := planCase(ctx, cmd, aws, o, targets)
 	if err != nil {
 		return err
 	}
@@ -113,24 +113,38 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 	return nil
 }
 
-// planCase returns the case in dir to resume, or plans a new one and
-// records it before anything is acquired, so that a rerun finds the same
-// snapshots.
-func planCase(dir string, targets []string) (*casework.Case, error) {
-	c, err := casework.Load(dir, targets)
+// planCase returns the case in DIR to resume, or plans a new one: its
+// instance and volume targets preserved first (see preserveCase). The
+// plan is recorded before anything is acquired, so that a rerun finds
+// the same snapshots and never makes new ones; a preservation that
+// stopped part way records the snapshots it made, and its error.
+func planCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acquireOptions, targets []string) (*casework.Case, error) {
+	c, err := casework.Load(o.out, targets)
+	if c != nil && len(preserveTargets(targets)) > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: resuming the case in %s: acquiring the snapshots it recorded; nothing is preserved again\n", o.out)
+	}
 	if err != nil || c != nil {
 		return c, err
 	}
-	for _, t := range targets {
-		if k, _ := casework.KindOf(t); k != casework.KindSnapshot {
-			return nil, usagef("%s: instance and volume targets need the preservation step, which this build does not have yet", t)
+	var preserved []casework.Preserved
+	var preserveErr error
+	if pt := preserveTargets(targets); len(pt) > 0 {
+		preserved, preserveErr = preserveCase(ctx, cmd, aws, o, pt)
+		if len(preserved) == 0 {
+			return nil, preserveErr
 		}
 	}
-	c = casework.New(targets, casework.SnapshotVolumes(targets), toolVersion(), time.Now().UTC())
-	if err := c.Save(dir); err != nil {
-		return nil, fmt.Errorf("recording the case's plan: %w", err)
+	c = casework.New(targets, casework.PlanVolumes(targets, preserved), toolVersion(), time.Now().UTC())
+	if preserved != nil {
+		c.Preservation = casework.PreservationJSON
 	}
-	return c, nil
+	if preserveErr != nil {
+		c.PreservationError = preserveErr.Error()
+	}
+	if err := c.Save(o.out); err != nil {
+		return nil, errors.Join(preserveErr, fmt.Errorf("recording the case's plan: %w", err))
+	}
+	return c, preserveErr
 }
 
 // caseAcquirer acquires one volume of a case into its own evidence

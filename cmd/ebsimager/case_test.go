@@ -227,3 +227,31 @@ func TestCaseLine(t *testing.T) {
 		t.Fatalf("caseLine:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// The flags of one snapshot, or of the preservation step, are refused
+// where they do not apply, before anything is asked of AWS.
+func TestAcquireCaseUsage(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "http://127.0.0.1:1")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "case")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"acquire", snapA, snapB, "--image", filepath.Join(dir, "x.raw")}, "--image applies to a single snapshot"},
+		{[]string{"acquire", caseInstance, "--out", out, "--base", dir}, "--base applies to a single snapshot"},
+		{[]string{"acquire", caseInstance, "--out", out, "--no-wait"}, "--no-wait applies to snapshot"},
+		{[]string{"acquire", snapA, "--out", out, "--lock", "governance"}, "--lock applies to instance (i-…) and volume (vol-…) targets"},
+		{[]string{"acquire", snapA, snapB, "--out", out, "--use-latest"}, "--use-latest applies to instance"},
+		{[]string{"acquire", caseInstance, "--out", out, "--encrypt"}, "--encrypt in a case needs --recipient"},
+		{[]string{"acquire", caseInstance, "--out", out, "--account-rate", "-1"}, "--account-rate: rate -1: must not be negative"},
+		{[]string{"acquire", caseInstance, "--out", out, "--lock", "governance"}, "--lock-duration"},
+	} {
+		c.fails(exitUsage, tc.want, tc.args...)
+	}
+	c.fails(exitInvalid, `invalid target "i-XYZ"`, "acquire", snapA, "i-XYZ", "--out", out)
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a refused command made the case directory")
+	}
+}
