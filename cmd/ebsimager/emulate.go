@@ -136,6 +136,10 @@ func (e *emulateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&e.spec.Volumes, "volume", nil, "serve a volume attached to no instance: vol-ID=PATH (repeatable)")
 	f.StringArrayVar(&e.spec.VolumeMetas, "volume-meta", nil, "a volume's encryption or tags: vol-ID:FIELD=VALUE, FIELD encrypted, kms-key or tag:KEY (repeatable)")
 	f.DurationVar(&e.o.SnapshotDelay, "snapshot-delay", 0, "how long a snapshot made through EC2 stays pending (0: completed from the next request)")
+	f.Float64Var(&e.o.ArchiveFraction, "archive-fraction", 0, "fraction of snapshots made through EC2 that are archived")
+	f.Float64Var(&e.o.PublicFraction, "public-fraction", 0, "fraction of snapshots made through EC2 that are public")
+	f.Float64Var(&e.o.KMSDenyFraction, "kms-deny-fraction", 0, "fraction of snapshots made through EC2 whose KMS key the caller may not use")
+	f.StringArrayVar(&e.o.DenyEC2, "deny-ec2", nil, "answer an EC2 action with UnauthorizedOperation, like CreateSnapshots (repeatable)")
 	f.BoolVar(&e.log, "log", false, "log every request to stderr")
 }
 

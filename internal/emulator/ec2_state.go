@@ -31,6 +31,7 @@ type ec2Made struct {
 	kmsKey      string
 	region      string // the region of the request's SigV4 scope
 	source      string // CopySnapshot: the source snapshot
+	srcRegion   string // CopySnapshot: SourceRegion
 	tier        string // "" or tierArchive, drawn by --archive-fraction
 	kmsDenied   bool   // drawn by --kms-deny-fraction
 }
@@ -112,6 +113,3 @@ func (s *Server) unreadable(snap *snapshot) *apiError {
 	}
 	return nil
 }
-
-// snapLock is a snapshot's EBS Snapshot Lock (ec2_lock.go).
-type snapLock struct{}
