@@ -113,3 +113,12 @@ func (s *Server) unreadable(snap *snapshot) *apiError {
 	}
 	return nil
 }
+
+// SnapshotRegion returns the region a snapshot made through EC2 was made
+// in (its request's SigV4 scope), "" for others.
+func (s *Server) SnapshotRegion(id string) string {
+	if snap := s.reg.get(id); snap != nil && snap.made != nil {
+		return snap.made.region
+	}
+	return ""
+}
