@@ -298,7 +298,7 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 		made.tier, made.kmsDenied = s.draw(id, made)
 		snap.made = made
 		snap.ec2Tags = tags
-		if s.drawn(id, 1, s.o.PublicFraction) {
+		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
 			snap.public.Store(publicYes)
 		}
 	})

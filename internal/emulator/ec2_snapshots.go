@@ -116,7 +116,7 @@ func (s *Server) snapshotVolume(v *volume, now time.Time, description, region st
 		made.tier, made.kmsDenied = s.draw(id, made)
 		snap.made = made
 		snap.ec2Tags = tags
-		if s.drawn(id, 1, s.o.PublicFraction) {
+		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
 			snap.public.Store(publicYes)
 		}
 	})
