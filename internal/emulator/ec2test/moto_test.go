@@ -1,17 +1,12 @@
 package ec2test
 
 import (
-	"bytes"
 	"context"
 	"maps"
-	"net"
-	"os"
-	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -21,46 +16,6 @@ import (
 	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
-
-// motoServer runs moto_server on a free loopback port until the test ends
-// and returns its endpoint.
-func motoServer(t *testing.T) string {
-	t.Helper()
-	path := testenv.RequireTool(t, "moto_server")[0]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(path, "-H", "127.0.0.1", "-p", port)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting moto_server: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto_server did not listen on %s:\n%s", addr, logs.String())
-		}
-	}
-}
 
 // fieldPaths lists the paths of the fields set in v ("Snapshots[].State"),
 // following pointers, structs and slices; SDK metadata is left out.
@@ -157,7 +112,7 @@ func scenario(t *testing.T, c *ec2.Client, instance string) map[string]any {
 // emulator and checks, through the SDK, that every field moto's answers
 // set is set in the emulator's too, except the few it does not model.
 func TestMotoShapes(t *testing.T) {
-	ep := motoServer(t)
+	ep := testenv.Moto(t)
 	moto := ec2Client(ep, "")
 	ctx := context.Background()
 	run, err := moto.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String("ami-12c6146b"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
