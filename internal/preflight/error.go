@@ -45,13 +45,21 @@ func (e *Error) Error() string {
 	case Pending:
 		msg = fmt.Sprintf("snapshot %s is still pending%s: the EBS direct APIs read only completed snapshots", e.Snapshot, progressText(e.Progress))
 	case NotDone:
-		msg = fmt.Sprintf("snapshot %s is in state %s, not completed: the EBS direct APIs read only completed snapshots", e.Snapshot, e.State)
+		state := e.State
+		if state == "" {
+			state = "error" // the refusal said so; EC2 was not asked
+		}
+		msg = fmt.Sprintf("snapshot %s is in state %s, not completed: the EBS direct APIs read only completed snapshots", e.Snapshot, state)
 	case Archived:
 		msg = fmt.Sprintf("snapshot %s is in the archive storage tier: the EBS direct APIs cannot read an archived snapshot", e.Snapshot)
 	case Public:
 		msg = fmt.Sprintf("snapshot %s is public: the EBS direct APIs do not read public snapshots", e.Snapshot)
 	case Outpost:
-		msg = fmt.Sprintf("snapshot %s is a local snapshot on AWS Outposts (%s): the EBS direct APIs do not read Outposts local snapshots", e.Snapshot, e.OutpostARN)
+		where := ""
+		if e.OutpostARN != "" {
+			where = " (" + e.OutpostARN + ")"
+		}
+		msg = fmt.Sprintf("snapshot %s is a local snapshot on AWS Outposts%s: the EBS direct APIs do not read Outposts local snapshots", e.Snapshot, where)
 	case KMSDenied:
 		key := "its KMS key"
 		if e.KMSKey != "" {
@@ -157,6 +165,8 @@ func fromMessage(err error) (Reason, bool) {
 		return Outpost, true
 	case strings.Contains(msg, "public"):
 		return Public, true
+	case strings.Contains(msg, "error state"):
+		return NotDone, true
 	case strings.Contains(msg, "pending"), strings.Contains(msg, "not completed"), strings.Contains(msg, "not yet completed"):
 		return Pending, true
 	}

@@ -334,7 +334,9 @@ func TestCheckNotChecked(t *testing.T) {
 		{&ebstypes.ValidationException{Message: aws.String("Public snapshots are not supported.")},
 			"snapshot " + snapOK + " is public: the EBS direct APIs do not read public snapshots"},
 		{&ebstypes.ValidationException{Message: aws.String("Local snapshots on an Outpost are not supported.")},
-			"snapshot " + snapOK + " is a local snapshot on AWS Outposts (): the EBS direct APIs do not read Outposts local snapshots"},
+			"snapshot " + snapOK + " is a local snapshot on AWS Outposts: the EBS direct APIs do not read Outposts local snapshots"},
+		{&ebstypes.ValidationException{Message: aws.String("The snapshot '" + snapOK + "' is in the error state; only completed snapshots can be read.")},
+			"snapshot " + snapOK + " is in state error, not completed: the EBS direct APIs read only completed snapshots"},
 		{&ebstypes.AccessDeniedException{Message: aws.String(denyMessage), Reason: ebstypes.AccessDeniedExceptionReasonDependencyAccessDenied},
 			"snapshot " + snapOK + " is encrypted, and the caller may not use its KMS key (kms:Decrypt denied: DEPENDENCY_ACCESS_DENIED)"},
 	} {
