@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +126,74 @@ func TestPreflightRecorded(t *testing.T) {
 	want := "sts:GetCallerIdentity/ok ec2:DescribeSnapshots/ok ec2:DescribeSnapshotAttribute/ok"
 	if got := strings.Join(calls, " "); got != want || rec.Acquisition.AWS.Snapshot == nil || rec.Acquisition.AWS.Snapshot.State != "completed" {
 		t.Fatalf("recorded calls %q, want %q; snapshot %+v", got, want, rec.Acquisition.AWS.Snapshot)
+	}
+}
+
+// TestPreflightUnreadable: archived, public, Outposts local, pending and
+// failed snapshots, each with its message and hint, exit 15, no Get; and
+// the same reasons from the direct APIs' refusals when EC2 may not be
+// asked.
+func TestPreflightUnreadable(t *testing.T) {
+	t.Parallel()
+	const (
+		archived = "snap-0f0000000000000a1"
+		public   = "snap-0f0000000000000a2"
+		outpost  = "snap-0f0000000000000a3"
+		pending  = "snap-0f0000000000000a4"
+		failed   = "snap-0f0000000000000a5"
+		arn      = "arn:aws:outposts:us-east-1:111122223333:outpost/op-0123456789abcdef0"
+	)
+	meta := map[string]emulator.SnapshotMeta{
+		archived: {StorageTier: "archive"},
+		public:   {Public: true},
+		outpost:  {OutpostARN: arn},
+		pending:  {State: "pending"},
+		failed:   {State: "error"},
+	}
+	var specs []string
+	for id := range meta {
+		specs = append(specs, id+"=1GiB,0.1,6")
+	}
+	srv, endpoint := startEmulator(t, emulator.Options{SnapshotMeta: meta}, specs...)
+	denied, deniedEndpoint := startEmulator(t, emulator.Options{SnapshotMeta: meta, DenyDescribeSnapshots: true}, specs...)
+	const (
+		restore = "ebsimager: hint: restore it first: aws ec2 restore-snapshot-tier --snapshot-id %[1]s --temporary-restore-days 7 (or --permanent-restore); " +
+			"a restore takes up to 72 hours, and aws ec2 describe-snapshot-tier-status shows it; then run the same command again\n"
+		copyIn   = "ebsimager: hint: copy it into your account first (aws ec2 copy-snapshot --source-region us-east-1 --source-snapshot-id %[1]s), then acquire the copy\n"
+		copyOut  = "ebsimager: hint: copy it to the Region first (aws ec2 copy-snapshot --source-region us-east-1 --source-snapshot-id %[1]s, with no --destination-outpost-arn), then acquire the copy\n"
+		wait     = "ebsimager: hint: wait until it completes (aws ec2 wait snapshot-completed --snapshot-ids %[1]s), then run the same command again\n"
+		retake   = "ebsimager: hint: a snapshot that failed never completes: take a new snapshot of the volume (ebsimager snapshot vol-…) and acquire that\n"
+		archMsg  = "ebsimager: snapshot %[1]s is in the archive storage tier: the EBS direct APIs cannot read an archived snapshot\n"
+		pubMsg   = "ebsimager: snapshot %[1]s is public: the EBS direct APIs do not read public snapshots\n"
+		errMsg   = "ebsimager: snapshot %[1]s is in state error, not completed: the EBS direct APIs read only completed snapshots\n"
+		outMsg   = "ebsimager: snapshot %[1]s is a local snapshot on AWS Outposts%[2]s: the EBS direct APIs do not read Outposts local snapshots\n"
+		pendMsg  = "ebsimager: snapshot %[1]s is still pending%[2]s: the EBS direct APIs read only completed snapshots\n"
+		outWhere = " (" + arn + ")"
+	)
+	for _, tc := range []struct {
+		id, checked, refused string
+	}{
+		{archived, fmt.Sprintf(archMsg+restore, archived), ""},
+		{public, fmt.Sprintf(pubMsg+copyIn, public), ""},
+		{outpost, fmt.Sprintf(outMsg+copyOut, outpost, outWhere), fmt.Sprintf(outMsg+copyOut, outpost, "")},
+		{pending, fmt.Sprintf(pendMsg+wait, pending, " (0% done)"), fmt.Sprintf(pendMsg+wait, pending, "")},
+		{failed, fmt.Sprintf(errMsg+retake, failed), ""},
+	} {
+		ev := filepath.Join(t.TempDir(), "ev")
+		unreadable(t, newCLI(t, endpoint), srv, ev, exitUnreadable, tc.checked, "acquire", tc.id, "--out", ev)
+		if tc.refused == "" {
+			tc.refused = tc.checked
+		}
+		unreadable(t, newCLI(t, deniedEndpoint), denied, ev, exitUnreadable, tc.refused, "acquire", tc.id, "--out", ev)
+		img := filepath.Join(t.TempDir(), "img.raw")
+		unreadable(t, newCLI(t, endpoint), srv, img, exitUnreadable, tc.checked, "acquire", tc.id, "--image", img)
+	}
+	// The pre-flight stopped every acquisition before its listing: the
+	// only List requests are those of the runs with EC2 denied.
+	if n := srv.Counters().Total(emulator.OpListSnapshotBlocks); n != 0 {
+		t.Fatalf("%d List requests with EC2 answering, want none", n)
+	}
+	if n := denied.Counters().Total(emulator.OpListSnapshotBlocks); n != int64(len(meta)) {
+		t.Fatalf("%d List requests with EC2 denied, want %d (one refused each)", n, len(meta))
 	}
 }

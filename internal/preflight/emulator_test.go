@@ -142,3 +142,85 @@ func TestEmulatorStarted(t *testing.T) {
 	}
 	noGets(t, s)
 }
+
+// TestEmulatorUnreadable: every reason EC2's answer gives, and the same
+// reasons from the direct APIs' refusals when DescribeSnapshots is
+// denied; no Get either way.
+func TestEmulatorUnreadable(t *testing.T) {
+	const (
+		archived = "snap-0e0000000000000a1"
+		public   = "snap-0e0000000000000a2"
+		outpost  = "snap-0e0000000000000a3"
+		pending  = "snap-0e0000000000000a4"
+		failed   = "snap-0e0000000000000a5"
+		arn      = "arn:aws:outposts:us-east-1:111122223333:outpost/op-0123456789abcdef0"
+	)
+	meta := map[string]emulator.SnapshotMeta{
+		archived: {StorageTier: "archive"},
+		public:   {Public: true},
+		outpost:  {OutpostARN: arn},
+		pending:  {State: "pending"},
+		failed:   {State: "error"},
+	}
+	for _, tc := range []struct {
+		id       string
+		reason   Reason
+		checked  string // the message when EC2 answers
+		refusal  string // the message from the direct APIs' refusal alone
+		calls    string
+		attempts int64 // DescribeSnapshotAttribute requests
+	}{
+		{archived, Archived,
+			"snapshot " + archived + " is in the archive storage tier: the EBS direct APIs cannot read an archived snapshot", "",
+			report.APIDescribeSnapshots + "/ok", 0},
+		{public, Public,
+			"snapshot " + public + " is public: the EBS direct APIs do not read public snapshots", "",
+			emuCalls, 1},
+		{outpost, Outpost,
+			"snapshot " + outpost + " is a local snapshot on AWS Outposts (" + arn + "): the EBS direct APIs do not read Outposts local snapshots",
+			"snapshot " + outpost + " is a local snapshot on AWS Outposts: the EBS direct APIs do not read Outposts local snapshots",
+			report.APIDescribeSnapshots + "/ok", 0},
+		{pending, Pending,
+			"snapshot " + pending + " is still pending (0% done): the EBS direct APIs read only completed snapshots",
+			"snapshot " + pending + " is still pending: the EBS direct APIs read only completed snapshots",
+			report.APIDescribeSnapshots + "/ok", 0},
+		{failed, NotDone,
+			"snapshot " + failed + " is in state error, not completed: the EBS direct APIs read only completed snapshots", "",
+			report.APIDescribeSnapshots + "/ok", 0},
+	} {
+		t.Run(string(tc.reason), func(t *testing.T) {
+			s, cfg := startEmu(t, emulator.Options{SnapshotMeta: meta}, tc.id)
+			rs, err := Check(context.Background(), cfg, []string{tc.id})
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Reason != tc.reason || err.Error() != tc.checked || len(rs) != 1 || rs[0].Err != pe {
+				t.Fatalf("Check: %v\nwant %s: %s", err, tc.reason, tc.checked)
+			}
+			if got := apis(rs[0]); got != tc.calls {
+				t.Fatalf("calls %q, want %q", got, tc.calls)
+			}
+			c := s.Counters()
+			if c.Total(emulator.OpDescribeSnapshots) != 1 || c.Total("DescribeSnapshotAttribute") != tc.attempts || c.Total(emulator.OpListSnapshotBlocks) != 0 {
+				t.Fatalf("counters %s", c)
+			}
+			noGets(t, s)
+
+			// EC2 denied: not checked, nothing stops; the listing's refusal
+			// says the same.
+			s, cfg = startEmu(t, emulator.Options{SnapshotMeta: meta, DenyDescribeSnapshots: true}, tc.id)
+			rs, err = Check(context.Background(), cfg, []string{tc.id})
+			if err != nil || rs[0].Checked || apis(rs[0]) != report.APIDescribeSnapshots+"/denied" {
+				t.Fatalf("Check with DescribeSnapshots denied: %v, %+v", err, rs)
+			}
+			_, lerr := ebsapi.NewFromConfig(cfg).ListSnapshotBlocks(context.Background(), &ebsapi.ListSnapshotBlocksInput{SnapshotId: aws.String(tc.id)})
+			want := tc.refusal
+			if want == "" {
+				want = tc.checked
+			}
+			got := Explain(lerr, rs[0])
+			if !errors.As(got, &pe) || pe.Reason != tc.reason || got.Error() != want || !errors.Is(got, lerr) {
+				t.Fatalf("Explain(%v) = %v\nwant %s", lerr, got, want)
+			}
+			noGets(t, s)
+		})
+	}
+}
