@@ -196,4 +196,10 @@ func TestPreflightUnreadable(t *testing.T) {
 	if n := denied.Counters().Total(emulator.OpListSnapshotBlocks); n != int64(len(meta)) {
 		t.Fatalf("%d List requests with EC2 denied, want %d (one refused each)", n, len(meta))
 	}
+	// Read live or budgeted, a refused listing is explained by asking EC2
+	// then.
+	none := filepath.Join(t.TempDir(), "none")
+	unreadable(t, newCLI(t, endpoint), srv, none, exitUnreadable, fmt.Sprintf(archMsg+restore, archived), "budget", archived)
+	unreadable(t, newCLI(t, endpoint), srv, none, exitUnreadable, fmt.Sprintf(outMsg+copyOut, outpost, outWhere), "ls", outpost, "/")
+	unreadable(t, newCLI(t, endpoint), srv, none, exitUnreadable, fmt.Sprintf(pendMsg+wait, pending, " (0% done)"), "cat", pending, "/etc/hostname")
 }
