@@ -36,7 +36,7 @@ func emuConfig(endpoint string) aws.Config {
 	}
 }
 
-func startEmu(t *testing.T, o emulator.Options, ids ...string) (*emulator.Server, aws.Config) {
+func startEmu(t testing.TB, o emulator.Options, ids ...string) (*emulator.Server, aws.Config) {
 	t.Helper()
 	s, ep := emulatortest.Start(t, o)
 	for _, id := range ids {
@@ -48,7 +48,7 @@ func startEmu(t *testing.T, o emulator.Options, ids ...string) (*emulator.Server
 }
 
 // noGets fails the test if the emulator served any GetSnapshotBlock.
-func noGets(t *testing.T, s *emulator.Server) {
+func noGets(t testing.TB, s *emulator.Server) {
 	t.Helper()
 	if n := s.Counters().Total(emulator.OpGetSnapshotBlock); n != 0 {
 		t.Fatalf("%d GetSnapshotBlock requests; a pre-flight fetches none", n)
