@@ -185,8 +185,13 @@ func (c checker) describe(ctx context.Context, ids []string, answers map[string]
 	}
 	for _, id := range ids {
 		r := &Result{Snapshot: id, Region: c.region, Calls: []report.Call{call}}
-		if s, ok := found[id]; ok {
+		s, ok := found[id]
+		switch {
+		case ok:
 			r.Checked, r.Info, r.OutpostARN = true, awsctx.SnapshotInfo(s), aws.ToString(s.OutpostArn)
+		case err == nil: // as awsctx.Gather records an answer without it
+			r.Calls[0].Outcome = report.OutcomeFailed
+			r.Calls[0].Error = fmt.Sprintf("the answer lists %d snapshots, none of them %s", len(out.Snapshots), id)
 		}
 		answers[id] = r
 	}

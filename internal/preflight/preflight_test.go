@@ -27,7 +27,8 @@ type fakeEC2 struct {
 	mu       sync.Mutex
 	snaps    map[string]ec2types.Snapshot
 	public   map[string]bool
-	deny     bool // DescribeSnapshots is denied
+	deny     bool   // DescribeSnapshots is denied
+	leaveOut string // a snapshot the answer leaves out
 	describe [][]string
 	attrs    []string
 }
@@ -42,6 +43,9 @@ func (f *fakeEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapshots
 	out := &ec2.DescribeSnapshotsOutput{}
 	for _, id := range in.SnapshotIds {
 		s, ok := f.snaps[id]
+		if id == f.leaveOut {
+			continue
+		}
 		if !ok {
 			return nil, &smithy.GenericAPIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
 		}
@@ -304,6 +308,14 @@ func TestCheckNotFound(t *testing.T) {
 	var pe *Error
 	if !errors.As(err, &pe) || pe.Snapshot != snapArchive || strings.Contains(err.Error(), missingSnap) {
 		t.Fatalf("err %v", err)
+	}
+
+	// An answer that leaves a snapshot out is recorded as failed for it.
+	e.leaveOut = snapOK
+	rs, err = testChecker(e, b).check(context.Background(), []string{snapOK})
+	if err != nil || rs[0].Checked || apis(rs[0]) != report.APIDescribeSnapshots+"/failed" ||
+		rs[0].Calls[0].Error != "the answer lists 1 snapshots, none of them "+snapOK {
+		t.Fatalf("left out: %v %+v", err, rs)
 	}
 }
 
