@@ -19,6 +19,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/fsys"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/preflight"
+	"github.com/ebsimager/ebsimager/internal/preserve"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/volume"
@@ -123,6 +124,8 @@ func exitCode(ctx context.Context, err error) int {
 		held       *dirlock.HeldError
 		unrecorded unrecordedError
 		unreadable *preflight.Error
+		notDone    *preserve.NotCompletedError
+		failedSnap *preserve.StateError
 	)
 	switch {
 	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
@@ -131,7 +134,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitUsage
 	case errors.As(err, &unreadable) && unreadable.Reason == preflight.KMSDenied:
 		return exitDenied
-	case errors.As(err, &unreadable):
+	case errors.As(err, &unreadable), errors.As(err, &notDone), errors.As(err, &failedSnap):
 		return exitUnreadable
 	case errors.As(err, &incompl), errors.Is(err, store.ErrIncomplete):
 		return exitIncomplete

@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ebsapi "github.com/aws/aws-sdk-go-v2/service/ebs"
 
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
+	"github.com/ebsimager/ebsimager/internal/preflight"
+	"github.com/ebsimager/ebsimager/internal/preserve"
 )
 
 // The pre-flight through the binary: each snapshot the EBS direct APIs
@@ -202,4 +205,26 @@ func TestPreflightUnreadable(t *testing.T) {
 	unreadable(t, newCLI(t, endpoint), srv, none, exitUnreadable, fmt.Sprintf(archMsg+restore, archived), "budget", archived)
 	unreadable(t, newCLI(t, endpoint), srv, none, exitUnreadable, fmt.Sprintf(outMsg+copyOut, outpost, outWhere), "ls", outpost, "/")
 	unreadable(t, newCLI(t, endpoint), srv, none, exitUnreadable, fmt.Sprintf(pendMsg+wait, pending, " (0% done)"), "cat", pending, "/etc/hostname")
+}
+
+// TestExitUnreadable: the pre-flight's errors, and the snapshot
+// command's snapshot still pending at --timeout or failed, are exit 15;
+// a KMS key the caller may not use is exit 5. (The binary cannot reach
+// the --timeout through the emulator yet: it does not tag.)
+func TestExitUnreadable(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{&preflight.Error{Snapshot: snapA, Reason: preflight.Archived}, exitUnreadable},
+		{fmt.Errorf("acquiring: %w", &preflight.Error{Snapshot: snapA, Reason: preflight.Pending}), exitUnreadable},
+		{&preflight.Error{Snapshot: snapA, Reason: preflight.KMSDenied}, exitDenied},
+		{fmt.Errorf("waiting: %w", &preserve.NotCompletedError{Timeout: time.Second}), exitUnreadable},
+		{&preserve.StateError{Snapshot: preserve.Snapshot{SnapshotID: snapA, State: "error"}}, exitUnreadable},
+	} {
+		if got := exitCode(ctx, tc.err); got != tc.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
 }
