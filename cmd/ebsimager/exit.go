@@ -43,7 +43,7 @@ const (
 	exitBusy        = 12  // another ebsimager process holds the output (dirlock)
 	exitUnrecorded  = 13  // the evidence verified, but the step could not be recorded
 	exitFileSystem  = 14  // a file system that cannot be read: corrupt (named), encrypted or unsupported
-	exitUnreadable  = 15  // the direct APIs cannot read the snapshot: pending, archived, public, Outposts local
+	exitUnreadable  = 15  // the direct APIs cannot read the snapshot: pending or failed, archived, public, Outposts local
 	exitInterrupted = 130 // Ctrl-C or SIGTERM; nothing half-written is left
 )
 
@@ -68,9 +68,9 @@ const exitCodesHelp = `EXIT STATUS
   13   verified OK, but the verification could not be appended to the record
   14   the file system cannot be read: a damaged structure (named), an encrypted volume
        (LUKS, BitLocker), or a feature the reader does not support
-  15   the snapshot cannot be read through the EBS direct APIs: still pending (or not
-       completed before --timeout), archived (restore it first), public or an Outposts
-       local snapshot (copy it first); nothing was fetched
+  15   the snapshot cannot be read through the EBS direct APIs: still pending or failed
+       (or not completed before --timeout), archived (restore it first), public or an
+       Outposts local snapshot (copy it first); nothing was fetched
   130  interrupted (Ctrl-C, SIGTERM); nothing half-written is left; the message
        says whether running again resumes or starts over`
 
