@@ -25,6 +25,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/incremental"
 	"github.com/ebsimager/ebsimager/internal/outfile"
+	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -242,11 +243,12 @@ type acquisition struct {
 	out  sink.Sink         // where the blocks go
 	lock *dirlock.Lock     // --image: the image's claim
 	e01  ewf.Options       // --image BASE.E01
+	pre  preflight.Result  // what the pre-flight learnt of the snapshot
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	sum, err := acquireSnapshot(ctx, aws, id, o, drawProgress(status))
+	sum, err := acquireSnapshot(ctx, aws, id, o, nil, drawProgress(status))
 	status.Done("")
 	if err != nil {
 		// An incomplete run (FailedBlocks set, if empty) is summarized too.
@@ -262,9 +264,10 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 
 // acquireSnapshot acquires snapshot id into o.out (an evidence directory)
 // or o.image, calling progress with the run's counters, and returns its
-// summary without printing anything. The summary of an incomplete run
+// summary without printing anything. pre is the snapshot's pre-flight
+// when a case made it for all its snapshots at once; nil makes it here. The summary of an incomplete run
 // has FailedBlocks set (not nil).
-func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquireOptions, progress func(acquire.Progress)) (acquireSummary, error) {
+func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquireOptions, pre *preflight.Result, progress func(acquire.Progress)) (acquireSummary, error) {
 	snap, cfg, err := aws.snapshot(ctx, id)
 	if err != nil {
 		return acquireSummary{}, err
@@ -274,11 +277,20 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	if err != nil {
 		return acquireSummary{}, err
 	}
+	if pre == nil {
+		p, err := checkReadable(ctx, cfg, id)
+		if err != nil {
+			return acquireSummary{}, err
+		}
+		pre = &p
+	} else if pre.Err != nil {
+		return acquireSummary{}, pre.Err
+	}
 	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), time.Now()))
 	if err != nil {
 		return acquireSummary{}, err
 	}
-	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts}
+	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts, pre: *pre}
 	var seal sealed
 	if o.out != "" {
 		unlock, err := lockEvidenceDir(o.out, "acquire")
@@ -303,7 +315,7 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	}
 	defer a.release()
 	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: progress, Account: o.account, Name: id}
-	awsInfo := gatherContext(ctx, cfg, id)
+	awsInfo := gatherDescribed(ctx, cfg, *pre)
 	res, err := acquire.New(src, opts).Run(ctx, a.out)
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
 	switch {
@@ -397,13 +409,14 @@ func (a *acquisition) release() {
 	}
 }
 
-// listingError explains a listing that failed before anything was opened.
+// listingError explains a listing that failed: a --base of another
+// lineage, or a refusal of the direct APIs by what the pre-flight learnt.
 func (a *acquisition) listingError(err error) error {
 	if a.inc != nil && ebs.Reason(err) == "UNRELATED_SNAPSHOTS" {
 		return withHint(fmt.Errorf("base %s holds %s, which is not of %s's volume lineage (UNRELATED_SNAPSHOTS): %w", a.o.base, a.inc.SnapshotID(), a.id, err),
 			"--base takes the evidence of an earlier snapshot of the same volume")
 	}
-	return err
+	return preflight.Explain(err, a.pre)
 }
 
 // newAcquireSummary is the summary of a run of the pipeline.

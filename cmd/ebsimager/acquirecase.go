@@ -14,6 +14,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/casework"
+	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -90,7 +91,7 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 	}
 	c.AccountRate = o.account.Rate()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	runErr := casework.Run(ctx, c, caseAcquirer(aws, o), casework.Options{
+	runErr := casework.Run(ctx, c, caseAcquirer(aws, o, casePreflight(ctx, aws, c)), casework.Options{
 		Code:     func(err error) int { return exitCode(ctx, err) },
 		Progress: drawCase(status),
 	})
@@ -147,14 +148,39 @@ func planCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acqui
 	return c, preserveErr
 }
 
+// casePreflight is the pre-flight of every snapshot of c at once, before
+// any block is fetched, by snapshot id: one whose snapshot cannot be read
+// fails at once (exit 15, or 5 for its KMS key) while the others go on.
+// When the pre-flight itself cannot run, each volume makes its own.
+func casePreflight(ctx context.Context, aws *awsOptions, c *casework.Case) map[string]*preflight.Result {
+	cfg, err := aws.config(ctx)
+	if err != nil {
+		return nil
+	}
+	ids := make([]string, len(c.Volumes))
+	for i, v := range c.Volumes {
+		ids[i] = v.SnapshotID
+	}
+	rs, _ := preflight.Check(ctx, cfg, ids) // each Result carries its own error
+	if len(rs) != len(ids) {
+		return nil
+	}
+	out := make(map[string]*preflight.Result, len(rs))
+	for i := range rs {
+		out[ids[i]] = &rs[i]
+	}
+	return out
+}
+
 // caseAcquirer acquires one volume of a case into its own evidence
-// directory, exactly as `acquire SNAPSHOT --out DIR/SNAPSHOT` would.
-func caseAcquirer(aws *awsOptions, o *acquireOptions) casework.Acquirer {
+// directory, exactly as `acquire SNAPSHOT --out DIR/SNAPSHOT` would, after
+// the case's pre-flight of it (pre; nil: its own).
+func caseAcquirer(aws *awsOptions, o *acquireOptions, pre map[string]*preflight.Result) casework.Acquirer {
 	return func(ctx context.Context, v casework.Volume, progress func(acquire.Progress)) (casework.Result, error) {
 		one := *o
 		one.out = filepath.Join(o.out, v.Directory)
 		before := o.account.Stats()[v.SnapshotID]
-		sum, err := acquireSnapshot(ctx, aws, v.SnapshotID, &one, progress)
+		sum, err := acquireSnapshot(ctx, aws, v.SnapshotID, &one, pre[v.SnapshotID], progress)
 		res := volumeResult(sum)
 		res.AccountTurns = o.account.Stats()[v.SnapshotID] - before
 		return res, err

@@ -255,3 +255,28 @@ func TestAcquireCaseUsage(t *testing.T) {
 		t.Fatal("a refused command made the case directory")
 	}
 }
+
+// The pre-flight checks every snapshot of a case before any Get: an
+// unreadable one fails at once (exit 15), without a List or Get, and the
+// others complete.
+func TestAcquireCasePreflight(t *testing.T) {
+	t.Parallel()
+	const archived = "snap-0f0000000000000c2"
+	srv, endpoint := startEmulator(t, emulator.Options{SnapshotMeta: map[string]emulator.SnapshotMeta{archived: {StorageTier: "archive"}}},
+		specA, archived+"=1GiB,0.1,9")
+	c := newCLI(t, endpoint)
+	out := filepath.Join(t.TempDir(), "case")
+	c.fails(exitUnreadable, "archive storage tier", "acquire", archived, snapA, "--out", out, "--quiet")
+	cs := loadCase(t, out)
+	arch, a := cs.Volumes[0], cs.Volumes[1]
+	if cs.ExitCode != exitUnreadable || cs.Status != casework.StatusFailed || arch.Status != casework.StatusFailed || arch.ExitCode != exitUnreadable ||
+		arch.ListCalls != 0 || arch.GetCalls != 0 || a.Status != casework.StatusComplete || a.GetCalls != a.Blocks {
+		t.Fatalf("case.json: %+v", cs)
+	}
+	if n := srv.Counters().Total("GetSnapshotBlock"); n != a.Blocks {
+		t.Fatalf("%d Gets, want %d (none of the archived snapshot)", n, a.Blocks)
+	}
+	if _, err := os.Stat(filepath.Join(out, archived)); err == nil {
+		t.Fatal("an evidence directory was made for the archived snapshot")
+	}
+}
