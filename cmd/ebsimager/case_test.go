@@ -159,6 +159,11 @@ func TestAcquireTargetsFile(t *testing.T) {
 		t.Fatalf("case.json: %+v", cs)
 	}
 	c.ok("verify", filepath.Join(out, snapB))
+	// --json prints case.json.
+	r := c.ok("acquire", "--out", out, "--json", "--targets", writeTargets(t, snapB))
+	if r.stdout != readFile(t, filepath.Join(out, casework.JSONName)) || r.stderr != "" {
+		t.Fatalf("--json printed:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
 }
 
 // One volume's failure stops only that volume: the others complete; the

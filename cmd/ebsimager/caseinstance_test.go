@@ -146,3 +146,81 @@ func TestAcquireInstance(t *testing.T) {
 		t.Fatalf("case.json from preservation.json: %+v", again)
 	}
 }
+
+// A preservation that stops part way (here LockSnapshot is denied after
+// both snapshots were made) records the snapshots it made and why it
+// stopped; the rerun acquires those snapshots and makes none.
+func TestAcquireInstancePreservationStops(t *testing.T) {
+	t.Parallel()
+	srv, endpoint := emulatortest.StartInstance(t, emulator.Options{TrackBlocks: true, DenyEC2: []string{"LockSnapshot"}}, caseInstance,
+		emulatortest.SyntheticVolume("/dev/xvda", 1, 0.02, 3), emulatortest.SyntheticVolume("/dev/sdf", 1, 0.03, 4))
+	c := newCLI(t, endpoint)
+	out := filepath.Join(t.TempDir(), "case")
+	args := []string{"acquire", caseInstance, "--out", out, "--quiet", "--lock", "governance", "--lock-duration", "1d"}
+	c.fails(exitDenied, "LockSnapshot", args...)
+	cnt := srv.Counters()
+	if cnt.Total("CreateSnapshots") != 1 || cnt.Total("GetSnapshotBlock") != 0 {
+		t.Fatalf("calls:\n%s", cnt)
+	}
+	cs := loadCase(t, out)
+	if cs.Status != casework.StatusPending || len(cs.Volumes) != 2 || !strings.Contains(cs.PreservationError, "LockSnapshot") || cs.Preservation != casework.PreservationJSON {
+		t.Fatalf("case.json: %+v", cs)
+	}
+	snaps := []string{cs.Volumes[0].SnapshotID, cs.Volumes[1].SnapshotID}
+
+	srv.ResetCounters()
+	r := c.ok(args...)
+	if n := srv.Counters().Total("CreateSnapshots") + srv.Counters().Total("LockSnapshot"); n != 0 {
+		t.Fatalf("the rerun preserved again (%d calls)", n)
+	}
+	cs = loadCase(t, out)
+	if cs.Status != casework.StatusComplete || cs.Volumes[0].SnapshotID != snaps[0] || cs.Volumes[1].SnapshotID != snaps[1] || cs.Runs != 1 {
+		t.Fatalf("case.json after the rerun: %+v", cs)
+	}
+	if !strings.Contains(r.stdout, "preservation  stopped part way") {
+		t.Fatalf("case.txt does not say the preservation stopped:\n%s", r.stdout)
+	}
+}
+
+// --use-latest takes the newest completed snapshot of each volume: none
+// is made; a volume target is preserved alone (CreateSnapshot).
+func TestAcquireUseLatestAndVolume(t *testing.T) {
+	t.Parallel()
+	srv, endpoint := emulatortest.StartInstance(t, emulator.Options{TrackBlocks: true}, caseInstance,
+		emulatortest.SyntheticVolume("/dev/xvda", 1, 0.02, 5), emulatortest.SyntheticVolume("/dev/sdf", 1, 0.03, 6))
+	c := newCLI(t, endpoint)
+	dir := t.TempDir()
+	c.ok("snapshot", caseInstance, "--record", filepath.Join(dir, "rec"), "--quiet")
+	made, _, err := casework.ReadPreservation(filepath.Join(dir, "rec"), []string{caseInstance})
+	if err != nil || len(made) != 2 {
+		t.Fatalf("snapshot's record: %v %v", made, err)
+	}
+	srv.ResetCounters()
+	latest := filepath.Join(dir, "latest")
+	c.ok("acquire", caseInstance, "--use-latest", "--out", latest, "--quiet")
+	if n := srv.Counters().Total("CreateSnapshots") + srv.Counters().Total("CreateSnapshot"); n != 0 {
+		t.Fatalf("--use-latest made %d snapshots", n)
+	}
+	cs := loadCase(t, latest)
+	if cs.Status != casework.StatusComplete || len(cs.Volumes) != 2 || cs.Volumes[0].SnapshotID != made[0].SnapshotID || cs.Volumes[1].SnapshotID != made[1].SnapshotID {
+		t.Fatalf("--use-latest case: %+v, made %+v", cs, made)
+	}
+
+	vol := emulator.VolumeID(caseInstance, "/dev/sdf")
+	srv.ResetCounters()
+	one := filepath.Join(dir, "vol")
+	c.ok("acquire", vol, "--out", one, "--quiet")
+	if n := srv.Counters().Total("CreateSnapshot"); n != 1 {
+		t.Fatalf("%d CreateSnapshot calls for a volume", n)
+	}
+	cs = loadCase(t, one)
+	if v := cs.Volumes; len(v) != 1 || v[0].VolumeID != vol || v[0].SnapshotID == made[1].SnapshotID || v[0].Status != casework.StatusComplete {
+		t.Fatalf("volume case: %+v", cs)
+	}
+	// The volume did not change: both snapshots hold the same bytes.
+	c.ok("export", filepath.Join(one, cs.Volumes[0].SnapshotID), "--out", filepath.Join(dir, "a.raw"), "--quiet")
+	c.ok("export", filepath.Join(latest, made[1].SnapshotID), "--out", filepath.Join(dir, "b.raw"), "--quiet")
+	if sha256File(t, filepath.Join(dir, "a.raw")) != sha256File(t, filepath.Join(dir, "b.raw")) {
+		t.Fatal("two snapshots of an unchanged volume export differently")
+	}
+}
