@@ -36,6 +36,7 @@ func BenchmarkAcquireInstance(b *testing.B) {
 	const inst = "i-0b0000000000000b1"
 	srv, endpoint := emulatortest.StartInstance(b, emulator.Options{
 		Latency: 10 * time.Millisecond, GetRatePerSnapshot: 120, GetRatePerAccount: 200, ListRate: 10,
+		GetBurst: emulator.Burst{Time: 100 * time.Millisecond}, // a tenth of a second's worth: the quota holds second by second
 	}, inst,
 		emulatortest.SyntheticVolume("/dev/xvda", 1, 0.1, 1), // about 200 blocks
 		emulatortest.SyntheticVolume("/dev/sdf", 1, 0.5, 2),  // about 1,000 blocks
