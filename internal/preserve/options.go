@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ebsimager/ebsimager/internal/report"
 )
@@ -225,7 +226,7 @@ func ParseTag(s string) (report.Tag, error) {
 
 // ParseDays reads a lock duration: whole days, written 30d, 30 or 720h.
 func ParseDays(s string) (int, error) {
-	n, err := parseUnits(s, "d", 24)
+	n, err := parseUnits(s, "days", 24)
 	if err != nil {
 		return 0, invalidf("", "invalid duration %q: want whole days such as 30d or 720h", s)
 	}
@@ -235,17 +236,16 @@ func ParseDays(s string) (int, error) {
 // ParseHours reads a cooling-off period: whole hours, written 24h, 24 or
 // 1d.
 func ParseHours(s string) (int, error) {
-	n, err := parseUnits(s, "h", 1)
+	n, err := parseUnits(s, "hours", 1)
 	if err != nil {
 		return 0, invalidf("", "invalid duration %q: want whole hours such as 24h or 1d", s)
 	}
 	return n, nil
 }
 
-// parseUnits reads a whole number of units (unit the suffix, perDay
-// units in a day): N, N+unit, Nd, or a Go duration of whole units.
-func parseUnits(s, unit string, perDay int) (int, error) {
-	unitHours := 24 / perDay
+// parseUnits reads a whole number of units of unitHours hours each: N
+// (units), Nd (days), or a Go duration such as 720h.
+func parseUnits(s, unit string, unitHours int) (int, error) {
 	var hours int64
 	switch {
 	case strings.HasSuffix(s, "d") && !strings.HasSuffix(s, "ms"):
@@ -323,7 +323,11 @@ func (o *Options) description(what string) string {
 	}
 	d := fmt.Sprintf("ebsimager preservation, %s: %s", c, what)
 	if len(d) > maxDescription {
-		d = d[:maxDescription-3] + "..."
+		cut := maxDescription - 3
+		for cut > 0 && !utf8.RuneStart(d[cut]) {
+			cut--
+		}
+		d = d[:cut] + "..."
 	}
 	return d
 }
