@@ -1,10 +1,23 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/ebsimager/ebsimager/internal/emulator"
+	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
+	"github.com/ebsimager/ebsimager/internal/report"
 )
+
+// exitTimedOut is the exit code of snapshots not completed before
+// --timeout.
+const exitTimedOut = exitError
 
 // TestSnapshotRefusals: what EC2 would refuse, or what contradicts
 // itself, is refused before any call, and no record directory is made.
@@ -39,5 +52,113 @@ func TestSnapshotRefusals(t *testing.T) {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Fatalf("%v made the record directory: %v", tc.args, err)
 		}
+	}
+}
+
+const preserveInstance = "i-0123456789abcdef0"
+
+// startPreserveEmulator serves an instance of two volumes, /dev/xvda
+// (root) and /dev/sdf.
+func startPreserveEmulator(t *testing.T, o emulator.Options) string {
+	t.Helper()
+	_, endpoint := emulatortest.StartInstance(t, o, preserveInstance,
+		emulatortest.SyntheticVolume("/dev/xvda", 1, 0.01, 1), emulatortest.SyntheticVolume("/dev/sdf", 2, 0.01, 2))
+	return endpoint
+}
+
+// loadPreservation reads the record in dir, checking the files' modes.
+func loadPreservation(t *testing.T, dir string) *report.Preservation {
+	t.Helper()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("record directory: %v, %v", fi, err)
+	}
+	for _, name := range []string{report.PreservationJSONName, report.PreservationTextName} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, %v", name, fi, err)
+		}
+	}
+	var rec report.Preservation
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, report.PreservationJSONName))), &rec); err != nil {
+		t.Fatal(err)
+	}
+	return &rec
+}
+
+// stableTimes replaces the times of a run in s by placeholders.
+var stableTimes = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
+
+// TestSnapshotCommand: `snapshot i-…` against the emulator prints the
+// two snapshots (--json exactly), and records every call with its
+// request id in the record directory.
+func TestSnapshotCommand(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, startPreserveEmulator(t, emulator.Options{}))
+	dir := filepath.Join(t.TempDir(), "rec")
+	r := c.ok("snapshot", preserveInstance, "--case-number", "2024-017", "--evidence-number", "E-3", "--examiner", "J. Doe",
+		"--tag", "team=ir", "--json", "--record", dir, "--quiet")
+	golden(t, "snapshot-json", strings.ReplaceAll(stableTimes.ReplaceAllString(r.stdout, "TIME"), dir, "DIR"))
+	rec := loadPreservation(t, dir)
+	var apis []string
+	for _, call := range rec.Calls {
+		apis = append(apis, call.API)
+		if call.RequestID == "" || call.Outcome != report.OutcomeOK || call.Attempts != 1 || call.StartedAt.IsZero() || call.Region != "us-east-1" {
+			t.Errorf("call %+v", call)
+		}
+	}
+	if got := strings.Join(apis, " "); got != "sts:GetCallerIdentity ec2:DescribeInstances ec2:DescribeVolumes ec2:CreateSnapshots ec2:CreateTags ec2:CreateTags ec2:DescribeSnapshots" {
+		t.Errorf("calls %s", got)
+	}
+	if rec.Outcome != "ok" || len(rec.Snapshots) != 2 || rec.CallerIdentity == nil || rec.Case.Examiner != "J. Doe" ||
+		!slices.Equal(rec.Targets, []string{preserveInstance}) || rec.Run.CommandLine[1] != "snapshot" {
+		t.Errorf("record %+v", rec)
+	}
+	txt := readFile(t, filepath.Join(dir, report.PreservationTextName))
+	for _, s := range rec.Snapshots {
+		if !strings.Contains(txt, s.SnapshotID+" of "+s.VolumeID+" ("+preserveInstance+" "+s.Device+") in us-east-1") {
+			t.Errorf("preservation.txt does not list %s", s.SnapshotID)
+		}
+	}
+
+	// Text output: a line per snapshot, and where the record is.
+	dir2 := filepath.Join(t.TempDir(), "rec")
+	r = c.ok("snapshot", emulator.VolumeID(preserveInstance, "/dev/sdf"), "--record", dir2, "--quiet")
+	s := loadPreservation(t, dir2).Snapshots
+	want := s[0].SnapshotID + "  " + preserveInstance + " /dev/sdf " + s[0].VolumeID + "  completed 100%\nrecord: " + filepath.Join(dir2, "preservation.json") + "\n"
+	if r.stdout != want {
+		t.Errorf("stdout\n%s\nwant\n%s", r.stdout, want)
+	}
+	c.fails(exitConflict, "already holds a preservation record", "snapshot", preserveInstance, "--record", dir2)
+}
+
+// TestSnapshotFailures: a snapshot still pending at --timeout is named,
+// a denial names the action, a missing instance its id, and the record
+// of what was done is kept in every case.
+func TestSnapshotFailures(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, startPreserveEmulator(t, emulator.Options{SnapshotDelay: time.Hour}))
+	dir := filepath.Join(t.TempDir(), "rec")
+	r := c.fails(exitTimedOut, "2 snapshots not completed within 1s: snap-", "snapshot", preserveInstance, "--timeout", "1s", "--record", dir)
+	rec := loadPreservation(t, dir)
+	if rec.Outcome != "failed" || len(rec.Snapshots) != 2 || !strings.Contains(r.stderr, "the custody record, with every snapshot made so far, is in "+dir) {
+		t.Fatalf("stderr %s\nrecord %+v", r.stderr, rec)
+	}
+	for _, s := range rec.Snapshots {
+		if !strings.Contains(r.stderr, s.SnapshotID+" of "+s.VolumeID+" ("+preserveInstance+" "+s.Device+") is pending at 0%") {
+			t.Errorf("stderr does not name %s:\n%s", s.SnapshotID, r.stderr)
+		}
+	}
+
+	c.fails(exitNotFound, "ec2:DescribeInstances i-0fffffffffffffff0: not found: InvalidInstanceID.NotFound",
+		"snapshot", "i-0fffffffffffffff0", "--record", filepath.Join(t.TempDir(), "rec"))
+
+	denied := newCLI(t, startPreserveEmulator(t, emulator.Options{DenyEC2: []string{"CreateSnapshots"}}))
+	dir = filepath.Join(t.TempDir(), "rec")
+	r = denied.fails(exitDenied, "ec2:CreateSnapshots "+preserveInstance+": access denied (the caller needs ec2:CreateSnapshots): UnauthorizedOperation",
+		"snapshot", preserveInstance, "--record", dir)
+	if !strings.Contains(r.stderr, "hint: the caller needs ec2:CreateSnapshots") {
+		t.Errorf("no hint:\n%s", r.stderr)
+	}
+	if last := loadPreservation(t, dir).Calls; last[len(last)-1].Outcome != report.OutcomeDenied {
+		t.Errorf("the denial is not recorded: %+v", last[len(last)-1])
 	}
 }

@@ -325,7 +325,7 @@ func (p *preservation) wait(ctx context.Context, stage, region string, snaps []*
 			}
 			return errors.Join(append(failed, e)...)
 		}
-		if err := pause(ctx, min(p.o.PollInterval, left)); err != nil {
+		if err := ebs.Sleep(ctx, min(p.o.PollInterval, left)); err != nil {
 			return err
 		}
 	}
@@ -351,15 +351,4 @@ func (p *preservation) progress(stage string, snaps, pending []*Snapshot) {
 		pr.Pending = append(pr.Pending, *s)
 	}
 	p.o.Progress(pr)
-}
-
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
