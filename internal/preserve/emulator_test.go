@@ -283,3 +283,118 @@ func TestLatest(t *testing.T) {
 		t.Errorf("no snapshot: %v", err)
 	}
 }
+
+const (
+	forensic = "210987654321"
+	cmk      = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+)
+
+// TestLock: each snapshot is locked as asked, and the lock EC2 returned
+// is recorded.
+func TestLock(t *testing.T) {
+	cfg, _ := startInstance(t, emulator.Options{})
+	for _, tc := range []struct {
+		mode  string
+		cool  int
+		state string
+	}{{preserve.LockGovernance, 0, "governance"}, {preserve.LockCompliance, 24, "compliance-cooloff"}} {
+		o := baseOptions()
+		o.Lock, o.LockDays, o.CoolOffHours = tc.mode, 30, tc.cool
+		start := time.Now()
+		res, err := preserve.Run(context.Background(), cfg, []string{instance}, o)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.mode, err)
+		}
+		for _, s := range res.Snapshots {
+			l := s.Lock
+			if l == nil || l.Mode != tc.mode || l.State != tc.state || l.DurationDays != 30 || l.CoolOffHours != tc.cool ||
+				l.LockedAt.Before(start.Add(-time.Second)) || !l.ExpiresOn.Equal(l.LockedAt.Add(30*24*time.Hour)) {
+				t.Errorf("%s: %s lock %+v", tc.mode, s.SnapshotID, l)
+			}
+			if tc.cool > 0 && !l.CoolOffExpiresOn.Equal(l.LockedAt.Add(24*time.Hour)) {
+				t.Errorf("%s: cool-off until %v", tc.mode, l.CoolOffExpiresOn)
+			}
+		}
+		n := len(res.Record.Calls)
+		for _, c := range res.Record.Calls[n-2:] {
+			if c.API != "ec2:LockSnapshot" || c.RequestID == "" || !strings.Contains(c.Returned, tc.state+" until ") {
+				t.Errorf("%s: call %+v", tc.mode, c)
+			}
+		}
+	}
+}
+
+// TestShare: the snapshots are shared with the account and the share is
+// read back; under the AWS managed key EC2 refuses, and the error says
+// to copy; with --copy the copy, re-encrypted under the customer managed
+// key, is shared and locked instead of the original.
+func TestShare(t *testing.T) {
+	cfg, _ := startInstance(t, emulator.Options{})
+	o := baseOptions()
+	o.ShareWith = []string{forensic, "111111111111"}
+	res, err := preserve.Run(context.Background(), cfg, []string{instance}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Snapshots {
+		if !slices.Equal(s.Shares, []string{"111111111111", forensic}) {
+			t.Errorf("%s shared with %v", s.SnapshotID, s.Shares)
+		}
+	}
+
+	srv, endpoint := emulatortest.StartInstance(t, emulator.Options{}, instance,
+		emulator.VolumeSpec{Device: "/dev/xvda", Synthetic: &emulator.SyntheticSpec{VolumeGiB: 1, Fraction: 0.01, Seed: 1}, Encrypted: true},
+		emulator.VolumeSpec{Device: "/dev/sdf", Synthetic: &emulator.SyntheticSpec{VolumeGiB: 1, Fraction: 0.01, Seed: 2}, Encrypted: true})
+	_ = srv
+	cfg.BaseEndpoint = aws.String(endpoint)
+	o = baseOptions()
+	o.ShareWith = []string{forensic}
+	res, err = preserve.Run(context.Background(), cfg, []string{instance}, o)
+	var pe *preserve.Error
+	if !errors.As(err, &pe) || pe.Kind != ebs.KindInvalid || !strings.Contains(pe.Hint, "--copy --kms-key KEY") ||
+		!strings.Contains(err.Error(), "OperationNotPermitted: Encrypted snapshots with EBS default key cannot be shared") {
+		t.Fatalf("shared under the AWS managed key: %v", err)
+	}
+	if len(res.Snapshots) != 2 || res.Record.Outcome != "failed" {
+		t.Errorf("the snapshots made are not recorded: %+v", res.Snapshots)
+	}
+
+	for _, region := range []string{"", "eu-west-1"} {
+		o.Copy, o.KMSKey, o.CopyRegion = true, cmk, region
+		o.Lock, o.LockDays = preserve.LockGovernance, 7
+		res, err = preserve.Run(context.Background(), cfg, []string{instance}, o)
+		if err != nil {
+			t.Fatalf("copy to %q: %v", region, err)
+		}
+		want := "us-east-1"
+		if region != "" {
+			want = region
+		}
+		for _, s := range res.Snapshots {
+			if len(s.Copies) != 1 || s.Lock != nil || len(s.Shares) != 0 {
+				t.Fatalf("copy to %q: %+v", region, s)
+			}
+			c := s.Copies[0]
+			if c.Region != want || c.KMSKeyID != cmk || c.State != "completed" || c.Lock == nil || c.Lock.State != "governance" ||
+				!slices.Equal(c.Shares, []string{forensic}) || c.SnapshotID == s.SnapshotID {
+				t.Errorf("copy to %q: %+v", region, c)
+			}
+			if acquire := map[bool]string{true: c.SnapshotID, false: s.SnapshotID}[region == ""]; s.Acquire != acquire {
+				t.Errorf("copy to %q: acquire %s", region, s.Acquire)
+			}
+			tags, _ := tagsOf(t, ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Region = want }), c.SnapshotID)
+			if tags["ebsimager:source-snapshot"] != s.SnapshotID || tags["ebsimager:device"] != s.Device || tags["ebsimager:case-number"] != "2024-017" {
+				t.Errorf("copy tags %v", tags)
+			}
+		}
+		var regions []string
+		for _, c := range res.Record.Calls {
+			if c.API == "ec2:CopySnapshot" || c.API == "ec2:LockSnapshot" || c.API == "ec2:ModifySnapshotAttribute" {
+				regions = append(regions, c.Region)
+			}
+		}
+		if len(regions) != 6 || slices.ContainsFunc(regions, func(r string) bool { return r != want }) {
+			t.Errorf("copy to %q: regions of the calls %v", region, regions)
+		}
+	}
+}
