@@ -342,10 +342,9 @@ func TestShare(t *testing.T) {
 		}
 	}
 
-	srv, endpoint := emulatortest.StartInstance(t, emulator.Options{}, instance,
+	_, endpoint := emulatortest.StartInstance(t, emulator.Options{}, instance,
 		emulator.VolumeSpec{Device: "/dev/xvda", Synthetic: &emulator.SyntheticSpec{VolumeGiB: 1, Fraction: 0.01, Seed: 1}, Encrypted: true},
 		emulator.VolumeSpec{Device: "/dev/sdf", Synthetic: &emulator.SyntheticSpec{VolumeGiB: 1, Fraction: 0.01, Seed: 2}, Encrypted: true})
-	_ = srv
 	cfg.BaseEndpoint = aws.String(endpoint)
 	o = baseOptions()
 	o.ShareWith = []string{forensic}
