@@ -56,16 +56,20 @@ func (p *preservation) resolve(ctx context.Context, ids []string) ([]target, err
 				v.encrypted, v.kmsKey = d.encrypted, d.kmsKey
 				t.all = append(t.all, v)
 			}
-			t.volumes = p.choose(t.all)
-			if len(t.volumes) == 0 {
-				return nil, &Error{Target: id, Kind: ebs.KindInvalid, Err: fmt.Errorf("nothing to snapshot on %s: %s", id, devicesText(t.all))}
-			}
 		}
 		targets = append(targets, t)
 	}
 	for _, d := range p.o.Devices {
 		if !p.deviceFound(d, targets) {
 			return nil, &Error{Kind: ebs.KindNotFound, Err: fmt.Errorf("no target instance has an EBS volume at %s", d)}
+		}
+	}
+	for i, t := range targets {
+		if strings.HasPrefix(t.id, "i-") {
+			targets[i].volumes = p.choose(t.all)
+			if len(targets[i].volumes) == 0 {
+				return nil, &Error{Target: t.id, Kind: ebs.KindInvalid, Err: fmt.Errorf("nothing to snapshot on %s: %s", t.id, devicesText(t.all))}
+			}
 		}
 	}
 	return targets, nil
