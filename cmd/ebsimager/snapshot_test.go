@@ -162,3 +162,44 @@ func TestSnapshotFailures(t *testing.T) {
 		t.Errorf("the denial is not recorded: %+v", last[len(last)-1])
 	}
 }
+
+// TestSnapshotLockShareCopy: the warning about a compliance lock comes
+// before the lock; sharing under the AWS managed key is refused with the
+// way out; with --copy --kms-key the copy is locked and shared.
+func TestSnapshotLockShareCopy(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, startPreserveEmulator(t, emulator.Options{}))
+	r := c.ok("snapshot", preserveInstance, "--device", "/dev/sdf", "--lock", "compliance", "--lock-duration", "1d", "--cool-off", "1h",
+		"--record", filepath.Join(t.TempDir(), "rec"), "--quiet")
+	if !strings.HasPrefix(r.stderr, "ebsimager: WARNING: a compliance lock cannot be undone: after the 1-hour cool-off period nobody, "+
+		"not even the account's root user, can remove it or shorten it, and the snapshots cannot be deleted for 1 days, until it expires; they are billed until then\n") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stdout, "completed 100%  locked compliance-cooloff until ") {
+		t.Errorf("stdout:\n%s", r.stdout)
+	}
+
+	_, endpoint := emulatortest.StartInstance(t, emulator.Options{}, preserveInstance,
+		emulator.VolumeSpec{Device: "/dev/xvda", Synthetic: &emulator.SyntheticSpec{VolumeGiB: 1, Fraction: 0.01, Seed: 1}, Encrypted: true})
+	enc := newCLI(t, endpoint)
+	dir := filepath.Join(t.TempDir(), "rec")
+	r = enc.fails(exitInvalid, "OperationNotPermitted: Encrypted snapshots with EBS default key cannot be shared",
+		"snapshot", preserveInstance, "--share-with", "210987654321", "--record", dir)
+	if !strings.Contains(r.stderr, "hint: a snapshot encrypted under the AWS managed key (aws/ebs) cannot be shared: add --copy --kms-key KEY") ||
+		len(loadPreservation(t, dir).Snapshots) != 1 {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	const key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	dir = filepath.Join(t.TempDir(), "rec")
+	r = enc.ok("snapshot", preserveInstance, "--share-with", "210987654321", "--copy", "--kms-key", key, "--lock", "governance",
+		"--lock-duration", "720h", "--record", dir, "--quiet")
+	s := loadPreservation(t, dir).Snapshots[0]
+	cp := s.Copies[0]
+	if cp.KMSKeyID != key || cp.Lock == nil || cp.Lock.DurationDays != 30 || !slices.Equal(cp.Shares, []string{"210987654321"}) || s.Acquire != cp.SnapshotID {
+		t.Errorf("copy %+v", s)
+	}
+	if want := "copy " + cp.SnapshotID + " in us-east-1 completed  locked governance until "; !strings.Contains(r.stdout, want) ||
+		!strings.Contains(r.stdout, "  shared with 210987654321\n") {
+		t.Errorf("stdout:\n%s\nwant %q", r.stdout, want)
+	}
+}
