@@ -103,6 +103,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newDiffCommand(aws),
 		newMountCommand(aws),
 		newTriageCommand(aws),
+		newPolicyCommand(),
 	)
 	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {
