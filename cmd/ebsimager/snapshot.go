@@ -93,9 +93,13 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 		fmt.Fprintln(stderr, w)
 	}
 	status := ui.NewStatus(stderr, o.quiet, 10*time.Second)
-	po.Progress = func(p preserve.Progress) { status.Update(preservationLine(p)) }
+	last := ""
+	po.Progress = func(p preserve.Progress) {
+		last = preservationLine(p)
+		status.Update(last)
+	}
 	res, err := preserve.Run(ctx, cfg, targets, po)
-	status.Done("")
+	status.Done(last)
 	if res == nil {
 		os.Remove(dir) // nothing was asked of AWS: no record to keep
 		return preserveError(err, "")

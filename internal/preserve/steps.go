@@ -512,7 +512,7 @@ func (p *preservation) lock(ctx context.Context) error {
 			in.CoolOffPeriod = aws.Int32(int32(p.o.CoolOffHours))
 		}
 		out, err := do(ctx, p.c, request{api: "ec2:LockSnapshot", region: f.region, target: f.id,
-			asked: fmt.Sprintf("%s %s for %d days, cool-off %d hours", f.id, p.o.Lock, p.o.LockDays, p.o.CoolOffHours)},
+			asked: lockAsked(f.id, p.o)},
 			p.c.ec2(f.region).LockSnapshot, in, func(o *ec2.LockSnapshotOutput) string {
 				return fmt.Sprintf("%s %s until %s", aws.ToString(o.SnapshotId), o.LockState, aws.ToTime(o.LockExpiresOn).UTC().Format(time.RFC3339))
 			})
@@ -525,6 +525,14 @@ func (p *preservation) lock(ctx context.Context) error {
 			CoolOffExpiresOn: utc(out.CoolOffPeriodExpiresOn), ExpiresOn: utc(out.LockExpiresOn)}
 	}
 	return errors.Join(errs...)
+}
+
+func lockAsked(id string, o *Options) string {
+	s := fmt.Sprintf("%s %s for %d days", id, o.Lock, o.LockDays)
+	if o.CoolOffHours > 0 {
+		s += fmt.Sprintf(", cool-off %d hours", o.CoolOffHours)
+	}
+	return s
 }
 
 func utc(t *time.Time) time.Time {
