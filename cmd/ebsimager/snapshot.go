@@ -88,6 +88,7 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 	if err != nil {
 		return err
 	}
+	o.record = dir // for snapshotInterrupted
 	stderr := cmd.ErrOrStderr()
 	if w := lockWarning(po); w != "" {
 		fmt.Fprintln(stderr, w)
@@ -135,6 +136,16 @@ func recordDir(dir string, now time.Time) (string, error) {
 		return "", fmt.Errorf("making the record directory: %w", err)
 	}
 	return dir, nil
+}
+
+// snapshotInterrupted says what an interrupted snapshot command left.
+func snapshotInterrupted(cmd *cobra.Command) string {
+	where := "its --record directory"
+	if f := cmd.Flags().Lookup("record"); f != nil && f.Value.String() != "" {
+		where = f.Value.String()
+	}
+	return "the custody record in " + where + " lists every snapshot made before the interruption; " +
+		"running the same command again makes new snapshots"
 }
 
 // lockWarning is said before any lock is made.

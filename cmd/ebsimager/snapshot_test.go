@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -201,5 +204,41 @@ func TestSnapshotLockShareCopy(t *testing.T) {
 	if want := "copy " + cp.SnapshotID + " in us-east-1 completed  locked governance until "; !strings.Contains(r.stdout, want) ||
 		!strings.Contains(r.stdout, "  shared with 210987654321\n") {
 		t.Errorf("stdout:\n%s\nwant %q", r.stdout, want)
+	}
+}
+
+// TestSnapshotInterrupted: Ctrl-C while waiting ends at once (exit 130),
+// keeps the record of the snapshots made, and says where it is.
+func TestSnapshotInterrupted(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, startPreserveEmulator(t, emulator.Options{SnapshotDelay: time.Hour}))
+	dir := filepath.Join(t.TempDir(), "rec")
+	cmd := c.command(t.Context(), "snapshot", preserveInstance, "--record", dir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "snapshots: 0 of 2 completed") {
+	}
+	cmd.Process.Signal(os.Interrupt)
+	var rest strings.Builder
+	for lines.Scan() {
+		rest.WriteString(lines.Text() + "\n")
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
+		t.Fatalf("exit: %v\n%s", err, rest.String())
+	}
+	want := "ebsimager: interrupted; the custody record in " + dir + " lists every snapshot made before the interruption; running the same command again makes new snapshots\n"
+	if !strings.HasSuffix(rest.String(), want) {
+		t.Errorf("stderr:\n%s\nwant the end\n%s", rest.String(), want)
+	}
+	if rec := loadPreservation(t, dir); len(rec.Snapshots) != 2 || rec.Outcome != "failed" || rec.Error != "context canceled" {
+		t.Errorf("record: %d snapshots, %s %q", len(rec.Snapshots), rec.Outcome, rec.Error)
 	}
 }
