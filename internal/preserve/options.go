@@ -26,6 +26,10 @@ const (
 	maxTagValue     = 256   // EC2 tag values: at most 256 characters
 	maxTags         = 50    // EC2: at most 50 tags on a resource
 	maxDescription  = 255   // CreateSnapshot(s) Description: at most 255 characters
+	// MaxTargets bounds the targets of one run: one DescribeInstances and
+	// one DescribeVolumes ask for them all, and EC2 answers a few hundred
+	// ids at once.
+	MaxTargets = 100
 	// DefaultTimeout bounds --wait: a first snapshot of a large busy
 	// volume can take hours, but a responder wants to hear well before.
 	DefaultTimeout = 30 * time.Minute
@@ -94,6 +98,9 @@ const TagPrefix = "ebsimager:"
 func CheckTargets(targets []string) error {
 	if len(targets) == 0 {
 		return invalidf("", "no target: give an instance (i-…) or a volume (vol-…)")
+	}
+	if len(targets) > MaxTargets {
+		return invalidf("", "%d targets: at most %d in one run", len(targets), MaxTargets)
 	}
 	seen := map[string]bool{}
 	for _, t := range targets {

@@ -2,6 +2,7 @@ package preserve
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestCheckTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range [][]string{nil, {"snap-0123456789abcdef0"}, {"i-0123456789ABCDEF0"}, {"i-0123"}, {"vol-0123456789abcdef0 "},
-		{"i-0123456789abcdef0", "i-0123456789abcdef0"}} {
+		{"i-0123456789abcdef0", "i-0123456789abcdef0"}, slices.Repeat([]string{"vol-0123456789abcdef0"}, 101)} {
 		err := CheckTargets(bad)
 		var pe *Error
 		if !errors.As(err, &pe) || pe.Kind != ebs.KindInvalid || pe.API != "" {
