@@ -18,9 +18,6 @@ import (
 	"github.com/ebsimager/ebsimager/internal/report"
 )
 
-// exitTimedOut is the exit code of snapshots not completed before
-// --timeout.
-const exitTimedOut = exitError
 
 // TestSnapshotRefusals: what EC2 would refuse, or what contradicts
 // itself, is refused before any call, and no record directory is made.
@@ -140,7 +137,7 @@ func TestSnapshotFailures(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, startPreserveEmulator(t, emulator.Options{SnapshotDelay: time.Hour}))
 	dir := filepath.Join(t.TempDir(), "rec")
-	r := c.fails(exitTimedOut, "2 snapshots not completed within 1s: snap-", "snapshot", preserveInstance, "--timeout", "1s", "--record", dir)
+	r := c.fails(exitUnreadable, "2 snapshots not completed within 1s: snap-", "snapshot", preserveInstance, "--timeout", "1s", "--record", dir)
 	rec := loadPreservation(t, dir)
 	if rec.Outcome != "failed" || len(rec.Snapshots) != 2 || !strings.Contains(r.stderr, "the custody record, with every snapshot made so far, is in "+dir) {
 		t.Fatalf("stderr %s\nrecord %+v", r.stderr, rec)
