@@ -18,7 +18,6 @@ import (
 	"github.com/ebsimager/ebsimager/internal/report"
 )
 
-
 // TestSnapshotRefusals: what EC2 would refuse, or what contradicts
 // itself, is refused before any call, and no record directory is made.
 func TestSnapshotRefusals(t *testing.T) {

@@ -20,8 +20,8 @@ func samplePreservation() *Preservation {
 	snap := func(dev, vol, id, cp string) PreservedSnapshot {
 		return PreservedSnapshot{InstanceID: "i-0123456789abcdef0", Device: dev, VolumeID: vol, SnapshotID: id, Region: "us-east-1",
 			State: "completed", Progress: "100%", StartTime: t0, Encrypted: true, KMSKeyID: "arn:aws:kms:us-east-1:111122223333:key/aws-ebs",
-			Tags:   []Tag{{Key: "ebsimager:case-number", Value: "2024-017"}, {Key: "ebsimager:device", Value: dev}},
-			Copies: []SnapshotCopy{{SnapshotID: cp, Region: "us-east-1", KMSKeyID: key, State: "completed", Progress: "100%", Lock: lock, Shares: []string{"210987654321"}}},
+			Tags:    []Tag{{Key: "ebsimager:case-number", Value: "2024-017"}, {Key: "ebsimager:device", Value: dev}},
+			Copies:  []SnapshotCopy{{SnapshotID: cp, Region: "us-east-1", KMSKeyID: key, State: "completed", Progress: "100%", Lock: lock, Shares: []string{"210987654321"}}},
 			Acquire: cp}
 	}
 	call := func(api string, at time.Duration, ret string) APICall {
