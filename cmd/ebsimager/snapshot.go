@@ -100,6 +100,9 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 		status.Update(last)
 	}
 	res, err := preserve.Run(ctx, cfg, targets, po)
+	if !status.TTY() {
+		last = "" // a log has its lines; the result follows on stdout
+	}
 	status.Done(last)
 	if res == nil {
 		os.Remove(dir) // nothing was asked of AWS: no record to keep

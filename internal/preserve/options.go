@@ -50,7 +50,8 @@ type Options struct {
 	ExcludeBoot bool
 	Devices     []string
 	// Wait waits until every snapshot is completed, at most Timeout
-	// (default DefaultTimeout), polling every PollInterval (default 5s).
+	// (default DefaultTimeout) from the start of the run, polling after
+	// 1s, 2s, 4s, then every PollInterval (default 5s).
 	Wait         bool
 	Timeout      time.Duration
 	PollInterval time.Duration

@@ -291,6 +291,9 @@ func orNothing(s string) string {
 // error state is reported, the others still waited for.
 func (p *preservation) wait(ctx context.Context, stage, region string, snaps []*Snapshot) error {
 	deadline := p.started.Add(p.o.Timeout)
+	// The first polls come quickly, for a snapshot that is fast (a
+	// small or little-changed volume), then every PollInterval.
+	interval := min(time.Second, p.o.PollInterval)
 	var failed []error
 	for {
 		if asked := unfinished(snaps); len(asked) > 0 {
@@ -325,9 +328,10 @@ func (p *preservation) wait(ctx context.Context, stage, region string, snaps []*
 			}
 			return errors.Join(append(failed, e)...)
 		}
-		if err := ebs.Sleep(ctx, min(p.o.PollInterval, left)); err != nil {
+		if err := ebs.Sleep(ctx, min(interval, left)); err != nil {
 			return err
 		}
+		interval = min(2*interval, p.o.PollInterval)
 	}
 }
 
