@@ -99,6 +99,7 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 		last = preservationLine(p)
 		status.Update(last)
 	}
+	po.Checkpoint = func(r *report.Preservation) error { return r.Save(dir) }
 	res, err := preserve.Run(ctx, cfg, targets, po)
 	if !status.TTY() {
 		last = "" // a log has its lines; the result follows on stdout

@@ -238,3 +238,30 @@ func TestSnapshotInterrupted(t *testing.T) {
 		t.Errorf("record: %d snapshots, %s %q", len(rec.Snapshots), rec.Outcome, rec.Error)
 	}
 }
+
+// TestSnapshotKilled: killed outright while waiting, the command still
+// leaves the record of the snapshots it made (saved after every call).
+func TestSnapshotKilled(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, startPreserveEmulator(t, emulator.Options{SnapshotDelay: time.Hour}))
+	dir := filepath.Join(t.TempDir(), "rec")
+	cmd := c.command(t.Context(), "snapshot", preserveInstance, "--record", dir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "snapshots: 0 of 2 completed") {
+	}
+	cmd.Process.Kill()
+	for lines.Scan() {
+	}
+	cmd.Wait()
+	rec := loadPreservation(t, dir)
+	if rec.Outcome != "running" || len(rec.Snapshots) != 2 || rec.Snapshots[1].Device != "/dev/sdf" || rec.Calls[len(rec.Calls)-1].API != "ec2:DescribeSnapshots" {
+		t.Errorf("record after a kill: %s, %d snapshots, %d calls", rec.Outcome, len(rec.Snapshots), len(rec.Calls))
+	}
+}

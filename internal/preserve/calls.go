@@ -3,6 +3,7 @@ package preserve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -39,6 +40,8 @@ type caller struct {
 	cfg     aws.Config
 	rec     *report.Preservation
 	clients map[string]*ec2.Client // by Region
+	// checkpoint, if set, saves the record after each request.
+	checkpoint func() error
 }
 
 func newCaller(cfg aws.Config, rec *report.Preservation) *caller {
@@ -111,11 +114,17 @@ func do[In, Out, Opt any](ctx context.Context, c *caller, r request, call func(c
 	c.rec.Calls = append(c.rec.Calls, rec)
 	if err != nil {
 		if ctx.Err() != nil {
-			return out, ctx.Err()
+			err = ctx.Err()
+		} else {
+			err = apiError(r.api, r.target, err)
 		}
-		return out, apiError(r.api, r.target, err)
 	}
-	return out, nil
+	if c.checkpoint != nil {
+		if cerr := c.checkpoint(); cerr != nil {
+			return out, errors.Join(err, fmt.Errorf("recording %s: %w", r.api, cerr))
+		}
+	}
+	return out, err
 }
 
 // classifyCreate retries a request that makes something only when EC2

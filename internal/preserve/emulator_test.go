@@ -397,3 +397,36 @@ func TestShare(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpoint: the record is handed over after every request, and a
+// failure to save it stops the run at once.
+func TestCheckpoint(t *testing.T) {
+	cfg, _ := startInstance(t, emulator.Options{})
+	var calls []int
+	o := baseOptions()
+	o.Checkpoint = func(r *report.Preservation) error {
+		if r.Outcome != preserve.OutcomeRunning {
+			t.Errorf("checkpoint outcome %q", r.Outcome)
+		}
+		calls = append(calls, len(r.Calls))
+		if len(r.Calls) == 5 && len(r.Snapshots) != 2 {
+			t.Errorf("after CreateSnapshots the record holds %d snapshots", len(r.Snapshots))
+		}
+		return nil
+	}
+	res, err := preserve.Run(context.Background(), cfg, []string{instance}, o)
+	if err != nil || !slices.Equal(calls, []int{1, 2, 3, 4, 5, 6, 7}) || res.Record.Outcome != "ok" {
+		t.Fatalf("checkpoints %v, %v", calls, err)
+	}
+	full := errors.New("disk full")
+	o.Checkpoint = func(r *report.Preservation) error {
+		if r.Calls[len(r.Calls)-1].API == "ec2:CreateSnapshots" {
+			return full
+		}
+		return nil
+	}
+	res, err = preserve.Run(context.Background(), cfg, []string{instance}, o)
+	if !errors.Is(err, full) || len(res.Record.Calls) != 4 || len(res.Snapshots) != 2 || res.Snapshots[1].Device != "/dev/sdf" {
+		t.Fatalf("a failed checkpoint: %v, %d calls", err, len(res.Record.Calls))
+	}
+}

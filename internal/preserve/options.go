@@ -71,7 +71,16 @@ type Options struct {
 	CopyRegion string
 	// Progress, if set, is called as the snapshots advance.
 	Progress func(Progress)
+	// Checkpoint, if set, is called after every request with the record
+	// so far (Outcome OutcomeRunning), to save it: a run killed outright
+	// still leaves the record of the snapshots it made. An error stops
+	// the run once what the request made is recorded (locks already
+	// asked for are still made: they protect the evidence).
+	Checkpoint func(*report.Preservation) error
 }
+
+// OutcomeRunning is the outcome of a record saved by Checkpoint.
+const OutcomeRunning = "running"
 
 // Progress is a view of the snapshots being waited on.
 type Progress struct {

@@ -74,6 +74,12 @@ func run(ctx context.Context, cfg aws.Config, targets []string, o Options, mode 
 	rec.Options = o.record(mode, cfg.Region, o.Timeout)
 	res := &Result{Record: rec}
 	p := &preservation{c: newCaller(cfg, rec), o: &o, res: res, region: cfg.Region, started: time.Now()}
+	if o.Checkpoint != nil {
+		p.c.checkpoint = func() error {
+			rec.Snapshots, rec.Outcome = res.Snapshots, OutcomeRunning
+			return o.Checkpoint(rec)
+		}
+	}
 	err := p.run(ctx, targets, mode)
 	rec.Run.FinishedAt = time.Now()
 	rec.Snapshots = res.Snapshots

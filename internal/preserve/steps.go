@@ -266,7 +266,13 @@ func (p *preservation) createSet(ctx context.Context, t target) error {
 		TagSpecifications: tagSpec(p.o.tags(now, t.id))}
 	out, err := do(ctx, p.c, request{api: "ec2:CreateSnapshots", region: p.region, target: t.id, asked: asked, creates: true},
 		p.c.ec2(p.region).CreateSnapshots, in, createdSummary)
+	if out == nil {
+		return err
+	}
+	// With an answer, err can only be a failure to save the record: the
+	// snapshots exist, so they are listed before it is returned.
 	if err != nil {
+		defer p.listMade(t, out.Snapshots)
 		return err
 	}
 	byVolume := map[string]volume{}
@@ -296,6 +302,20 @@ func (p *preservation) createSet(ctx context.Context, t target) error {
 		}
 	}
 	return p.tagDevices(ctx, t.id)
+}
+
+// listMade records the snapshots of a CreateSnapshots answer as they
+// are, when the run stops before looking at them.
+func (p *preservation) listMade(t target, made []ec2types.SnapshotInfo) {
+	for _, s := range made {
+		v := volume{instance: t.id, id: aws.ToString(s.VolumeId)}
+		for _, a := range t.all {
+			if a.id == v.id {
+				v = a
+			}
+		}
+		p.add(v, aws.ToString(s.SnapshotId), snapInfo{state: string(s.State), progress: aws.ToString(s.Progress)})
+	}
 }
 
 // tagDevices tags each snapshot of instance with its device and volume
@@ -353,12 +373,13 @@ func (p *preservation) createOne(ctx context.Context, v volume) error {
 		p.c.ec2(p.region).CreateSnapshot, in, func(o *ec2.CreateSnapshotOutput) string {
 			return strings.TrimSpace(fmt.Sprintf("%s of %s %s", aws.ToString(o.SnapshotId), aws.ToString(o.VolumeId), o.State))
 		})
-	if err != nil {
+	if out == nil {
 		return err
 	}
+	saveErr := err // with an answer, only a failure to save the record
 	id := aws.ToString(out.SnapshotId)
 	if err := checkSnapshotID("ec2:CreateSnapshot", id); err != nil {
-		return err
+		return errors.Join(err, saveErr)
 	}
 	info := snapInfo{state: string(out.State), progress: aws.ToString(out.Progress), started: aws.ToTime(out.StartTime),
 		encrypted: out.Encrypted, kmsKey: aws.ToString(out.KmsKeyId), tags: out.Tags}
@@ -366,7 +387,7 @@ func (p *preservation) createOne(ctx context.Context, v volume) error {
 		info.tags = ec2Tags(tags)
 	}
 	p.add(v, id, info)
-	return nil
+	return saveErr
 }
 
 // maxPages bounds a listing of snapshots: at 1,000 a page, far more
@@ -442,16 +463,19 @@ func (p *preservation) copy(ctx context.Context) error {
 		out, err := do(ctx, p.c, request{api: "ec2:CopySnapshot", region: region, target: s.SnapshotID,
 			asked: fmt.Sprintf("%s from %s, encrypted under %s", s.SnapshotID, p.region, p.o.KMSKey), creates: true},
 			p.c.ec2(region).CopySnapshot, in, func(o *ec2.CopySnapshotOutput) string { return aws.ToString(o.SnapshotId) })
-		if err != nil {
+		if out == nil {
 			return err
 		}
 		id := aws.ToString(out.SnapshotId)
-		if err := checkSnapshotID("ec2:CopySnapshot", id); err != nil {
-			return err
+		if cerr := checkSnapshotID("ec2:CopySnapshot", id); cerr != nil {
+			return errors.Join(cerr, err)
 		}
 		s.Copies = append(s.Copies, report.SnapshotCopy{SnapshotID: id, Region: region, KMSKeyID: p.o.KMSKey, State: string(ec2types.SnapshotStatePending)})
 		if region == p.region {
 			s.Acquire = id
+		}
+		if err != nil {
+			return err // with an answer, only a failure to save the record
 		}
 	}
 	for i := range p.res.Snapshots {
@@ -516,9 +540,12 @@ func (p *preservation) lock(ctx context.Context) error {
 			p.c.ec2(f.region).LockSnapshot, in, func(o *ec2.LockSnapshotOutput) string {
 				return fmt.Sprintf("%s %s until %s", aws.ToString(o.SnapshotId), o.LockState, aws.ToTime(o.LockExpiresOn).UTC().Format(time.RFC3339))
 			})
-		if err != nil {
+		if out == nil {
 			errs = append(errs, err)
 			continue
+		}
+		if err != nil {
+			errs = append(errs, err) // with an answer, only a failure to save the record
 		}
 		*f.lock = &report.SnapshotLock{Mode: p.o.Lock, State: string(out.LockState), DurationDays: int(aws.ToInt32(out.LockDuration)),
 			CoolOffHours: int(aws.ToInt32(out.CoolOffPeriod)), LockedAt: utc(out.LockCreatedOn),
