@@ -430,3 +430,21 @@ func TestCheckpoint(t *testing.T) {
 		t.Fatalf("a failed checkpoint: %v, %d calls", err, len(res.Record.Calls))
 	}
 }
+
+// TestShareRefusedBeforehand: when a volume's key is visibly the AWS
+// managed alias, sharing is refused before any snapshot is made.
+func TestShareRefusedBeforehand(t *testing.T) {
+	_, endpoint := emulatortest.StartInstance(t, emulator.Options{}, instance,
+		emulator.VolumeSpec{Device: "/dev/xvda", Synthetic: &emulator.SyntheticSpec{VolumeGiB: 1, Fraction: 0.01, Seed: 1}, Encrypted: true, KMSKeyID: "alias/aws/ebs"})
+	cfg, _ := startInstance(t, emulator.Options{})
+	cfg.BaseEndpoint = aws.String(endpoint)
+	o := baseOptions()
+	o.ShareWith = []string{forensic}
+	res, err := preserve.Run(context.Background(), cfg, []string{instance}, o)
+	var pe *preserve.Error
+	if !errors.As(err, &pe) || pe.Kind != ebs.KindInvalid || !strings.Contains(pe.Hint, "--copy --kms-key KEY") ||
+		!strings.Contains(err.Error(), "is encrypted under the AWS managed key alias/aws/ebs, so its snapshots cannot be shared; nothing was made") {
+		t.Fatalf("%v", err)
+	}
+	checkCalls(t, res.Record, "sts:GetCallerIdentity", "ec2:DescribeInstances", "ec2:DescribeVolumes")
+}
