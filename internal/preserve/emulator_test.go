@@ -27,12 +27,16 @@ func startInstance(t *testing.T, o emulator.Options) (aws.Config, *emulator.Serv
 	t.Helper()
 	srv, endpoint := emulatortest.StartInstance(t, o, instance,
 		emulatortest.SyntheticVolume("/dev/xvda", 1, 0.01, 1), emulatortest.SyntheticVolume("/dev/sdf", 2, 0.01, 2))
-	cfg := aws.Config{
+	return configFor(endpoint), srv
+}
+
+// configFor is an SDK configuration for the emulator at endpoint.
+func configFor(endpoint string) aws.Config {
+	return aws.Config{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("emulator", "emulator", ""),
 		BaseEndpoint: aws.String(endpoint),
 	}
-	return cfg, srv
 }
 
 func baseOptions() preserve.Options {
@@ -436,11 +440,9 @@ func TestCheckpoint(t *testing.T) {
 func TestShareRefusedBeforehand(t *testing.T) {
 	_, endpoint := emulatortest.StartInstance(t, emulator.Options{}, instance,
 		emulator.VolumeSpec{Device: "/dev/xvda", Synthetic: &emulator.SyntheticSpec{VolumeGiB: 1, Fraction: 0.01, Seed: 1}, Encrypted: true, KMSKeyID: "alias/aws/ebs"})
-	cfg, _ := startInstance(t, emulator.Options{})
-	cfg.BaseEndpoint = aws.String(endpoint)
 	o := baseOptions()
 	o.ShareWith = []string{forensic}
-	res, err := preserve.Run(context.Background(), cfg, []string{instance}, o)
+	res, err := preserve.Run(context.Background(), configFor(endpoint), []string{instance}, o)
 	var pe *preserve.Error
 	if !errors.As(err, &pe) || pe.Kind != ebs.KindInvalid || !strings.Contains(pe.Hint, "--copy --kms-key KEY") ||
 		!strings.Contains(err.Error(), "is encrypted under the AWS managed key alias/aws/ebs, so its snapshots cannot be shared; nothing was made") {
