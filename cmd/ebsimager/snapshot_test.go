@@ -203,12 +203,12 @@ func TestSnapshotLockShareCopy(t *testing.T) {
 	}
 }
 
-// TestSnapshotInterrupted: Ctrl-C while waiting ends at once (exit 130),
-// keeps the record of the snapshots made, and says where it is.
-func TestSnapshotInterrupted(t *testing.T) {
-	t.Parallel()
+// startWaiting starts `snapshot` of an instance whose snapshots stay
+// pending, recording in dir, and returns once it waits for them, with
+// the rest of its standard error.
+func startWaiting(t *testing.T, dir string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
 	c := newCLI(t, startPreserveEmulator(t, emulator.Options{SnapshotDelay: time.Hour}))
-	dir := filepath.Join(t.TempDir(), "rec")
 	cmd := c.command(t.Context(), "snapshot", preserveInstance, "--record", dir)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -220,12 +220,21 @@ func TestSnapshotInterrupted(t *testing.T) {
 	lines := bufio.NewScanner(stderr)
 	for lines.Scan() && !strings.HasPrefix(lines.Text(), "snapshots: 0 of 2 completed") {
 	}
+	return cmd, lines
+}
+
+// TestSnapshotInterrupted: Ctrl-C while waiting ends at once (exit 130),
+// keeps the record of the snapshots made, and says where it is.
+func TestSnapshotInterrupted(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "rec")
+	cmd, lines := startWaiting(t, dir)
 	cmd.Process.Signal(os.Interrupt)
 	var rest strings.Builder
 	for lines.Scan() {
 		rest.WriteString(lines.Text() + "\n")
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
 		t.Fatalf("exit: %v\n%s", err, rest.String())
@@ -243,19 +252,8 @@ func TestSnapshotInterrupted(t *testing.T) {
 // leaves the record of the snapshots it made (saved after every call).
 func TestSnapshotKilled(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t, startPreserveEmulator(t, emulator.Options{SnapshotDelay: time.Hour}))
 	dir := filepath.Join(t.TempDir(), "rec")
-	cmd := c.command(t.Context(), "snapshot", preserveInstance, "--record", dir)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() && !strings.HasPrefix(lines.Text(), "snapshots: 0 of 2 completed") {
-	}
+	cmd, lines := startWaiting(t, dir)
 	cmd.Process.Kill()
 	for lines.Scan() {
 	}
