@@ -54,8 +54,9 @@ and is billed, until the lock expires.
 
 Every AWS request (with its request id, time, attempts and answer) and the
 caller identity are recorded in DIR/preservation.json and preservation.txt
-(--record DIR; default ./preservation-<UTC time>), also when the command fails
-part way: the record then says which snapshots exist.`,
+(--record DIR; default ./preservation-<UTC time>), saved after every request
+and when the command ends, also when it fails part way: the record then says
+which snapshots exist.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			po, err := o.options()
