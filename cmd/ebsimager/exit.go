@@ -259,6 +259,8 @@ func interruptedMessage(cmd *cobra.Command) string {
 			"(acquire into an evidence directory, --out DIR, to keep the verified blocks)"
 	case cmd.Name() == "acquire":
 		return "the verified blocks are kept; run the same command again to resume"
+	case cmd.Name() == "snapshot":
+		return snapshotInterrupted(cmd)
 	case resumes(cmd):
 		return resumesText
 	}
