@@ -128,9 +128,10 @@ func planCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acqui
 		return c, err
 	}
 	var preserved []casework.Preserved
+	var stopped string
 	var preserveErr error
 	if pt := preserveTargets(targets); len(pt) > 0 {
-		preserved, preserveErr = preserveCase(ctx, cmd, aws, o, pt)
+		preserved, stopped, preserveErr = preserveCase(ctx, cmd, aws, o, pt)
 		if len(preserved) == 0 {
 			return nil, preserveErr
 		}
@@ -140,8 +141,9 @@ func planCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acqui
 		c.Preservation = casework.PreservationJSON
 	}
 	if preserveErr != nil {
-		c.PreservationError = preserveErr.Error()
+		stopped = preserveErr.Error()
 	}
+	c.PreservationError = stopped
 	if err := c.Save(o.out); err != nil {
 		return nil, errors.Join(preserveErr, fmt.Errorf("recording the case's plan: %w", err))
 	}

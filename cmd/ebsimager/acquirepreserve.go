@@ -54,25 +54,31 @@ func preserveTargets(targets []string) []string {
 // in DIR/preservation.json (it stopped before case.json): nothing is
 // made again. Else the preservation step makes them now (or, with
 // --use-latest, chooses the newest completed ones), and its record goes
-// into DIR. With an error, the snapshots made so far are returned too.
-func preserveCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acquireOptions, targets []string) ([]casework.Preserved, error) {
-	found, ok, err := casework.ReadPreservation(o.out, targets)
-	if err != nil || len(found) > 0 {
-		return found, err
+// into DIR, saved after every request. With an error, the snapshots made
+// so far are returned too. stopped says why a recorded preservation
+// taken up again did not end well.
+func preserveCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acquireOptions, targets []string) (_ []casework.Preserved, stopped string, _ error) {
+	found, err := casework.ReadPreservation(o.out, targets)
+	if err != nil {
+		return nil, "", err
 	}
-	if ok {
+	if found != nil && len(found.Snapshots) > 0 {
+		return found.Snapshots, found.Stopped, nil
+	}
+	if found != nil {
 		if _, err := casework.SetAsidePreservation(o.out); err != nil {
-			return nil, fmt.Errorf("setting aside the record of a preservation that made nothing: %w", err)
+			return nil, "", fmt.Errorf("setting aside the record of a preservation that made nothing: %w", err)
 		}
 	}
 	po, err := o.preserve.options()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	po.Case = report.CaseFromFields(o.caseMeta.fields())
+	po.Checkpoint = func(r *report.Preservation) error { return r.Save(o.out) }
 	cfg, err := aws.config(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if w := lockWarning(po); w != "" {
 		fmt.Fprintln(cmd.ErrOrStderr(), w)
@@ -86,17 +92,17 @@ func preserveCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *a
 	res, err := run(ctx, cfg, targets, po)
 	status.Done("")
 	if res == nil {
-		return nil, preserveError(err, "")
+		return nil, "", preserveError(err, "")
 	}
 	if serr := res.Save(o.out); serr != nil {
-		return nil, errors.Join(preserveError(err, ""), fmt.Errorf("saving the custody record in %s: %w", o.out, serr))
+		return nil, "", errors.Join(preserveError(err, ""), fmt.Errorf("saving the custody record in %s: %w", o.out, serr))
 	}
 	out := make([]casework.Preserved, len(res.Snapshots))
 	for i, s := range res.Snapshots {
 		out[i] = casework.Preserved{InstanceID: s.InstanceID, Device: s.Device, VolumeID: s.VolumeID, SnapshotID: s.Acquire}
 	}
 	if err != nil {
-		return out, preserveError(err, o.out)
+		return out, "", preserveError(err, o.out)
 	}
-	return out, nil
+	return out, "", nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,10 +74,11 @@ func TestAcquireInstance(t *testing.T) {
 		strings.Join(cs.Targets, " ") != caseInstance || cs.Preservation != casework.PreservationJSON || cs.PreservationError != "" {
 		t.Fatalf("case.json: %+v", cs)
 	}
-	preserved, found, err := casework.ReadPreservation(out, []string{caseInstance})
-	if err != nil || !found || len(preserved) != 2 {
-		t.Fatalf("preservation.json: %+v %v %v", preserved, found, err)
+	rec, err := casework.ReadPreservation(out, []string{caseInstance})
+	if err != nil || rec == nil || len(rec.Snapshots) != 2 || rec.Stopped != "" {
+		t.Fatalf("preservation.json: %+v %v", rec, err)
 	}
+	preserved := rec.Snapshots
 	var blocks int64
 	for i, dev := range []string{"/dev/xvda", "/dev/sdf"} {
 		v := cs.Volumes[i]
@@ -191,10 +193,11 @@ func TestAcquireUseLatestAndVolume(t *testing.T) {
 	c := newCLI(t, endpoint)
 	dir := t.TempDir()
 	c.ok("snapshot", caseInstance, "--record", filepath.Join(dir, "rec"), "--quiet")
-	made, _, err := casework.ReadPreservation(filepath.Join(dir, "rec"), []string{caseInstance})
-	if err != nil || len(made) != 2 {
-		t.Fatalf("snapshot's record: %v %v", made, err)
+	rec, err := casework.ReadPreservation(filepath.Join(dir, "rec"), []string{caseInstance})
+	if err != nil || rec == nil || len(rec.Snapshots) != 2 {
+		t.Fatalf("snapshot's record: %v %v", rec, err)
 	}
+	made := rec.Snapshots
 	srv.ResetCounters()
 	latest := filepath.Join(dir, "latest")
 	c.ok("acquire", caseInstance, "--use-latest", "--out", latest, "--quiet")
@@ -222,5 +225,49 @@ func TestAcquireUseLatestAndVolume(t *testing.T) {
 	c.ok("export", filepath.Join(latest, made[1].SnapshotID), "--out", filepath.Join(dir, "b.raw"), "--quiet")
 	if sha256File(t, filepath.Join(dir, "a.raw")) != sha256File(t, filepath.Join(dir, "b.raw")) {
 		t.Fatal("two snapshots of an unchanged volume export differently")
+	}
+}
+
+// A run killed outright while it waits for its snapshots leaves the
+// preservation record saved after its last request; the rerun acquires
+// the snapshots it names and makes none.
+func TestAcquireInstanceKilledWhilePreserving(t *testing.T) {
+	t.Parallel()
+	srv, endpoint := emulatortest.StartInstance(t, emulator.Options{TrackBlocks: true, SnapshotDelay: 2 * time.Second}, caseInstance,
+		emulatortest.SyntheticVolume("/dev/xvda", 1, 0.02, 7), emulatortest.SyntheticVolume("/dev/sdf", 1, 0.03, 8))
+	c := newCLI(t, endpoint)
+	out := filepath.Join(t.TempDir(), "case")
+	args := []string{"acquire", caseInstance, "--out", out, "--quiet"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := c.command(ctx, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if rec, _ := casework.ReadPreservation(out, []string{caseInstance}); rec != nil && len(rec.Snapshots) == 2 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no preservation record with both snapshots")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(out, casework.JSONName)); err == nil {
+		t.Fatal("the killed run got as far as case.json: the test proves nothing")
+	}
+	rec, _ := casework.ReadPreservation(out, []string{caseInstance})
+	time.Sleep(2 * time.Second) // the snapshots complete
+	srv.ResetCounters()
+	c.ok(args...)
+	if n := srv.Counters().Total("CreateSnapshots"); n != 0 {
+		t.Fatalf("the rerun made %d CreateSnapshots calls", n)
+	}
+	cs := loadCase(t, out)
+	if cs.Status != casework.StatusComplete || cs.Volumes[0].SnapshotID != rec.Snapshots[0].SnapshotID || cs.Volumes[1].SnapshotID != rec.Snapshots[1].SnapshotID ||
+		!strings.Contains(cs.PreservationError, "stopped while it ran") {
+		t.Fatalf("case.json: %+v", cs)
 	}
 }

@@ -153,18 +153,19 @@ func TestPlanVolumes(t *testing.T) {
 func TestReadPreservation(t *testing.T) {
 	dir := t.TempDir()
 	const inst = "i-0123456789abcdef0"
-	if _, found, err := ReadPreservation(dir, []string{inst}); found || err != nil {
+	if found, err := ReadPreservation(dir, []string{inst}); found != nil || err != nil {
 		t.Fatalf("no record: %v %v", found, err)
 	}
-	rec := `{"targets":["` + inst + `"],"snapshots":[{"instance_id":"` + inst + `","device":"/dev/xvda","volume_id":"vol-01","snapshot_id":"snap-0aaaaaaaaaaaaaaa1","acquire":"snap-0aaaaaaaaaaaaaaa2"}],"calls":[]}`
+	rec := `{"targets":["` + inst + `"],"outcome":"running","snapshots":[{"instance_id":"` + inst + `","device":"/dev/xvda","volume_id":"vol-01","snapshot_id":"snap-0aaaaaaaaaaaaaaa1","acquire":"snap-0aaaaaaaaaaaaaaa2"}],"calls":[]}`
 	os.WriteFile(filepath.Join(dir, PreservationJSON), []byte(rec), 0o600)
 	os.WriteFile(filepath.Join(dir, PreservationText), []byte("text"), 0o600)
-	got, found, err := ReadPreservation(dir, []string{inst})
-	if err != nil || !found || len(got) != 1 || got[0] != (Preserved{InstanceID: inst, Device: "/dev/xvda", VolumeID: "vol-01", SnapshotID: "snap-0aaaaaaaaaaaaaaa2"}) {
-		t.Fatalf("ReadPreservation: %+v %v %v", got, found, err)
+	got, err := ReadPreservation(dir, []string{inst})
+	if err != nil || got == nil || len(got.Snapshots) != 1 || got.Snapshots[0] != (Preserved{InstanceID: inst, Device: "/dev/xvda", VolumeID: "vol-01", SnapshotID: "snap-0aaaaaaaaaaaaaaa2"}) ||
+		!strings.Contains(got.Stopped, "stopped while it ran") {
+		t.Fatalf("ReadPreservation: %+v %v", got, err)
 	}
 	var ce *ConflictError
-	if _, _, err := ReadPreservation(dir, []string{"i-0123abcd"}); !errors.As(err, &ce) {
+	if _, err := ReadPreservation(dir, []string{"i-0123abcd"}); !errors.As(err, &ce) {
 		t.Fatalf("other targets: %v", err)
 	}
 	for n := 1; n <= 2; n++ {
@@ -180,7 +181,7 @@ func TestReadPreservation(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "preservation.failed-1.txt")); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, _ := ReadPreservation(dir, []string{inst}); found {
+	if found, _ := ReadPreservation(dir, []string{inst}); found != nil {
 		t.Fatal("the record was not set aside")
 	}
 }

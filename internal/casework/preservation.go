@@ -62,9 +62,11 @@ func PlanVolumes(targets []string, preserved []Preserved) []Volume {
 }
 
 // preservationFile is what a case reads back of a preservation record:
-// its targets and the snapshots it names.
+// its targets, the snapshots it names, and how it ended.
 type preservationFile struct {
 	Targets   []string `json:"targets"`
+	Outcome   string   `json:"outcome"`
+	Error     string   `json:"error"`
 	Snapshots []struct {
 		InstanceID string `json:"instance_id"`
 		Device     string `json:"device"`
@@ -74,17 +76,27 @@ type preservationFile struct {
 	} `json:"snapshots"`
 }
 
+// Recorded is what a preservation record says of its run.
+type Recorded struct {
+	Snapshots []Preserved
+	// Stopped says why the run did not end "ok": it failed (the record's
+	// error), or it was killed while it ran (the record saved after its
+	// last request); empty when it ended ok.
+	Stopped string
+}
+
 // ReadPreservation reads the preservation record in dir that an earlier
-// run left without a case.json (it stopped between the two): the
-// snapshots it names, to acquire instead of making new ones. No record
-// is (nil, false, nil); a record of other targets is a *ConflictError.
-func ReadPreservation(dir string, targets []string) ([]Preserved, bool, error) {
+// run left without a case.json (it stopped between the two, or was
+// killed while preserving): the snapshots it names, to acquire instead
+// of making new ones. No record is (nil, nil); a record of other targets
+// is a *ConflictError.
+func ReadPreservation(dir string, targets []string) (*Recorded, error) {
 	f, err := os.Open(filepath.Join(dir, PreservationJSON))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxCaseBytes+1))
@@ -96,23 +108,30 @@ func ReadPreservation(dir string, targets []string) ([]Preserved, bool, error) {
 		err = json.Unmarshal(data, &rec)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("reading %s: %w", f.Name(), err)
+		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
 	if !sameSet(rec.Targets, targets) {
-		return nil, false, &ConflictError{Dir: dir, Targets: rec.Targets}
+		return nil, &ConflictError{Dir: dir, Targets: rec.Targets}
 	}
-	var out []Preserved
+	out := &Recorded{}
+	switch rec.Outcome {
+	case "ok":
+	case "running":
+		out.Stopped = "the preservation step was stopped while it ran (its record was saved after its last request)"
+	default:
+		out.Stopped = fmt.Sprintf("the preservation step ended %q: %s", rec.Outcome, rec.Error)
+	}
 	for _, s := range rec.Snapshots {
 		id := s.Acquire
 		if id == "" {
 			id = s.SnapshotID
 		}
 		if k, err := KindOf(id); err != nil || k != KindSnapshot {
-			return nil, false, fmt.Errorf("reading %s: snapshot id %q", f.Name(), id)
+			return nil, fmt.Errorf("reading %s: snapshot id %q", f.Name(), id)
 		}
-		out = append(out, Preserved{InstanceID: s.InstanceID, Device: s.Device, VolumeID: s.VolumeID, SnapshotID: id})
+		out.Snapshots = append(out.Snapshots, Preserved{InstanceID: s.InstanceID, Device: s.Device, VolumeID: s.VolumeID, SnapshotID: id})
 	}
-	return out, true, nil
+	return out, nil
 }
 
 // SetAsidePreservation renames the preservation record in dir, one that
