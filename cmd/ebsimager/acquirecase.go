@@ -91,11 +91,12 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 	}
 	c.AccountRate = o.account.Rate()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
+	var last string // written by the progress goroutine, read after Run returns
 	runErr := casework.Run(ctx, c, caseAcquirer(aws, o, casePreflight(ctx, aws, c)), casework.Options{
 		Code:     func(err error) int { return exitCode(ctx, err) },
-		Progress: drawCase(status),
+		Progress: drawCase(status, &last),
 	})
-	status.Done("")
+	status.Done(last)
 	if err := c.Save(o.out); err != nil {
 		return unrecordedError{fmt.Errorf("recording the case: %w", err)}
 	}
@@ -203,11 +204,19 @@ func volumeResult(s acquireSummary) casework.Result {
 
 // drawCase returns what redraws the status from every volume's counters:
 // one line, each volume by its device (or snapshot id) and how far it
-// is, then the totals.
-func drawCase(status *ui.Status) func([]casework.Progress) {
+// is, then the totals; *last is the latest line, which the command
+// leaves on the screen (and in a log) when the case ends: the line of a
+// case whose volumes have all ended is drawn only then, once.
+func drawCase(status *ui.Status, last *string) func([]casework.Progress) {
 	started := time.Now()
 	return func(vols []casework.Progress) {
-		status.Update(caseLine(vols, time.Since(started)))
+		*last = caseLine(vols, time.Since(started))
+		for _, v := range vols {
+			if v.Status == casework.StatusPending {
+				status.Update(*last)
+				return
+			}
+		}
 	}
 }
 

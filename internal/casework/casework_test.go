@@ -80,7 +80,14 @@ func TestRunFailures(t *testing.T) {
 				}
 				return 3
 			},
-			Progress:      func([]Progress) { progress++ },
+			Progress: func(ps []Progress) {
+				progress++
+				for _, p := range ps {
+					if p.Status == StatusPending || p.Listed != 2 || p.Stored != 2 || !p.ListingDone {
+						t.Errorf("the last report of %s: %+v", p.SnapshotID, p)
+					}
+				}
+			},
 			ProgressEvery: time.Hour,
 		})
 		if c.Status != tc.status || c.ExitCode != tc.code || c.Runs != 1 || progress != 1 || calls != len(tc.fail) {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
+	"github.com/ebsimager/ebsimager/internal/ebs"
 )
 
 // MaxVolumesAtOnce bounds the volumes acquired at once. Every volume of
@@ -80,7 +81,7 @@ func Run(ctx context.Context, c *Case, acq Acquirer, o Options) error {
 				res.Error, res.ExitCode = err.Error(), o.Code(err)
 			}
 			v.Result, errs[i] = res, err
-			board.set(i, board.get(i), res.Status)
+			board.set(i, res.progress(), res.Status)
 			return nil
 		})
 	}
@@ -88,6 +89,16 @@ func Run(ctx context.Context, c *Case, acq Acquirer, o Options) error {
 	stop()
 	c.Finished = time.Now().UTC()
 	return c.conclude(errs)
+}
+
+// progress is the counters of a volume's finished acquisition, for the
+// last progress report.
+func (r Result) progress() acquire.Progress {
+	return acquire.Progress{
+		Listed: r.Blocks, ListingDone: true, Skipped: r.Kept, Stored: r.Fetched, Failed: r.FailedBlocks, Bytes: r.Bytes,
+		Counts:  ebs.Counts{ListCalls: r.ListCalls, GetCalls: r.GetCalls, Retries: r.RetriesByKind},
+		Elapsed: r.Finished.Sub(r.Started),
+	}
 }
 
 // status is a volume's status after its acquisition returned err.
@@ -147,12 +158,6 @@ func (b *board) set(i int, p acquire.Progress, status string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.vols[i].Progress, b.vols[i].Status = p, status
-}
-
-func (b *board) get(i int) acquire.Progress {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.vols[i].Progress
 }
 
 func (b *board) copy() []Progress {
