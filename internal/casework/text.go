@@ -67,7 +67,7 @@ func (v *Volume) writeText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  blocks        %d listed, %d fetched now, %d kept from an earlier run, %d failed\n", v.Blocks, v.Fetched, v.Kept, v.FailedBlocks)
 	fmt.Fprintf(w, "  data          %s in %.1f s\n", plural(v.Bytes, "byte"), v.Seconds)
-	fmt.Fprintf(w, "  requests      %d List, %d Get, %s; %d turns of the account limiter\n", v.ListCalls, v.GetCalls, retriesText(v.Retries, v.RetriesByKind), v.AccountTurns)
+	fmt.Fprintf(w, "  requests      %d List, %d Get, %s; %s of the account limiter\n", v.ListCalls, v.GetCalls, retriesText(v.Retries, v.RetriesByKind), plural(v.AccountTurns, "turn"))
 	if v.Error != "" {
 		fmt.Fprintf(w, "  error         (exit %d) %s\n", v.ExitCode, strings.ReplaceAll(v.Error, "\n", "\n                "))
 	}
