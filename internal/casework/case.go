@@ -14,7 +14,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 )
 
-// Format names the case record's layout (docs/SCHEMA.md).
+// Format names the case record's layout (internal/report/SCHEMA.md).
 const Format = "ebsimager-case/1"
 
 // The case files, in the case directory beside one evidence directory per
