@@ -297,7 +297,7 @@ type Tag struct {
 
 // Call is the outcome of one context call to AWS.
 type Call struct {
-	API string `json:"api"` // "sts:GetCallerIdentity" or "ec2:DescribeSnapshots"
+	API string `json:"api"` // "sts:GetCallerIdentity", "ec2:DescribeSnapshots", or a pre-flight call
 	// Outcome is "ok", "denied" (the caller lacks the permission) or
 	// "failed" (any other error, after retries).
 	Outcome  string `json:"outcome"`
@@ -317,6 +317,9 @@ const (
 const (
 	APIGetCallerIdentity = "sts:GetCallerIdentity"
 	APIDescribeSnapshots = "ec2:DescribeSnapshots"
+	// The pre-flight's other calls (internal/preflight).
+	APIDescribeSnapshotAttribute = "ec2:DescribeSnapshotAttribute"
+	APIListSnapshotBlocks        = "ebs:ListSnapshotBlocks"
 )
 
 // Step is one thing done to the evidence after its acquisition. Exactly
@@ -686,12 +689,18 @@ func (r *Report) JSON() ([]byte, error) {
 	if err := r.check(); err != nil {
 		return nil, err
 	}
+	return indented(r, "report")
+}
+
+// indented encodes a record v as indented JSON, HTML characters left as
+// they are: the JSON is read as JSON, never pasted into HTML.
+func indented(v any, what string) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false) // the JSON is read as JSON, never pasted into HTML
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encoding report: %w", err)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", what, err)
 	}
 	return b.Bytes(), nil
 }

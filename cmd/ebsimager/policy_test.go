@@ -1,0 +1,62 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// The flows the README shows, and every step at once.
+var policyFlows = []struct {
+	golden string
+	args   []string
+}{
+	{"policy-acquire", []string{"--acquire"}},
+	{"policy-snapshot-share", []string{"--snapshot", "--share", "--region", "us-east-1", "--account", "111122223333", "--share-with", "555566667777"}},
+	{"policy-copy-acquire", []string{"--copy", "--acquire", "--region", "us-east-1",
+		"--kms-key", "arn:aws:kms:us-east-1:555566667777:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
+	{"policy-all", []string{"--snapshot", "--share", "--copy", "--acquire"}},
+}
+
+func TestPolicyCommand(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "")
+	for _, f := range policyFlows {
+		r := c.ok(append([]string{"policy"}, f.args...)...)
+		golden(t, f.golden, r.stdout)
+		if q := c.ok(append([]string{"policy", "--quiet"}, f.args...)...); q.stdout != r.stdout || q.stderr != "" {
+			t.Errorf("%s --quiet: stdout differs or stderr %q", f.golden, q.stderr)
+		}
+		e := c.ok(append([]string{"policy", "--quiet", "--explain"}, f.args...)...)
+		if e.stdout != r.stdout || strings.Count(e.stderr, "\n") != strings.Count(r.stdout, `"Sid"`) {
+			t.Errorf("%s --explain: a line per statement, stdout unchanged; stderr:\n%s", f.golden, e.stderr)
+		}
+	}
+	// What is left wide is said, and said only when it is.
+	r := c.ok("policy", "--acquire")
+	want := "ebsimager: note: the ARNs allow every Region: --region narrows them\n" +
+		"ebsimager: note: the KMS statements allow any key, used only by EBS (kms:ViaService): --kms-key KEY-ARN narrows them to the key of the copy or of the snapshots you acquire\n"
+	if r.stderr != want {
+		t.Errorf("policy --acquire: stderr\n%s\nwant\n%s", r.stderr, want)
+	}
+	if r := c.ok(append([]string{"policy"}, policyFlows[2].args...)...); r.stderr != "" {
+		t.Errorf("a policy narrowed everywhere has notes:\n%s", r.stderr)
+	}
+	// The order of the flags changes nothing.
+	if a, b := c.ok("policy", "--share", "--snapshot", "--acquire", "--copy"), c.ok("policy", "--copy", "--acquire", "--snapshot", "--share"); a.stdout != b.stdout {
+		t.Error("the order of the steps changed the policy")
+	}
+	for _, f := range []struct{ want, args string }{
+		{"choose at least one of --snapshot, --share, --copy and --acquire", ""},
+		{`--region "us-east": not a Region name`, "--acquire --region us-east"},
+		{"an alias does not authorize the use of a key in IAM", "--copy --kms-key alias/forensics"},
+		{"--kms-key is in us-east-1, not in the Region of the copy (eu-west-1)", "--copy --copy-region eu-west-1 --kms-key arn:aws:kms:us-east-1:555566667777:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+		{`--share-with "all": an AWS account id is 12 digits`, "--share --share-with all"},
+		{"--share-with names the accounts --share shares with: add --share", "--snapshot --share-with 555566667777"},
+		{`unexpected argument "acquire"`, "acquire"},
+	} {
+		r := c.fails(exitUsage, f.want, append([]string{"policy"}, strings.Fields(f.args)...)...)
+		if r.stdout != "" {
+			t.Errorf("policy %s: a refused policy printed %q", f.args, r.stdout)
+		}
+	}
+}

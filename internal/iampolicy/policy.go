@@ -1,0 +1,321 @@
+package iampolicy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Flow is one step of ebsimager that a policy can grant.
+type Flow uint8
+
+// The steps. Their calls, from the code that makes them:
+//
+//   - Acquire: the EBS direct APIs' ListSnapshotBlocks, GetSnapshotBlock
+//     and ListChangedBlocks (incremental --base, diff); EC2
+//     DescribeSnapshots (the record and the pre-flight) and
+//     DescribeSnapshotAttribute (the pre-flight's public check); the
+//     snapshot's KMS key, through EBS, when it is encrypted. The same
+//     calls serve ls, cat, triage, mount and budget of a live snapshot.
+//     STS GetCallerIdentity needs no permission: IAM never denies it.
+//   - Snapshot: EC2 DescribeInstances, DescribeVolumes, CreateSnapshots
+//     (an instance's volumes at once), CreateSnapshot (a volume), tags on
+//     the new snapshots in the same request, DescribeSnapshots (waiting
+//     for completed), LockSnapshot and DescribeLockedSnapshots.
+//   - Share: EC2 ModifySnapshotAttribute (createVolumePermission) and
+//     DescribeSnapshotAttribute.
+//   - Copy: EC2 CopySnapshot with tags on the copy, DescribeSnapshots,
+//     LockSnapshot and DescribeLockedSnapshots for the copy, and the KMS
+//     keys through EBS: the copy's key and the source snapshot's key.
+const (
+	Acquire Flow = 1 << iota
+	Snapshot
+	Share
+	Copy
+)
+
+// AllFlows is every step.
+const AllFlows = Acquire | Snapshot | Share | Copy
+
+var flowNames = []struct {
+	f    Flow
+	name string
+}{{Snapshot, "snapshot"}, {Share, "share"}, {Copy, "copy"}, {Acquire, "acquire"}}
+
+// String names the steps of f, as the command's flags do.
+func (f Flow) String() string {
+	var names []string
+	for _, n := range flowNames {
+		if f&n.f != 0 {
+			names = append(names, n.name)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, "+")
+}
+
+// Options choose the steps and narrow the ARNs. An empty Region or
+// Account is IAM's wildcard, "*", which IAM accepts in an ARN.
+type Options struct {
+	Flows Flow
+	// Region is where the snapshots are made and read ("" = any).
+	Region string
+	// CopyRegion is where Copy makes the copy ("" = Region).
+	CopyRegion string
+	// Account owns the instances and volumes that Snapshot reads ("" =
+	// any). Snapshot ARNs name no account, and the keys of shared
+	// snapshots belong to another one, so it scopes nothing else.
+	Account string
+	// KMSKey is the ARN of the key Copy encrypts the copy under, which is
+	// then the key Acquire decrypts with. "" = any key, used only through
+	// EBS in the Region (kms:ViaService).
+	KMSKey string
+	// ShareWith are the accounts Share may add to a snapshot's
+	// createVolumePermission ("" = any account, never the public).
+	ShareWith []string
+}
+
+// Policy is an IAM policy document. Statements come sorted by Sid, and
+// each one's actions and resources sorted, so the same options always
+// give the same bytes.
+type Policy struct {
+	Version   string      `json:"Version"`
+	Statement []Statement `json:"Statement"`
+	// Notes say what the options left wide, for the user (not IAM).
+	Notes []string `json:"-"`
+}
+
+// PolicyVersion is the current IAM policy language version.
+const PolicyVersion = "2012-10-17"
+
+// Statement is one Allow statement.
+type Statement struct {
+	Sid       string    `json:"Sid"`
+	Effect    string    `json:"Effect"`
+	Action    []string  `json:"Action"`
+	Resource  []string  `json:"Resource"`
+	Condition Condition `json:"Condition,omitempty"`
+	// Purpose says what the statement is for, for --explain.
+	Purpose string `json:"-"`
+}
+
+// Condition maps an operator ("StringEquals") to condition keys and the
+// values they may take.
+type Condition map[string]map[string][]string
+
+// JSON renders p as IAM takes it: two-space indent, a final newline.
+func (p *Policy) JSON() []byte {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		panic(err) // strings, slices and maps of them always marshal
+	}
+	return append(b, '\n')
+}
+
+// Build returns the policy for the steps o chooses.
+func Build(o Options) (*Policy, error) {
+	sc, err := newScope(o)
+	if err != nil {
+		return nil, err
+	}
+	p := sc.build(o.Flows)
+	p.Notes = sc.notes()
+	return p, nil
+}
+
+// build returns the statements of the catalogue that flows need.
+func (sc *scope) build(flows Flow) *Policy {
+	p := &Policy{Version: PolicyVersion, Statement: []Statement{}}
+	for _, e := range catalogue {
+		var actions []string
+		for f, a := range e.actions {
+			if flows&f != 0 {
+				actions = append(actions, a...)
+			}
+		}
+		if len(actions) == 0 {
+			continue
+		}
+		slices.Sort(actions)
+		res := e.resources(sc)
+		slices.Sort(res)
+		st := Statement{Sid: e.sid, Effect: "Allow", Action: slices.Compact(actions),
+			Resource: slices.Compact(res), Purpose: e.purpose}
+		if e.condition != nil {
+			st.Condition = e.condition(sc)
+		}
+		p.Statement = append(p.Statement, st)
+	}
+	slices.SortFunc(p.Statement, func(a, b Statement) int { return strings.Compare(a.Sid, b.Sid) })
+	return p
+}
+
+// entry is one statement of the catalogue: the actions each step needs
+// in it, and how its resources and condition follow from the options.
+type entry struct {
+	sid, purpose string
+	actions      map[Flow][]string
+	resources    func(*scope) []string
+	condition    func(*scope) Condition
+}
+
+// Actions, by service. No wildcard: each names one call.
+const (
+	ebsGetSnapshotBlock   = "ebs:GetSnapshotBlock"
+	ebsListChangedBlocks  = "ebs:ListChangedBlocks"
+	ebsListSnapshotBlocks = "ebs:ListSnapshotBlocks"
+
+	ec2CopySnapshot              = "ec2:CopySnapshot"
+	ec2CreateSnapshot            = "ec2:CreateSnapshot"
+	ec2CreateSnapshots           = "ec2:CreateSnapshots"
+	ec2CreateTags                = "ec2:CreateTags"
+	ec2DescribeInstances         = "ec2:DescribeInstances"
+	ec2DescribeLockedSnapshots   = "ec2:DescribeLockedSnapshots"
+	ec2DescribeSnapshotAttribute = "ec2:DescribeSnapshotAttribute"
+	ec2DescribeSnapshots         = "ec2:DescribeSnapshots"
+	ec2DescribeVolumes           = "ec2:DescribeVolumes"
+	ec2LockSnapshot              = "ec2:LockSnapshot"
+	ec2ModifySnapshotAttribute   = "ec2:ModifySnapshotAttribute"
+
+	kmsCreateGrant                     = "kms:CreateGrant"
+	kmsDecrypt                         = "kms:Decrypt"
+	kmsDescribeKey                     = "kms:DescribeKey"
+	kmsGenerateDataKeyWithoutPlaintext = "kms:GenerateDataKeyWithoutPlaintext"
+	kmsReEncryptFrom                   = "kms:ReEncryptFrom"
+	kmsReEncryptTo                     = "kms:ReEncryptTo"
+)
+
+// catalogue is every statement any step needs. A statement's resources
+// and condition do not depend on the steps chosen, only its actions do,
+// so the policy of several steps grants exactly what their policies
+// grant together.
+var catalogue = []entry{
+	{
+		sid:     "EC2Describe",
+		purpose: "find an instance's volumes and devices, wait for snapshots to complete, read a snapshot's record and locks (these actions support no resource-level permission)",
+		actions: map[Flow][]string{
+			Acquire:  {ec2DescribeSnapshots},
+			Snapshot: {ec2DescribeInstances, ec2DescribeVolumes, ec2DescribeSnapshots, ec2DescribeLockedSnapshots},
+			Copy:     {ec2DescribeSnapshots, ec2DescribeLockedSnapshots},
+		},
+		resources: func(*scope) []string { return []string{"*"} },
+		condition: func(s *scope) Condition { return s.requestedRegion() },
+	},
+	{
+		sid:       "EBSReadSnapshotBlocks",
+		purpose:   "list and read a snapshot's blocks, and the blocks changed since a base snapshot, through the EBS direct APIs",
+		actions:   map[Flow][]string{Acquire: {ebsGetSnapshotBlock, ebsListChangedBlocks, ebsListSnapshotBlocks}},
+		resources: func(s *scope) []string { return s.snapshots(s.regions()...) },
+	},
+	{
+		sid:       "EC2ReadSnapshotPermissions",
+		purpose:   "read a snapshot's createVolumePermission: the pre-flight refuses a public snapshot, and sharing records who may use it",
+		actions:   map[Flow][]string{Acquire: {ec2DescribeSnapshotAttribute}, Share: {ec2DescribeSnapshotAttribute}},
+		resources: func(s *scope) []string { return s.snapshots(s.regions()...) },
+	},
+	{
+		sid:     "EC2CreateSnapshotsOfInstance",
+		purpose: "snapshot every attached EBS volume of an instance as one crash-consistent set (CreateSnapshots authorizes the instance, its volumes and the new snapshots)",
+		actions: map[Flow][]string{Snapshot: {ec2CreateSnapshots}},
+		resources: func(s *scope) []string {
+			return append(s.snapshots(s.region), s.ec2Owned(s.region, "instance"), s.ec2Owned(s.region, "volume"))
+		},
+	},
+	{
+		sid:       "EC2CreateSnapshotOfVolume",
+		purpose:   "snapshot one volume (CreateSnapshot authorizes the volume and the new snapshot)",
+		actions:   map[Flow][]string{Snapshot: {ec2CreateSnapshot}},
+		resources: func(s *scope) []string { return append(s.snapshots(s.region), s.ec2Owned(s.region, "volume")) },
+	},
+	{
+		sid:       "EC2TagNewSnapshots",
+		purpose:   "tag the new snapshots with the case fields, in the request that creates them only: no existing resource can be retagged",
+		actions:   map[Flow][]string{Snapshot: {ec2CreateTags}},
+		resources: func(s *scope) []string { return s.snapshots(s.region) },
+		condition: func(*scope) Condition {
+			return Condition{"StringEquals": {"ec2:CreateAction": {"CreateSnapshot", "CreateSnapshots"}}}
+		},
+	},
+	{
+		sid:       "EC2LockSnapshots",
+		purpose:   "lock the evidence snapshots (EBS Snapshot Lock) so that nobody can delete them",
+		actions:   map[Flow][]string{Snapshot: {ec2LockSnapshot}, Copy: {ec2LockSnapshot}},
+		resources: func(s *scope) []string { return s.snapshots(s.regions()...) },
+	},
+	{
+		sid:       "EC2ShareSnapshots",
+		purpose:   "add accounts to a snapshot's createVolumePermission; the condition forbids making it public",
+		actions:   map[Flow][]string{Share: {ec2ModifySnapshotAttribute}},
+		resources: func(s *scope) []string { return s.snapshots(s.regions()...) },
+		condition: func(s *scope) Condition { return s.shareCondition() },
+	},
+	{
+		sid:       "EC2CopySnapshots",
+		purpose:   "copy a snapshot, re-encrypting it under the copy's key (CopySnapshot authorizes the new snapshot only)",
+		actions:   map[Flow][]string{Copy: {ec2CopySnapshot}},
+		resources: func(s *scope) []string { return s.snapshots(s.copyRegion) },
+	},
+	{
+		sid:       "EC2TagCopies",
+		purpose:   "tag the copies, in the CopySnapshot request only",
+		actions:   map[Flow][]string{Copy: {ec2CreateTags}},
+		resources: func(s *scope) []string { return s.snapshots(s.copyRegion) },
+		condition: func(*scope) Condition {
+			return Condition{"StringEquals": {"ec2:CreateAction": {"CopySnapshot"}}}
+		},
+	},
+	{
+		sid:       "KMSReadSnapshotKey",
+		purpose:   "decrypt an encrypted snapshot's blocks: EBS uses the snapshot's key on the caller's behalf, and only EBS may (kms:ViaService)",
+		actions:   map[Flow][]string{Acquire: {kmsDecrypt, kmsDescribeKey}},
+		resources: func(s *scope) []string { return s.keys(s.regions()) },
+		condition: func(s *scope) Condition { return s.viaEBS(s.keyRegions(s.regions())) },
+	},
+	{
+		sid:       "KMSReadSnapshotKeyGrants",
+		purpose:   "let EBS hold a grant on the snapshot's key while it reads, for AWS resources only (kms:GrantIsForAWSResource)",
+		actions:   map[Flow][]string{Acquire: {kmsCreateGrant}},
+		resources: func(s *scope) []string { return s.keys(s.regions()) },
+		condition: func(s *scope) Condition { return s.grantForEBS(s.keyRegions(s.regions())) },
+	},
+	{
+		sid:       "KMSCopyDestinationKey",
+		purpose:   "encrypt the copy under its key (a customer managed key the forensic account can use), through EBS only",
+		actions:   map[Flow][]string{Copy: {kmsDecrypt, kmsDescribeKey, kmsGenerateDataKeyWithoutPlaintext, kmsReEncryptFrom, kmsReEncryptTo}},
+		resources: func(s *scope) []string { return s.keys([]string{s.copyRegion}) },
+		condition: func(s *scope) Condition { return s.viaEBS(s.keyRegions([]string{s.copyRegion})) },
+	},
+	{
+		sid:       "KMSCopyDestinationKeyGrants",
+		purpose:   "let EBS hold a grant on the copy's key, for AWS resources only",
+		actions:   map[Flow][]string{Copy: {kmsCreateGrant}},
+		resources: func(s *scope) []string { return s.keys([]string{s.copyRegion}) },
+		condition: func(s *scope) Condition { return s.grantForEBS(s.keyRegions([]string{s.copyRegion})) },
+	},
+	{
+		sid:       "KMSCopySourceKey",
+		purpose:   "decrypt the source snapshot for the copy, under whatever key it has (its owner's key policy must allow it too), through EBS only",
+		actions:   map[Flow][]string{Copy: {kmsDecrypt, kmsDescribeKey, kmsReEncryptFrom}},
+		resources: func(s *scope) []string { return s.anyKey([]string{s.region}) },
+		condition: func(s *scope) Condition { return s.viaEBS([]string{s.region}) },
+	},
+	{
+		sid:       "KMSCopySourceKeyGrants",
+		purpose:   "let EBS hold a grant on the source snapshot's key, for AWS resources only",
+		actions:   map[Flow][]string{Copy: {kmsCreateGrant}},
+		resources: func(s *scope) []string { return s.anyKey([]string{s.region}) },
+		condition: func(s *scope) Condition { return s.grantForEBS([]string{s.region}) },
+	},
+}
+
+// Explain renders one line per statement: its Sid and what it is for.
+func (p *Policy) Explain() string {
+	var b strings.Builder
+	for _, st := range p.Statement {
+		fmt.Fprintf(&b, "%s: %s.\n", st.Sid, st.Purpose)
+	}
+	return b.String()
+}

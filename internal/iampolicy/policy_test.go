@@ -1,0 +1,273 @@
+package iampolicy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// authorizes is, for every action a policy may hold, the resource types
+// it can be scoped to, from the Service Authorization Reference (Amazon
+// EC2, Amazon Elastic Block Store, AWS KMS) and the EC2 user guide's
+// example policies ("Resource-level permissions specified for the
+// CopySnapshot action apply to the new snapshot only"). An action with
+// none supports no resource-level permission: its Resource must be "*".
+// It is written apart from the catalogue, so that the two check each
+// other; it is also the closed list of actions.
+var authorizes = map[string][]string{
+	"ebs:GetSnapshotBlock":                {"ec2:snapshot"},
+	"ebs:ListChangedBlocks":               {"ec2:snapshot"},
+	"ebs:ListSnapshotBlocks":              {"ec2:snapshot"},
+	"ec2:CopySnapshot":                    {"ec2:snapshot"},
+	"ec2:CreateSnapshot":                  {"ec2:snapshot", "ec2:volume"},
+	"ec2:CreateSnapshots":                 {"ec2:instance", "ec2:snapshot", "ec2:volume"},
+	"ec2:CreateTags":                      {"ec2:snapshot"}, // and other types, but ebsimager tags snapshots only
+	"ec2:DescribeInstances":               nil,
+	"ec2:DescribeLockedSnapshots":         nil,
+	"ec2:DescribeSnapshotAttribute":       {"ec2:snapshot"},
+	"ec2:DescribeSnapshots":               nil,
+	"ec2:DescribeVolumes":                 nil,
+	"ec2:LockSnapshot":                    {"ec2:snapshot"},
+	"ec2:ModifySnapshotAttribute":         {"ec2:snapshot"},
+	"kms:CreateGrant":                     {"kms:key"},
+	"kms:Decrypt":                         {"kms:key"},
+	"kms:DescribeKey":                     {"kms:key"},
+	"kms:GenerateDataKeyWithoutPlaintext": {"kms:key"},
+	"kms:ReEncryptFrom":                   {"kms:key"},
+	"kms:ReEncryptTo":                     {"kms:key"},
+}
+
+// flowActions is what each step calls, from the code that calls it (and,
+// for KMS, the EBS encryption requirements: CreateGrant, Decrypt,
+// DescribeKey, GenerateDataKeyWithoutPlaintext, ReEncrypt).
+var flowActions = map[Flow][]string{
+	Acquire: {"ebs:GetSnapshotBlock", "ebs:ListChangedBlocks", "ebs:ListSnapshotBlocks",
+		"ec2:DescribeSnapshotAttribute", "ec2:DescribeSnapshots",
+		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"},
+	Snapshot: {"ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DescribeInstances",
+		"ec2:DescribeLockedSnapshots", "ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:LockSnapshot"},
+	Share: {"ec2:DescribeSnapshotAttribute", "ec2:ModifySnapshotAttribute"},
+	Copy: {"ec2:CopySnapshot", "ec2:CreateTags", "ec2:DescribeLockedSnapshots", "ec2:DescribeSnapshots", "ec2:LockSnapshot",
+		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
+		"kms:ReEncryptFrom", "kms:ReEncryptTo"},
+}
+
+const (
+	testKey     = "arn:aws:kms:eu-west-1:222233334444:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	testAccount = "111122223333"
+	forensic    = "555566667777"
+)
+
+// optionSets are the options every property is checked under.
+func optionSets(flows Flow) []Options {
+	sets := []Options{
+		{Flows: flows},
+		{Flows: flows, Region: "us-east-1", Account: testAccount},
+		{Flows: flows, Region: "cn-north-1"},
+	}
+	if flows&Copy != 0 {
+		sets = append(sets,
+			Options{Flows: flows, Region: "us-east-1", CopyRegion: "eu-west-1", KMSKey: testKey},
+			Options{Flows: flows, CopyRegion: "eu-west-1"})
+	} else if flows&Acquire != 0 {
+		sets = append(sets, Options{Flows: flows, Region: "eu-west-1", KMSKey: testKey})
+	}
+	if flows&Share != 0 {
+		sets = append(sets, Options{Flows: flows, Region: "us-east-1", ShareWith: []string{forensic, testAccount}})
+	}
+	return sets
+}
+
+// decoded is an IAM policy as IAM reads it, for a strict decode.
+type decoded struct {
+	Version   string
+	Statement []struct {
+		Sid       string
+		Effect    string
+		Action    []string
+		Resource  []string
+		Condition map[string]map[string][]string
+	}
+}
+
+var (
+	actionRE = regexp.MustCompile(`^(ebs|ec2|kms):[A-Z][A-Za-z]+$`)
+	sidRE    = regexp.MustCompile(`^[A-Za-z0-9]+$`)
+	// arn:PARTITION:SERVICE:REGION:ACCOUNT:TYPE/ID
+	arnRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):(ec2|kms):([a-z0-9-]+|\*):([0-9]{12}|\*)?:([a-z]+)/(\*|[A-Za-z0-9-]+)$`)
+)
+
+// TestPolicyShape checks every policy against IAM's grammar and the
+// Service Authorization Reference, independently of the catalogue.
+func TestPolicyShape(t *testing.T) {
+	for flows := Flow(1); flows <= AllFlows; flows++ {
+		for _, o := range optionSets(flows) {
+			name := fmt.Sprintf("%s/%+v", flows, o)
+			p, err := Build(o)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			var d decoded
+			dec := json.NewDecoder(bytes.NewReader(p.JSON()))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&d); err != nil {
+				t.Fatalf("%s: %v\n%s", name, err, p.JSON())
+			}
+			if d.Version != "2012-10-17" || len(d.Statement) == 0 {
+				t.Fatalf("%s: version %q, %d statements", name, d.Version, len(d.Statement))
+			}
+			var sids []string
+			for _, st := range d.Statement {
+				if !sidRE.MatchString(st.Sid) || st.Effect != "Allow" || len(st.Action) == 0 || len(st.Resource) == 0 {
+					t.Fatalf("%s: statement %+v", name, st)
+				}
+				sids = append(sids, st.Sid)
+				if !slices.IsSorted(st.Action) || !slices.IsSorted(st.Resource) {
+					t.Errorf("%s: %s: actions or resources not sorted", name, st.Sid)
+				}
+				for _, a := range st.Action {
+					types, known := authorizes[a]
+					if !actionRE.MatchString(a) || !known {
+						t.Fatalf("%s: %s: action %q is not in the closed list", name, st.Sid, a)
+					}
+					for _, r := range st.Resource {
+						checkResource(t, name+": "+st.Sid+": "+a, r, types, o)
+					}
+				}
+			}
+			if !slices.IsSorted(sids) || len(slices.Compact(slices.Clone(sids))) != len(sids) {
+				t.Fatalf("%s: Sids not sorted and unique: %v", name, sids)
+			}
+		}
+	}
+}
+
+// checkResource checks that r is "*" for an action without resource-level
+// permissions, else an ARN of one of types, in the Region of o when o
+// names one.
+func checkResource(t *testing.T, name, r string, types []string, o Options) {
+	t.Helper()
+	if len(types) == 0 {
+		if r != "*" {
+			t.Errorf("%s: resource %q: the action supports no resource-level permission", name, r)
+		}
+		return
+	}
+	m := arnRE.FindStringSubmatch(r)
+	if m == nil {
+		t.Fatalf("%s: resource %q is not an ARN of %v", name, r, types)
+	}
+	if !slices.Contains(types, m[2]+":"+m[5]) {
+		t.Errorf("%s: resource %q: the action authorizes %v only", name, r, types)
+	}
+	if m[2] == "ec2" && m[5] == "snapshot" && m[4] != "" {
+		t.Errorf("%s: %q: a snapshot ARN names no account", name, r)
+	}
+	if o.Region != "" && m[3] != o.Region && m[3] != o.CopyRegion {
+		t.Errorf("%s: %q: not in %s or %s", name, r, o.Region, o.CopyRegion)
+	}
+	if o.KMSKey != "" && m[2] == "kms" && r != o.KMSKey && !strings.HasSuffix(r, ":*:key/*") {
+		t.Errorf("%s: %q is neither the key nor any key", name, r)
+	}
+}
+
+// TestFlowActions checks that each step grants exactly what it calls.
+func TestFlowActions(t *testing.T) {
+	for f, want := range flowActions {
+		p, err := Build(Options{Flows: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := actions(p)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: actions\n%v\nwant\n%v", f, got, want)
+		}
+	}
+}
+
+func actions(p *Policy) []string {
+	var a []string
+	for _, st := range p.Statement {
+		a = append(a, st.Action...)
+	}
+	slices.Sort(a)
+	return slices.Compact(a)
+}
+
+// grants is every (Sid, action, resource, condition) of p.
+func grants(p *Policy) map[string]bool {
+	g := map[string]bool{}
+	for _, st := range p.Statement {
+		c, _ := json.Marshal(st.Condition)
+		for _, a := range st.Action {
+			for _, r := range st.Resource {
+				g[st.Sid+" "+a+" "+r+" "+string(c)] = true
+			}
+		}
+	}
+	return g
+}
+
+// TestUnion checks that the policy of several steps grants exactly what
+// the policies of each step grant together: nothing more, nothing less.
+// Through Build with options every step takes, and through the scope's
+// build with every option (a copy Region, a key, accounts to share with),
+// which Build refuses for steps that do not use them.
+func TestUnion(t *testing.T) {
+	for _, region := range []string{"", "us-east-1"} {
+		for flows := Flow(1); flows <= AllFlows; flows++ {
+			p, err := Build(Options{Flows: flows, Region: region, Account: testAccount})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]bool{}
+			for _, n := range flowNames {
+				if flows&n.f != 0 {
+					q, err := Build(Options{Flows: n.f, Region: region, Account: testAccount})
+					if err != nil {
+						t.Fatal(err)
+					}
+					maps.Copy(want, grants(q))
+				}
+			}
+			sameGrants(t, fmt.Sprintf("%s in %q", flows, region), grants(p), want)
+		}
+	}
+	for _, o := range optionSets(AllFlows) {
+		sc, err := newScope(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for flows := Flow(1); flows <= AllFlows; flows++ {
+			want := map[string]bool{}
+			for _, n := range flowNames {
+				if flows&n.f != 0 {
+					maps.Copy(want, grants(sc.build(n.f)))
+				}
+			}
+			sameGrants(t, fmt.Sprintf("%s %+v", flows, o), grants(sc.build(flows)), want)
+		}
+	}
+}
+
+func sameGrants(t *testing.T, name string, got, want map[string]bool) {
+	t.Helper()
+	if len(got) == 0 {
+		t.Fatalf("%s: grants nothing", name)
+	}
+	for g := range got {
+		if !want[g] {
+			t.Errorf("%s: grants %s that no single step does", name, g)
+		}
+	}
+	for g := range want {
+		if !got[g] {
+			t.Errorf("%s: misses %s", name, g)
+		}
+	}
+}
