@@ -23,8 +23,9 @@ Choose one or more steps:
 
   --snapshot  preserve an instance or a volume: DescribeInstances and
               DescribeVolumes, CreateSnapshots or CreateSnapshot with the
-              tags in the same request, DescribeSnapshots to wait for them,
-              LockSnapshot and DescribeLockedSnapshots
+              tags in the same request, then each snapshot's device and
+              volume tags (those two keys only), DescribeSnapshots to wait
+              for them, and LockSnapshot
   --share     add accounts to a snapshot's createVolumePermission (never
               the public), and read it back
   --copy      CopySnapshot under another KMS key, with the tags in the same

@@ -28,7 +28,6 @@ var authorizes = map[string][]string{
 	"ec2:CreateSnapshots":                 {"ec2:instance", "ec2:snapshot", "ec2:volume"},
 	"ec2:CreateTags":                      {"ec2:snapshot"}, // and other types, but ebsimager tags snapshots only
 	"ec2:DescribeInstances":               nil,
-	"ec2:DescribeLockedSnapshots":         nil,
 	"ec2:DescribeSnapshotAttribute":       {"ec2:snapshot"},
 	"ec2:DescribeSnapshots":               nil,
 	"ec2:DescribeVolumes":                 nil,
@@ -50,9 +49,9 @@ var flowActions = map[Flow][]string{
 		"ec2:DescribeSnapshotAttribute", "ec2:DescribeSnapshots",
 		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"},
 	Snapshot: {"ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DescribeInstances",
-		"ec2:DescribeLockedSnapshots", "ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:LockSnapshot"},
+		"ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:LockSnapshot"},
 	Share: {"ec2:DescribeSnapshotAttribute", "ec2:ModifySnapshotAttribute"},
-	Copy: {"ec2:CopySnapshot", "ec2:CreateTags", "ec2:DescribeLockedSnapshots", "ec2:DescribeSnapshots", "ec2:LockSnapshot",
+	Copy: {"ec2:CopySnapshot", "ec2:CreateTags", "ec2:DescribeSnapshots", "ec2:LockSnapshot",
 		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
 		"kms:ReEncryptFrom", "kms:ReEncryptTo"},
 }
