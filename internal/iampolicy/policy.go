@@ -97,8 +97,8 @@ const PolicyVersion = "2012-10-17"
 type Statement struct {
 	Sid       string    `json:"Sid"`
 	Effect    string    `json:"Effect"`
-	Action    []string  `json:"Action"`
-	Resource  []string  `json:"Resource"`
+	Action    Values    `json:"Action"`
+	Resource  Values    `json:"Resource"`
 	Condition Condition `json:"Condition,omitempty"`
 	// Purpose says what the statement is for, for --explain.
 	Purpose string `json:"-"`
@@ -106,7 +106,29 @@ type Statement struct {
 
 // Condition maps an operator ("StringEquals") to condition keys and the
 // values they may take.
-type Condition map[string]map[string][]string
+type Condition map[string]map[string]Values
+
+// Values are an element's strings. IAM takes one value as a string or as
+// a list of one: it is written as a string, which reads better.
+type Values []string
+
+// MarshalJSON writes one value as a string, others as a list.
+func (v Values) MarshalJSON() ([]byte, error) {
+	if len(v) == 1 {
+		return json.Marshal(v[0])
+	}
+	return json.Marshal([]string(v))
+}
+
+// UnmarshalJSON reads a string or a list of strings.
+func (v *Values) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*v = Values{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(v))
+}
 
 // JSON renders p as IAM takes it: two-space indent, a final newline.
 func (p *Policy) JSON() []byte {

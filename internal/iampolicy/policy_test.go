@@ -88,10 +88,31 @@ type decoded struct {
 	Statement []struct {
 		Sid       string
 		Effect    string
-		Action    []string
-		Resource  []string
-		Condition map[string]map[string][]string
+		Action    oneOrMany
+		Resource  oneOrMany
+		Condition map[string]map[string]oneOrMany
 	}
+}
+
+// oneOrMany is IAM's string-or-list of strings.
+type oneOrMany []string
+
+func (v *oneOrMany) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		err := json.Unmarshal(b, &s)
+		*v = oneOrMany{s}
+		return err
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return err
+	}
+	if len(l) < 2 {
+		return fmt.Errorf("a list of %d: one value is written as a string", len(l))
+	}
+	*v = l
+	return nil
 }
 
 var (
@@ -126,7 +147,7 @@ func TestPolicyShape(t *testing.T) {
 					t.Fatalf("%s: statement %+v", name, st)
 				}
 				sids = append(sids, st.Sid)
-				if !slices.IsSorted(st.Action) || !slices.IsSorted(st.Resource) {
+				if !slices.IsSorted(st.Action) || !slices.IsSorted(st.Resource) || len(slices.Compact(slices.Clone(st.Resource))) != len(st.Resource) {
 					t.Errorf("%s: %s: actions or resources not sorted", name, st.Sid)
 				}
 				for _, a := range st.Action {
