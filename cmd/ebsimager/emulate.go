@@ -64,7 +64,11 @@ REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.
 The same endpoint answers EC2 DescribeSnapshots and STS GetCallerIdentity
 for the chain-of-custody record. --snapshot-meta snap-ID:FIELD=VALUE sets
 what DescribeSnapshots reports, FIELD one of volume-id, owner, start-time,
-encrypted, kms-key, description, tag:KEY; --deny-describe-snapshots and
+encrypted, kms-key, description, tag:KEY, and for the pre-flight checks
+storage-tier (standard or archive), public (true or false), outpost-arn and
+state (completed, pending or error): the EBS direct APIs refuse a snapshot
+that is not completed, archived, public or on an Outpost with
+ValidationException INVALID_SNAPSHOT_ID. --deny-describe-snapshots and
 --deny-get-caller-identity refuse those calls.`
 }
 
@@ -128,6 +132,10 @@ func (e *emulateOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&e.o.BlockTokenTTL, "block-token-ttl", emulator.DefaultBlockTokenTTL, "block token lifetime")
 	f.DurationVar(&e.o.PageTokenTTL, "page-token-ttl", emulator.DefaultPageTokenTTL, "NextToken lifetime")
 	f.BoolVar(&e.o.InvalidateOnRelist, "invalidate-on-relist", false, "a new listing of a snapshot voids the block tokens of older ones")
+	f.StringArrayVar(&e.spec.Instances, "instance", nil, "serve a running instance: i-ID=DEVICE:PATH[,DEVICE:PATH…], the first its root device; PATH a raw image or synthetic:SIZE[,FRACTION[,SEED]] (repeatable)")
+	f.StringArrayVar(&e.spec.Volumes, "volume", nil, "serve a volume attached to no instance: vol-ID=PATH (repeatable)")
+	f.StringArrayVar(&e.spec.VolumeMetas, "volume-meta", nil, "a volume's encryption or tags: vol-ID:FIELD=VALUE, FIELD encrypted, kms-key or tag:KEY (repeatable)")
+	f.DurationVar(&e.o.SnapshotDelay, "snapshot-delay", 0, "how long a snapshot made through EC2 stays pending (0: completed from the next request)")
 	f.BoolVar(&e.log, "log", false, "log every request to stderr")
 }
 

@@ -30,6 +30,14 @@ type Options struct {
 	Workers int
 	// MaxRate caps attempts per second; 0 means no cap.
 	MaxRate float64
+	// Account, when set, is the account's GetSnapshotBlock quota that
+	// this run shares, fairly by Name, with every other run holding it
+	// (see ebs.Account); nil is no account limit.
+	Account *ebs.Account
+	// Name is the snapshot id the account schedules this run's attempts
+	// by; runs of different snapshots under one Account need different
+	// names.
+	Name string
 	// MaxFailed stops the run once this many blocks have failed after
 	// every retry; 0 means 1000.
 	MaxFailed int
@@ -145,7 +153,7 @@ func New(src Source, o Options) *Acquisition {
 		o.MaxFailed = 1000
 	}
 	l := ebs.NewLimiter(o.Workers)
-	return &Acquisition{src: src, o: o, limiter: l, fetch: src.Fetcher(l, o.MaxRate), start: time.Now()}
+	return &Acquisition{src: src, o: o, limiter: l, fetch: src.Fetcher(ebs.FetchOptions{Limiter: l, MaxRate: o.MaxRate, Account: o.Account, Name: o.Name}), start: time.Now()}
 }
 
 // Progress returns the current counters; safe to call from any goroutine.

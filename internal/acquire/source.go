@@ -18,9 +18,10 @@ type Source interface {
 	// upwards, in ascending order.
 	List(ctx context.Context, start int64, fn func(ebs.Page) error) error
 	// Fetcher returns the source's verified fetch, with its own retries,
-	// holding at most lim's bound in flight and at most maxRate fetches
-	// a second (0: no cap). Run calls it once.
-	Fetcher(lim *ebs.Limiter, maxRate float64) ebs.Fetcher
+	// under the limits of o that apply to it (o.Limiter's bound in
+	// flight, at most o.MaxRate fetches a second, o.Account's turns; see
+	// ebs.NewFetcher). Run calls it once.
+	Fetcher(o ebs.FetchOptions) ebs.Fetcher
 	// Counts returns the requests made so far.
 	Counts() ebs.Counts
 }
@@ -69,11 +70,11 @@ func (s *Snapshot) List(ctx context.Context, start int64, fn func(ebs.Page) erro
 }
 
 // Fetcher is the one fetch stack of a snapshot: a single verified
-// GetSnapshotBlock attempt, under the adaptive limit and the rate cap,
-// retried under the snapshot's policy with its tokens refreshed by
-// listing again.
-func (s *Snapshot) Fetcher(lim *ebs.Limiter, maxRate float64) ebs.Fetcher {
-	return ebs.NewFetcher(s.snap, ebs.FetchOptions{Limiter: lim, MaxRate: maxRate})
+// GetSnapshotBlock attempt, under the adaptive limit, the account's turns
+// and the rate cap, retried under the snapshot's policy with its tokens
+// refreshed by listing again.
+func (s *Snapshot) Fetcher(o ebs.FetchOptions) ebs.Fetcher {
+	return ebs.NewFetcher(s.snap, o)
 }
 
 // Counts returns the snapshot's calls so far.

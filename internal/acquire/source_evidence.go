@@ -114,9 +114,9 @@ func (s *Evidence) List(ctx context.Context, start int64, fn func(ebs.Page) erro
 }
 
 // Fetcher reads blocks from the directory. Reads of local files need no
-// rate or concurrency limit beyond the run's workers: lim and maxRate are
-// not used.
-func (s *Evidence) Fetcher(*ebs.Limiter, float64) ebs.Fetcher { return evidenceFetcher{s} }
+// rate, concurrency or account limit beyond the run's workers: the
+// options are not used.
+func (s *Evidence) Fetcher(ebs.FetchOptions) ebs.Fetcher { return evidenceFetcher{s} }
 
 // Counts is empty: reading evidence makes no requests.
 func (s *Evidence) Counts() ebs.Counts { return ebs.Counts{} }

@@ -99,9 +99,9 @@ func (s *Folder) position(index int64) int {
 }
 
 // Fetcher reads blocks from the folder. Reads of local files need no
-// rate or concurrency limit beyond the run's workers: lim and maxRate are
-// not used.
-func (s *Folder) Fetcher(*ebs.Limiter, float64) ebs.Fetcher { return folderFetcher{s} }
+// rate, concurrency or account limit beyond the run's workers: the
+// options are not used.
+func (s *Folder) Fetcher(ebs.FetchOptions) ebs.Fetcher { return folderFetcher{s} }
 
 // Counts is empty: reading a folder makes no requests.
 func (s *Folder) Counts() ebs.Counts { return ebs.Counts{} }

@@ -79,8 +79,8 @@ func (s oldForm) List(ctx context.Context, start int64, fn func(ebs.Page) error)
 	return err
 }
 
-func (s oldForm) Fetcher(lim *ebs.Limiter, maxRate float64) ebs.Fetcher {
-	return oldFetcher{s.Evidence.Fetcher(lim, maxRate), s.sink}
+func (s oldForm) Fetcher(o ebs.FetchOptions) ebs.Fetcher {
+	return oldFetcher{s.Evidence.Fetcher(o), s.sink}
 }
 
 type oldFetcher struct {

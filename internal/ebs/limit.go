@@ -434,6 +434,10 @@ func Limit(next Fetcher, l *Limiter) Fetcher { return &limited{next: next, l: l}
 type limited struct {
 	next Fetcher
 	l    *Limiter
+	// notAccount: throttles on the account's quota are not the
+	// snapshot's to learn from, since an Account paces them (see
+	// NewFetcher).
+	notAccount bool
 }
 
 func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.Block, error) {
@@ -449,7 +453,11 @@ func (f *limited) Fetch(ctx context.Context, ref block.Ref, buf []byte) (block.B
 	}
 	start := f.l.now()
 	b, err := f.next.Fetch(ctx, ref, buf)
-	f.l.release(KindOf(err), err == nil, start, f.l.now().Sub(start))
+	k := KindOf(err)
+	if k == KindThrottle && f.notAccount && IsAccountThrottle(err) {
+		k = KindOther // neither a success nor a throttle of this snapshot
+	}
+	f.l.release(k, err == nil, start, f.l.now().Sub(start))
 	return b, err
 }
 

@@ -32,6 +32,15 @@ type SnapshotMeta struct {
 	KMSKeyID    string
 	Description string
 	Tags        []Tag
+	// StorageTier is "standard" (the default) or "archive".
+	StorageTier string
+	// Public makes the snapshot's createVolumePermission include the
+	// group "all".
+	Public bool
+	// OutpostARN marks a local snapshot on an Outpost.
+	OutpostARN string
+	// State is "completed" (the default), "pending" or "error".
+	State string
 }
 
 // Tag is one snapshot tag.
@@ -47,7 +56,9 @@ var DefaultStartTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // ParseSnapshotMeta reads "snap-ID:FIELD=VALUE" into m, for the emulate
 // command. FIELD is volume-id, owner, start-time (RFC 3339), encrypted
-// (true or false), kms-key, description or tag:KEY (repeatable).
+// (true or false), kms-key, description, tag:KEY (repeatable),
+// storage-tier (standard or archive), public (true or false), outpost-arn
+// or state (completed, pending or error).
 func ParseSnapshotMeta(spec string, m map[string]SnapshotMeta) error {
 	id, rest, ok := strings.Cut(spec, ":")
 	field, value, ok2 := strings.Cut(rest, "=")
@@ -81,8 +92,29 @@ func ParseSnapshotMeta(spec string, m map[string]SnapshotMeta) error {
 		sm.Description = value
 	case strings.HasPrefix(field, "tag:") && len(field) > len("tag:"):
 		sm.Tags = append(sm.Tags, Tag{Key: strings.TrimPrefix(field, "tag:"), Value: value})
+	case field == "storage-tier":
+		if value != tierStandard && value != tierArchive {
+			return fmt.Errorf("snapshot metadata %q: storage-tier: want standard or archive", spec)
+		}
+		sm.StorageTier = value
+	case field == "public":
+		b, ok := parseBool(value)
+		if !ok {
+			return fmt.Errorf("snapshot metadata %q: public: want true or false", spec)
+		}
+		sm.Public = b
+	case field == "outpost-arn":
+		if !strings.HasPrefix(value, "arn:") {
+			return fmt.Errorf("snapshot metadata %q: outpost-arn: want an ARN, like arn:aws:outposts:us-east-1:111122223333:outpost/op-0123456789abcdef0", spec)
+		}
+		sm.OutpostARN = value
+	case field == "state":
+		if value != stateCompleted && value != statePending && value != stateError {
+			return fmt.Errorf("snapshot metadata %q: state: want completed, pending or error", spec)
+		}
+		sm.State = value
 	default:
-		return fmt.Errorf("snapshot metadata %q: unknown field %q (want volume-id, owner, start-time, encrypted, kms-key, description or tag:KEY)", spec, field)
+		return fmt.Errorf("snapshot metadata %q: unknown field %q (want volume-id, owner, start-time, encrypted, kms-key, description, tag:KEY, storage-tier, public, outpost-arn or state)", spec, field)
 	}
 	m[id] = sm
 	return nil
@@ -103,6 +135,7 @@ type ec2Snapshot struct {
 	KMSKeyID    string     `xml:"kmsKeyId,omitempty"`
 	Tags        *ec2TagSet `xml:"tagSet,omitempty"` // absent when there are none
 	StorageTier string     `xml:"storageTier"`
+	OutpostARN  string     `xml:"outpostArn,omitempty"`
 }
 
 type ec2TagSet struct {
@@ -115,6 +148,19 @@ func (it *ec2Snapshot) addTag(key, value string) {
 		it.Tags = &ec2TagSet{}
 	}
 	it.Tags.Items = append(it.Tags.Items, ec2Tag{Key: key, Value: value})
+}
+
+// setTag sets a tag, replacing the value of one with the same key.
+func (it *ec2Snapshot) setTag(key, value string) {
+	if it.Tags != nil {
+		for i := range it.Tags.Items {
+			if it.Tags.Items[i].Key == key {
+				it.Tags.Items[i].Value = value
+				return
+			}
+		}
+	}
+	it.addTag(key, value)
 }
 
 // tags returns the snapshot's tags.
@@ -168,6 +214,9 @@ func (s *Server) describeSnapshots(form url.Values, reqID string) ([]byte, *quer
 		return nil, qe
 	}
 	id := s.identity()
+	if qe := s.authorize(OpDescribeSnapshots); qe != nil {
+		return nil, qe
+	}
 	if s.o.DenyDescribeSnapshots {
 		return nil, &queryError{http.StatusForbidden, "UnauthorizedOperation", fmt.Sprintf(
 			"You are not authorized to perform this operation. User: %s is not authorized to perform: "+
@@ -227,17 +276,22 @@ func (s *Server) describeSnapshots(form url.Values, reqID string) ([]byte, *quer
 // describe renders a snapshot's metadata, defaults filled in.
 func (s *Server) describe(snap *snapshot) ec2Snapshot {
 	m := s.o.SnapshotMeta[snap.id]
+	status, progress := s.status(snap)
 	it := ec2Snapshot{
 		SnapshotID:  snap.id,
 		VolumeID:    m.VolumeID,
-		Status:      "completed",
-		Progress:    "100%",
+		Status:      status,
+		Progress:    strconv.Itoa(progress) + "%",
 		OwnerID:     m.OwnerID,
 		VolumeSize:  snap.volumeGiB,
 		Description: m.Description,
 		Encrypted:   m.Encrypted || m.KMSKeyID != "",
 		KMSKeyID:    m.KMSKeyID,
-		StorageTier: "standard",
+		StorageTier: tierStandard,
+		OutpostARN:  m.OutpostARN,
+	}
+	if m.StorageTier != "" {
+		it.StorageTier = m.StorageTier
 	}
 	start := m.StartTime
 	if snap.written != nil { // made with StartSnapshot: what it was asked
@@ -254,8 +308,23 @@ func (s *Server) describe(snap *snapshot) ec2Snapshot {
 		for _, t := range snap.tags {
 			it.addTag(t.Key, t.Value)
 		}
-		if !snap.completed.Load() {
-			it.Status, it.Progress = "pending", "0%"
+	}
+	if mk := snap.made; mk != nil { // made through EC2: what it was made from
+		if start.IsZero() {
+			start = snap.started
+		}
+		if it.VolumeID == "" {
+			it.VolumeID = mk.volumeID
+		}
+		if it.Description == "" {
+			it.Description = mk.description
+		}
+		if it.KMSKeyID == "" {
+			it.KMSKeyID = mk.kmsKey
+		}
+		it.Encrypted = it.Encrypted || mk.encrypted
+		if m.StorageTier == "" && mk.tier != "" {
+			it.StorageTier = mk.tier
 		}
 	}
 	if start.IsZero() {
@@ -271,6 +340,11 @@ func (s *Server) describe(snap *snapshot) ec2Snapshot {
 	for _, t := range m.Tags {
 		it.addTag(t.Key, t.Value)
 	}
+	s.ec2mu.Lock()
+	for _, t := range snap.ec2Tags {
+		it.setTag(t.Key, t.Value)
+	}
+	s.ec2mu.Unlock()
 	return it
 }
 

@@ -68,6 +68,25 @@ type Options struct {
 	// (UnauthorizedOperation, AccessDenied), for the missing-permissions
 	// path of the chain-of-custody record.
 	DenyDescribeSnapshots, DenyGetCallerIdentity bool
+	// Region is where the instances and volumes live, for ARNs and zones
+	// (default DefaultRegion). A request's region is the one of its SigV4
+	// scope; CopySnapshot records it on the copy.
+	Region string
+	// SnapshotDelay is how long a snapshot made through EC2 stays pending
+	// (0: it is completed from the next request on).
+	SnapshotDelay time.Duration
+	// ArchiveFraction, PublicFraction and KMSDenyFraction are the shares
+	// of snapshots made through EC2 that are archived, public, or whose
+	// KMS key the caller may not use (the EBS direct APIs then answer
+	// AccessDeniedException DEPENDENCY_ACCESS_DENIED). Each is drawn from
+	// Seed and the snapshot id.
+	ArchiveFraction, PublicFraction, KMSDenyFraction float64
+	// TempDir holds the copies of raw volume images taken when snapshots
+	// are made (default os.TempDir()); they are removed when made.
+	TempDir string
+	// DenyEC2 lists EC2 actions ("CreateSnapshots", "LockSnapshot", …)
+	// answered with UnauthorizedOperation.
+	DenyEC2 []string
 
 	// Now is the clock for token expiry and the rate limiters (default
 	// time.Now). Latency always uses real time.

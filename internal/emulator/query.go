@@ -3,7 +3,10 @@ package emulator
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,9 +23,37 @@ const (
 
 // Operation names of the Query services, as counters and logs use them.
 const (
-	OpDescribeSnapshots = "DescribeSnapshots"
-	OpGetCallerIdentity = "GetCallerIdentity"
+	OpDescribeSnapshots         = "DescribeSnapshots"
+	OpGetCallerIdentity         = "GetCallerIdentity"
+	OpDescribeInstances         = "DescribeInstances"
+	OpDescribeVolumes           = "DescribeVolumes"
+	OpCreateSnapshots           = "CreateSnapshots"
+	OpCreateSnapshot            = "CreateSnapshot"
+	OpCopySnapshot              = "CopySnapshot"
+	OpModifySnapshotAttribute   = "ModifySnapshotAttribute"
+	OpDescribeSnapshotAttribute = "DescribeSnapshotAttribute"
+	OpLockSnapshot              = "LockSnapshot"
+	OpDescribeLockedSnapshots   = "DescribeLockedSnapshots"
+	OpCreateTags                = "CreateTags"
+	OpDeleteSnapshot            = "DeleteSnapshot"
 )
+
+// ec2Handler answers one EC2 action from its form, given the request id
+// and the region of the request's SigV4 scope.
+type ec2Handler func(s *Server, form url.Values, reqID, region string) ([]byte, *queryError)
+
+// ec2Actions are the EC2 actions served, by name. Every other action is
+// counted as OpUnknown.
+var ec2Actions = map[string]ec2Handler{
+	OpDescribeSnapshots: func(s *Server, form url.Values, reqID, _ string) ([]byte, *queryError) {
+		return s.describeSnapshots(form, reqID)
+	},
+	OpDescribeSnapshotAttribute: (*Server).describeSnapshotAttribute,
+	OpDescribeInstances:         (*Server).describeInstances,
+	OpDescribeVolumes:           (*Server).describeVolumes,
+	OpCreateSnapshot:            (*Server).createSnapshot,
+	OpCreateSnapshots:           (*Server).createSnapshots,
+}
 
 // maxQueryBody bounds a Query request body: a DescribeSnapshots form with
 // a thousand snapshot ids and filters is far below it.
@@ -47,7 +78,7 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, reqID string
 	r.Body = http.MaxBytesReader(w, r.Body, maxQueryBody)
 	formErr := r.ParseForm()
 	action := r.Form.Get("Action")
-	scope, authErr := queryScope(r)
+	scope, region, authErr := queryScope(r)
 	service := scope
 	if service != serviceEC2 && service != serviceSTS {
 		service = serviceEC2 // EC2 answers what it does not know, as the default endpoint would
@@ -56,7 +87,8 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, reqID string
 		}
 	}
 	op := action
-	if op != OpDescribeSnapshots && op != OpGetCallerIdentity {
+	handler := ec2Actions[action]
+	if handler == nil && op != OpGetCallerIdentity {
 		op = OpUnknown
 	}
 	var (
@@ -71,8 +103,8 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, reqID string
 	case scope != service:
 		qe = &queryError{http.StatusForbidden, "SignatureDoesNotMatch",
 			"Credential should be scoped to correct service: '" + service + "'."}
-	case service == serviceEC2 && action == OpDescribeSnapshots:
-		body, qe = s.describeSnapshots(r.Form, reqID)
+	case service == serviceEC2 && handler != nil:
+		body, qe = handler(s, r.Form, reqID, region)
 	case service == serviceSTS && action == OpGetCallerIdentity:
 		body, qe = s.getCallerIdentity(r.Form, reqID)
 	case action == "":
@@ -101,17 +133,41 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, reqID string
 	}
 }
 
-// queryScope returns the service of the request's SigV4 credential scope.
-// As for the EBS direct APIs, the signature is required but not checked.
-func queryScope(r *http.Request) (string, *queryError) {
-	service, missing, problem := sigV4Scope(r.Header.Get("Authorization"))
+// queryScope returns the service and region of the request's SigV4
+// credential scope. As for the EBS direct APIs, the signature is required
+// but not checked.
+func queryScope(r *http.Request) (service, region string, qe *queryError) {
+	h := r.Header.Get("Authorization")
+	service, missing, problem := sigV4Scope(h)
 	switch {
 	case missing:
-		return "", &queryError{http.StatusBadRequest, "MissingAuthenticationToken", "Request is missing Authentication Token"}
+		return "", "", &queryError{http.StatusBadRequest, "MissingAuthenticationToken", "Request is missing Authentication Token"}
 	case problem != "":
-		return "", &queryError{http.StatusBadRequest, "IncompleteSignature", problem}
+		return "", "", &queryError{http.StatusBadRequest, "IncompleteSignature", problem}
 	}
-	return service, nil
+	return service, sigV4Region(h), nil
+}
+
+// sigV4Region returns the region of a well-formed SigV4 Authorization
+// header's credential scope (AKID/DATE/REGION/SERVICE/aws4_request).
+func sigV4Region(h string) string {
+	_, cred, _ := strings.Cut(h, "Credential=")
+	cred, _, _ = strings.Cut(cred, ",")
+	if scope := strings.Split(strings.TrimSpace(cred), "/"); len(scope) == 5 {
+		return scope[2]
+	}
+	return ""
+}
+
+// authorize refuses an action named by Options.DenyEC2 as EC2 refuses an
+// action no policy allows.
+func (s *Server) authorize(action string) *queryError {
+	if !slices.Contains(s.o.DenyEC2, action) {
+		return nil
+	}
+	return &queryError{http.StatusForbidden, "UnauthorizedOperation", fmt.Sprintf(
+		"You are not authorized to perform this operation. User: %s is not authorized to perform: "+
+			"ec2:%s because no identity-based policy allows the ec2:%s action", s.identity().ARN, action, action)}
 }
 
 // errorXML renders qe as the service's error document: EC2's

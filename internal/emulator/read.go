@@ -36,8 +36,11 @@ func (s *Server) resolve(id string) (*snapshot, *apiError) {
 	if reason, ok := s.faults.Load().f.Deny[id]; ok {
 		return nil, accessDenied(reason, "You are not authorized to access snapshot "+id+".")
 	}
-	if !snap.completed.Load() {
-		return nil, validation(reasonInvalidSnapshotID, "The snapshot '"+id+"' is not completed; only completed snapshots can be read.")
+	if snap.made != nil && snap.made.kmsDenied {
+		return nil, accessDenied(DenyDependencyAccessDenied, "You are not authorized to access snapshot "+id+".")
+	}
+	if e := s.unreadable(snap); e != nil {
+		return nil, e
 	}
 	return snap, nil
 }

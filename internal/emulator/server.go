@@ -33,6 +33,11 @@ type Server struct {
 	listSeq         atomic.Uint64
 	snapSeq         atomic.Uint64
 
+	// ec2mu guards the EC2 side's mutable state: the instances and
+	// volumes, and each snapshot's fields that EC2 actions change.
+	ec2mu sync.Mutex
+	ec2   ec2Store
+
 	mu      sync.Mutex
 	srv     *http.Server
 	closers []interface{ Close() error }
@@ -59,6 +64,7 @@ func New(o Options) *Server {
 		reg:  registry{snaps: make(map[string]*snapshot), tokens: make(map[string]*snapshot)},
 		seal: newSealer(),
 		ctr:  counters{reqs: make(map[opOutcome]int64), blocks: make(map[blockKey]*blockStat)},
+		ec2:  ec2Store{instances: make(map[string]*instance), volumes: make(map[string]*volume)},
 	}
 	s.bufs.New = func() any {
 		b := make([]byte, block.Size)
@@ -398,13 +404,16 @@ func (s *Server) requestID(n uint64) string {
 }
 
 // Source is one snapshot to add: exactly one of RawPath, Synthetic and
-// Child is set.
+// Child is set; or an instance (ID and Instance, its volumes) or a volume
+// attached to none (Volume), which AddSources adds after the snapshots.
 type Source struct {
 	ID         string
 	RawPath    string
 	Raw        RawOptions
 	Synthetic  *SyntheticSpec
 	Child      *ChildSpec
+	Instance   []VolumeSpec
+	Volume     *VolumeSpec
 	parentHint string
 }
 
@@ -414,8 +423,12 @@ type Source struct {
 func (s *Server) AddSources(srcs []Source) error {
 	pending := make([]Source, 0, len(srcs))
 	defined := make(map[string]bool)
+	var ec2 []Source
 	for _, src := range srcs {
 		switch {
+		case src.Instance != nil || src.Volume != nil:
+			ec2 = append(ec2, src)
+			continue
 		case src.RawPath != "" && src.Synthetic == nil && src.Child == nil:
 			src.parentHint = src.Raw.Parent
 		case src.Synthetic != nil && src.RawPath == "" && src.Child == nil:
@@ -455,6 +468,17 @@ func (s *Server) AddSources(srcs []Source) error {
 			return fmt.Errorf("snapshot %s: parent %s is not defined (or the parents form a cycle)", later[0].ID, later[0].parentHint)
 		}
 		pending = later
+	}
+	for _, src := range ec2 {
+		var err error
+		if src.Volume != nil {
+			err = s.AddVolume(*src.Volume)
+		} else {
+			err = s.AddInstance(src.ID, src.Instance)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

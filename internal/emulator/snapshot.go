@@ -56,6 +56,17 @@ type snapshot struct {
 	tags        []tag
 	kmsKeyArn   string
 	encrypted   bool
+
+	// EC2 side (ec2_*.go). made and readyAt are set before the snapshot
+	// is registered, for snapshots made through EC2, and never change;
+	// public is read on every request; the rest is guarded by
+	// Server.ec2mu.
+	made    *ec2Made
+	readyAt time.Time    // when a snapshot made through EC2 completes
+	public  atomic.Int32 // publicFromMeta, publicYes or publicNo
+	ec2Tags []Tag        // tags set through EC2, over the metadata's
+	users   []string     // createVolumePermission user ids
+	lock    *snapLock
 }
 
 func (s *snapshot) slots() int64 { return block.Slots(s.volumeGiB) }
@@ -148,6 +159,7 @@ const (
 	domSnapID
 	domRequestID
 	domVolumeID
+	domEC2Fraction
 )
 
 // unit maps a hash to [0, 1) with 53 bits, the precision of a float64.

@@ -25,6 +25,9 @@ type Spec struct {
 	Metas          []string // --snapshot-meta snap-ID:FIELD=VALUE
 	GetBurst       string   // --get-burst
 	ListBurst      string   // --list-burst
+	Instances      []string // --instance i-ID=DEVICE:PATH[,DEVICE:PATH…]
+	Volumes        []string // --volume vol-ID=PATH
+	VolumeMetas    []string // --volume-meta vol-ID:FIELD=VALUE
 }
 
 // Parse reads s into o, whose plain fields (rates, fractions, latency)
@@ -79,6 +82,84 @@ func (s Spec) Parse(o *Options) ([]Source, error) {
 	}
 	if o.ThrottleAs != RequestThrottled && o.ThrottleAs != Throttling {
 		return nil, fmt.Errorf("--throttle-as %q: want %s or %s", o.ThrottleAs, RequestThrottled, Throttling)
+	}
+	if err := o.checkEC2(); err != nil {
+		return nil, err
+	}
+	vols, err := s.volumes()
+	if err != nil {
+		return nil, err
+	}
+	return append(srcs, vols...), nil
+}
+
+// checkEC2 checks the EC2 side's options, naming their flags.
+func (o *Options) checkEC2() error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"--archive-fraction", o.ArchiveFraction}, {"--public-fraction", o.PublicFraction}, {"--kms-deny-fraction", o.KMSDenyFraction}} {
+		if !(f.v >= 0 && f.v <= 1) {
+			return fmt.Errorf("%s %v: want a number in [0, 1]", f.name, f.v)
+		}
+	}
+	if o.SnapshotDelay < 0 {
+		return fmt.Errorf("--snapshot-delay %v: want 0 or more", o.SnapshotDelay)
+	}
+	for _, a := range o.DenyEC2 {
+		if ec2Actions[a] == nil {
+			return fmt.Errorf("--deny-ec2 %q: not an EC2 action the emulator serves (want one of %s)", a, strings.Join(EC2Actions(), ", "))
+		}
+	}
+	return nil
+}
+
+// EC2Actions lists the EC2 actions the server answers, sorted.
+func EC2Actions() []string {
+	out := make([]string, 0, len(ec2Actions))
+	for a := range ec2Actions {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// volumes reads the instance and volume flags, with their metadata.
+func (s Spec) volumes() ([]Source, error) {
+	metas := map[string]VolumeSpec{}
+	for _, v := range s.VolumeMetas {
+		if err := ParseVolumeMeta(v, metas); err != nil {
+			return nil, fmt.Errorf("--volume-meta: %w", err)
+		}
+	}
+	apply := func(v *VolumeSpec) {
+		if m, ok := metas[v.ID]; ok {
+			v.Encrypted, v.KMSKeyID, v.Tags = m.Encrypted, m.KMSKeyID, m.Tags
+			delete(metas, v.ID)
+		}
+	}
+	var srcs []Source
+	for _, spec := range s.Instances {
+		id, vols, err := ParseInstanceSpec(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--instance: %w", err)
+		}
+		for k := range vols {
+			vols[k].ID = VolumeID(id, vols[k].Device)
+			apply(&vols[k])
+		}
+		srcs = append(srcs, Source{ID: id, Instance: vols})
+	}
+	for _, spec := range s.Volumes {
+		v, err := ParseVolumeSpec(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--volume: %w", err)
+		}
+		apply(&v)
+		srcs = append(srcs, Source{ID: v.ID, Volume: &v})
+	}
+	for id := range metas {
+		return nil, fmt.Errorf("--volume-meta %s: no such --volume, nor a volume of an --instance", id)
 	}
 	return srcs, nil
 }

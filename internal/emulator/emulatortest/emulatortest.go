@@ -48,3 +48,26 @@ func Client(t testing.TB, endpoint string) *ebs.Client {
 		HTTPClient:   &http.Client{Transport: tr},
 	})
 }
+
+// StartInstance serves a new emulator holding one running instance with
+// these volumes, the first its root device, until the test ends.
+func StartInstance(t testing.TB, o emulator.Options, id string, vols ...emulator.VolumeSpec) (*emulator.Server, string) {
+	t.Helper()
+	s, endpoint := Start(t, o)
+	if err := s.AddInstance(id, vols); err != nil {
+		t.Fatalf("adding instance %s: %v", id, err)
+	}
+	return s, endpoint
+}
+
+// RawVolume is a volume at device whose content is the raw image at path,
+// read again whenever a snapshot of it is made.
+func RawVolume(device, path string) emulator.VolumeSpec {
+	return emulator.VolumeSpec{Device: device, RawPath: path}
+}
+
+// SyntheticVolume is a volume at device of generated content: gib GiB, a
+// fraction of its blocks written, from seed.
+func SyntheticVolume(device string, gib int64, fraction float64, seed int64) emulator.VolumeSpec {
+	return emulator.VolumeSpec{Device: device, Synthetic: &emulator.SyntheticSpec{VolumeGiB: gib, Fraction: fraction, Seed: seed}}
+}
