@@ -144,6 +144,9 @@ func exitCode(ctx context.Context, err error) int {
 	case errors.As(err, &unrecorded):
 		return exitUnrecorded
 	}
+	if code, ok := preserveExit(err); ok {
+		return code
+	}
 	switch ebs.KindOf(err) {
 	case ebs.KindAccessDenied:
 		return exitDenied

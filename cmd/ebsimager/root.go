@@ -89,6 +89,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 	root.AddCommand(
 		newBudgetCommand(aws),
 		newAcquireCommand(aws),
+		newSnapshotCommand(aws),
 		newBlockCommand(aws),
 		newVerifyCommand(aws),
 		newExportCommand(),

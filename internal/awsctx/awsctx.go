@@ -40,7 +40,7 @@ var (
 // budget for throttles and errors alike, and this package's sorting of
 // STS and EC2 errors.
 func policy() ebs.Policy {
-	return ebs.Policy{MaxAttempts: attempts, MaxThrottled: attempts, Base: 2 * retryDelay, Classify: classify, Sleep: sleep}
+	return ebs.Policy{MaxAttempts: attempts, MaxThrottled: attempts, Base: 2 * retryDelay, Classify: Classify, Sleep: sleep}
 }
 
 // Gather asks STS who the caller is and EC2 what the snapshot is, with
@@ -90,12 +90,13 @@ func Start(ctx context.Context, cfg aws.Config, snapshotID string) func() Contex
 // policy around a recorder that gives each attempt its own timeout and
 // keeps the last outcome in rec.
 func retried[In, Out, Opt any](ctx context.Context, rec *report.Call, call func(context.Context, In, ...Opt) (Out, error), in In) (Out, error) {
-	return ebs.Wrap(policy(), nil, recorded(rec, call))(ctx, in)
+	return ebs.Wrap(policy(), nil, Recorded(rec, call))(ctx, in)
 }
 
-// recorded decorates call: each attempt runs under attemptTimeout and is
-// counted in rec, which keeps the outcome of the last one.
-func recorded[In, Out, Opt any](rec *report.Call, call func(context.Context, In, ...Opt) (Out, error)) func(context.Context, In, ...Opt) (Out, error) {
+// Recorded decorates call: each attempt runs under attemptTimeout and is
+// counted in rec, which keeps the outcome of the last one. Package
+// preserve records its requests through it too.
+func Recorded[In, Out, Opt any](rec *report.Call, call func(context.Context, In, ...Opt) (Out, error)) func(context.Context, In, ...Opt) (Out, error) {
 	return func(ctx context.Context, in In, opts ...Opt) (Out, error) {
 		rec.Attempts++
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
@@ -116,10 +117,10 @@ func recorded[In, Out, Opt any](rec *report.Call, call func(context.Context, In,
 	}
 }
 
-// classify sorts an STS or EC2 error for the policy: a denial and an
+// Classify sorts an STS or EC2 error for the policy: a denial and an
 // answer that will not change are permanent, everything retryable is
 // transient (one budget for all, as the calls are few).
-func classify(err error) ebs.Kind {
+func Classify(err error) ebs.Kind {
 	var ae smithy.APIError
 	switch {
 	case errors.As(err, &ae) && denied(ae.ErrorCode()):

@@ -241,7 +241,7 @@ func TestGatherUnreachable(t *testing.T) {
 }
 
 // The context calls wait as ebs.Policy does (equal jitter: half fixed,
-// half random, doubling) and sort errors with classify.
+// half random, doubling) and sort errors with Classify.
 func TestGatherPolicy(t *testing.T) {
 	fastRetries(t, 5*time.Second)
 	retryDelay = 40 * time.Millisecond
@@ -264,12 +264,12 @@ func TestGatherPolicy(t *testing.T) {
 		"RequestLimitExceeded": ebs.KindTransient, "Throttling": ebs.KindTransient, "InternalError": ebs.KindTransient,
 		"InvalidSnapshot.NotFound": ebs.KindInvalid, "InvalidParameterValue": ebs.KindInvalid,
 	} {
-		if k := classify(&smithy.GenericAPIError{Code: code}); k != want {
-			t.Errorf("classify(%s) = %v, want %v", code, k, want)
+		if k := Classify(&smithy.GenericAPIError{Code: code}); k != want {
+			t.Errorf("Classify(%s) = %v, want %v", code, k, want)
 		}
 	}
-	if k := classify(context.DeadlineExceeded); k != ebs.KindTransient {
-		t.Errorf("classify(a timeout) = %v", k)
+	if k := Classify(context.DeadlineExceeded); k != ebs.KindTransient {
+		t.Errorf("Classify(a timeout) = %v", k)
 	}
 }
 

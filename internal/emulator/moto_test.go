@@ -6,13 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ebs"
@@ -24,48 +20,6 @@ import (
 	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
-
-// startMoto runs moto_server on a free loopback port until the test ends.
-func startMoto(t *testing.T) string {
-	t.Helper()
-	path := testenv.RequireTool(t, "moto_server")[0]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(path, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting moto_server: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second) // python start-up on a loaded machine
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto_server did not listen on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // motoShim is a test-only deserialize middleware for moto's deviations
 // (EBS-API.md): List responses carry BlockIndex as a JSON string, report
@@ -147,7 +101,7 @@ func roundTrip(t *testing.T, c *ebs.Client, optFns ...func(*ebs.Options)) map[in
 }
 
 func TestCrossCheckMoto(t *testing.T) {
-	motoEP := startMoto(t)
+	motoEP := testenv.Moto(t)
 	_, emuEP := emulatortest.Start(t, emulator.Options{})
 	fromMoto := roundTrip(t, emulatortest.Client(t, motoEP), func(o *ebs.Options) {
 		o.APIOptions = append(o.APIOptions, motoShim)
