@@ -1,9 +1,22 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ebsimager/ebsimager/internal/iampolicy"
+	"github.com/ebsimager/ebsimager/internal/preserve"
 )
+
+// TestPolicyTagKeys keeps the tag keys the policy lets the preservation
+// step add after CreateSnapshots in step with the keys it adds.
+func TestPolicyTagKeys(t *testing.T) {
+	want := []string{preserve.TagPrefix + "device", preserve.TagPrefix + "volume"}
+	if !slices.Equal(iampolicy.DeviceTagKeys, want) {
+		t.Fatalf("iampolicy.DeviceTagKeys %v, preserve tags %v", iampolicy.DeviceTagKeys, want)
+	}
+}
 
 // The flows the README shows, and every step at once.
 var policyFlows = []struct {
