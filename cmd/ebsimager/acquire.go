@@ -25,6 +25,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/incremental"
 	"github.com/ebsimager/ebsimager/internal/outfile"
+	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -182,6 +183,7 @@ type acquisition struct {
 	out  sink.Sink         // where the blocks go
 	lock *dirlock.Lock     // --image: the image's claim
 	e01  ewf.Options       // --image BASE.E01
+	pre  preflight.Result  // what the pre-flight learnt of the snapshot
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
@@ -194,12 +196,16 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	if err != nil {
 		return err
 	}
+	pre, err := checkReadable(ctx, cfg, id)
+	if err != nil {
+		return err
+	}
 	started := time.Now()
 	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), started))
 	if err != nil {
 		return err
 	}
-	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts}
+	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts, pre: pre}
 	var seal sealed
 	if o.out != "" {
 		unlock, err := lockEvidenceDir(o.out, "acquire")
@@ -225,7 +231,7 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	defer a.release()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: drawProgress(status)}
-	awsInfo := gatherContext(ctx, cfg, id)
+	awsInfo := gatherDescribed(ctx, cfg, pre)
 	res, err := acquire.New(src, opts).Run(ctx, a.out)
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
 	if err == nil && a.st != nil {
@@ -322,13 +328,14 @@ func (a *acquisition) release() {
 	}
 }
 
-// listingError explains a listing that failed before anything was opened.
+// listingError explains a listing that failed: a --base of another
+// lineage, or a refusal of the direct APIs by what the pre-flight learnt.
 func (a *acquisition) listingError(err error) error {
 	if a.inc != nil && ebs.Reason(err) == "UNRELATED_SNAPSHOTS" {
 		return withHint(fmt.Errorf("base %s holds %s, which is not of %s's volume lineage (UNRELATED_SNAPSHOTS): %w", a.o.base, a.inc.SnapshotID(), a.id, err),
 			"--base takes the evidence of an earlier snapshot of the same volume")
 	}
-	return err
+	return preflight.Explain(err, a.pre)
 }
 
 // newAcquireSummary is the summary of a run of the pipeline.

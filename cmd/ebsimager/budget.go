@@ -11,6 +11,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/cost"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
@@ -52,7 +53,7 @@ acquisition will.`,
 			})
 			status.Done("")
 			if err != nil {
-				return err
+				return preflight.Diagnose(ctx, cfg, snap.ID, err)
 			}
 			// The listing's own List calls (retries included) are what an
 			// acquisition's listing will make: short pages over sparse

@@ -9,6 +9,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/awsctx"
 	"github.com/ebsimager/ebsimager/internal/inspect"
+	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
@@ -18,6 +19,25 @@ import (
 // recorded, never fatal.
 func gatherContext(ctx context.Context, cfg aws.Config, id string) func() report.AWS {
 	return awsctx.Start(ctx, cfg, id)
+}
+
+// gatherDescribed is gatherContext for a snapshot the pre-flight asked
+// EC2 about: its answer and calls are recorded, not asked again.
+func gatherDescribed(ctx context.Context, cfg aws.Config, pre preflight.Result) func() report.AWS {
+	return awsctx.StartDescribed(ctx, cfg, pre.Snapshot, pre.Described())
+}
+
+// checkReadable is the pre-flight of snapshot id, before any block is
+// fetched: the error says why the EBS direct APIs cannot read it.
+func checkReadable(ctx context.Context, cfg aws.Config, id string) (preflight.Result, error) {
+	rs, err := preflight.Check(ctx, cfg, []string{id})
+	if len(rs) != 1 {
+		return preflight.Result{Snapshot: id, Region: cfg.Region}, err
+	}
+	if rs[0].Err != nil {
+		return rs[0], rs[0].Err
+	}
+	return rs[0], err
 }
 
 // tool is this run of ebsimager, as records name it.

@@ -61,14 +61,39 @@ one of:
 --deny snap-ID[=REASON] refuses a snapshot with AccessDeniedException,
 REASON UNAUTHORIZED_ACCOUNT (default) or DEPENDENCY_ACCESS_DENIED.
 
-The same endpoint answers EC2 DescribeSnapshots and STS GetCallerIdentity
-for the chain-of-custody record. --snapshot-meta snap-ID:FIELD=VALUE sets
-what DescribeSnapshots reports, FIELD one of volume-id, owner, start-time,
-encrypted, kms-key, description, tag:KEY, and for the pre-flight checks
-storage-tier (standard or archive), public (true or false), outpost-arn and
-state (completed, pending or error): the EBS direct APIs refuse a snapshot
-that is not completed, archived, public or on an Outpost with
-ValidationException INVALID_SNAPSHOT_ID. --deny-describe-snapshots and
+The same endpoint answers STS GetCallerIdentity and an EC2 side (API
+2016-11-15): DescribeSnapshots, DescribeSnapshotAttribute, DescribeInstances,
+DescribeVolumes, CreateSnapshots, CreateSnapshot, CopySnapshot,
+ModifySnapshotAttribute, LockSnapshot, DescribeLockedSnapshots, CreateTags
+and DeleteSnapshot. --snapshot-meta snap-ID:FIELD=VALUE sets what
+DescribeSnapshots reports of a snapshot above, FIELD one of volume-id, owner,
+start-time, encrypted, kms-key, description, tag:KEY, and for the pre-flight
+checks storage-tier (standard or archive), public (true or false),
+outpost-arn and state (completed, pending or error): the EBS direct APIs
+refuse a snapshot that is not completed, archived, public or on an Outpost
+with ValidationException INVALID_SNAPSHOT_ID.
+
+Instances and volumes:
+  --instance i-ID=DEVICE:PATH[,DEVICE:PATH...]
+                                a running instance; the first device is its
+                                root; PATH is a raw image or
+                                synthetic:SIZE[,FRACTION[,SEED]]; volume ids
+                                are vol-0 and 16 hex digits hashed from the
+                                instance id and device (DescribeInstances
+                                lists them)
+  --volume vol-ID=PATH          a volume attached to no instance
+  --volume-meta vol-ID:FIELD=VALUE
+                                FIELD encrypted (true: under the AWS managed
+                                key), kms-key or tag:KEY
+A snapshot made through EC2 holds the volume's content when it was made (a
+raw image's non-zero blocks are copied then), stays pending for
+--snapshot-delay, and is the child of the volume's previous snapshot, for
+ListChangedBlocks. --archive-fraction, --public-fraction and
+--kms-deny-fraction make that share of them archived, public, or refused
+with AccessDeniedException DEPENDENCY_ACCESS_DENIED, drawn from --seed.
+Sharing a snapshot encrypted under the AWS managed key fails with
+OperationNotPermitted, as in EC2. --deny-ec2 ACTION answers an EC2 action
+with UnauthorizedOperation; --deny-describe-snapshots and
 --deny-get-caller-identity refuse those calls.`
 }
 
@@ -79,7 +104,9 @@ func newEmulateCommand() *cobra.Command {
 		Short: "Serve snapshots over a local EBS direct API emulator",
 		Long:  emulateHelp(),
 		Example: `  ebsimager emulate --snapshot snap-0a=disk.raw --synthetic snap-0b=8GiB,0.5,7 \
-    --child snap-0c=child-of:snap-0b,0.1 --latency 20ms --fault-server-error 0.01`,
+    --child snap-0c=child-of:snap-0b,0.1 --latency 20ms --fault-server-error 0.01
+  ebsimager emulate --instance i-0123456789abcdef0=/dev/xvda:root.raw,/dev/xvdb:data.raw \
+    --snapshot-delay 2s`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			srcs, err := e.spec.Parse(&e.o)
 			if err != nil {
@@ -136,6 +163,10 @@ func (e *emulateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&e.spec.Volumes, "volume", nil, "serve a volume attached to no instance: vol-ID=PATH (repeatable)")
 	f.StringArrayVar(&e.spec.VolumeMetas, "volume-meta", nil, "a volume's encryption or tags: vol-ID:FIELD=VALUE, FIELD encrypted, kms-key or tag:KEY (repeatable)")
 	f.DurationVar(&e.o.SnapshotDelay, "snapshot-delay", 0, "how long a snapshot made through EC2 stays pending (0: completed from the next request)")
+	f.Float64Var(&e.o.ArchiveFraction, "archive-fraction", 0, "fraction of snapshots made through EC2 that are archived")
+	f.Float64Var(&e.o.PublicFraction, "public-fraction", 0, "fraction of snapshots made through EC2 that are public")
+	f.Float64Var(&e.o.KMSDenyFraction, "kms-deny-fraction", 0, "fraction of snapshots made through EC2 whose KMS key the caller may not use")
+	f.StringArrayVar(&e.o.DenyEC2, "deny-ec2", nil, "answer an EC2 action with UnauthorizedOperation, like CreateSnapshots (repeatable)")
 	f.BoolVar(&e.log, "log", false, "log every request to stderr")
 }
 

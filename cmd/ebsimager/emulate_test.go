@@ -2,7 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,6 +84,17 @@ func TestEmulateRefusesRemoteAndBadSpecs(t *testing.T) {
 		{"emulate", "--synthetic", specA, "--list-burst", "-100ms"},
 		{"emulate", "--synthetic", specA, "--list-burst", "fast"},
 		{"emulate", "--synthetic", specA, "--fault-throttle", "NaN"},
+		{"emulate", "--instance", "i-0123=/dev/xvda:synthetic:1GiB"},
+		{"emulate", "--instance", "i-01234567=xvda"},
+		{"emulate", "--instance", "i-01234567=/dev/xvda:synthetic:7MiB"},
+		{"emulate", "--volume", "vol-01234567"},
+		{"emulate", "--volume", "vol-01234567=synthetic:1GiB", "--volume-meta", "vol-0123456789abcdef0:encrypted=true"},
+		{"emulate", "--volume", "vol-01234567=synthetic:1GiB", "--volume-meta", "vol-01234567:colour=red"},
+		{"emulate", "--synthetic", specA, "--archive-fraction", "1.5"},
+		{"emulate", "--synthetic", specA, "--kms-deny-fraction", "NaN"},
+		{"emulate", "--synthetic", specA, "--snapshot-delay", "-1s"},
+		{"emulate", "--synthetic", specA, "--deny-ec2", "RunInstances"},
+		{"emulate", "--synthetic", specA, "--snapshot-meta", snapA + ":storage-tier=glacier"},
 	} {
 		if r := c.run(args...); r.code != exitUsage || !strings.HasPrefix(r.stderr, "ebsimager: ") {
 			t.Errorf("ebsimager %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
@@ -142,6 +157,89 @@ func TestDemo(t *testing.T) {
 		cl := run.CommandLine
 		if len(cl) < 2 || cl[0] != "ebsimager" || !slices.Contains(cl, kinds[i]) || slices.Contains(cl, "demo") {
 			t.Errorf("the demo's %s step records the command line %q", kinds[i], cl)
+		}
+	}
+}
+
+// TestEmulateInstance serves an instance of two volumes and a spare one,
+// and asks the EC2 side for them over the wire.
+func TestEmulateInstance(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "")
+	disk := filepath.Join(t.TempDir(), "root.raw")
+	if err := os.WriteFile(disk, bytes.Repeat([]byte{7}, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const inst = "i-0123456789abcdef0"
+	cmd := c.command(t.Context(), "emulate", "--instance", inst+"=/dev/xvda:"+disk+",/dev/xvdb:synthetic:2GiB,0.5,7",
+		"--volume", "vol-0fedcba9876543210=synthetic:1GiB", "--volume-meta", "vol-0fedcba9876543210:encrypted=true",
+		"--snapshot-delay", "1h", "--deny-ec2", "LockSnapshot")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		t.Fatal("no ready line")
+	}
+	m := regexp.MustCompile(`endpoint=(http://127\.0\.0\.1:\d+);`).FindStringSubmatch(sc.Text())
+	if m == nil {
+		t.Fatalf("ready line %q", sc.Text())
+	}
+	post := func(form url.Values) string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, m[1]+"/", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=emulator/20240501/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=00")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	body := post(url.Values{"Action": {"DescribeInstances"}, "Version": {"2016-11-15"}})
+	for _, want := range []string{"<instanceId>" + inst + "</instanceId>", "<rootDeviceName>/dev/xvda</rootDeviceName>",
+		"<deviceName>/dev/xvda</deviceName>", "<deviceName>/dev/xvdb</deviceName>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("DescribeInstances lacks %s:\n%s", want, body)
+		}
+	}
+	body = post(url.Values{"Action": {"DescribeVolumes"}, "Version": {"2016-11-15"}, "VolumeId.1": {"vol-0fedcba9876543210"}})
+	if !strings.Contains(body, "<status>available</status>") || !strings.Contains(body, "<encrypted>true</encrypted><kmsKeyId>arn:aws:kms:us-east-1:111122223333:key/") {
+		t.Errorf("DescribeVolumes:\n%s", body)
+	}
+	body = post(url.Values{"Action": {"CreateSnapshots"}, "Version": {"2016-11-15"}, "InstanceSpecification.InstanceId": {inst}})
+	if n := strings.Count(body, "<state>pending</state>"); n != 2 {
+		t.Errorf("CreateSnapshots made %d pending snapshots, want 2:\n%s", n, body)
+	}
+	snap := regexp.MustCompile(`<snapshotId>(snap-[0-9a-f]+)</snapshotId>`).FindStringSubmatch(body)
+	if snap == nil {
+		t.Fatalf("no snapshot id:\n%s", body)
+	}
+	body = post(url.Values{"Action": {"LockSnapshot"}, "Version": {"2016-11-15"}, "SnapshotId": {snap[1]}, "LockMode": {"governance"}, "LockDuration": {"1"}})
+	if !strings.Contains(body, "<Code>UnauthorizedOperation</Code>") {
+		t.Errorf("LockSnapshot:\n%s", body)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	var rest strings.Builder
+	for sc.Scan() {
+		rest.WriteString(sc.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("emulate after Ctrl-C: %v", err)
+	}
+	for _, want := range []string{"CreateSnapshots: 1 (ok 1)", "DescribeInstances: 1 (ok 1)", "DescribeVolumes: 1 (ok 1)", "LockSnapshot: 1 (UnauthorizedOperation 1)"} {
+		if !strings.Contains(rest.String(), want) {
+			t.Errorf("shutdown counters lack %q:\n%s", want, rest.String())
 		}
 	}
 }

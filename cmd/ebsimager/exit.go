@@ -18,6 +18,8 @@ import (
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/fsys"
 	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/preflight"
+	"github.com/ebsimager/ebsimager/internal/preserve"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/volume"
@@ -41,6 +43,7 @@ const (
 	exitBusy        = 12  // another ebsimager process holds the output (dirlock)
 	exitUnrecorded  = 13  // the evidence verified, but the step could not be recorded
 	exitFileSystem  = 14  // a file system that cannot be read: corrupt (named), encrypted or unsupported
+	exitUnreadable  = 15  // the direct APIs cannot read the snapshot: pending or failed, archived, public, Outposts local
 	exitInterrupted = 130 // Ctrl-C or SIGTERM; nothing half-written is left
 )
 
@@ -65,6 +68,9 @@ const exitCodesHelp = `EXIT STATUS
   13   verified OK, but the verification could not be appended to the record
   14   the file system cannot be read: a damaged structure (named), an encrypted volume
        (LUKS, BitLocker), or a feature the reader does not support
+  15   the snapshot cannot be read through the EBS direct APIs: still pending or failed
+       (or not completed before --timeout), archived (restore it first), public or an
+       Outposts local snapshot (copy it first); nothing was fetched
   130  interrupted (Ctrl-C, SIGTERM); nothing half-written is left; the message
        says whether running again resumes or starts over`
 
@@ -117,12 +123,19 @@ func exitCode(ctx context.Context, err error) int {
 		errno      syscall.Errno
 		held       *dirlock.HeldError
 		unrecorded unrecordedError
+		unreadable *preflight.Error
+		notDone    *preserve.NotCompletedError
+		failedSnap *preserve.StateError
 	)
 	switch {
 	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
 		return exitInterrupted
 	case errors.As(err, &usage):
 		return exitUsage
+	case errors.As(err, &unreadable) && unreadable.Reason == preflight.KMSDenied:
+		return exitDenied
+	case errors.As(err, &unreadable), errors.As(err, &notDone), errors.As(err, &failedSnap):
+		return exitUnreadable
 	case errors.As(err, &incompl), errors.Is(err, store.ErrIncomplete):
 		return exitIncomplete
 	case errors.As(err, &mismatch), errors.As(err, &storeMis), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, volume.ErrCorrupt):
@@ -198,10 +211,13 @@ func printError(w io.Writer, cmd *cobra.Command, err error) {
 
 func defaultHint(err error) string {
 	var (
-		usage usageError
-		other *store.OtherSnapshotError
+		usage      usageError
+		other      *store.OtherSnapshotError
+		unreadable *preflight.Error
 	)
 	switch {
+	case errors.As(err, &unreadable):
+		return unreadable.Hint()
 	case errors.As(err, &usage):
 		return "see --help"
 	case errors.As(err, &other):

@@ -13,6 +13,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/live"
+	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/volume"
@@ -73,7 +74,7 @@ func (o *liveOptions) opener(aws *awsOptions, source string) (func(ctx context.C
 			return nil, withHint(err, "choose another --save-blocks directory")
 		}
 		if err != nil {
-			return nil, err
+			return nil, preflight.Diagnose(ctx, cfg, id, err)
 		}
 		o.vol = v
 		return v, nil

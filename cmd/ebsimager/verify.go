@@ -34,9 +34,10 @@ const verifyExitCodes = `EXIT STATUS
   3    DIR's acquisition has not completed (no manifest yet), or with
        --against-snapshot --full, some blocks could not be fetched (named)
   4    verification failed: the differences are named
-  5, 6, 7, 11
+  5, 6, 7, 11, 15
        with --against-snapshot: access denied, no such snapshot, an
-       invalid request, an AWS quota exhausted
+       invalid request, an AWS quota exhausted, a snapshot the EBS direct
+       APIs cannot read (archived since, for one: restore it first)
   9    local I/O error: DIR or IMAGE missing or unreadable
   10   the key (--identity or the passphrase) opens none of the
        encrypted blocks, or is missing where one is needed

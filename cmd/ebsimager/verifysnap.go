@@ -13,6 +13,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/cost"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
@@ -93,7 +94,7 @@ func (o *snapshotCheckOptions) run(cmd *cobra.Command, aws *awsOptions, ev *stor
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("comparing with %s: %w", snap.ID, err)
+		return nil, fmt.Errorf("comparing with %s: %w", snap.ID, preflight.Diagnose(ctx, cfg, snap.ID, err))
 	}
 	addSnapshotProblems(res, snap.ID, r)
 	return snapshotCheckRecord(snap.ID, o.full, r, price), nil

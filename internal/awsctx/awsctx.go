@@ -47,18 +47,37 @@ func policy() ebs.Policy {
 // cfg as the acquisition loaded it, and records each answer or why there
 // is none. It never fails: a denied or broken call is recorded in Calls.
 func Gather(ctx context.Context, cfg aws.Config, snapshotID string) Context {
+	return gather(ctx, cfg, snapshotID, nil)
+}
+
+// Described is what EC2 already said about a snapshot before the
+// acquisition (the pre-flight asks DescribeSnapshots first): Snapshot is
+// its answer, nil when there is none, and Calls the calls that asked,
+// DescribeSnapshots among them, as they are to be recorded.
+type Described struct {
+	Snapshot *report.SnapshotInfo
+	Calls    []report.Call
+}
+
+func gather(ctx context.Context, cfg aws.Config, snapshotID string, known *Described) Context {
 	c := Context{Region: cfg.Region, Endpoint: ebs.Endpoint(cfg)}
 
 	// The SDK's own retryer is off: the retries are the policy's.
 	stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) { o.Retryer = aws.NopRetryer{} })
 	idCall := report.Call{API: report.APIGetCallerIdentity}
-	id, err := retried(ctx, &idCall, stsClient.GetCallerIdentity, &sts.GetCallerIdentityInput{})
+	id, err := Retried(ctx, &idCall, stsClient.GetCallerIdentity, &sts.GetCallerIdentityInput{})
 	if err == nil {
 		c.CallerIdentity = &report.CallerIdentity{Account: aws.ToString(id.Account), ARN: aws.ToString(id.Arn), UserID: aws.ToString(id.UserId)}
 	}
 	c.Calls = append(c.Calls, idCall)
+	if known != nil {
+		// Asking again would repeat the same call for the same answer.
+		c.Snapshot = known.Snapshot
+		c.Calls = append(c.Calls, known.Calls...)
+		return c
+	}
 
-	ec2Client := ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Retryer = aws.NopRetryer{} })
+	ec2Client := EC2(cfg)
 	snapCall := report.Call{API: report.APIDescribeSnapshots}
 	describe := func(ctx context.Context, id string, opts ...func(*ec2.Options)) (*report.SnapshotInfo, error) {
 		out, err := ec2Client.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}}, opts...)
@@ -67,12 +86,12 @@ func Gather(ctx context.Context, cfg aws.Config, snapshotID string) Context {
 		}
 		for _, s := range out.Snapshots {
 			if aws.ToString(s.SnapshotId) == id {
-				return snapshotInfo(s), nil
+				return SnapshotInfo(s), nil
 			}
 		}
 		return nil, fmt.Errorf("the answer lists %d snapshots, none of them %s", len(out.Snapshots), id)
 	}
-	c.Snapshot, _ = retried(ctx, &snapCall, describe, snapshotID)
+	c.Snapshot, _ = Retried(ctx, &snapCall, describe, snapshotID)
 	c.Calls = append(c.Calls, snapCall)
 	return c
 }
@@ -81,15 +100,30 @@ func Gather(ctx context.Context, cfg aws.Config, snapshotID string) Context {
 // while the acquisition runs; the function it returns waits for the
 // answer.
 func Start(ctx context.Context, cfg aws.Config, snapshotID string) func() Context {
+	return StartDescribed(ctx, cfg, snapshotID, nil)
+}
+
+// StartDescribed is Start for a snapshot EC2 was already asked about
+// (known, when not nil): its answer and calls are recorded as they are,
+// and only STS is asked.
+func StartDescribed(ctx context.Context, cfg aws.Config, snapshotID string, known *Described) func() Context {
 	done := make(chan Context, 1)
-	go func() { done <- Gather(ctx, cfg, snapshotID) }()
+	go func() { done <- gather(ctx, cfg, snapshotID, known) }()
 	return func() Context { return <-done }
 }
 
-// retried makes the request call(in) through two decorators: the retry
-// policy around a recorder that gives each attempt its own timeout and
-// keeps the last outcome in rec.
-func retried[In, Out, Opt any](ctx context.Context, rec *report.Call, call func(context.Context, In, ...Opt) (Out, error), in In) (Out, error) {
+// EC2 returns an EC2 client for cfg with the SDK's own retryer off: the
+// retries are the policy's (see Retried).
+func EC2(cfg aws.Config) *ec2.Client {
+	return ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Retryer = aws.NopRetryer{} })
+}
+
+// Retried makes the request call(in) through two decorators: the retry
+// policy of the context calls around a recorder that gives each attempt
+// its own timeout and keeps the last outcome in rec. Other packages that
+// ask EC2 for the record (the pre-flight) call it, so that every such
+// call is retried and recorded alike.
+func Retried[In, Out, Opt any](ctx context.Context, rec *report.Call, call func(context.Context, In, ...Opt) (Out, error), in In) (Out, error) {
 	return ebs.Wrap(policy(), nil, Recorded(rec, call))(ctx, in)
 }
 
@@ -158,8 +192,8 @@ func retryable(err error) bool {
 	return true // no answer at all: a timeout, a refused or dropped connection
 }
 
-// snapshotInfo converts EC2's answer.
-func snapshotInfo(s ec2types.Snapshot) *report.SnapshotInfo {
+// SnapshotInfo converts EC2's answer.
+func SnapshotInfo(s ec2types.Snapshot) *report.SnapshotInfo {
 	info := &report.SnapshotInfo{
 		SnapshotID:    aws.ToString(s.SnapshotId),
 		VolumeID:      aws.ToString(s.VolumeId),

@@ -5,6 +5,7 @@
 // call gets a couple of retries under the EBS requests' policy
 // (ebs.Policy, applied by the ebs.Wrap decorator); its answer, denial or
 // error is recorded as text in the report's AWS section instead of
-// failing the acquisition. It is the only package outside tests that
-// imports the EC2 SDK, which builds slowly.
+// failing the acquisition. Its client, retry policy and recorder
+// (EC2, Retried) serve the pre-flight's calls too, and StartDescribed
+// records the pre-flight's DescribeSnapshots instead of asking again.
 package awsctx

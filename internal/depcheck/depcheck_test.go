@@ -56,7 +56,7 @@ var rules = []rule{
 	// use them. Test packages are not listed by go list, so their
 	// imports are free.
 	{pkg: "", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/ec2", module + "/internal/awsctx", module + "/internal/preserve", module + "/internal/preflight"},
-		why: "only internal/awsctx, internal/preserve and internal/preflight import EC2, and only cmd/ imports them",
+		why:    "only internal/awsctx, internal/preserve and internal/preflight import EC2, and only cmd/ imports them",
 		exempt: []string{"internal/awsctx", "internal/preserve", "internal/preflight", "cmd/"}},
 	{pkg: "cmd/", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/ec2"}, why: "only internal/awsctx, internal/preserve and internal/preflight call the EC2 SDK", direct: true},
 

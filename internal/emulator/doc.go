@@ -69,6 +69,23 @@
 // Options.DenyDescribeSnapshots and DenyGetCallerIdentity answer
 // UnauthorizedOperation and AccessDenied.
 //
+// The EC2 side (ec2_*.go). The server also holds running instances
+// (AddInstance: volumes at devices, the first the root) and unattached
+// volumes (AddVolume), each a raw image or generated content, and answers
+// DescribeInstances, DescribeVolumes, CreateSnapshots, CreateSnapshot,
+// CopySnapshot, ModifySnapshotAttribute, DescribeSnapshotAttribute,
+// LockSnapshot, DescribeLockedSnapshots, CreateTags and DeleteSnapshot
+// with EC2's XML and errors. A snapshot made through EC2 is pending for
+// Options.SnapshotDelay, then completed; its blocks are the volume's at
+// creation (a raw image's non-zero blocks are copied into an unlinked
+// temporary file), and it is the child of the volume's previous snapshot,
+// so ListChangedBlocks between them lists exactly what changed. The EBS
+// direct APIs refuse, with ValidationException INVALID_SNAPSHOT_ID, a
+// snapshot that is not completed, archived, public or on an Outpost, as
+// SnapshotMeta or the fractions of Options make them; a snapshot whose
+// KMS key is denied answers AccessDeniedException DEPENDENCY_ACCESS_DENIED.
+// Options.DenyEC2 answers chosen actions with UnauthorizedOperation.
+//
 // Not modelled: SigV4 signatures are required but not verified (there are
 // no secrets), encryption (unlisted blocks of an encrypted snapshot read
 // as zeros here), StartSnapshot's Timeout, and asynchronous completion:

@@ -321,6 +321,16 @@ type ec2Instance struct {
 	InstanceType   string             `xml:"instanceType"`
 	LaunchTime     string             `xml:"launchTime"`
 	AZ             string             `xml:"placement>availabilityZone"`
+	Tenancy        string             `xml:"placement>tenancy"`
+	PrivateDNS     string             `xml:"privateDnsName"`
+	PrivateIP      string             `xml:"privateIpAddress"`
+	SubnetID       string             `xml:"subnetId"`
+	VpcID          string             `xml:"vpcId"`
+	Architecture   string             `xml:"architecture"`
+	Hypervisor     string             `xml:"hypervisor"`
+	Virtualization string             `xml:"virtualizationType"`
+	Monitoring     string             `xml:"monitoring>state"`
+	SourceDestChk  bool               `xml:"sourceDestCheck"`
 	RootDeviceType string             `xml:"rootDeviceType"`
 	RootDevice     string             `xml:"rootDeviceName"`
 	Devices        []ec2DeviceMapping `xml:"blockDeviceMapping>item"`
@@ -432,9 +442,18 @@ func (s *Server) describeVolume(v *volume) ec2Volume {
 
 // describeInstance renders an instance; ec2mu is held.
 func (s *Server) describeInstance(in *instance) ec2Instance {
+	h := hash4(domVolumeID, strHash(in.id), 3, 0)
+	ip := fmt.Sprintf("10.0.%d.%d", h>>8&0xff, 4+h%250) // a private address in the VPC's 10.0.0.0/16
+	dns := "ip-" + strings.ReplaceAll(ip, ".", "-") + "." + s.region() + ".compute.internal"
+	if s.region() == DefaultRegion {
+		dns = "ip-" + strings.ReplaceAll(ip, ".", "-") + ".ec2.internal" // us-east-1's own domain
+	}
 	it := ec2Instance{InstanceID: in.id, ImageID: instanceImage, State: ec2InstanceState{instanceRunning, "running"},
 		InstanceType: instanceType, LaunchTime: in.launched.UTC().Format(ec2Time), AZ: s.region() + "a",
-		RootDeviceType: "ebs", RootDevice: in.vols[0].Device, Tags: tagSet(in.tags)}
+		PrivateDNS: dns, PrivateIP: ip, SubnetID: "subnet-0" + fmt.Sprintf("%016x", hash4(domVolumeID, h, 4, 0)),
+		VpcID:        "vpc-0" + fmt.Sprintf("%016x", hash4(domVolumeID, strHash(s.identity().Account), 5, 0)),
+		Architecture: "x86_64", Hypervisor: "xen", Virtualization: "hvm", Monitoring: "disabled", Tenancy: "default",
+		SourceDestChk: true, RootDeviceType: "ebs", RootDevice: in.vols[0].Device, Tags: tagSet(in.tags)}
 	for _, v := range in.vols {
 		it.Devices = append(it.Devices, ec2DeviceMapping{DeviceName: v.Device, VolumeID: v.ID, Status: "attached",
 			AttachTime: v.attached.UTC().Format(ec2Time), DeleteOnT: v.root})

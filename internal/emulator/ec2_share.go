@@ -2,8 +2,11 @@ package emulator
 
 import (
 	"encoding/xml"
+	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 )
@@ -98,4 +101,207 @@ func (s *Server) permissions(snap *snapshot) []ec2Permission {
 		out = append(out, ec2Permission{UserID: u})
 	}
 	return out
+}
+
+// accountIDPattern is an AWS account id: 12 digits.
+var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
+
+// permChange is one add or remove of createVolumePermission.
+type permChange struct {
+	add   bool
+	group string // "all", or ""
+	user  string
+}
+
+// permChanges reads the two ways a createVolumePermission change is
+// given: CreateVolumePermission.Add.N / .Remove.N, or OperationType with
+// UserId.N and UserGroup.N.
+func (p params) permChanges() ([]permChange, *queryError) {
+	var out []permChange
+	for _, op := range []string{"Add", "Remove"} {
+		base := "CreateVolumePermission." + op
+		for _, n := range p.positions(base) {
+			k := fmt.Sprintf("%s.%d.", base, n)
+			out = append(out, permChange{add: op == "Add", group: p.get(k + "Group"), user: p.get(k + "UserId")})
+		}
+	}
+	users, groups := p.list("UserId"), p.list("UserGroup")
+	if len(users)+len(groups) > 0 {
+		op := p.get("OperationType")
+		if op != "add" && op != "remove" {
+			if !p.has("OperationType") {
+				return nil, missing("OperationType")
+			}
+			return nil, invalidValue(op, "OperationType", "Expected: 'add' or 'remove'.")
+		}
+		for _, u := range users {
+			out = append(out, permChange{add: op == "add", user: u})
+		}
+		for _, g := range groups {
+			out = append(out, permChange{add: op == "add", group: g})
+		}
+	}
+	for _, c := range out {
+		switch {
+		case c.user != "" && c.group != "", c.user == "" && c.group == "":
+			return nil, &queryError{http.StatusBadRequest, "InvalidParameterCombination",
+				"Each createVolumePermission must name either a UserId or a Group."}
+		case c.group != "" && c.group != "all":
+			return nil, invalidValue(c.group, "Group", "Expected: 'all'.")
+		case c.user != "" && !accountIDPattern.MatchString(c.user):
+			return nil, invalidValue(c.user, "UserId", "Expected a 12-digit AWS account id.")
+		}
+	}
+	if len(out) == 0 {
+		return nil, missing("CreateVolumePermission")
+	}
+	return out, nil
+}
+
+func (s *Server) modifySnapshotAttribute(form url.Values, reqID, _ string) ([]byte, *queryError) {
+	p, qe := readParams(form, "SnapshotId", "Attribute", "OperationType", "UserId.N", "UserGroup.N", "DryRun",
+		"CreateVolumePermission.Add.N.UserId", "CreateVolumePermission.Add.N.Group",
+		"CreateVolumePermission.Remove.N.UserId", "CreateVolumePermission.Remove.N.Group")
+	if qe != nil {
+		return nil, qe
+	}
+	if !p.has("SnapshotId") {
+		return nil, missing("SnapshotId")
+	}
+	if attr := p.get("Attribute"); p.has("Attribute") && attr != attrCreateVolumePermission {
+		if attr == attrProductCodes {
+			return nil, &queryError{http.StatusBadRequest, "InvalidParameterValue", "The attribute productCodes cannot be modified."}
+		}
+		return nil, invalidValue(attr, "Attribute", "Unknown attribute.")
+	}
+	changes, qe := p.permChanges()
+	if qe != nil {
+		return nil, qe
+	}
+	if qe := s.authorize(OpModifySnapshotAttribute); qe != nil {
+		return nil, qe
+	}
+	if qe := p.dryRun(); qe != nil {
+		return nil, qe
+	}
+	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	if qe != nil {
+		return nil, qe
+	}
+	it := s.describe(snap)
+	for _, c := range changes {
+		if !c.add || !it.Encrypted {
+			continue
+		}
+		// EC2's words, as clients log them (OperationNotPermitted, 400).
+		if c.group == "all" {
+			return nil, &queryError{http.StatusBadRequest, "OperationNotPermitted", "Encrypted snapshots cannot be made public."}
+		}
+		if s.isAWSManagedKey(it.KMSKeyID) || it.KMSKeyID == "" {
+			return nil, &queryError{http.StatusBadRequest, "OperationNotPermitted", "Encrypted snapshots with EBS default key cannot be shared"}
+		}
+	}
+	s.ec2mu.Lock()
+	defer s.ec2mu.Unlock()
+	for _, c := range changes {
+		switch {
+		case c.group == "all" && c.add:
+			snap.public.Store(publicYes)
+		case c.group == "all":
+			snap.public.Store(publicNo)
+		case c.add && !slices.Contains(snap.users, c.user):
+			snap.users = append(snap.users, c.user)
+		case !c.add:
+			snap.users = slices.DeleteFunc(snap.users, func(u string) bool { return u == c.user })
+		}
+	}
+	return returnTrue(OpModifySnapshotAttribute, reqID), nil
+}
+
+type copySnapshotResponse struct {
+	XMLName    xml.Name   `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ CopySnapshotResponse"`
+	RequestID  string     `xml:"requestId"`
+	SnapshotID string     `xml:"snapshotId"`
+	Tags       *ec2TagSet `xml:"tagSet,omitempty"`
+}
+
+// copiedVolumeID is the volume id EC2 reports for copied snapshots,
+// which belong to no volume.
+const copiedVolumeID = "vol-ffffffff"
+
+// copySnapshot copies a completed snapshot: a new snapshot of the same
+// blocks, made in the region of the request (its SigV4 scope), encrypted
+// under KmsKeyId when given. The copy starts its own lineage.
+func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *queryError) {
+	p, qe := readParams(form, "SourceSnapshotId", "SourceRegion", "Description", "Encrypted", "KmsKeyId",
+		"DestinationRegion", "PresignedUrl", "DestinationOutpostArn", "DestinationAvailabilityZone", "CompletionDurationMinutes", "DryRun",
+		"TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key", "TagSpecification.N.Tag.N.Value")
+	if qe != nil {
+		return nil, qe
+	}
+	switch {
+	case !p.has("SourceSnapshotId"):
+		return nil, missing("SourceSnapshotId")
+	case !p.has("SourceRegion"):
+		return nil, missing("SourceRegion")
+	}
+	encrypt, qe := p.boolean("Encrypted", false)
+	if qe != nil {
+		return nil, qe
+	}
+	key := p.get("KmsKeyId")
+	if key != "" && !encrypt {
+		return nil, &queryError{http.StatusBadRequest, "InvalidParameterDependency",
+			"The parameter KmsKeyId requires the parameter Encrypted to be set."}
+	}
+	desc, qe := p.description()
+	if qe != nil {
+		return nil, qe
+	}
+	tags, qe := p.tagSpecs("snapshot")
+	if qe != nil {
+		return nil, qe
+	}
+	if qe := s.authorize(OpCopySnapshot); qe != nil {
+		return nil, qe
+	}
+	if qe := p.dryRun(); qe != nil {
+		return nil, qe
+	}
+	src, qe := s.ec2Snapshot(p.get("SourceSnapshotId"))
+	if qe != nil {
+		return nil, qe
+	}
+	if st, _ := s.status(src); st != stateCompleted {
+		return nil, incorrectState(st)
+	}
+	if region == "" {
+		region = s.region()
+	}
+	from := s.describe(src)
+	made := &ec2Made{volumeID: copiedVolumeID, description: desc, region: region, source: src.id, srcRegion: p.get("SourceRegion")}
+	if desc == "" {
+		made.description = fmt.Sprintf("[Copied %s from %s]", src.id, made.srcRegion)
+	}
+	switch {
+	case key != "":
+		made.encrypted, made.kmsKey = true, key
+	case from.Encrypted && from.KMSKeyID != "" && made.srcRegion == region:
+		made.encrypted, made.kmsKey = true, from.KMSKeyID
+	case from.Encrypted || encrypt:
+		made.encrypted, made.kmsKey = true, AWSManagedKeyARN(region, s.identity().Account)
+	}
+	now := s.now()
+	snap := &snapshot{volumeGiB: src.volumeGiB, src: src.src, started: now, readyAt: now.Add(s.o.SnapshotDelay)}
+	s.ec2mu.Lock()
+	s.register(snap, func(id string) {
+		made.tier, made.kmsDenied = s.draw(id, made)
+		snap.made = made
+		snap.ec2Tags = tags
+		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
+			snap.public.Store(publicYes)
+		}
+	})
+	s.ec2mu.Unlock()
+	return marshalXML(copySnapshotResponse{RequestID: reqID, SnapshotID: snap.id, Tags: tagSet(tags)}), nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 )
@@ -98,15 +99,14 @@ func (r *rawSource) copyFrom(in *os.File) error {
 	return r.f.Truncate(r.size)
 }
 
-// snapshotVolume makes a pending snapshot of v, the child of v's last one;
-// ec2mu is held.
-func (s *Server) snapshotVolume(v *volume, description, region string, tags []Tag) (*snapshot, *queryError) {
+// snapshotVolume makes a pending snapshot of v started at now, the child
+// of v's last one; ec2mu is held.
+func (s *Server) snapshotVolume(v *volume, now time.Time, description, region string, tags []Tag) (*snapshot, *queryError) {
 	src, err := s.freeze(v)
 	if err != nil {
 		return nil, &queryError{http.StatusInternalServerError, "InternalError", "Copying the volume: " + err.Error()}
 	}
 	enc, key := s.volumeKey(v)
-	now := s.now()
 	snap := &snapshot{volumeGiB: v.sizeGiB, src: src, started: now, readyAt: now.Add(s.o.SnapshotDelay)}
 	if p := v.last; p != nil {
 		snap.parent, snap.root, snap.depth = p.id, p.root, p.depth+1
@@ -116,7 +116,7 @@ func (s *Server) snapshotVolume(v *volume, description, region string, tags []Ta
 		made.tier, made.kmsDenied = s.draw(id, made)
 		snap.made = made
 		snap.ec2Tags = tags
-		if s.drawn(id, 1, s.o.PublicFraction) {
+		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
 			snap.public.Store(publicYes)
 		}
 	})
@@ -238,7 +238,7 @@ func (s *Server) createSnapshot(form url.Values, reqID, region string) ([]byte, 
 		s.ec2mu.Unlock()
 		return nil, notFoundIDs("InvalidVolume.NotFound", "volume", []string{id})
 	}
-	snap, qe := s.snapshotVolume(v, desc, region, tags)
+	snap, qe := s.snapshotVolume(v, s.now(), desc, region, tags)
 	s.ec2mu.Unlock()
 	if qe != nil {
 		return nil, qe
@@ -336,12 +336,13 @@ func (s *Server) snapshotInstance(id string, excludeBoot bool, exclude []string,
 			"Instance '" + id + "' has no volumes left to snapshot after the exclusions."}
 	}
 	var snaps []*snapshot
+	now := s.now() // one instant for the set, as EC2 reports it
 	for _, v := range vols {
 		t := tags
 		if copyTags {
 			t = setTags(setTags(v.Tags, v.volumeTags), tags)
 		}
-		snap, qe := s.snapshotVolume(v, desc, region, t)
+		snap, qe := s.snapshotVolume(v, now, desc, region, t)
 		if qe != nil {
 			return nil, qe
 		}

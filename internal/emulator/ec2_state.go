@@ -31,6 +31,7 @@ type ec2Made struct {
 	kmsKey      string
 	region      string // the region of the request's SigV4 scope
 	source      string // CopySnapshot: the source snapshot
+	srcRegion   string // CopySnapshot: SourceRegion
 	tier        string // "" or tierArchive, drawn by --archive-fraction
 	kmsDenied   bool   // drawn by --kms-deny-fraction
 }
@@ -113,5 +114,11 @@ func (s *Server) unreadable(snap *snapshot) *apiError {
 	return nil
 }
 
-// snapLock is a snapshot's EBS Snapshot Lock (ec2_lock.go).
-type snapLock struct{}
+// SnapshotRegion returns the region a snapshot made through EC2 was made
+// in (its request's SigV4 scope), "" for others.
+func (s *Server) SnapshotRegion(id string) string {
+	if snap := s.reg.get(id); snap != nil && snap.made != nil {
+		return snap.made.region
+	}
+	return ""
+}

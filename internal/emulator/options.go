@@ -76,10 +76,11 @@ type Options struct {
 	// (0: it is completed from the next request on).
 	SnapshotDelay time.Duration
 	// ArchiveFraction, PublicFraction and KMSDenyFraction are the shares
-	// of snapshots made through EC2 that are archived, public, or whose
-	// KMS key the caller may not use (the EBS direct APIs then answer
-	// AccessDeniedException DEPENDENCY_ACCESS_DENIED). Each is drawn from
-	// Seed and the snapshot id.
+	// of snapshots made through EC2 that are archived, public (only
+	// unencrypted ones can be), or whose KMS key the caller may not use
+	// (the EBS direct APIs then answer AccessDeniedException
+	// DEPENDENCY_ACCESS_DENIED; an unencrypted one is encrypted under
+	// DeniedKeyARN). Each is drawn from Seed and the snapshot id.
 	ArchiveFraction, PublicFraction, KMSDenyFraction float64
 	// TempDir holds the copies of raw volume images taken when snapshots
 	// are made (default os.TempDir()); they are removed when made.

@@ -53,6 +53,12 @@ var ec2Actions = map[string]ec2Handler{
 	OpDescribeVolumes:           (*Server).describeVolumes,
 	OpCreateSnapshot:            (*Server).createSnapshot,
 	OpCreateSnapshots:           (*Server).createSnapshots,
+	OpCopySnapshot:              (*Server).copySnapshot,
+	OpModifySnapshotAttribute:   (*Server).modifySnapshotAttribute,
+	OpLockSnapshot:              (*Server).lockSnapshot,
+	OpDescribeLockedSnapshots:   (*Server).describeLockedSnapshots,
+	OpCreateTags:                (*Server).createTags,
+	OpDeleteSnapshot:            (*Server).deleteSnapshot,
 }
 
 // maxQueryBody bounds a Query request body: a DescribeSnapshots form with

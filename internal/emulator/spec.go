@@ -3,6 +3,7 @@ package emulator
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -158,8 +159,9 @@ func (s Spec) volumes() ([]Source, error) {
 		apply(&v)
 		srcs = append(srcs, Source{ID: v.ID, Volume: &v})
 	}
-	for id := range metas {
-		return nil, fmt.Errorf("--volume-meta %s: no such --volume, nor a volume of an --instance", id)
+	if len(metas) > 0 {
+		left := slices.Sorted(maps.Keys(metas))
+		return nil, fmt.Errorf("--volume-meta %s: no such --volume, nor a volume of an --instance", left[0])
 	}
 	return srcs, nil
 }

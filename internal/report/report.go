@@ -297,7 +297,7 @@ type Tag struct {
 
 // Call is the outcome of one context call to AWS.
 type Call struct {
-	API string `json:"api"` // "sts:GetCallerIdentity" or "ec2:DescribeSnapshots"
+	API string `json:"api"` // "sts:GetCallerIdentity", "ec2:DescribeSnapshots", or a pre-flight call
 	// Outcome is "ok", "denied" (the caller lacks the permission) or
 	// "failed" (any other error, after retries).
 	Outcome  string `json:"outcome"`
@@ -317,6 +317,9 @@ const (
 const (
 	APIGetCallerIdentity = "sts:GetCallerIdentity"
 	APIDescribeSnapshots = "ec2:DescribeSnapshots"
+	// The pre-flight's other calls (internal/preflight).
+	APIDescribeSnapshotAttribute = "ec2:DescribeSnapshotAttribute"
+	APIListSnapshotBlocks        = "ebs:ListSnapshotBlocks"
 )
 
 // Step is one thing done to the evidence after its acquisition. Exactly

@@ -61,7 +61,9 @@ func TestDescribeInstancesAndVolumes(t *testing.T) {
 	in := out.Reservations[0].Instances[0]
 	if aws.ToString(in.InstanceId) != inst || in.State.Name != ec2types.InstanceStateNameRunning || aws.ToInt32(in.State.Code) != 16 ||
 		aws.ToString(in.RootDeviceName) != "/dev/xvda" || in.RootDeviceType != ec2types.DeviceTypeEbs ||
-		!aws.ToTime(in.LaunchTime).Equal(clk.t) || len(in.BlockDeviceMappings) != 3 {
+		!aws.ToTime(in.LaunchTime).Equal(clk.t) || len(in.BlockDeviceMappings) != 3 ||
+		aws.ToString(in.Placement.AvailabilityZone) != "us-east-1a" || in.Placement.Tenancy != ec2types.TenancyDefault ||
+		aws.ToString(in.ImageId) != "ami-0abcdef1234567890" || in.InstanceType != ec2types.InstanceTypeT3Micro {
 		t.Fatalf("instance: %+v", in)
 	}
 	for k, want := range []struct {

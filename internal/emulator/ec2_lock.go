@@ -1,0 +1,310 @@
+package emulator
+
+import (
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// snapLock is a snapshot's EBS Snapshot Lock.
+type snapLock struct {
+	mode      string    // governance or compliance
+	created   time.Time // lockCreatedOn: the first lock
+	started   time.Time // lockDurationStartTime: the last LockSnapshot
+	expires   time.Time // lockExpiresOn
+	duration  int       // days, 0 when set by ExpirationDate
+	coolOff   int       // hours, compliance only
+	coolUntil time.Time // coolOffPeriodExpiresOn
+}
+
+// Lock modes and states, as EC2 names them.
+const (
+	lockGovernance        = "governance"
+	lockCompliance        = "compliance"
+	lockComplianceCooloff = "compliance-cooloff"
+	lockExpired           = "expired"
+)
+
+// LockSnapshot bounds, from the EC2 API reference.
+const (
+	minLockDays    = 1
+	maxLockDays    = 36500
+	minCoolOffHour = 1
+	maxCoolOffHour = 72
+)
+
+// state returns the lock's state at now.
+func (l *snapLock) state(now time.Time) string {
+	switch {
+	case !now.Before(l.expires):
+		return lockExpired
+	case l.mode == lockCompliance && now.Before(l.coolUntil):
+		return lockComplianceCooloff
+	}
+	return l.mode
+}
+
+// lockInfo is the shape LockSnapshot answers and DescribeLockedSnapshots
+// lists.
+type lockInfo struct {
+	OwnerID        string `xml:"ownerId,omitempty"`
+	SnapshotID     string `xml:"snapshotId"`
+	LockState      string `xml:"lockState"`
+	LockDuration   int    `xml:"lockDuration,omitempty"`
+	CoolOffPeriod  int    `xml:"coolOffPeriod,omitempty"`
+	CoolOffExpires string `xml:"coolOffPeriodExpiresOn,omitempty"`
+	LockCreatedOn  string `xml:"lockCreatedOn"`
+	LockStart      string `xml:"lockDurationStartTime"`
+	LockExpiresOn  string `xml:"lockExpiresOn"`
+}
+
+func (l *snapLock) info(id string, now time.Time) lockInfo {
+	it := lockInfo{SnapshotID: id, LockState: l.state(now), LockDuration: l.duration,
+		LockCreatedOn: l.created.UTC().Format(ec2Time), LockStart: l.started.UTC().Format(ec2Time),
+		LockExpiresOn: l.expires.UTC().Format(ec2Time)}
+	if l.mode == lockCompliance && l.coolOff > 0 {
+		it.CoolOffPeriod = l.coolOff
+		it.CoolOffExpires = l.coolUntil.UTC().Format(ec2Time)
+	}
+	return it
+}
+
+type lockSnapshotResponse struct {
+	XMLName   xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ LockSnapshotResponse"`
+	RequestID string   `xml:"requestId"`
+	lockInfo
+}
+
+type describeLockedSnapshotsResponse struct {
+	XMLName   xml.Name   `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeLockedSnapshotsResponse"`
+	RequestID string     `xml:"requestId"`
+	Snapshots []lockInfo `xml:"snapshotSet>item"`
+	NextToken string     `xml:"nextToken,omitempty"`
+}
+
+// intParam reads a whole-number parameter within [lo, hi].
+func (p params) intParam(key string, lo, hi int) (int, *queryError) {
+	v := p.get(key)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, invalidValue(v, key, fmt.Sprintf("Expecting a value between %d and %d.", lo, hi))
+	}
+	return n, nil
+}
+
+func (s *Server) lockSnapshot(form url.Values, reqID, _ string) ([]byte, *queryError) {
+	p, qe := readParams(form, "SnapshotId", "LockMode", "CoolOffPeriod", "LockDuration", "ExpirationDate", "DryRun")
+	if qe != nil {
+		return nil, qe
+	}
+	switch {
+	case !p.has("SnapshotId"):
+		return nil, missing("SnapshotId")
+	case !p.has("LockMode"):
+		return nil, missing("LockMode")
+	}
+	mode := p.get("LockMode")
+	if mode != lockGovernance && mode != lockCompliance {
+		return nil, invalidValue(mode, "LockMode", "Expected: 'governance' or 'compliance'.")
+	}
+	now := s.now()
+	want := snapLock{mode: mode, started: now}
+	switch {
+	case p.has("LockDuration") && p.has("ExpirationDate"):
+		return nil, &queryError{http.StatusBadRequest, "InvalidParameterCombination",
+			"The parameters LockDuration and ExpirationDate cannot be used together."}
+	case p.has("LockDuration"):
+		d, qe := p.intParam("LockDuration", minLockDays, maxLockDays)
+		if qe != nil {
+			return nil, qe
+		}
+		want.duration, want.expires = d, now.Add(time.Duration(d)*24*time.Hour)
+	case p.has("ExpirationDate"):
+		v := p.get("ExpirationDate")
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return nil, invalidValue(v, "ExpirationDate", "Expected an ISO 8601 timestamp.")
+		}
+		if !t.After(now.Add(24*time.Hour)) || t.After(now.Add(maxLockDays*24*time.Hour)) {
+			return nil, invalidValue(v, "ExpirationDate", "The expiration date must be at least 1 day and at most 100 years in the future.")
+		}
+		want.expires = t.UTC()
+	default:
+		return nil, &queryError{http.StatusBadRequest, "MissingParameter",
+			"The request must contain either the parameter LockDuration or the parameter ExpirationDate"}
+	}
+	if p.has("CoolOffPeriod") {
+		if mode != lockCompliance {
+			return nil, &queryError{http.StatusBadRequest, "InvalidParameterCombination",
+				"The parameter CoolOffPeriod can be used only with the compliance lock mode."}
+		}
+		h, qe := p.intParam("CoolOffPeriod", minCoolOffHour, maxCoolOffHour)
+		if qe != nil {
+			return nil, qe
+		}
+		want.coolOff, want.coolUntil = h, now.Add(time.Duration(h)*time.Hour)
+	}
+	if qe := s.authorize(OpLockSnapshot); qe != nil {
+		return nil, qe
+	}
+	if qe := p.dryRun(); qe != nil {
+		return nil, qe
+	}
+	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	if qe != nil {
+		return nil, qe
+	}
+	// EC2 locks snapshots that are pending or completed.
+	if st, _ := s.status(snap); st == stateError {
+		return nil, incorrectState(st)
+	}
+	s.ec2mu.Lock()
+	defer s.ec2mu.Unlock()
+	if old := snap.lock; old != nil {
+		switch old.state(now) {
+		case lockCompliance:
+			// A compliance lock past its cool-off can only be lengthened.
+			if mode != lockCompliance || want.expires.Before(old.expires) {
+				return nil, &queryError{http.StatusBadRequest, "IncorrectState", fmt.Sprintf(
+					"The snapshot '%s' is locked in compliance mode: its lock duration can only be increased.", snap.id)}
+			}
+			want.coolOff, want.coolUntil = old.coolOff, old.coolUntil
+			fallthrough
+		case lockGovernance, lockComplianceCooloff:
+			want.created = old.created
+		}
+	}
+	if want.created.IsZero() {
+		want.created = now
+	}
+	l := want
+	snap.lock = &l
+	return marshalXML(lockSnapshotResponse{RequestID: reqID, lockInfo: l.info(snap.id, now)}), nil
+}
+
+// incorrectState is EC2's error for an action on a snapshot in a state
+// that does not allow it, in the words EC2 uses.
+func incorrectState(state string) *queryError {
+	return &queryError{http.StatusBadRequest, "IncorrectState", "Snapshot is in invalid state - " + state}
+}
+
+func (s *Server) describeLockedSnapshots(form url.Values, reqID, _ string) ([]byte, *queryError) {
+	p, qe := readParams(form, "SnapshotId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
+	if qe != nil {
+		return nil, qe
+	}
+	ids := p.list("SnapshotId")
+	filters, qe := p.filters(func(n string) bool { return n == "lock-state" })
+	if qe != nil {
+		return nil, qe
+	}
+	max, after, qe := p.page("SnapshotId", minDescribeResults, maxDescribeResults, func(string) bool { return true })
+	if qe != nil {
+		return nil, qe
+	}
+	if qe := s.authorize(OpDescribeLockedSnapshots); qe != nil {
+		return nil, qe
+	}
+	if qe := p.dryRun(); qe != nil {
+		return nil, qe
+	}
+	var snaps []*snapshot
+	for _, id := range ids {
+		snap, qe := s.ec2Snapshot(id)
+		if qe != nil {
+			return nil, qe
+		}
+		snaps = append(snaps, snap)
+	}
+	if len(ids) == 0 {
+		s.reg.mu.RLock()
+		for _, snap := range s.reg.snaps {
+			snaps = append(snaps, snap)
+		}
+		s.reg.mu.RUnlock()
+		slices.SortFunc(snaps, func(a, b *snapshot) int { return cmpStrings(a.id, b.id) })
+	}
+	now, owner := s.now(), s.identity().Account
+	items := map[string]lockInfo{}
+	var kept []string
+	s.ec2mu.Lock()
+	for _, snap := range snaps {
+		if snap.lock == nil {
+			continue
+		}
+		it := snap.lock.info(snap.id, now)
+		it.OwnerID = owner
+		if keepAll(filters, func(_, pat string) bool { return wildcard(pat, it.LockState) }) {
+			kept = append(kept, snap.id)
+			items[snap.id] = it
+		}
+	}
+	s.ec2mu.Unlock()
+	kept, next := pageOf(kept, max, after)
+	resp := describeLockedSnapshotsResponse{RequestID: reqID, NextToken: next}
+	for _, id := range kept {
+		resp.Snapshots = append(resp.Snapshots, items[id])
+	}
+	return marshalXML(resp), nil
+}
+
+func cmpStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+type returnResponse struct {
+	XMLName   xml.Name
+	RequestID string `xml:"requestId"`
+	Return    bool   `xml:"return"`
+}
+
+// returnTrue is the answer of actions that only say they succeeded.
+func returnTrue(action, reqID string) []byte {
+	return marshalXML(returnResponse{XMLName: xml.Name{Space: "http://ec2.amazonaws.com/doc/2016-11-15/", Local: action + "Response"},
+		RequestID: reqID, Return: true})
+}
+
+// deleteSnapshot deletes a snapshot that is not locked.
+func (s *Server) deleteSnapshot(form url.Values, reqID, _ string) ([]byte, *queryError) {
+	p, qe := readParams(form, "SnapshotId", "DryRun")
+	if qe != nil {
+		return nil, qe
+	}
+	if !p.has("SnapshotId") {
+		return nil, missing("SnapshotId")
+	}
+	if qe := s.authorize(OpDeleteSnapshot); qe != nil {
+		return nil, qe
+	}
+	if qe := p.dryRun(); qe != nil {
+		return nil, qe
+	}
+	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	if qe != nil {
+		return nil, qe
+	}
+	s.ec2mu.Lock()
+	defer s.ec2mu.Unlock()
+	if l := snap.lock; l != nil {
+		if st := l.state(s.now()); st != lockExpired {
+			return nil, &queryError{http.StatusBadRequest, "SnapshotLocked", fmt.Sprintf(
+				"The snapshot '%s' is locked in %s mode until %s and cannot be deleted.", snap.id, st, l.expires.UTC().Format(ec2Time))}
+		}
+	}
+	// A volume's next snapshot still descends from it, as in EC2, where
+	// deleting a snapshot keeps the blocks its children need.
+	s.reg.mu.Lock()
+	delete(s.reg.snaps, snap.id)
+	s.reg.mu.Unlock()
+	return returnTrue(OpDeleteSnapshot, reqID), nil
+}
