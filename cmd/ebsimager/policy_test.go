@@ -18,15 +18,19 @@ func TestPolicyTagKeys(t *testing.T) {
 	}
 }
 
-// The flows the README shows, and every step at once.
+// The flows the README shows, and every step at once. A snapshot can be
+// copied only by the step that makes it (snapshot takes instances and
+// volumes), so the copy under a key the forensic account may use is made
+// in the suspect's account, and the forensic account acquires it.
 var policyFlows = []struct {
 	golden string
 	args   []string
 }{
 	{"policy-acquire", []string{"--acquire"}},
-	{"policy-snapshot-share", []string{"--snapshot", "--share", "--region", "us-east-1", "--account", "111122223333", "--share-with", "555566667777"}},
-	{"policy-copy-acquire", []string{"--copy", "--acquire", "--region", "us-east-1",
-		"--kms-key", "arn:aws:kms:us-east-1:555566667777:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
+	{"policy-suspect-account", []string{"--snapshot", "--share", "--copy", "--region", "us-east-1", "--account", "111122223333",
+		"--share-with", "555566667777", "--kms-key", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
+	{"policy-forensic-account", []string{"--acquire", "--region", "us-east-1",
+		"--kms-key", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
 	{"policy-all", []string{"--snapshot", "--share", "--copy", "--acquire"}},
 }
 
