@@ -10,9 +10,9 @@ import (
 
 func newPolicyCommand() *cobra.Command {
 	var (
-		o                              iampolicy.Options
-		snapshot, share, copy, acquire bool
-		explain, quiet                 bool
+		o              iampolicy.Options
+		steps          struct{ snapshot, share, copy, acquire bool }
+		explain, quiet bool
 	)
 	cmd := &cobra.Command{
 		Use:   "policy [--snapshot] [--share] [--copy] [--acquire] [--kms-key ARN]",
@@ -54,7 +54,7 @@ account use the key: an IAM policy cannot grant that.`,
 			for _, s := range []struct {
 				on bool
 				f  iampolicy.Flow
-			}{{snapshot, iampolicy.Snapshot}, {share, iampolicy.Share}, {copy, iampolicy.Copy}, {acquire, iampolicy.Acquire}} {
+			}{{steps.snapshot, iampolicy.Snapshot}, {steps.share, iampolicy.Share}, {steps.copy, iampolicy.Copy}, {steps.acquire, iampolicy.Acquire}} {
 				if s.on {
 					o.Flows |= s.f
 				}
@@ -77,10 +77,10 @@ account use the key: an IAM policy cannot grant that.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&snapshot, "snapshot", false, "grant the preservation step: snapshot, tag, wait and lock")
-	f.BoolVar(&share, "share", false, "grant sharing snapshots with other accounts")
-	f.BoolVar(&copy, "copy", false, "grant copying snapshots under another KMS key")
-	f.BoolVar(&acquire, "acquire", false, "grant reading snapshots through the EBS direct APIs")
+	f.BoolVar(&steps.snapshot, "snapshot", false, "grant the preservation step: snapshot, tag, wait and lock")
+	f.BoolVar(&steps.share, "share", false, "grant sharing snapshots with other accounts")
+	f.BoolVar(&steps.copy, "copy", false, "grant copying snapshots under another KMS key")
+	f.BoolVar(&steps.acquire, "acquire", false, "grant reading snapshots through the EBS direct APIs")
 	f.StringVar(&o.KMSKey, "kms-key", "", "ARN of the key of the copy and of the snapshots acquired (default: any key, used by EBS only)")
 	// Its own --region, which shadows the global one: the policy reads no
 	// AWS_REGION or profile, so that the same flags print the same policy.
