@@ -30,8 +30,9 @@ Choose one or more steps:
               the public), and read it back
   --copy      CopySnapshot under another KMS key, with the tags in the same
               request; wait for the copy and lock it
-  --acquire   read snapshots through the EBS direct APIs (acquire, and ls,
-              cat, triage, mount, diff and budget of a live snapshot), with
+  --acquire   read snapshots through the EBS direct APIs (acquire, block,
+              budget, diff, verify --against-snapshot, and inspect, ls, cat,
+              timeline, triage and mount of a live snapshot), with
               DescribeSnapshots and DescribeSnapshotAttribute for the record
               and the pre-flight checks, and the snapshot's KMS key
 

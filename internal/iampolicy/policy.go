@@ -17,7 +17,8 @@ type Flow uint8
 //     DescribeSnapshots (the record and the pre-flight) and
 //     DescribeSnapshotAttribute (the pre-flight's public check); the
 //     snapshot's KMS key, through EBS, when it is encrypted. The same
-//     calls serve ls, cat, triage, mount and budget of a live snapshot.
+//     calls serve block, budget, diff, verify --against-snapshot, and
+//     inspect, ls, cat, timeline, triage and mount of a live snapshot.
 //     STS GetCallerIdentity needs no permission: IAM never denies it.
 //   - Snapshot: EC2 DescribeInstances, DescribeVolumes, CreateSnapshots
 //     (an instance's volumes at once), CreateSnapshot (a volume), tags on
