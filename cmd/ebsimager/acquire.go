@@ -44,6 +44,13 @@ type acquireOptions struct {
 	json        bool
 	base        string
 	copyBase    bool
+	targets     string // --targets FILE
+	useLatest   bool
+	preserve    preserveOptions
+	accountRate float64
+	// account is the one account limiter every snapshot of a case (or a
+	// single snapshot given --account-rate) is acquired under.
+	account *ebs.Account
 	caseMeta
 	seal sealOptions
 	e01  e01Options
@@ -52,7 +59,7 @@ type acquireOptions struct {
 func newAcquireCommand(aws *awsOptions) *cobra.Command {
 	o := &acquireOptions{}
 	cmd := &cobra.Command{
-		Use:   "acquire SNAPSHOT (--out DIR | --image FILE)",
+		Use:   "acquire SNAPSHOT|VOLUME|INSTANCE... (--out DIR | --image FILE)",
 		Short: "Fetch every block of a snapshot, verified, into an evidence directory or a raw image",
 		Long: fmt.Sprintf(`Fetch every listed block of SNAPSHOT. Each block is checked against the
 SHA-256 AWS served it with before any byte of it is written.
@@ -77,33 +84,33 @@ snapshot of the same volume (stored with the same --compress/--encrypt),
 only the blocks ListChangedBlocks reports between the two snapshots are
 fetched; every other block is taken from the base, hard-linked (copied
 with --copy-base, or when linking fails). The result is a complete
-evidence directory of SNAPSHOT.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
-		Args: cobra.ExactArgs(1),
+evidence directory of SNAPSHOT.
+
+A case: with more than one target, any volume (vol-…) or instance (i-…)
+target, or --targets FILE (one id a line), every snapshot is acquired at
+once into an evidence directory of its own, DIR/<snapshot-id>/, each
+exactly as a single acquisition would make it, and DIR/case.json and
+DIR/case.txt record the case: targets, instances, devices, volumes,
+snapshots, each manifest's SHA-256 and each volume's result. An instance
+or a volume is first preserved as the snapshot command does it, with
+the same flags (--exclude-boot, --device, --tag, --lock, --share-with,
+--copy, ...; or --use-latest: the newest completed snapshot of each
+volume), its custody record going into DIR/preservation.json and .txt.
+All snapshots are acquired at once under one account limiter
+(--account-rate), each also under its own adaptive limit. A volume's
+failure stops only that volume. The exit code is 3 when any volume is
+incomplete, else the first failed volume's; case.json says which.
+Running the same command again resumes every volume (complete ones are
+checked and left as they are) and never makes new snapshots: it takes
+those recorded in DIR.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
+		Args: acquireArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if (o.out == "") == (o.image == "") {
-				return usagef("give exactly one of --out DIR and --image FILE")
-			}
-			if o.image != "" && (o.seal.encrypting() || cmd.Flags().Changed("compress")) {
-				return usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
-			}
-			if o.base != "" && o.out == "" {
-				return usagef("--base needs --out DIR: the unchanged blocks are taken into an evidence directory")
-			}
-			if o.copyBase && o.base == "" {
-				return usagef("--copy-base applies to --base")
-			}
-			if err := o.e01.refuseUnless(cmd, isE01(o.image), "an evidence directory or a raw image"); err != nil {
+			targets, err := o.check(cmd, args)
+			if err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("hash") && (o.image == "" || isE01(o.image)) {
-				return usagef("--hash applies only to a raw --image FILE: an evidence directory keeps every block's SHA-256, and an E01 always holds MD5 and SHA-1 (and SHA-256 beside it)")
-			}
-			o.e01.replace = o.force
-			if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
-				return usagef("--workers, --max-rate and --max-attempts must not be negative")
-			}
-			if err := ebs.CheckRate(o.maxRate); err != nil {
-				return usagef("--max-rate: %v", err)
+			if targets != nil {
+				return runCase(cmd.Context(), cmd, aws, targets, o)
 			}
 			return runAcquire(cmd.Context(), cmd, aws, args[0], o)
 		},
@@ -120,10 +127,63 @@ evidence directory of SNAPSHOT.`, raw.DefaultWindow, raw.DefaultWindow*block.Siz
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
 	f.StringVar(&o.base, "base", "", "evidence directory of an earlier snapshot of the volume: fetch only the changed blocks")
 	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
+	f.Float64Var(&o.accountRate, "account-rate", ebs.DefaultAccountRate, "GetSnapshotBlock requests per second shared fairly by every snapshot of a case: the account's quota in the Region (0: no account limit)")
+	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR")
+	f.BoolVar(&o.useLatest, "use-latest", false, "for instance and volume targets: acquire the newest completed snapshot of each volume instead of making one")
+	o.preserve.addFlags(cmd)
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
 	o.e01.addFlags(cmd)
 	return cmd
+}
+
+// check checks the flags and arguments, and returns the targets of a
+// case (nil: one snapshot, args[0]).
+func (o *acquireOptions) check(cmd *cobra.Command, args []string) ([]string, error) {
+	targets, err := o.caseTargets(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.checkPreserve(cmd, targets); err != nil {
+		return nil, err
+	}
+	if targets != nil {
+		if err := o.checkCase(); err != nil {
+			return nil, err
+		}
+	}
+	if (o.out == "") == (o.image == "") {
+		return nil, usagef("give exactly one of --out DIR and --image FILE")
+	}
+	if o.image != "" && (o.seal.encrypting() || cmd.Flags().Changed("compress")) {
+		return nil, usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
+	}
+	if o.base != "" && o.out == "" {
+		return nil, usagef("--base needs --out DIR: the unchanged blocks are taken into an evidence directory")
+	}
+	if o.copyBase && o.base == "" {
+		return nil, usagef("--copy-base applies to --base")
+	}
+	if err := o.e01.refuseUnless(cmd, isE01(o.image), "an evidence directory or a raw image"); err != nil {
+		return nil, err
+	}
+	if cmd.Flags().Changed("hash") && (o.image == "" || isE01(o.image)) {
+		return nil, usagef("--hash applies only to a raw --image FILE: an evidence directory keeps every block's SHA-256, and an E01 always holds MD5 and SHA-1 (and SHA-256 beside it)")
+	}
+	o.e01.replace = o.force
+	if o.workers < 0 || o.maxRate < 0 || o.maxAttempts < 0 {
+		return nil, usagef("--workers, --max-rate and --max-attempts must not be negative")
+	}
+	if err := ebs.CheckRate(o.maxRate); err != nil {
+		return nil, usagef("--max-rate: %v", err)
+	}
+	if err := ebs.CheckRate(o.accountRate); err != nil {
+		return nil, usagef("--account-rate: %v", err)
+	}
+	if targets != nil || cmd.Flags().Changed("account-rate") {
+		o.account = ebs.NewAccount(o.accountRate)
+	}
+	return targets, nil
 }
 
 // acquireSummary is what --json prints.
@@ -187,34 +247,59 @@ type acquisition struct {
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
+	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
+	sum, err := acquireSnapshot(ctx, aws, id, o, nil, drawProgress(status))
+	status.Done("")
+	if err != nil {
+		// An incomplete run (FailedBlocks set, if empty) is summarized too.
+		if o.json && sum.FailedBlocks != nil {
+			if perr := printAcquireSummary(cmd.OutOrStdout(), sum, true); perr != nil {
+				return perr
+			}
+		}
+		return err
+	}
+	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
+}
+
+// acquireSnapshot acquires snapshot id into o.out (an evidence directory)
+// or o.image, calling progress with the run's counters, and returns its
+// summary without printing anything. pre is the snapshot's pre-flight
+// when a case made it for all its snapshots at once; nil makes it here. The summary of an incomplete run
+// has FailedBlocks set (not nil).
+func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquireOptions, pre *preflight.Result, progress func(acquire.Progress)) (acquireSummary, error) {
 	snap, cfg, err := aws.snapshot(ctx, id)
 	if err != nil {
-		return err
+		return acquireSummary{}, err
 	}
 	snap.Policy.MaxAttempts = o.maxAttempts
 	hashes, err := o.hashList()
 	if err != nil {
-		return err
+		return acquireSummary{}, err
 	}
-	pre, err := checkReadable(ctx, cfg, id)
+	if pre == nil {
+		p, err := checkReadable(ctx, cfg, id)
+		if err != nil {
+			return acquireSummary{}, err
+		}
+		pre = &p
+	} else if pre.Err != nil {
+		return acquireSummary{}, pre.Err
+	}
+	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), time.Now()))
 	if err != nil {
-		return err
+		return acquireSummary{}, err
 	}
-	started := time.Now()
-	e01Opts, err := o.e01.options(e01Metadata(id, o.caseMeta.fields(), started))
-	if err != nil {
-		return err
-	}
-	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts, pre: pre}
+	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts, pre: *pre}
 	var seal sealed
 	if o.out != "" {
 		unlock, err := lockEvidenceDir(o.out, "acquire")
 		if err != nil {
-			return err
+			return acquireSummary{}, err
 		}
 		defer unlock()
 		if seal, err = a.openBase(); err != nil {
-			return err
+			return acquireSummary{}, err
 		}
 	}
 	var src acquire.Source = acquire.NewSnapshot(snap)
@@ -223,30 +308,26 @@ func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id str
 	}
 	info, err := src.Info(ctx)
 	if err != nil {
-		return a.listingError(err)
+		return acquireSummary{}, a.listingError(err)
 	}
 	if err := a.open(info, hashes, seal); err != nil {
-		return err
+		return acquireSummary{}, err
 	}
 	defer a.release()
-	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: drawProgress(status)}
-	awsInfo := gatherDescribed(ctx, cfg, pre)
+	opts := acquire.Options{Workers: o.workers, MaxRate: o.maxRate, Progress: progress, Account: o.account, Name: id}
+	awsInfo := gatherDescribed(ctx, cfg, *pre)
 	res, err := acquire.New(src, opts).Run(ctx, a.out)
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
-	if err == nil && a.st != nil {
+	switch {
+	case err == nil && a.st != nil:
 		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)
-	} else if err == nil {
+	case err == nil:
 		err = a.finishImage(res, &sum, awsInfo)
-	} else {
+	default:
 		a.out.Abort()
-		err = a.failed(cmd, err, res, &sum, awsInfo)
+		err = a.failed(err, res, &sum, awsInfo)
 	}
-	status.Done("")
-	if err != nil {
-		return err
-	}
-	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
+	return sum, err
 }
 
 // hashList is --hash: the whole-image hashes of a raw --image.
@@ -354,7 +435,7 @@ func newAcquireSummary(id, region, output string, res acquire.Result) acquireSum
 
 // failed reports a run that stopped, the output already aborted: an
 // incomplete one is recorded in the evidence directory and summarized.
-func (a *acquisition) failed(cmd *cobra.Command, err error, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+func (a *acquisition) failed(err error, res acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
 	var incomplete *acquire.IncompleteError
 	if !errors.As(err, &incomplete) {
 		return a.listingError(err)
@@ -365,11 +446,6 @@ func (a *acquisition) failed(cmd *cobra.Command, err error, res acquire.Result, 
 		rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
 		if rerr := recordIncomplete(a.o.out, rec); rerr != nil {
 			err = fmt.Errorf("%w\n(and writing the record of the failures: %v)", err, rerr)
-		}
-	}
-	if a.o.json {
-		if perr := printAcquireSummary(cmd.OutOrStdout(), *sum, true); perr != nil {
-			return perr
 		}
 	}
 	return withHint(err, incompleteHint(a.o))

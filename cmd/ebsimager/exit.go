@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
@@ -117,6 +118,7 @@ func exitCode(ctx context.Context, err error) int {
 		storeMis   *store.Mismatch
 		other      *store.OtherSnapshotError
 		badID      *block.InvalidSnapshotIDError
+		badTarget  *casework.TargetError
 		beyond     *block.BeyondVolumeError
 		badFolder  *snap4n6ir.FolderError
 		wrongKey   wrongKeyError
@@ -142,7 +144,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitMismatch
 	case errors.As(err, &other), errors.Is(err, store.ErrNotEvidence), errors.Is(err, fs.ErrExist):
 		return exitConflict
-	case errors.As(err, &badID), errors.As(err, &beyond), errors.As(err, &badFolder):
+	case errors.As(err, &badID), errors.As(err, &badTarget), errors.As(err, &beyond), errors.As(err, &badFolder):
 		return exitInvalid
 	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey), errors.Is(err, codec.ErrNoSecret):
 		return exitWrongKey
@@ -257,6 +259,8 @@ func interruptedMessage(cmd *cobra.Command) string {
 			"(acquire into an evidence directory, --out DIR, to keep the verified blocks)"
 	case cmd.Name() == "acquire":
 		return "the verified blocks are kept; run the same command again to resume"
+	case cmd.Name() == "snapshot":
+		return snapshotInterrupted(cmd)
 	case resumes(cmd):
 		return resumesText
 	}

@@ -54,8 +54,9 @@ and is billed, until the lock expires.
 
 Every AWS request (with its request id, time, attempts and answer) and the
 caller identity are recorded in DIR/preservation.json and preservation.txt
-(--record DIR; default ./preservation-<UTC time>), also when the command fails
-part way: the record then says which snapshots exist.`,
+(--record DIR; default ./preservation-<UTC time>), saved after every request
+and when the command ends, also when it fails part way: the record then says
+which snapshots exist.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			po, err := o.options()
@@ -88,14 +89,23 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 	if err != nil {
 		return err
 	}
+	o.record = dir // for snapshotInterrupted
 	stderr := cmd.ErrOrStderr()
 	if w := lockWarning(po); w != "" {
 		fmt.Fprintln(stderr, w)
 	}
 	status := ui.NewStatus(stderr, o.quiet, 10*time.Second)
-	po.Progress = func(p preserve.Progress) { status.Update(preservationLine(p)) }
+	last := ""
+	po.Progress = func(p preserve.Progress) {
+		last = preservationLine(p)
+		status.Update(last)
+	}
+	po.Checkpoint = func(r *report.Preservation) error { return r.Save(dir) }
 	res, err := preserve.Run(ctx, cfg, targets, po)
-	status.Done("")
+	if !status.TTY() {
+		last = "" // a log has its lines; the result follows on stdout
+	}
+	status.Done(last)
 	if res == nil {
 		os.Remove(dir) // nothing was asked of AWS: no record to keep
 		return preserveError(err, "")
@@ -131,6 +141,16 @@ func recordDir(dir string, now time.Time) (string, error) {
 		return "", fmt.Errorf("making the record directory: %w", err)
 	}
 	return dir, nil
+}
+
+// snapshotInterrupted says what an interrupted snapshot command left.
+func snapshotInterrupted(cmd *cobra.Command) string {
+	where := "its --record directory"
+	if f := cmd.Flags().Lookup("record"); f != nil && f.Value.String() != "" {
+		where = f.Value.String()
+	}
+	return "the custody record in " + where + " lists every snapshot made before the interruption; " +
+		"running the same command again makes new snapshots"
 }
 
 // lockWarning is said before any lock is made.

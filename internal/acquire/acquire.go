@@ -36,7 +36,7 @@ type Options struct {
 	Account *ebs.Account
 	// Name is the snapshot id the account schedules this run's attempts
 	// by; runs of different snapshots under one Account need different
-	// names.
+	// names. Empty: the source's snapshot id.
 	Name string
 	// MaxFailed stops the run once this many blocks have failed after
 	// every retry; 0 means 1000.

@@ -5,7 +5,8 @@
 // goroutine lists the source page by page into a bounded channel, so the
 // block list is never held in memory; workers fetch each block through
 // the source's verified fetch (for a snapshot, the ebs decorators: retry,
-// rate cap, adaptive concurrency), which verifies it before the sink sees
+// rate cap, the account's fair share when runs of several snapshots hold
+// one ebs.Account, adaptive concurrency), which verifies it before the sink sees
 // a byte; blocks the sink already holds are skipped, which is how an
 // interrupted acquisition resumes. What the sink needs (blocks announced
 // in order, a cancel for Puts that wait, a stop at the first failure) it

@@ -72,8 +72,12 @@ func (s *Snapshot) List(ctx context.Context, start int64, fn func(ebs.Page) erro
 // Fetcher is the one fetch stack of a snapshot: a single verified
 // GetSnapshotBlock attempt, under the adaptive limit, the account's turns
 // and the rate cap, retried under the snapshot's policy with its tokens
-// refreshed by listing again.
+// refreshed by listing again. The account knows it by o.Name, or by the
+// snapshot's id when that is empty.
 func (s *Snapshot) Fetcher(o ebs.FetchOptions) ebs.Fetcher {
+	if o.Name == "" {
+		o.Name = s.snap.ID
+	}
 	return ebs.NewFetcher(s.snap, o)
 }
 

@@ -46,6 +46,7 @@ var rules = []rule{
 	{pkg: "internal/cost", forbid: []string{ebsPkg, sdk}, why: "the price table is pure"},
 	{pkg: "internal/inspect", forbid: []string{ebsPkg, sdk}, why: "inspect reads any io.ReaderAt"},
 	{pkg: "internal/acquire", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/"}, why: "only internal/ebs calls the SDK's services", direct: true},
+	{pkg: "internal/casework", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/"}, why: "a case runs the pipeline per snapshot; only internal/ebs calls the SDK's services", direct: true},
 	{pkg: "cmd/", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/ebs"}, why: "only internal/ebs calls the EBS SDK", direct: true},
 	{pkg: "internal/ui", forbid: []string{ebsPkg, sdk}, why: "the UI draws; it does not talk to AWS"},
 	{pkg: "internal/report", forbid: []string{ebsPkg, sdk}, why: "the record is data and its renderers: internal/awsctx makes the AWS calls"},

@@ -53,7 +53,6 @@ type acctSnap struct {
 	queue     waiters // its waiting attempts, lowest index first
 	live      int     // ... not canceled
 	served    int64   // the turn it last had; 0: none yet
-	joined    int     // its place in Account.order
 	granted   int64
 	throttled int64
 }
@@ -94,12 +93,11 @@ func (a *Account) Wait(ctx context.Context, name string, index int64) error {
 	s := a.snap(name)
 	now := a.now()
 	if a.interval == 0 || (a.live == 0 && !a.slot.After(now)) {
-		// Nobody waits and the turn is due: go at once. Time the account
-		// stood idle is not made up with a burst.
+		// Nobody waits and the turn is due: go at once.
 		if a.interval > 0 {
-			a.slot = now.Add(a.interval)
+			a.advance(now)
 		}
-		a.give(s, now)
+		a.record(s, now)
 		a.mu.Unlock()
 		return nil
 	}
@@ -110,6 +108,10 @@ func (a *Account) Wait(ctx context.Context, name string, index int64) error {
 	if !a.armed {
 		a.armed = true
 		a.after(a.slot.Sub(now), a.dispatch)
+	} else if !a.slot.After(now) {
+		// The timer is late (a busy machine fires them late): give the
+		// turns due now, fairly, rather than wait for it.
+		a.give(now)
 	}
 	a.mu.Unlock()
 	select {
@@ -135,7 +137,7 @@ func (a *Account) Wait(ctx context.Context, name string, index int64) error {
 func (a *Account) snap(name string) *acctSnap {
 	s := a.snaps[name]
 	if s == nil {
-		s = &acctSnap{name: name, joined: len(a.order)}
+		s = &acctSnap{name: name}
 		a.snaps[name] = s
 		a.order = append(a.order, s)
 	}
@@ -149,6 +151,17 @@ func (a *Account) dispatch() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
+	a.give(now)
+	if a.live == 0 {
+		a.armed = false
+		return
+	}
+	a.after(a.slot.Sub(now), a.dispatch)
+}
+
+// give gives the turns due at now, each to the snapshot served least
+// recently among those with attempts waiting; a.mu is held.
+func (a *Account) give(now time.Time) {
 	for a.live > 0 && !a.slot.After(now) {
 		s := a.next()
 		w := heap.Pop(&s.queue).(*waiter)
@@ -159,18 +172,26 @@ func (a *Account) dispatch() {
 		close(w.ch)
 		s.live--
 		a.live--
-		a.give(s, now)
-		// A late timer may catch up by one turn, never more: no bursts.
-		if floor := now.Add(-a.interval); a.slot.Before(floor) {
-			a.slot = floor
-		}
-		a.slot = a.slot.Add(a.interval)
+		a.record(s, now)
+		a.advance(now)
 	}
-	if a.live == 0 {
-		a.armed = false
-		return
+}
+
+// accountCatchUp is how far back the account makes up turns it could not
+// give on time: a timer that fires late (a busy machine fires them
+// milliseconds late) would otherwise lose turns for good, and the account
+// would fall short of its rate. It bounds the burst too: no more than
+// rate × (t + accountCatchUp) + 1 turns in any span t, with at least one
+// turn's interval of catch-up at a slow rate.
+const accountCatchUp = 20 * time.Millisecond
+
+// advance moves the next turn on by an interval after a turn given at
+// now, from no further back than accountCatchUp; a.mu is held.
+func (a *Account) advance(now time.Time) {
+	if floor := now.Add(-max(a.interval, accountCatchUp)); a.slot.Before(floor) {
+		a.slot = floor
 	}
-	a.after(a.slot.Sub(now), a.dispatch)
+	a.slot = a.slot.Add(a.interval)
 }
 
 // next returns the snapshot with attempts waiting that was served least
@@ -187,8 +208,8 @@ func (a *Account) next() *acctSnap {
 	return best
 }
 
-// give records a turn given to s at now; a.mu is held.
-func (a *Account) give(s *acctSnap, now time.Time) {
+// record records a turn given to s at now; a.mu is held.
+func (a *Account) record(s *acctSnap, now time.Time) {
 	a.turns++
 	s.served = a.turns
 	s.granted++

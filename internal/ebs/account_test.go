@@ -64,17 +64,29 @@ func (ta *testAccount) crowd(t *testing.T, ctx context.Context, wg *sync.WaitGro
 	return out
 }
 
-// occupy takes the turn that is due, so that the next attempt waits.
-func (ta *testAccount) occupy(t *testing.T) {
+// occupy takes the turns that are due (a fresh or idle account makes up
+// accountCatchUp of them), so that the next attempt waits; it returns how
+// many it took.
+func (ta *testAccount) occupy(t *testing.T) int {
 	t.Helper()
-	if err := ta.Wait(context.Background(), "warm-up", 0); err != nil {
-		t.Fatal(err)
+	for n := 0; ; n++ {
+		ta.mu.Lock()
+		due := !ta.slot.After(ta.c.t) && (ta.interval > 0 || n == 0) // uncapped: one
+		ta.mu.Unlock()
+		if !due {
+			return n
+		}
+		if err := ta.Wait(context.Background(), "warm-up", 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
+// wantStats checks the turns given to each snapshot but "warm-up".
 func wantStats(t *testing.T, a *Account, want map[string]int64) {
 	t.Helper()
 	got := a.Stats()
+	delete(got, "warm-up")
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("turns %v, want %v", got, want)
 	}
@@ -88,7 +100,9 @@ func TestAccountHoldsRate(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	start := ta.c.t
-	ta.occupy(t) // at start; the next turn is 10 ms later
+	if n := ta.occupy(t); n != 3 { // the 20 ms a fresh account makes up, and the turn due
+		t.Fatalf("a fresh account gave %d turns at once, want 3", n)
+	}
 	ta.crowd(t, ctx, &wg, "snap-a", 60)
 	ta.crowd(t, ctx, &wg, "snap-b", 60)
 	for i := range 100 {
@@ -97,37 +111,40 @@ func TestAccountHoldsRate(t *testing.T) {
 		}
 	}
 	if got, want := ta.c.t.Sub(start), time.Second; got != want {
-		t.Fatalf("101 turns took %v, want %v", got, want)
+		t.Fatalf("100 turns after the first took until %v, want %v", got, want)
 	}
 	for i, d := range ta.delays {
-		if want := 10 * time.Millisecond; d != want && !(i == len(ta.delays)-1 && d == 0) {
+		if want := 10 * time.Millisecond; d != want {
 			t.Fatalf("dispatch %d scheduled %v ahead, want %v", i, d, want)
 		}
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "snap-a": 50, "snap-b": 50})
-	// A dispatch 50 turns late catches up by one turn, not 50.
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 50, "snap-b": 50})
+	// A dispatch 50 turns late makes up 20 ms of turns, not 50 turns.
 	ta.mu.Lock()
 	ta.c.t = ta.slot.Add(50 * 10 * time.Millisecond)
 	ta.mu.Unlock()
 	ta.dispatch()
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "snap-a": 51, "snap-b": 51})
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 52, "snap-b": 51})
 	cancel()
 	wg.Wait()
 	// The history counts each second's turns by snapshot.
 	h := ta.History()
-	if len(h) != 2 || !h[0].At.Equal(start) || fmt.Sprint(h[0].Granted) != "map[snap-a:50 snap-b:49 warm-up:1]" ||
-		fmt.Sprint(h[1].Granted) != "map[snap-a:1 snap-b:2]" {
+	if len(h) != 2 || !h[0].At.Equal(start) || fmt.Sprint(h[0].Granted) != "map[snap-a:50 snap-b:49 warm-up:3]" ||
+		fmt.Sprint(h[1].Granted) != "map[snap-a:2 snap-b:2]" {
 		t.Fatalf("history %v", h)
 	}
 }
 
-// Nobody waiting: an attempt goes at once; the next one within the
-// interval waits for its turn, and idle time is not made up in a burst.
+// Nobody waiting: an attempt goes at once; once the turns due are taken
+// the next one waits for its turn, and idle time is made up no further
+// back than accountCatchUp.
 func TestAccountIdle(t *testing.T) {
 	ta := newTestAccount(100)
 	ta.occupy(t)
 	ta.c.add(time.Hour)
-	ta.occupy(t) // long idle: at once
+	if n := ta.occupy(t); n != 3 { // long idle: 20 ms made up, no more
+		t.Fatalf("after an hour idle %d turns went at once, want 3", n)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -144,7 +161,7 @@ func TestAccountIdle(t *testing.T) {
 	if ta.armed || ta.waiting() != 0 {
 		t.Fatal("the account stays armed with nobody waiting")
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 2, "snap-a": 3})
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 3})
 }
 
 // Unequal demand: snap-b wants a turn only every 4th turn, less than its
@@ -165,7 +182,7 @@ func TestAccountFairUnequalDemand(t *testing.T) {
 			t.Fatalf("turn %d gave %d", i, n)
 		}
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "snap-a": 150, "snap-c": 150, "snap-b": 100})
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 150, "snap-c": 150, "snap-b": 100})
 	cancel()
 	wg.Wait()
 }
@@ -182,11 +199,11 @@ func TestAccountFairTwo(t *testing.T) {
 	for range 10 {
 		ta.turn()
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "root": 5, "data": 5})
+	wantStats(t, ta.Account, map[string]int64{"root": 5, "data": 5})
 	for range 45 {
 		ta.turn()
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "root": 5, "data": 50})
+	wantStats(t, ta.Account, map[string]int64{"root": 5, "data": 50})
 	wg.Wait()
 }
 
@@ -238,13 +255,13 @@ func TestAccountStoppedSnapshotGivesItsShare(t *testing.T) {
 	for range 30 {
 		ta.turn()
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "snap-a": 10, "snap-b": 10, "snap-c": 10})
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 10, "snap-b": 10, "snap-c": 10})
 	cancelB()
 	waitFor(t, func() bool { return ta.waiting() == 60 })
 	for range 20 {
 		ta.turn()
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "snap-a": 20, "snap-b": 10, "snap-c": 20})
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 20, "snap-b": 10, "snap-c": 20})
 	ta.mu.Lock()
 	if q := ta.snaps["snap-b"]; q.live != 0 || q.queue != nil {
 		t.Errorf("snap-b's canceled attempts are still queued: %d live, %d queued", q.live, len(q.queue))
@@ -268,7 +285,7 @@ func TestAccountStoppedSnapshotGivesItsShare(t *testing.T) {
 	if ok != 10 || canceled != 30 {
 		t.Fatalf("snap-b: %d turns, %d canceled; want 10 and 30", ok, canceled)
 	}
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "snap-a": 40, "snap-b": 10, "snap-c": 40})
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 40, "snap-b": 10, "snap-c": 40})
 	if ta.armed {
 		t.Fatal("armed with nobody waiting")
 	}
@@ -299,7 +316,7 @@ func TestAccountCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	wantStats(t, ta.Account, map[string]int64{"warm-up": 1, "snap-a": 0, "snap-b": 1})
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 0, "snap-b": 1})
 }
 
 // With no cap, attempts never wait; their turns are still counted.
@@ -410,5 +427,29 @@ func TestFetcherSharesAccount(t *testing.T) {
 	}
 	if l.nthr != 3 {
 		t.Fatalf("without an account the limiter learned %d throttles, want 3", l.nthr)
+	}
+}
+
+// When the timer is late, an attempt that arrives with a turn due has
+// that turn given at once, to whoever's turn it is, without the timer.
+func TestAccountLateTimer(t *testing.T) {
+	ta := newTestAccount(100)
+	ta.occupy(t)
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	ta.crowd(t, ctx, &wg, "snap-a", 2)
+	ta.mu.Lock()
+	ta.c.t = ta.slot.Add(5 * time.Millisecond) // due, and the timer has not fired
+	ta.mu.Unlock()
+	wg.Add(1)
+	go func() { defer wg.Done(); ta.Wait(ctx, "snap-b", 0) }()
+	waitFor(t, func() bool { return ta.Stats()["snap-a"] == 1 && ta.waiting() == 2 })
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 1, "snap-b": 0})
+	ta.turn()
+	ta.turn()
+	wg.Wait()
+	wantStats(t, ta.Account, map[string]int64{"snap-a": 2, "snap-b": 1})
+	if len(ta.delays) != 2 {
+		t.Fatalf("%d dispatches scheduled, want 2 (at the first wait, and after the next turn)", len(ta.delays))
 	}
 }

@@ -5,7 +5,8 @@
 //
 // Cross-cutting concerns are decorators of one small interface, Fetcher:
 // the retry policy (exponential backoff with full jitter, our own rather
-// than the SDK's shared retry quota), a client-side rate cap, and an
-// adaptive concurrency limit (AIMD) that backs off on
+// than the SDK's shared retry quota), a client-side rate cap, an account's
+// quota shared fairly between the snapshots acquired at once (Account),
+// and an adaptive concurrency limit (AIMD) that backs off on
 // throttling. The pipeline that starts the workers lives in acquire.
 package ebs

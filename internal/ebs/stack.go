@@ -37,7 +37,12 @@ type FetchOptions struct {
 // to the others meanwhile. A turn taken before the pacer's is spent a
 // little early when the snapshot's own quota holds it back; its attempts
 // then pile up at its own pacer, stop asking the account, and leave the
-// account's turns to the others.
+// account's turns to the others. The price of this order: an attempt
+// whose account turn came may still wait for a slot, and while the
+// window is what holds a snapshot back (slow start) such attempts leave
+// together when slots free up, a clump a bucket's depth absorbs. The
+// other order would hold slots, as many as the window has, idle while
+// the other snapshots take their turns.
 //
 // What a throttle teaches whom: with an Account, a throttle on the
 // account's quota (ACCOUNT_THROTTLED) is not this snapshot's doing. The

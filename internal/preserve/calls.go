@@ -3,8 +3,10 @@ package preserve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -38,6 +40,8 @@ type caller struct {
 	cfg     aws.Config
 	rec     *report.Preservation
 	clients map[string]*ec2.Client // by Region
+	// checkpoint, if set, saves the record after each request.
+	checkpoint func() error
 }
 
 func newCaller(cfg aws.Config, rec *report.Preservation) *caller {
@@ -110,11 +114,17 @@ func do[In, Out, Opt any](ctx context.Context, c *caller, r request, call func(c
 	c.rec.Calls = append(c.rec.Calls, rec)
 	if err != nil {
 		if ctx.Err() != nil {
-			return out, ctx.Err()
+			err = ctx.Err()
+		} else {
+			err = apiError(r.api, r.target, err)
 		}
-		return out, apiError(r.api, r.target, err)
 	}
-	return out, nil
+	if c.checkpoint != nil {
+		if cerr := c.checkpoint(); cerr != nil {
+			return out, errors.Join(err, fmt.Errorf("recording %s: %w", r.api, cerr))
+		}
+	}
+	return out, err
 }
 
 // classifyCreate retries a request that makes something only when EC2
@@ -168,10 +178,8 @@ func bounded(s string) string {
 		return s
 	}
 	cut := maxSummary
-	for cut > 0 && !utf8Start(s[cut]) {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "…"
 }
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

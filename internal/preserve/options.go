@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ebsimager/ebsimager/internal/report"
 )
@@ -25,6 +26,10 @@ const (
 	maxTagValue     = 256   // EC2 tag values: at most 256 characters
 	maxTags         = 50    // EC2: at most 50 tags on a resource
 	maxDescription  = 255   // CreateSnapshot(s) Description: at most 255 characters
+	// MaxTargets bounds the targets of one run: one DescribeInstances and
+	// one DescribeVolumes ask for them all, and EC2 answers a few hundred
+	// ids at once.
+	MaxTargets = 100
 	// DefaultTimeout bounds --wait: a first snapshot of a large busy
 	// volume can take hours, but a responder wants to hear well before.
 	DefaultTimeout = 30 * time.Minute
@@ -45,7 +50,8 @@ type Options struct {
 	ExcludeBoot bool
 	Devices     []string
 	// Wait waits until every snapshot is completed, at most Timeout
-	// (default DefaultTimeout), polling every PollInterval (default 5s).
+	// (default DefaultTimeout) from the start of the run, polling after
+	// 1s, 2s, 4s, then every PollInterval (default 5s).
 	Wait         bool
 	Timeout      time.Duration
 	PollInterval time.Duration
@@ -65,7 +71,16 @@ type Options struct {
 	CopyRegion string
 	// Progress, if set, is called as the snapshots advance.
 	Progress func(Progress)
+	// Checkpoint, if set, is called after every request with the record
+	// so far (Outcome OutcomeRunning), to save it: a run killed outright
+	// still leaves the record of the snapshots it made. An error stops
+	// the run once what the request made is recorded (locks already
+	// asked for are still made: they protect the evidence).
+	Checkpoint func(*report.Preservation) error
 }
+
+// OutcomeRunning is the outcome of a record saved by Checkpoint.
+const OutcomeRunning = "running"
 
 // Progress is a view of the snapshots being waited on.
 type Progress struct {
@@ -93,6 +108,9 @@ const TagPrefix = "ebsimager:"
 func CheckTargets(targets []string) error {
 	if len(targets) == 0 {
 		return invalidf("", "no target: give an instance (i-…) or a volume (vol-…)")
+	}
+	if len(targets) > MaxTargets {
+		return invalidf("", "%d targets: at most %d in one run", len(targets), MaxTargets)
 	}
 	seen := map[string]bool{}
 	for _, t := range targets {
@@ -225,7 +243,7 @@ func ParseTag(s string) (report.Tag, error) {
 
 // ParseDays reads a lock duration: whole days, written 30d, 30 or 720h.
 func ParseDays(s string) (int, error) {
-	n, err := parseUnits(s, "d", 24)
+	n, err := parseUnits(s, "days", 24)
 	if err != nil {
 		return 0, invalidf("", "invalid duration %q: want whole days such as 30d or 720h", s)
 	}
@@ -235,17 +253,16 @@ func ParseDays(s string) (int, error) {
 // ParseHours reads a cooling-off period: whole hours, written 24h, 24 or
 // 1d.
 func ParseHours(s string) (int, error) {
-	n, err := parseUnits(s, "h", 1)
+	n, err := parseUnits(s, "hours", 1)
 	if err != nil {
 		return 0, invalidf("", "invalid duration %q: want whole hours such as 24h or 1d", s)
 	}
 	return n, nil
 }
 
-// parseUnits reads a whole number of units (unit the suffix, perDay
-// units in a day): N, N+unit, Nd, or a Go duration of whole units.
-func parseUnits(s, unit string, perDay int) (int, error) {
-	unitHours := 24 / perDay
+// parseUnits reads a whole number of units of unitHours hours each: N
+// (units), Nd (days), or a Go duration such as 720h.
+func parseUnits(s, unit string, unitHours int) (int, error) {
 	var hours int64
 	switch {
 	case strings.HasSuffix(s, "d") && !strings.HasSuffix(s, "ms"):
@@ -323,7 +340,11 @@ func (o *Options) description(what string) string {
 	}
 	d := fmt.Sprintf("ebsimager preservation, %s: %s", c, what)
 	if len(d) > maxDescription {
-		d = d[:maxDescription-3] + "..."
+		cut := maxDescription - 3
+		for cut > 0 && !utf8.RuneStart(d[cut]) {
+			cut--
+		}
+		d = d[:cut] + "..."
 	}
 	return d
 }

@@ -74,6 +74,12 @@ func run(ctx context.Context, cfg aws.Config, targets []string, o Options, mode 
 	rec.Options = o.record(mode, cfg.Region, o.Timeout)
 	res := &Result{Record: rec}
 	p := &preservation{c: newCaller(cfg, rec), o: &o, res: res, region: cfg.Region, started: time.Now()}
+	if o.Checkpoint != nil {
+		p.c.checkpoint = func() error {
+			rec.Snapshots, rec.Outcome = res.Snapshots, OutcomeRunning
+			return o.Checkpoint(rec)
+		}
+	}
 	err := p.run(ctx, targets, mode)
 	rec.Run.FinishedAt = time.Now()
 	rec.Snapshots = res.Snapshots
@@ -291,6 +297,9 @@ func orNothing(s string) string {
 // error state is reported, the others still waited for.
 func (p *preservation) wait(ctx context.Context, stage, region string, snaps []*Snapshot) error {
 	deadline := p.started.Add(p.o.Timeout)
+	// The first polls come quickly, for a snapshot that is fast (a
+	// small or little-changed volume), then every PollInterval.
+	interval := min(time.Second, p.o.PollInterval)
 	var failed []error
 	for {
 		if asked := unfinished(snaps); len(asked) > 0 {
@@ -325,9 +334,10 @@ func (p *preservation) wait(ctx context.Context, stage, region string, snaps []*
 			}
 			return errors.Join(append(failed, e)...)
 		}
-		if err := pause(ctx, min(p.o.PollInterval, left)); err != nil {
+		if err := ebs.Sleep(ctx, min(interval, left)); err != nil {
 			return err
 		}
+		interval = min(2*interval, p.o.PollInterval)
 	}
 }
 
@@ -351,15 +361,4 @@ func (p *preservation) progress(stage string, snaps, pending []*Snapshot) {
 		pr.Pending = append(pr.Pending, *s)
 	}
 	p.o.Progress(pr)
-}
-
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

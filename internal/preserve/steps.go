@@ -56,16 +56,20 @@ func (p *preservation) resolve(ctx context.Context, ids []string) ([]target, err
 				v.encrypted, v.kmsKey = d.encrypted, d.kmsKey
 				t.all = append(t.all, v)
 			}
-			t.volumes = p.choose(t.all)
-			if len(t.volumes) == 0 {
-				return nil, &Error{Target: id, Kind: ebs.KindInvalid, Err: fmt.Errorf("nothing to snapshot on %s: %s", id, devicesText(t.all))}
-			}
 		}
 		targets = append(targets, t)
 	}
 	for _, d := range p.o.Devices {
 		if !p.deviceFound(d, targets) {
 			return nil, &Error{Kind: ebs.KindNotFound, Err: fmt.Errorf("no target instance has an EBS volume at %s", d)}
+		}
+	}
+	for i, t := range targets {
+		if strings.HasPrefix(t.id, "i-") {
+			targets[i].volumes = p.choose(t.all)
+			if len(targets[i].volumes) == 0 {
+				return nil, &Error{Target: t.id, Kind: ebs.KindInvalid, Err: fmt.Errorf("nothing to snapshot on %s: %s", t.id, devicesText(t.all))}
+			}
 		}
 	}
 	return targets, nil
@@ -262,7 +266,13 @@ func (p *preservation) createSet(ctx context.Context, t target) error {
 		TagSpecifications: tagSpec(p.o.tags(now, t.id))}
 	out, err := do(ctx, p.c, request{api: "ec2:CreateSnapshots", region: p.region, target: t.id, asked: asked, creates: true},
 		p.c.ec2(p.region).CreateSnapshots, in, createdSummary)
+	if out == nil {
+		return err
+	}
+	// With an answer, err can only be a failure to save the record: the
+	// snapshots exist, so they are listed before it is returned.
 	if err != nil {
+		defer p.listMade(t, out.Snapshots)
 		return err
 	}
 	byVolume := map[string]volume{}
@@ -292,6 +302,20 @@ func (p *preservation) createSet(ctx context.Context, t target) error {
 		}
 	}
 	return p.tagDevices(ctx, t.id)
+}
+
+// listMade records the snapshots of a CreateSnapshots answer as they
+// are, when the run stops before looking at them.
+func (p *preservation) listMade(t target, made []ec2types.SnapshotInfo) {
+	for _, s := range made {
+		v := volume{instance: t.id, id: aws.ToString(s.VolumeId)}
+		for _, a := range t.all {
+			if a.id == v.id {
+				v = a
+			}
+		}
+		p.add(v, aws.ToString(s.SnapshotId), snapInfo{state: string(s.State), progress: aws.ToString(s.Progress)})
+	}
 }
 
 // tagDevices tags each snapshot of instance with its device and volume
@@ -349,12 +373,13 @@ func (p *preservation) createOne(ctx context.Context, v volume) error {
 		p.c.ec2(p.region).CreateSnapshot, in, func(o *ec2.CreateSnapshotOutput) string {
 			return strings.TrimSpace(fmt.Sprintf("%s of %s %s", aws.ToString(o.SnapshotId), aws.ToString(o.VolumeId), o.State))
 		})
-	if err != nil {
+	if out == nil {
 		return err
 	}
+	saveErr := err // with an answer, only a failure to save the record
 	id := aws.ToString(out.SnapshotId)
 	if err := checkSnapshotID("ec2:CreateSnapshot", id); err != nil {
-		return err
+		return errors.Join(err, saveErr)
 	}
 	info := snapInfo{state: string(out.State), progress: aws.ToString(out.Progress), started: aws.ToTime(out.StartTime),
 		encrypted: out.Encrypted, kmsKey: aws.ToString(out.KmsKeyId), tags: out.Tags}
@@ -362,7 +387,7 @@ func (p *preservation) createOne(ctx context.Context, v volume) error {
 		info.tags = ec2Tags(tags)
 	}
 	p.add(v, id, info)
-	return nil
+	return saveErr
 }
 
 // maxPages bounds a listing of snapshots: at 1,000 a page, far more
@@ -438,16 +463,19 @@ func (p *preservation) copy(ctx context.Context) error {
 		out, err := do(ctx, p.c, request{api: "ec2:CopySnapshot", region: region, target: s.SnapshotID,
 			asked: fmt.Sprintf("%s from %s, encrypted under %s", s.SnapshotID, p.region, p.o.KMSKey), creates: true},
 			p.c.ec2(region).CopySnapshot, in, func(o *ec2.CopySnapshotOutput) string { return aws.ToString(o.SnapshotId) })
-		if err != nil {
+		if out == nil {
 			return err
 		}
 		id := aws.ToString(out.SnapshotId)
-		if err := checkSnapshotID("ec2:CopySnapshot", id); err != nil {
-			return err
+		if cerr := checkSnapshotID("ec2:CopySnapshot", id); cerr != nil {
+			return errors.Join(cerr, err)
 		}
 		s.Copies = append(s.Copies, report.SnapshotCopy{SnapshotID: id, Region: region, KMSKeyID: p.o.KMSKey, State: string(ec2types.SnapshotStatePending)})
 		if region == p.region {
 			s.Acquire = id
+		}
+		if err != nil {
+			return err // with an answer, only a failure to save the record
 		}
 	}
 	for i := range p.res.Snapshots {
@@ -508,19 +536,30 @@ func (p *preservation) lock(ctx context.Context) error {
 			in.CoolOffPeriod = aws.Int32(int32(p.o.CoolOffHours))
 		}
 		out, err := do(ctx, p.c, request{api: "ec2:LockSnapshot", region: f.region, target: f.id,
-			asked: fmt.Sprintf("%s %s for %d days, cool-off %d hours", f.id, p.o.Lock, p.o.LockDays, p.o.CoolOffHours)},
+			asked: lockAsked(f.id, p.o)},
 			p.c.ec2(f.region).LockSnapshot, in, func(o *ec2.LockSnapshotOutput) string {
 				return fmt.Sprintf("%s %s until %s", aws.ToString(o.SnapshotId), o.LockState, aws.ToTime(o.LockExpiresOn).UTC().Format(time.RFC3339))
 			})
-		if err != nil {
+		if out == nil {
 			errs = append(errs, err)
 			continue
+		}
+		if err != nil {
+			errs = append(errs, err) // with an answer, only a failure to save the record
 		}
 		*f.lock = &report.SnapshotLock{Mode: p.o.Lock, State: string(out.LockState), DurationDays: int(aws.ToInt32(out.LockDuration)),
 			CoolOffHours: int(aws.ToInt32(out.CoolOffPeriod)), LockedAt: utc(out.LockCreatedOn),
 			CoolOffExpiresOn: utc(out.CoolOffPeriodExpiresOn), ExpiresOn: utc(out.LockExpiresOn)}
 	}
 	return errors.Join(errs...)
+}
+
+func lockAsked(id string, o *Options) string {
+	s := fmt.Sprintf("%s %s for %d days", id, o.Lock, o.LockDays)
+	if o.CoolOffHours > 0 {
+		s += fmt.Sprintf(", cool-off %d hours", o.CoolOffHours)
+	}
+	return s
 }
 
 func utc(t *time.Time) time.Time {

@@ -3,7 +3,6 @@ package report
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -182,14 +181,7 @@ func nonNil(lists ...*[]string) {
 // JSON returns preservation.json.
 func (r *Preservation) JSON() ([]byte, error) {
 	r.derive()
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encoding preservation record: %w", err)
-	}
-	return b.Bytes(), nil
+	return indented(r, "preservation record")
 }
 
 // Save writes preservation.txt and preservation.json into dir, each

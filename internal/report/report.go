@@ -689,12 +689,18 @@ func (r *Report) JSON() ([]byte, error) {
 	if err := r.check(); err != nil {
 		return nil, err
 	}
+	return indented(r, "report")
+}
+
+// indented encodes a record v as indented JSON, HTML characters left as
+// they are: the JSON is read as JSON, never pasted into HTML.
+func indented(v any, what string) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false) // the JSON is read as JSON, never pasted into HTML
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encoding report: %w", err)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", what, err)
 	}
 	return b.Bytes(), nil
 }

@@ -3,7 +3,6 @@ package report
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -215,14 +214,7 @@ func (r *Triage) derive() {
 // JSON returns the record's report.json.
 func (r *Triage) JSON() ([]byte, error) {
 	r.derive()
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encoding triage record: %w", err)
-	}
-	return b.Bytes(), nil
+	return indented(r, "triage record")
 }
 
 // Save writes report.json, report.txt and report.html into dir, each
