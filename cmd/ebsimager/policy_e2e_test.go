@@ -16,7 +16,8 @@ import (
 // TestPolicyAllowsEveryCall preserves an instance and a volume on the
 // emulator (snapshot, tag, share, copy under a key, lock), acquires the
 // copies, snapshots the volume again and diffs the two snapshots of it,
-// then checks every request the client made against the policy that
+// acquires the instance as a case (preserving it again) and with
+// --use-latest, then checks every request the client made against the policy that
 // `policy --snapshot --share --copy --acquire` prints for those flags,
 // both ways: each request must be allowed, and the policy must allow no
 // action that nothing called (but the KMS ones, which EBS calls, not
@@ -58,6 +59,11 @@ func TestPolicyAllowsEveryCall(t *testing.T) {
 		t.Fatalf("snapshot %s again: %+v; first %q", vol, again, first)
 	}
 	c.ok("diff", first, again[0].SnapshotID)
+	// acquire of an instance: its preservation and acquisition in one
+	// command, then the newest completed snapshot of each volume.
+	c.ok("acquire", inst, "--share-with", forensic, "--lock", "governance", "--lock-duration", "1d",
+		"--out", filepath.Join(dir, "case"), "--quiet")
+	c.ok("acquire", inst, "--use-latest", "--out", filepath.Join(dir, "latest"), "--quiet")
 
 	flags := []string{"policy", "--quiet", "--snapshot", "--share", "--copy", "--acquire",
 		"--region", region, "--kms-key", key, "--share-with", forensic}
