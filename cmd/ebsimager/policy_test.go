@@ -1,12 +1,18 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ebsimager/ebsimager/internal/iampolicy"
 	"github.com/ebsimager/ebsimager/internal/preserve"
+	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
 // TestPolicyTagKeys keeps the tag keys the policy lets the preservation
@@ -75,5 +81,48 @@ func TestPolicyCommand(t *testing.T) {
 		if r.stdout != "" {
 			t.Errorf("policy %s: a refused policy printed %q", f.args, r.stdout)
 		}
+	}
+}
+
+// TestPolicyMotoAccepts has an independent implementation of IAM's policy
+// grammar, moto's (CreatePolicy validates the document), take every
+// policy the README shows; a malformed one is refused, so the check can
+// fail.
+func TestPolicyMotoAccepts(t *testing.T) {
+	t.Parallel()
+	endpoint := testenv.Moto(t)
+	create := func(name, doc string) string {
+		form := url.Values{"Action": {"CreatePolicy"}, "Version": {"2010-05-08"}, "PolicyName": {name}, "PolicyDocument": {doc}}
+		req, err := http.NewRequest(http.MethodPost, endpoint+"/", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		// moto routes by the credential scope's service; it checks no
+		// signature.
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDPOLICYTEST/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(body)
+	}
+	for _, f := range policyFlows {
+		doc, err := os.ReadFile(filepath.Join("testdata", f.golden+".golden"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := create(f.golden, string(doc)); !strings.Contains(got, "<CreatePolicyResponse") {
+			t.Errorf("%s: moto refuses it:\n%s", f.golden, got)
+		}
+	}
+	bad := `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "GetSnapshotBlock", "Resource": "*"}]}`
+	if got := create("malformed", bad); !strings.Contains(got, "MalformedPolicyDocument") {
+		t.Errorf("moto takes an action without its service:\n%s", got)
 	}
 }
