@@ -10,9 +10,9 @@ import (
 
 func newPolicyCommand() *cobra.Command {
 	var (
-		o                              iampolicy.Options
-		snapshot, share, copy, acquire bool
-		explain, quiet                 bool
+		o              iampolicy.Options
+		steps          struct{ snapshot, share, copy, acquire bool }
+		explain, quiet bool
 	)
 	cmd := &cobra.Command{
 		Use:   "policy [--snapshot] [--share] [--copy] [--acquire] [--kms-key ARN]",
@@ -23,14 +23,16 @@ Choose one or more steps:
 
   --snapshot  preserve an instance or a volume: DescribeInstances and
               DescribeVolumes, CreateSnapshots or CreateSnapshot with the
-              tags in the same request, DescribeSnapshots to wait for them,
-              LockSnapshot and DescribeLockedSnapshots
+              tags in the same request, then each snapshot's device and
+              volume tags (those two keys only), DescribeSnapshots to wait
+              for them, and LockSnapshot
   --share     add accounts to a snapshot's createVolumePermission (never
               the public), and read it back
   --copy      CopySnapshot under another KMS key, with the tags in the same
               request; wait for the copy and lock it
-  --acquire   read snapshots through the EBS direct APIs (acquire, and ls,
-              cat, triage, mount, diff and budget of a live snapshot), with
+  --acquire   read snapshots through the EBS direct APIs (acquire, block,
+              budget, diff, verify --against-snapshot, and inspect, ls, cat,
+              timeline, triage and mount of a live snapshot), with
               DescribeSnapshots and DescribeSnapshotAttribute for the record
               and the pre-flight checks, and the snapshot's KMS key
 
@@ -53,7 +55,7 @@ account use the key: an IAM policy cannot grant that.`,
 			for _, s := range []struct {
 				on bool
 				f  iampolicy.Flow
-			}{{snapshot, iampolicy.Snapshot}, {share, iampolicy.Share}, {copy, iampolicy.Copy}, {acquire, iampolicy.Acquire}} {
+			}{{steps.snapshot, iampolicy.Snapshot}, {steps.share, iampolicy.Share}, {steps.copy, iampolicy.Copy}, {steps.acquire, iampolicy.Acquire}} {
 				if s.on {
 					o.Flows |= s.f
 				}
@@ -76,10 +78,10 @@ account use the key: an IAM policy cannot grant that.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&snapshot, "snapshot", false, "grant the preservation step: snapshot, tag, wait and lock")
-	f.BoolVar(&share, "share", false, "grant sharing snapshots with other accounts")
-	f.BoolVar(&copy, "copy", false, "grant copying snapshots under another KMS key")
-	f.BoolVar(&acquire, "acquire", false, "grant reading snapshots through the EBS direct APIs")
+	f.BoolVar(&steps.snapshot, "snapshot", false, "grant the preservation step: snapshot, tag, wait and lock")
+	f.BoolVar(&steps.share, "share", false, "grant sharing snapshots with other accounts")
+	f.BoolVar(&steps.copy, "copy", false, "grant copying snapshots under another KMS key")
+	f.BoolVar(&steps.acquire, "acquire", false, "grant reading snapshots through the EBS direct APIs")
 	f.StringVar(&o.KMSKey, "kms-key", "", "ARN of the key of the copy and of the snapshots acquired (default: any key, used by EBS only)")
 	// Its own --region, which shadows the global one: the policy reads no
 	// AWS_REGION or profile, so that the same flags print the same policy.

@@ -1,19 +1,42 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ebsimager/ebsimager/internal/iampolicy"
+	"github.com/ebsimager/ebsimager/internal/preserve"
+	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
-// The flows the README shows, and every step at once.
+// TestPolicyTagKeys keeps the tag keys the policy lets the preservation
+// step add after CreateSnapshots in step with the keys it adds.
+func TestPolicyTagKeys(t *testing.T) {
+	want := []string{preserve.TagPrefix + "device", preserve.TagPrefix + "volume"}
+	if !slices.Equal(iampolicy.DeviceTagKeys, want) {
+		t.Fatalf("iampolicy.DeviceTagKeys %v, preserve tags %v", iampolicy.DeviceTagKeys, want)
+	}
+}
+
+// The flows the README shows, and every step at once. A snapshot can be
+// copied only by the step that makes it (snapshot takes instances and
+// volumes), so the copy under a key the forensic account may use is made
+// in the suspect's account, and the forensic account acquires it.
 var policyFlows = []struct {
 	golden string
 	args   []string
 }{
 	{"policy-acquire", []string{"--acquire"}},
-	{"policy-snapshot-share", []string{"--snapshot", "--share", "--region", "us-east-1", "--account", "111122223333", "--share-with", "555566667777"}},
-	{"policy-copy-acquire", []string{"--copy", "--acquire", "--region", "us-east-1",
-		"--kms-key", "arn:aws:kms:us-east-1:555566667777:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
+	{"policy-suspect-account", []string{"--snapshot", "--share", "--copy", "--region", "us-east-1", "--account", "111122223333",
+		"--share-with", "555566667777", "--kms-key", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
+	{"policy-forensic-account", []string{"--acquire", "--region", "us-east-1",
+		"--kms-key", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
 	{"policy-all", []string{"--snapshot", "--share", "--copy", "--acquire"}},
 }
 
@@ -58,5 +81,48 @@ func TestPolicyCommand(t *testing.T) {
 		if r.stdout != "" {
 			t.Errorf("policy %s: a refused policy printed %q", f.args, r.stdout)
 		}
+	}
+}
+
+// TestPolicyMotoAccepts has an independent implementation of IAM's policy
+// grammar, moto's (CreatePolicy validates the document), take every
+// policy the README shows; a malformed one is refused, so the check can
+// fail.
+func TestPolicyMotoAccepts(t *testing.T) {
+	t.Parallel()
+	endpoint := testenv.Moto(t)
+	create := func(name, doc string) string {
+		form := url.Values{"Action": {"CreatePolicy"}, "Version": {"2010-05-08"}, "PolicyName": {name}, "PolicyDocument": {doc}}
+		req, err := http.NewRequest(http.MethodPost, endpoint+"/", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		// moto routes by the credential scope's service; it checks no
+		// signature.
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDPOLICYTEST/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(body)
+	}
+	for _, f := range policyFlows {
+		doc, err := os.ReadFile(filepath.Join("testdata", f.golden+".golden"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := create(f.golden, string(doc)); !strings.Contains(got, "<CreatePolicyResponse") {
+			t.Errorf("%s: moto refuses it:\n%s", f.golden, got)
+		}
+	}
+	bad := `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "GetSnapshotBlock", "Resource": "*"}]}`
+	if got := create("malformed", bad); !strings.Contains(got, "MalformedPolicyDocument") {
+		t.Errorf("moto takes an action without its service:\n%s", got)
 	}
 }

@@ -81,6 +81,11 @@ func TestAllows(t *testing.T) {
 		{with(east, Snapshot), "ec2:CreateTags", snap, []string{"ec2:CreateAction=CreateSnapshots"}, true},
 		{with(east, Snapshot), "ec2:CreateTags", snap, []string{"ec2:CreateAction=CopySnapshot"}, false},
 		{with(east, Snapshot), "ec2:CreateTags", snap, nil, false}, // no retagging of an existing snapshot
+		{with(east, Snapshot), "ec2:CreateTags", snap, []string{"aws:TagKeys=ebsimager:device,ebsimager:volume"}, true},
+		{with(east, Snapshot), "ec2:CreateTags", snap, []string{"aws:TagKeys=ebsimager:volume"}, true},
+		{with(east, Snapshot), "ec2:CreateTags", snap, []string{"aws:TagKeys=ebsimager:volume,ebsimager:case-number"}, false},
+		{with(east, Snapshot), "ec2:CreateTags", vol, []string{"aws:TagKeys=ebsimager:volume"}, false},
+		{with(east, Copy), "ec2:CreateTags", snap, []string{"aws:TagKeys=ebsimager:volume"}, false},
 		{with(east, Snapshot), "ec2:CreateTags", vol, []string{"ec2:CreateAction=CreateSnapshots"}, false},
 		{with(east, Snapshot), "ec2:LockSnapshot", snap, nil, true},
 		{with(east, Snapshot), "ec2:DeleteSnapshot", snap, nil, false},

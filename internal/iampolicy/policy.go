@@ -17,17 +17,20 @@ type Flow uint8
 //     DescribeSnapshots (the record and the pre-flight) and
 //     DescribeSnapshotAttribute (the pre-flight's public check); the
 //     snapshot's KMS key, through EBS, when it is encrypted. The same
-//     calls serve ls, cat, triage, mount and budget of a live snapshot.
+//     calls serve block, budget, diff, verify --against-snapshot, and
+//     inspect, ls, cat, timeline, triage and mount of a live snapshot.
 //     STS GetCallerIdentity needs no permission: IAM never denies it.
 //   - Snapshot: EC2 DescribeInstances, DescribeVolumes, CreateSnapshots
 //     (an instance's volumes at once), CreateSnapshot (a volume), tags on
-//     the new snapshots in the same request, DescribeSnapshots (waiting
-//     for completed), LockSnapshot and DescribeLockedSnapshots.
+//     the new snapshots in the same request, then CreateTags of each
+//     snapshot's device and volume (CreateSnapshots tags a set alike),
+//     DescribeSnapshots (waiting for completed) and LockSnapshot, whose
+//     answer is the lock (no DescribeLockedSnapshots).
 //   - Share: EC2 ModifySnapshotAttribute (createVolumePermission) and
 //     DescribeSnapshotAttribute.
-//   - Copy: EC2 CopySnapshot with tags on the copy, DescribeSnapshots,
-//     LockSnapshot and DescribeLockedSnapshots for the copy, and the KMS
-//     keys through EBS: the copy's key and the source snapshot's key.
+//   - Copy: EC2 CopySnapshot with tags on the copy, DescribeSnapshots
+//     and LockSnapshot for the copy, and the KMS keys through EBS: the
+//     copy's key and the source snapshot's key.
 const (
 	Acquire Flow = 1 << iota
 	Snapshot
@@ -95,8 +98,8 @@ const PolicyVersion = "2012-10-17"
 type Statement struct {
 	Sid       string    `json:"Sid"`
 	Effect    string    `json:"Effect"`
-	Action    []string  `json:"Action"`
-	Resource  []string  `json:"Resource"`
+	Action    Values    `json:"Action"`
+	Resource  Values    `json:"Resource"`
 	Condition Condition `json:"Condition,omitempty"`
 	// Purpose says what the statement is for, for --explain.
 	Purpose string `json:"-"`
@@ -104,7 +107,29 @@ type Statement struct {
 
 // Condition maps an operator ("StringEquals") to condition keys and the
 // values they may take.
-type Condition map[string]map[string][]string
+type Condition map[string]map[string]Values
+
+// Values are an element's strings. IAM takes one value as a string or as
+// a list of one: it is written as a string, which reads better.
+type Values []string
+
+// MarshalJSON writes one value as a string, others as a list.
+func (v Values) MarshalJSON() ([]byte, error) {
+	if len(v) == 1 {
+		return json.Marshal(v[0])
+	}
+	return json.Marshal([]string(v))
+}
+
+// UnmarshalJSON reads a string or a list of strings.
+func (v *Values) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*v = Values{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(v))
+}
 
 // JSON renders p as IAM takes it: two-space indent, a final newline.
 func (p *Policy) JSON() []byte {
@@ -162,6 +187,12 @@ type entry struct {
 	condition    func(*scope) Condition
 }
 
+// DeviceTagKeys are the tags the preservation step adds to each snapshot
+// of an instance's crash-consistent set after CreateSnapshots, which tags
+// the whole set alike (internal/preserve: TagPrefix + "device" and
+// "volume"; a cmd test keeps the two in step).
+var DeviceTagKeys = []string{"ebsimager:device", "ebsimager:volume"}
+
 // Actions, by service. No wildcard: each names one call.
 const (
 	ebsGetSnapshotBlock   = "ebs:GetSnapshotBlock"
@@ -173,7 +204,6 @@ const (
 	ec2CreateSnapshots           = "ec2:CreateSnapshots"
 	ec2CreateTags                = "ec2:CreateTags"
 	ec2DescribeInstances         = "ec2:DescribeInstances"
-	ec2DescribeLockedSnapshots   = "ec2:DescribeLockedSnapshots"
 	ec2DescribeSnapshotAttribute = "ec2:DescribeSnapshotAttribute"
 	ec2DescribeSnapshots         = "ec2:DescribeSnapshots"
 	ec2DescribeVolumes           = "ec2:DescribeVolumes"
@@ -195,11 +225,11 @@ const (
 var catalogue = []entry{
 	{
 		sid:     "EC2Describe",
-		purpose: "find an instance's volumes and devices, wait for snapshots to complete, read a snapshot's record and locks (these actions support no resource-level permission)",
+		purpose: "find an instance's volumes and devices, wait for snapshots to complete, read a snapshot's record (these actions support no resource-level permission)",
 		actions: map[Flow][]string{
 			Acquire:  {ec2DescribeSnapshots},
-			Snapshot: {ec2DescribeInstances, ec2DescribeVolumes, ec2DescribeSnapshots, ec2DescribeLockedSnapshots},
-			Copy:     {ec2DescribeSnapshots, ec2DescribeLockedSnapshots},
+			Snapshot: {ec2DescribeInstances, ec2DescribeVolumes, ec2DescribeSnapshots},
+			Copy:     {ec2DescribeSnapshots},
 		},
 		resources: func(*scope) []string { return []string{"*"} },
 		condition: func(s *scope) Condition { return s.requestedRegion() },
@@ -237,6 +267,16 @@ var catalogue = []entry{
 		resources: func(s *scope) []string { return s.snapshots(s.region) },
 		condition: func(*scope) Condition {
 			return Condition{"StringEquals": {"ec2:CreateAction": {"CreateSnapshot", "CreateSnapshots"}}}
+		},
+	},
+	{
+		sid:       "EC2TagSnapshotDevices",
+		purpose:   "tag each snapshot of an instance's set with its own device and volume, which CreateSnapshots cannot: these two tag keys only",
+		actions:   map[Flow][]string{Snapshot: {ec2CreateTags}},
+		resources: func(s *scope) []string { return s.snapshots(s.region) },
+		condition: func(*scope) Condition {
+			return Condition{"ForAllValues:StringEquals": {"aws:TagKeys": DeviceTagKeys},
+				"Null": {"aws:TagKeys": {"false"}}}
 		},
 	},
 	{

@@ -28,7 +28,6 @@ var authorizes = map[string][]string{
 	"ec2:CreateSnapshots":                 {"ec2:instance", "ec2:snapshot", "ec2:volume"},
 	"ec2:CreateTags":                      {"ec2:snapshot"}, // and other types, but ebsimager tags snapshots only
 	"ec2:DescribeInstances":               nil,
-	"ec2:DescribeLockedSnapshots":         nil,
 	"ec2:DescribeSnapshotAttribute":       {"ec2:snapshot"},
 	"ec2:DescribeSnapshots":               nil,
 	"ec2:DescribeVolumes":                 nil,
@@ -50,9 +49,9 @@ var flowActions = map[Flow][]string{
 		"ec2:DescribeSnapshotAttribute", "ec2:DescribeSnapshots",
 		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"},
 	Snapshot: {"ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DescribeInstances",
-		"ec2:DescribeLockedSnapshots", "ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:LockSnapshot"},
+		"ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:LockSnapshot"},
 	Share: {"ec2:DescribeSnapshotAttribute", "ec2:ModifySnapshotAttribute"},
-	Copy: {"ec2:CopySnapshot", "ec2:CreateTags", "ec2:DescribeLockedSnapshots", "ec2:DescribeSnapshots", "ec2:LockSnapshot",
+	Copy: {"ec2:CopySnapshot", "ec2:CreateTags", "ec2:DescribeSnapshots", "ec2:LockSnapshot",
 		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
 		"kms:ReEncryptFrom", "kms:ReEncryptTo"},
 }
@@ -89,10 +88,31 @@ type decoded struct {
 	Statement []struct {
 		Sid       string
 		Effect    string
-		Action    []string
-		Resource  []string
-		Condition map[string]map[string][]string
+		Action    oneOrMany
+		Resource  oneOrMany
+		Condition map[string]map[string]oneOrMany
 	}
+}
+
+// oneOrMany is IAM's string-or-list of strings.
+type oneOrMany []string
+
+func (v *oneOrMany) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		err := json.Unmarshal(b, &s)
+		*v = oneOrMany{s}
+		return err
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return err
+	}
+	if len(l) < 2 {
+		return fmt.Errorf("a list of %d: one value is written as a string", len(l))
+	}
+	*v = l
+	return nil
 }
 
 var (
@@ -127,7 +147,7 @@ func TestPolicyShape(t *testing.T) {
 					t.Fatalf("%s: statement %+v", name, st)
 				}
 				sids = append(sids, st.Sid)
-				if !slices.IsSorted(st.Action) || !slices.IsSorted(st.Resource) {
+				if !slices.IsSorted(st.Action) || !slices.IsSorted(st.Resource) || len(slices.Compact(slices.Clone(st.Resource))) != len(st.Resource) {
 					t.Errorf("%s: %s: actions or resources not sorted", name, st.Sid)
 				}
 				for _, a := range st.Action {

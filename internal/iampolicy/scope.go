@@ -203,7 +203,7 @@ func (s *scope) viaEBS(regions []string) Condition {
 // grants only for AWS resources.
 func (s *scope) grantForEBS(regions []string) Condition {
 	c := s.viaEBS(regions)
-	c["Bool"] = map[string][]string{"kms:GrantIsForAWSResource": {"true"}}
+	c["Bool"] = map[string]Values{"kms:GrantIsForAWSResource": {"true"}}
 	return c
 }
 
@@ -225,7 +225,7 @@ func (s *scope) shareCondition() Condition {
 		accounts := slices.Clone(s.o.ShareWith)
 		slices.Sort(accounts)
 		c["Null"]["ec2:Add/userId"] = []string{"false"}
-		c["ForAllValues:StringEquals"] = map[string][]string{"ec2:Add/userId": slices.Compact(accounts)}
+		c["ForAllValues:StringEquals"] = map[string]Values{"ec2:Add/userId": slices.Compact(accounts)}
 	}
 	return c
 }
