@@ -246,30 +246,13 @@ func (s *Server) describeSnapshots(form url.Values, reqID string) ([]byte, *quer
 				"The snapshot '" + strings.Join(missing, ", ") + "' does not exist."}
 		}
 	} else {
-		s.reg.mu.RLock()
-		snaps := make([]*snapshot, 0, len(s.reg.snaps))
-		for _, snap := range s.reg.snaps {
-			snaps = append(snaps, snap)
-		}
-		s.reg.mu.RUnlock()
-		slices.SortFunc(snaps, func(a, b *snapshot) int { return strings.Compare(a.id, b.id) })
-		for _, snap := range snaps {
+		for _, snap := range s.reg.sorted() {
 			items = append(items, s.describe(snap))
 		}
 	}
 	items = slices.DeleteFunc(items, func(it ec2Snapshot) bool { return !p.keep(it, id.Account) })
 	resp := describeSnapshotsResponse{RequestID: reqID}
-	if p.after != "" {
-		i, _ := slices.BinarySearchFunc(items, p.after, func(it ec2Snapshot, after string) int {
-			return strings.Compare(it.SnapshotID, after+"\x00") // the first id after p.after
-		})
-		items = items[i:]
-	}
-	if p.max > 0 && len(items) > p.max {
-		items = items[:p.max]
-		resp.NextToken = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].SnapshotID))
-	}
-	resp.Snapshots = items
+	resp.Snapshots, resp.NextToken = pageOf(items, func(it ec2Snapshot) string { return it.SnapshotID }, p.max, p.after)
 	return marshalXML(resp), nil
 }
 

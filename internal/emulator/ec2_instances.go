@@ -1,10 +1,8 @@
 package emulator
 
 import (
-	"encoding/base64"
 	"encoding/xml"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -461,118 +459,34 @@ func (s *Server) describeInstance(in *instance) ec2Instance {
 	return it
 }
 
-// pageParams reads MaxResults (within [lo, hi]) and NextToken, which
-// exclude the id list named idKey, as EC2's Describe actions do.
-func (p params) page(idKey string, lo, hi int, valid func(string) bool) (max int, after string, qe *queryError) {
-	if p.has("MaxResults") {
-		v := p.get("MaxResults")
-		m, err := strconv.Atoi(v)
-		if err != nil || m < lo || m > hi {
-			return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf(
-				"Value ( %s ) for parameter maxResults is invalid. Expecting a value between %d and %d.", v, lo, hi)}
-		}
-		max = m
-	}
-	if p.has("NextToken") {
-		v := p.get("NextToken")
-		a, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || !valid(string(a)) {
-			return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterValue", "The token '" + v + "' is invalid."}
-		}
-		after = string(a)
-	}
-	if len(p.list(idKey)) > 0 && (max > 0 || after != "") {
-		return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterCombination",
-			"The parameter " + idKey + " cannot be used with the parameter maxResults or nextToken"}
-	}
-	return max, after, nil
-}
-
-// pageOf cuts a sorted id list after after and to max, returning the
-// next token.
-func pageOf(ids []string, max int, after string) ([]string, string) {
-	if after != "" {
-		i, _ := slices.BinarySearch(ids, after+"\x00")
-		ids = ids[i:]
-	}
-	if max > 0 && len(ids) > max {
-		ids = ids[:max]
-		return ids, base64.RawURLEncoding.EncodeToString([]byte(ids[len(ids)-1]))
-	}
-	return ids, ""
-}
-
-// notFoundIDs is EC2's error for ids that do not exist.
-func notFoundIDs(code, noun string, ids []string) *queryError {
-	if len(ids) == 1 {
-		return &queryError{http.StatusBadRequest, code, fmt.Sprintf("The %s '%s' does not exist", noun, ids[0])}
-	}
-	return &queryError{http.StatusBadRequest, code, fmt.Sprintf("The %ss '%s' do not exist", noun, strings.Join(ids, ", "))}
-}
-
-func malformed(code, id, want string) *queryError {
-	return &queryError{http.StatusBadRequest, code, fmt.Sprintf("Invalid id: \"%s\" (expecting \"%s-...\")", id, want)}
-}
-
 func (s *Server) describeInstances(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	p, qe := readParams(form, "InstanceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
-	if qe != nil {
-		return nil, qe
-	}
-	ids := p.list("InstanceId")
-	for _, id := range ids {
-		if !instanceIDPattern.MatchString(id) {
-			return nil, malformed("InvalidInstanceID.Malformed", id, "i")
-		}
-	}
-	filters, qe := p.filters(func(n string) bool {
+	a, qe := s.readList(form, OpDescribeInstances, instanceIDs, func(n string) bool {
 		return slices.Contains([]string{"instance-id", "instance-state-name", "block-device-mapping.volume-id",
 			"block-device-mapping.device-name", "root-device-name", "tag-key"}, n) || isTagFilter(n)
 	})
 	if qe != nil {
 		return nil, qe
 	}
-	max, after, qe := p.page("InstanceId", minDescribeResults, maxDescribeResults, instanceIDPattern.MatchString)
+	s.ec2mu.Lock()
+	defer s.ec2mu.Unlock()
+	ids, qe := existing(instanceIDs, s.ec2.instances, a.ids)
 	if qe != nil {
 		return nil, qe
 	}
-	if qe := s.authorize(OpDescribeInstances); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	s.ec2mu.Lock()
-	defer s.ec2mu.Unlock()
-	var missing []string
-	for _, id := range ids {
-		if s.ec2.instances[id] == nil {
-			missing = append(missing, id)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, notFoundIDs("InvalidInstanceID.NotFound", "instance ID", missing)
-	}
-	if len(ids) == 0 {
-		for id := range s.ec2.instances {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-	}
-	var kept []string
+	var kept []*instance
 	for _, id := range ids {
 		in := s.ec2.instances[id]
-		if keepAll(filters, func(name, pat string) bool { return instanceMatch(in, name, pat) }) {
-			kept = append(kept, id)
+		if keepAll(a.filters, func(name, pat string) bool { return instanceMatch(in, name, pat) }) {
+			kept = append(kept, in)
 		}
 	}
-	kept, next := pageOf(kept, max, after)
+	kept, next := pageOf(kept, func(in *instance) string { return in.id }, a.max, a.after)
 	resp := describeInstancesResponse{RequestID: reqID, NextToken: next}
-	for _, id := range kept {
+	for _, in := range kept {
 		resp.Reservations = append(resp.Reservations, ec2Reservation{
-			ReservationID: fmt.Sprintf("r-0%016x", hash4(domVolumeID, strHash(id), 2, 0)),
+			ReservationID: fmt.Sprintf("r-0%016x", hash4(domVolumeID, strHash(in.id), 2, 0)),
 			OwnerID:       s.identity().Account,
-			Instances:     []ec2Instance{s.describeInstance(s.ec2.instances[id])},
+			Instances:     []ec2Instance{s.describeInstance(in)},
 		})
 	}
 	return marshalXML(resp), nil
@@ -619,64 +533,28 @@ func instanceMatch(in *instance, name, pat string) bool {
 }
 
 func (s *Server) describeVolumes(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	p, qe := readParams(form, "VolumeId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
-	if qe != nil {
-		return nil, qe
-	}
-	ids := p.list("VolumeId")
-	for _, id := range ids {
-		if !volumeIDPattern.MatchString(id) {
-			return nil, malformed("InvalidVolumeID.Malformed", id, "vol")
-		}
-	}
-	filters, qe := p.filters(func(n string) bool {
+	a, qe := s.readList(form, OpDescribeVolumes, volumeIDs, func(n string) bool {
 		return slices.Contains([]string{"volume-id", "status", "size", "encrypted", "kms-key-id", "attachment.instance-id",
 			"attachment.device", "attachment.status", "attachment.delete-on-termination", "tag-key"}, n) || isTagFilter(n)
 	})
 	if qe != nil {
 		return nil, qe
 	}
-	max, after, qe := p.page("VolumeId", minDescribeResults, maxDescribeResults, volumeIDPattern.MatchString)
+	s.ec2mu.Lock()
+	defer s.ec2mu.Unlock()
+	ids, qe := existing(volumeIDs, s.ec2.volumes, a.ids)
 	if qe != nil {
 		return nil, qe
 	}
-	if qe := s.authorize(OpDescribeVolumes); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	s.ec2mu.Lock()
-	defer s.ec2mu.Unlock()
-	var missing []string
-	for _, id := range ids {
-		if s.ec2.volumes[id] == nil {
-			missing = append(missing, id)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, notFoundIDs("InvalidVolume.NotFound", "volume", missing)
-	}
-	if len(ids) == 0 {
-		for id := range s.ec2.volumes {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-	}
-	var kept []string
-	items := map[string]ec2Volume{}
+	var kept []ec2Volume
 	for _, id := range ids {
 		it := s.describeVolume(s.ec2.volumes[id])
-		if keepAll(filters, func(name, pat string) bool { return volumeMatch(it, name, pat) }) {
-			kept = append(kept, id)
-			items[id] = it
+		if keepAll(a.filters, func(name, pat string) bool { return volumeMatch(it, name, pat) }) {
+			kept = append(kept, it)
 		}
 	}
-	kept, next := pageOf(kept, max, after)
-	resp := describeVolumesResponse{RequestID: reqID, NextToken: next}
-	for _, id := range kept {
-		resp.Volumes = append(resp.Volumes, items[id])
-	}
+	resp := describeVolumesResponse{RequestID: reqID}
+	resp.Volumes, resp.NextToken = pageOf(kept, func(v ec2Volume) string { return v.VolumeID }, a.max, a.after)
 	return marshalXML(resp), nil
 }
 

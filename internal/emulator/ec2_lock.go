@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -148,13 +147,7 @@ func (s *Server) lockSnapshot(form url.Values, reqID, _ string) ([]byte, *queryE
 		}
 		want.coolOff, want.coolUntil = h, now.Add(time.Duration(h)*time.Hour)
 	}
-	if qe := s.authorize(OpLockSnapshot); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	snap, qe := s.permitSnapshot(OpLockSnapshot, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}
@@ -193,44 +186,23 @@ func incorrectState(state string) *queryError {
 }
 
 func (s *Server) describeLockedSnapshots(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	p, qe := readParams(form, "SnapshotId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
+	a, qe := s.readList(form, OpDescribeLockedSnapshots, lockedIDs, func(n string) bool { return n == "lock-state" })
 	if qe != nil {
-		return nil, qe
-	}
-	ids := p.list("SnapshotId")
-	filters, qe := p.filters(func(n string) bool { return n == "lock-state" })
-	if qe != nil {
-		return nil, qe
-	}
-	max, after, qe := p.page("SnapshotId", minDescribeResults, maxDescribeResults, func(string) bool { return true })
-	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpDescribeLockedSnapshots); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	var snaps []*snapshot
-	for _, id := range ids {
+	for _, id := range a.ids {
 		snap, qe := s.ec2Snapshot(id)
 		if qe != nil {
 			return nil, qe
 		}
 		snaps = append(snaps, snap)
 	}
-	if len(ids) == 0 {
-		s.reg.mu.RLock()
-		for _, snap := range s.reg.snaps {
-			snaps = append(snaps, snap)
-		}
-		s.reg.mu.RUnlock()
-		slices.SortFunc(snaps, func(a, b *snapshot) int { return cmpStrings(a.id, b.id) })
+	if len(a.ids) == 0 {
+		snaps = s.reg.sorted()
 	}
 	now, owner := s.now(), s.identity().Account
-	items := map[string]lockInfo{}
-	var kept []string
+	var kept []lockInfo
 	s.ec2mu.Lock()
 	for _, snap := range snaps {
 		if snap.lock == nil {
@@ -238,28 +210,14 @@ func (s *Server) describeLockedSnapshots(form url.Values, reqID, _ string) ([]by
 		}
 		it := snap.lock.info(snap.id, now)
 		it.OwnerID = owner
-		if keepAll(filters, func(_, pat string) bool { return wildcard(pat, it.LockState) }) {
-			kept = append(kept, snap.id)
-			items[snap.id] = it
+		if keepAll(a.filters, func(_, pat string) bool { return wildcard(pat, it.LockState) }) {
+			kept = append(kept, it)
 		}
 	}
 	s.ec2mu.Unlock()
-	kept, next := pageOf(kept, max, after)
-	resp := describeLockedSnapshotsResponse{RequestID: reqID, NextToken: next}
-	for _, id := range kept {
-		resp.Snapshots = append(resp.Snapshots, items[id])
-	}
+	resp := describeLockedSnapshotsResponse{RequestID: reqID}
+	resp.Snapshots, resp.NextToken = pageOf(kept, func(it lockInfo) string { return it.SnapshotID }, a.max, a.after)
 	return marshalXML(resp), nil
-}
-
-func cmpStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 type returnResponse struct {
@@ -283,13 +241,7 @@ func (s *Server) deleteSnapshot(form url.Values, reqID, _ string) ([]byte, *quer
 	if !p.has("SnapshotId") {
 		return nil, missing("SnapshotId")
 	}
-	if qe := s.authorize(OpDeleteSnapshot); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	snap, qe := s.permitSnapshot(OpDeleteSnapshot, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}

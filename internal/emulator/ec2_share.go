@@ -60,7 +60,7 @@ func (s *Server) describeSnapshotAttribute(form url.Values, reqID, _ string) ([]
 	if qe != nil {
 		return nil, qe
 	}
-	attr, id := p.get("Attribute"), p.get("SnapshotId")
+	attr := p.get("Attribute")
 	switch {
 	case !p.has("SnapshotId"):
 		return nil, missing("SnapshotId")
@@ -69,13 +69,7 @@ func (s *Server) describeSnapshotAttribute(form url.Values, reqID, _ string) ([]
 	case attr != attrCreateVolumePermission && attr != attrProductCodes:
 		return nil, invalidValue(attr, "Attribute", "Unknown attribute.")
 	}
-	if qe := s.authorize(OpDescribeSnapshotAttribute); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(id)
+	snap, qe := s.permitSnapshot(OpDescribeSnapshotAttribute, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}
@@ -178,13 +172,7 @@ func (s *Server) modifySnapshotAttribute(form url.Values, reqID, _ string) ([]by
 	if qe != nil {
 		return nil, qe
 	}
-	if qe := s.authorize(OpModifySnapshotAttribute); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	snap, qe := s.permitSnapshot(OpModifySnapshotAttribute, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}
@@ -254,18 +242,8 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 		return nil, &queryError{http.StatusBadRequest, "InvalidParameterDependency",
 			"The parameter KmsKeyId requires the parameter Encrypted to be set."}
 	}
-	desc, qe := p.description()
+	desc, tags, qe := s.madeParams(OpCopySnapshot, p)
 	if qe != nil {
-		return nil, qe
-	}
-	tags, qe := p.tagSpecs("snapshot")
-	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpCopySnapshot); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	src, qe := s.ec2Snapshot(p.get("SourceSnapshotId"))
@@ -294,14 +272,7 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 	now := s.now()
 	snap := &snapshot{volumeGiB: src.volumeGiB, src: src.src, started: now, readyAt: now.Add(s.o.SnapshotDelay)}
 	s.ec2mu.Lock()
-	s.register(snap, func(id string) {
-		made.tier, made.kmsDenied = s.draw(id, made)
-		snap.made = made
-		snap.ec2Tags = tags
-		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
-			snap.public.Store(publicYes)
-		}
-	})
+	s.registerMade(snap, made, tags)
 	s.ec2mu.Unlock()
 	return marshalXML(copySnapshotResponse{RequestID: reqID, SnapshotID: snap.id, Tags: tagSet(tags)}), nil
 }
