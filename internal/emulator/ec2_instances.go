@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/xml"
 	"fmt"
 	"net/url"
 	"os"
@@ -299,7 +298,6 @@ func ParseVolumeMeta(spec string, m map[string]VolumeSpec) error {
 
 // Wire shapes of DescribeInstances and DescribeVolumes.
 type describeInstancesResponse struct {
-	XMLName      xml.Name         `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeInstancesResponse"`
 	RequestID    string           `xml:"requestId"`
 	Reservations []ec2Reservation `xml:"reservationSet>item"`
 	NextToken    string           `xml:"nextToken,omitempty"`
@@ -349,7 +347,6 @@ type ec2DeviceMapping struct {
 }
 
 type describeVolumesResponse struct {
-	XMLName   xml.Name    `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeVolumesResponse"`
 	RequestID string      `xml:"requestId"`
 	Volumes   []ec2Volume `xml:"volumeSet>item"`
 	NextToken string      `xml:"nextToken,omitempty"`
@@ -460,39 +457,36 @@ func (s *Server) describeInstance(in *instance) ec2Instance {
 }
 
 func (s *Server) describeInstances(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	a, qe := s.readList(form, OpDescribeInstances, instanceIDs, func(n string) bool {
-		return slices.Contains([]string{"instance-id", "instance-state-name", "block-device-mapping.volume-id",
-			"block-device-mapping.device-name", "root-device-name", "tag-key"}, n) || isTagFilter(n)
-	})
+	a, qe := s.readList(form, OpDescribeInstances, instanceIDs, withTagFilters("instance-id", "instance-state-name",
+		"block-device-mapping.volume-id", "block-device-mapping.device-name", "root-device-name"))
 	if qe != nil {
 		return nil, qe
 	}
 	s.ec2mu.Lock()
 	defer s.ec2mu.Unlock()
-	ids, qe := existing(instanceIDs, s.ec2.instances, a.ids)
+	page, next, qe := selectPage(a, instanceIDs, s.ec2.instances, func(in *instance) *instance { return in },
+		func(in *instance) string { return in.id }, instanceMatch)
 	if qe != nil {
 		return nil, qe
 	}
-	var kept []*instance
-	for _, id := range ids {
-		in := s.ec2.instances[id]
-		if keepAll(a.filters, func(name, pat string) bool { return instanceMatch(in, name, pat) }) {
-			kept = append(kept, in)
-		}
-	}
-	kept, next := pageOf(kept, func(in *instance) string { return in.id }, a.max, a.after)
 	resp := describeInstancesResponse{RequestID: reqID, NextToken: next}
-	for _, in := range kept {
+	for _, in := range page {
 		resp.Reservations = append(resp.Reservations, ec2Reservation{
 			ReservationID: fmt.Sprintf("r-0%016x", hash4(domVolumeID, strHash(in.id), 2, 0)),
 			OwnerID:       s.identity().Account,
 			Instances:     []ec2Instance{s.describeInstance(in)},
 		})
 	}
-	return marshalXML(resp), nil
+	return answer(OpDescribeInstances, resp), nil
 }
 
 func isTagFilter(n string) bool { return strings.HasPrefix(n, "tag:") && len(n) > len("tag:") }
+
+// withTagFilters accepts the filter names given and the tag filters,
+// tag-key and tag:KEY.
+func withTagFilters(names ...string) func(string) bool {
+	return func(n string) bool { return slices.Contains(names, n) || n == "tag-key" || isTagFilter(n) }
+}
 
 // keepAll applies EC2 filter semantics: every filter must match, a filter
 // matching when any of its values does.
@@ -533,29 +527,20 @@ func instanceMatch(in *instance, name, pat string) bool {
 }
 
 func (s *Server) describeVolumes(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	a, qe := s.readList(form, OpDescribeVolumes, volumeIDs, func(n string) bool {
-		return slices.Contains([]string{"volume-id", "status", "size", "encrypted", "kms-key-id", "attachment.instance-id",
-			"attachment.device", "attachment.status", "attachment.delete-on-termination", "tag-key"}, n) || isTagFilter(n)
-	})
+	a, qe := s.readList(form, OpDescribeVolumes, volumeIDs, withTagFilters("volume-id", "status", "size", "encrypted",
+		"kms-key-id", "attachment.instance-id", "attachment.device", "attachment.status", "attachment.delete-on-termination"))
 	if qe != nil {
 		return nil, qe
 	}
 	s.ec2mu.Lock()
 	defer s.ec2mu.Unlock()
-	ids, qe := existing(volumeIDs, s.ec2.volumes, a.ids)
+	resp := describeVolumesResponse{RequestID: reqID}
+	resp.Volumes, resp.NextToken, qe = selectPage(a, volumeIDs, s.ec2.volumes, s.describeVolume,
+		func(v ec2Volume) string { return v.VolumeID }, volumeMatch)
 	if qe != nil {
 		return nil, qe
 	}
-	var kept []ec2Volume
-	for _, id := range ids {
-		it := s.describeVolume(s.ec2.volumes[id])
-		if keepAll(a.filters, func(name, pat string) bool { return volumeMatch(it, name, pat) }) {
-			kept = append(kept, it)
-		}
-	}
-	resp := describeVolumesResponse{RequestID: reqID}
-	resp.Volumes, resp.NextToken = pageOf(kept, func(v ec2Volume) string { return v.VolumeID }, a.max, a.after)
-	return marshalXML(resp), nil
+	return answer(OpDescribeVolumes, resp), nil
 }
 
 func volumeMatch(v ec2Volume, name, pat string) bool {

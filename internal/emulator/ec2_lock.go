@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -73,13 +72,11 @@ func (l *snapLock) info(id string, now time.Time) lockInfo {
 }
 
 type lockSnapshotResponse struct {
-	XMLName   xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ LockSnapshotResponse"`
-	RequestID string   `xml:"requestId"`
+	RequestID string `xml:"requestId"`
 	lockInfo
 }
 
 type describeLockedSnapshotsResponse struct {
-	XMLName   xml.Name   `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeLockedSnapshotsResponse"`
 	RequestID string     `xml:"requestId"`
 	Snapshots []lockInfo `xml:"snapshotSet>item"`
 	NextToken string     `xml:"nextToken,omitempty"`
@@ -176,7 +173,7 @@ func (s *Server) lockSnapshot(form url.Values, reqID, _ string) ([]byte, *queryE
 	}
 	l := want
 	snap.lock = &l
-	return marshalXML(lockSnapshotResponse{RequestID: reqID, lockInfo: l.info(snap.id, now)}), nil
+	return answer(OpLockSnapshot, lockSnapshotResponse{RequestID: reqID, lockInfo: l.info(snap.id, now)}), nil
 }
 
 // incorrectState is EC2's error for an action on a snapshot in a state
@@ -217,19 +214,17 @@ func (s *Server) describeLockedSnapshots(form url.Values, reqID, _ string) ([]by
 	s.ec2mu.Unlock()
 	resp := describeLockedSnapshotsResponse{RequestID: reqID}
 	resp.Snapshots, resp.NextToken = pageOf(kept, func(it lockInfo) string { return it.SnapshotID }, a.max, a.after)
-	return marshalXML(resp), nil
+	return answer(OpDescribeLockedSnapshots, resp), nil
 }
 
 type returnResponse struct {
-	XMLName   xml.Name
 	RequestID string `xml:"requestId"`
 	Return    bool   `xml:"return"`
 }
 
 // returnTrue is the answer of actions that only say they succeeded.
 func returnTrue(action, reqID string) []byte {
-	return marshalXML(returnResponse{XMLName: xml.Name{Space: "http://ec2.amazonaws.com/doc/2016-11-15/", Local: action + "Response"},
-		RequestID: reqID, Return: true})
+	return answer(action, returnResponse{RequestID: reqID, Return: true})
 }
 
 // deleteSnapshot deletes a snapshot that is not locked.

@@ -335,6 +335,19 @@ func (k idKind) check(id string) *queryError {
 // notFound is EC2's error for ids of this kind that do not exist.
 func (k idKind) notFound(ids ...string) *queryError { return notFoundIDs(k.notFoundCode, k.noun, ids) }
 
+// id reads the id parameter key, which must be given (else the
+// MissingParameter error names the parameter name) and be of kind k.
+func (p params) id(key, name string, k idKind) (string, *queryError) {
+	if !p.has(key) {
+		return "", missing(name)
+	}
+	id := p.get(key)
+	if qe := k.check(id); qe != nil {
+		return "", qe
+	}
+	return id, nil
+}
+
 // existing returns ids when m holds every one, or the not-found error for
 // those it lacks; no ids is all of m's, in order.
 func existing[T any](k idKind, m map[string]*T, ids []string) ([]string, *queryError) {
@@ -351,6 +364,28 @@ func existing[T any](k idKind, m map[string]*T, ids []string) ([]string, *queryE
 		return slices.Sorted(maps.Keys(m)), nil
 	}
 	return ids, nil
+}
+
+// selectPage answers a Describe action over m: the items of the ids a
+// asks for (all of m's when it names none, in order) that pass its
+// filters, as match says, cut to the page it asks for; with the next
+// token.
+func selectPage[T, I any](a listArgs, k idKind, m map[string]*T, item func(*T) I, id func(I) string,
+	match func(it I, name, pat string) bool,
+) ([]I, string, *queryError) {
+	ids, qe := existing(k, m, a.ids)
+	if qe != nil {
+		return nil, "", qe
+	}
+	var kept []I
+	for _, x := range ids {
+		it := item(m[x])
+		if keepAll(a.filters, func(name, pat string) bool { return match(it, name, pat) }) {
+			kept = append(kept, it)
+		}
+	}
+	page, next := pageOf(kept, id, a.max, a.after)
+	return page, next, nil
 }
 
 // listArgs are the parameters EC2's Describe actions share: the ids asked

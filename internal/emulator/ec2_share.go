@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -19,7 +18,6 @@ const (
 )
 
 type describeSnapshotAttributeResponse struct {
-	XMLName                xml.Name         `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeSnapshotAttributeResponse"`
 	RequestID              string           `xml:"requestId"`
 	SnapshotID             string           `xml:"snapshotId"`
 	CreateVolumePermission *ec2Permissions  `xml:"createVolumePermission,omitempty"`
@@ -76,10 +74,10 @@ func (s *Server) describeSnapshotAttribute(form url.Values, reqID, _ string) ([]
 	resp := describeSnapshotAttributeResponse{RequestID: reqID, SnapshotID: snap.id}
 	if attr == attrProductCodes {
 		resp.ProductCodes = &ec2ProductCodes{}
-		return marshalXML(resp), nil
+		return answer(OpDescribeSnapshotAttribute, resp), nil
 	}
 	resp.CreateVolumePermission = &ec2Permissions{Items: s.permissions(snap)}
-	return marshalXML(resp), nil
+	return answer(OpDescribeSnapshotAttribute, resp), nil
 }
 
 // permissions lists a snapshot's createVolumePermission: the group "all"
@@ -207,7 +205,6 @@ func (s *Server) modifySnapshotAttribute(form url.Values, reqID, _ string) ([]by
 }
 
 type copySnapshotResponse struct {
-	XMLName    xml.Name   `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ CopySnapshotResponse"`
 	RequestID  string     `xml:"requestId"`
 	SnapshotID string     `xml:"snapshotId"`
 	Tags       *ec2TagSet `xml:"tagSet,omitempty"`
@@ -274,5 +271,5 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 	s.ec2mu.Lock()
 	s.registerMade(snap, made, tags)
 	s.ec2mu.Unlock()
-	return marshalXML(copySnapshotResponse{RequestID: reqID, SnapshotID: snap.id, Tags: tagSet(tags)}), nil
+	return answer(OpCopySnapshot, copySnapshotResponse{RequestID: reqID, SnapshotID: snap.id, Tags: tagSet(tags)}), nil
 }

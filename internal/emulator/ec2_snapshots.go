@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -170,13 +169,11 @@ func (s *Server) registerMade(snap *snapshot, made *ec2Made, tags []Tag) {
 }
 
 type createSnapshotResponse struct {
-	XMLName   xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ CreateSnapshotResponse"`
-	RequestID string   `xml:"requestId"`
+	RequestID string `xml:"requestId"`
 	ec2Snapshot
 }
 
 type createSnapshotsResponse struct {
-	XMLName   xml.Name          `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ CreateSnapshotsResponse"`
 	RequestID string            `xml:"requestId"`
 	Snapshots []ec2SnapshotInfo `xml:"snapshotSet>item"`
 }
@@ -218,11 +215,8 @@ func (s *Server) createSnapshot(form url.Values, reqID, region string) ([]byte, 
 	if qe != nil {
 		return nil, qe
 	}
-	if !p.has("VolumeId") {
-		return nil, missing("VolumeId")
-	}
-	id := p.get("VolumeId")
-	if qe := volumeIDs.check(id); qe != nil {
+	id, qe := p.id("VolumeId", "VolumeId", volumeIDs)
+	if qe != nil {
 		return nil, qe
 	}
 	desc, tags, qe := s.madeParams(OpCreateSnapshot, p)
@@ -240,7 +234,7 @@ func (s *Server) createSnapshot(form url.Values, reqID, region string) ([]byte, 
 	if qe != nil {
 		return nil, qe
 	}
-	return marshalXML(createSnapshotResponse{RequestID: reqID, ec2Snapshot: s.created(snap)}), nil
+	return answer(OpCreateSnapshot, createSnapshotResponse{RequestID: reqID, ec2Snapshot: s.created(snap)}), nil
 }
 
 func (s *Server) createSnapshots(form url.Values, reqID, region string) ([]byte, *queryError) {
@@ -250,11 +244,8 @@ func (s *Server) createSnapshots(form url.Values, reqID, region string) ([]byte,
 	if qe != nil {
 		return nil, qe
 	}
-	if !p.has("InstanceSpecification.InstanceId") {
-		return nil, missing("InstanceSpecification")
-	}
-	id := p.get("InstanceSpecification.InstanceId")
-	if qe := instanceIDs.check(id); qe != nil {
+	id, qe := p.id("InstanceSpecification.InstanceId", "InstanceSpecification", instanceIDs)
+	if qe != nil {
 		return nil, qe
 	}
 	excludeBoot, qe := p.boolean("InstanceSpecification.ExcludeBootVolume", false)
@@ -286,7 +277,7 @@ func (s *Server) createSnapshots(form url.Values, reqID, region string) ([]byte,
 			State: it.Status, VolumeSize: it.VolumeSize, StartTime: it.StartTime, Progress: it.Progress,
 			OwnerID: it.OwnerID, Description: it.Description, Encrypted: it.Encrypted, Tags: it.Tags})
 	}
-	return marshalXML(resp), nil
+	return answer(OpCreateSnapshots, resp), nil
 }
 
 // snapshotInstance makes one snapshot of each of the instance's volumes
