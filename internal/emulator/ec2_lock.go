@@ -97,11 +97,8 @@ func (s *Server) lockSnapshot(form url.Values, reqID, _ string) ([]byte, *queryE
 	if qe != nil {
 		return nil, qe
 	}
-	switch {
-	case !p.has("SnapshotId"):
-		return nil, missing("SnapshotId")
-	case !p.has("LockMode"):
-		return nil, missing("LockMode")
+	if qe := p.require("SnapshotId", "LockMode"); qe != nil {
+		return nil, qe
 	}
 	mode := p.get("LockMode")
 	if mode != lockGovernance && mode != lockCompliance {

@@ -335,6 +335,16 @@ func (k idKind) check(id string) *queryError {
 // notFound is EC2's error for ids of this kind that do not exist.
 func (k idKind) notFound(ids ...string) *queryError { return notFoundIDs(k.notFoundCode, k.noun, ids) }
 
+// require answers MissingParameter for the first of keys not given.
+func (p params) require(keys ...string) *queryError {
+	for _, k := range keys {
+		if !p.has(k) {
+			return missing(k)
+		}
+	}
+	return nil
+}
+
 // id reads the id parameter key, which must be given (else the
 // MissingParameter error names the parameter name) and be of kind k.
 func (p params) id(key, name string, k idKind) (string, *queryError) {

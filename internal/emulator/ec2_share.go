@@ -58,13 +58,11 @@ func (s *Server) describeSnapshotAttribute(form url.Values, reqID, _ string) ([]
 	if qe != nil {
 		return nil, qe
 	}
+	if qe := p.require("SnapshotId", "Attribute"); qe != nil {
+		return nil, qe
+	}
 	attr := p.get("Attribute")
-	switch {
-	case !p.has("SnapshotId"):
-		return nil, missing("SnapshotId")
-	case !p.has("Attribute"):
-		return nil, missing("Attribute")
-	case attr != attrCreateVolumePermission && attr != attrProductCodes:
+	if attr != attrCreateVolumePermission && attr != attrProductCodes {
 		return nil, invalidValue(attr, "Attribute", "Unknown attribute.")
 	}
 	snap, qe := s.permitSnapshot(OpDescribeSnapshotAttribute, p, "SnapshotId")
@@ -224,11 +222,8 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 	if qe != nil {
 		return nil, qe
 	}
-	switch {
-	case !p.has("SourceSnapshotId"):
-		return nil, missing("SourceSnapshotId")
-	case !p.has("SourceRegion"):
-		return nil, missing("SourceRegion")
+	if qe := p.require("SourceSnapshotId", "SourceRegion"); qe != nil {
+		return nil, qe
 	}
 	encrypt, qe := p.boolean("Encrypted", false)
 	if qe != nil {
