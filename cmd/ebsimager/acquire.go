@@ -9,8 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/digest"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
 	"github.com/ebsimager/ebsimager/internal/ebs"
@@ -500,33 +499,6 @@ func (a *acquisition) finishImage(res acquire.Result, sum *acquireSummary, awsIn
 	return nil
 }
 
-// retriesText renders retries by kind: "no retries", or "12 retries
-// (9 throttle, 3 server-error)", the most frequent kind first.
-func retriesText(byKind map[string]int64) string {
-	var total int64
-	kinds := make([]string, 0, len(byKind))
-	for k, n := range byKind {
-		if n > 0 {
-			total += n
-			kinds = append(kinds, k)
-		}
-	}
-	if total == 0 {
-		return "no retries"
-	}
-	sort.Slice(kinds, func(i, j int) bool {
-		if byKind[kinds[i]] != byKind[kinds[j]] {
-			return byKind[kinds[i]] > byKind[kinds[j]]
-		}
-		return kinds[i] < kinds[j]
-	})
-	parts := make([]string, len(kinds))
-	for i, k := range kinds {
-		parts[i] = fmt.Sprintf("%d %s", byKind[k], k)
-	}
-	return fmt.Sprintf("%s (%s)", ui.Plural(total, "retry"), strings.Join(parts, ", "))
-}
-
 // incompleteHint says what happened to the blocks that did arrive, and
 // what running again will do.
 func incompleteHint(o *acquireOptions) string {
@@ -553,7 +525,7 @@ func printAcquireSummary(w io.Writer, s acquireSummary, asJSON bool) error {
 	fmt.Fprintf(w, "  blocks     %d listed, %d fetched now, %d kept from an earlier run\n", s.Blocks, s.Fetched, s.Resumed)
 	fmt.Fprintf(w, "  data       %s in %s (%.0f blocks/s, %s)\n", ui.Bytes(s.Bytes), ui.Duration(time.Duration(s.Seconds*float64(time.Second))),
 		s.BlocksPerSecond, ui.Rate(s.Bytes, time.Duration(s.Seconds*float64(time.Second))))
-	fmt.Fprintf(w, "  requests   %d List, %d Get, %s\n", s.Counts.ListCalls, s.Counts.GetCalls, retriesText(s.Counts.Retries))
+	fmt.Fprintf(w, "  requests   %d List, %d Get, %s\n", s.Counts.ListCalls, s.Counts.GetCalls, casework.RetriesText(s.Counts.Retries))
 	if b := s.Base; b != nil {
 		fmt.Fprintf(w, "  base       %s (%s): %s listed, %s reused (%d linked, %d copied now)\n",
 			b.SnapshotID, b.Directory, ui.Plural(b.ChangedBlocks, "changed block"), ui.Plural(b.ReusedBlocks, "block"), b.LinkedBlocks, b.CopiedBlocks)

@@ -250,22 +250,6 @@ func TestInterruptMessages(t *testing.T) {
 	}
 }
 
-func TestRetriesText(t *testing.T) {
-	for _, tc := range []struct {
-		in   map[string]int64
-		want string
-	}{
-		{nil, "no retries"},
-		{map[string]int64{"throttle": 0}, "no retries"},
-		{map[string]int64{"throttle": 1}, "1 retry (1 throttle)"},
-		{map[string]int64{"server-error": 3, "throttle": 9}, "12 retries (9 throttle, 3 server-error)"},
-	} {
-		if got := retriesText(tc.in); got != tc.want {
-			t.Errorf("retriesText(%v) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 // An E01's line names the media size and the size of its files apart.
 func TestImageSizeText(t *testing.T) {
 	dir := t.TempDir()

@@ -148,32 +148,42 @@ func (e *ConflictError) Unwrap() error { return fs.ErrExist }
 // rerun of the same targets (in any order) resumes it, its snapshots
 // kept; other targets are a *ConflictError. No case is (nil, nil).
 func Load(dir string, targets []string) (*Case, error) {
-	f, err := os.Open(filepath.Join(dir, JSONName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	name := filepath.Join(dir, JSONName)
+	var c Case
+	if ok, err := readJSON(name, &c); !ok {
 		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCaseBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
-	}
-	var c Case
-	if len(data) > maxCaseBytes {
-		return nil, fmt.Errorf("reading %s: larger than %d bytes", f.Name(), maxCaseBytes)
-	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
-	}
 	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
+		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	if !sameSet(c.Targets, targets) {
 		return nil, &ConflictError{Dir: dir, Targets: c.Targets}
 	}
 	return &c, nil
+}
+
+// readJSON decodes the JSON file name into v, reading at most
+// maxCaseBytes of it. A file that does not exist is (false, nil).
+func readJSON(name string, v any) (bool, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCaseBytes+1))
+	if err == nil && len(data) > maxCaseBytes {
+		err = fmt.Errorf("larger than %d bytes", maxCaseBytes)
+	}
+	if err == nil {
+		err = json.Unmarshal(data, v)
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return true, nil
 }
 
 // check refuses a case record that cannot be this tool's: every name in

@@ -192,3 +192,19 @@ func TestReadPreservation(t *testing.T) {
 		t.Fatal("the record was not set aside")
 	}
 }
+
+func TestRetriesText(t *testing.T) {
+	for _, tc := range []struct {
+		in   map[string]int64
+		want string
+	}{
+		{nil, "no retries"},
+		{map[string]int64{"throttle": 0}, "no retries"},
+		{map[string]int64{"throttle": 1}, "1 retry (1 throttle)"},
+		{map[string]int64{"server-error": 3, "throttle": 9}, "12 retries (9 throttle, 3 server-error)"},
+	} {
+		if got := RetriesText(tc.in); got != tc.want {
+			t.Errorf("RetriesText(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

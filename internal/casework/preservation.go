@@ -1,10 +1,8 @@
 package casework
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -91,24 +89,10 @@ type Recorded struct {
 // of making new ones. No record is (nil, nil); a record of other targets
 // is a *ConflictError.
 func ReadPreservation(dir string, targets []string) (*Recorded, error) {
-	f, err := os.Open(filepath.Join(dir, PreservationJSON))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCaseBytes+1))
-	if err == nil && len(data) > maxCaseBytes {
-		err = fmt.Errorf("larger than %d bytes", maxCaseBytes)
-	}
+	name := filepath.Join(dir, PreservationJSON)
 	var rec preservationFile
-	if err == nil {
-		err = json.Unmarshal(data, &rec)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
+	if ok, err := readJSON(name, &rec); !ok {
+		return nil, err
 	}
 	if !sameSet(rec.Targets, targets) {
 		return nil, &ConflictError{Dir: dir, Targets: rec.Targets}
@@ -127,7 +111,7 @@ func ReadPreservation(dir string, targets []string) (*Recorded, error) {
 			id = s.SnapshotID
 		}
 		if k, err := KindOf(id); err != nil || k != KindSnapshot {
-			return nil, fmt.Errorf("reading %s: snapshot id %q", f.Name(), id)
+			return nil, fmt.Errorf("reading %s: snapshot id %q", name, id)
 		}
 		out.Snapshots = append(out.Snapshots, Preserved{InstanceID: s.InstanceID, Device: s.Device, VolumeID: s.VolumeID, SnapshotID: id})
 	}

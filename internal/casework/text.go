@@ -67,7 +67,7 @@ func (v *Volume) writeText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  blocks        %d listed, %d fetched now, %d kept from an earlier run, %d failed\n", v.Blocks, v.Fetched, v.Kept, v.FailedBlocks)
 	fmt.Fprintf(w, "  data          %s in %.1f s\n", plural(v.Bytes, "byte"), v.Seconds)
-	fmt.Fprintf(w, "  requests      %d List, %d Get, %s; %s of the account limiter\n", v.ListCalls, v.GetCalls, retriesText(v.Retries, v.RetriesByKind), plural(v.AccountTurns, "turn"))
+	fmt.Fprintf(w, "  requests      %d List, %d Get, %s; %s of the account limiter\n", v.ListCalls, v.GetCalls, RetriesText(v.RetriesByKind), plural(v.AccountTurns, "turn"))
 	if v.Error != "" {
 		fmt.Fprintf(w, "  error         (exit %d) %s\n", v.ExitCode, strings.ReplaceAll(v.Error, "\n", "\n                "))
 	}
@@ -85,17 +85,19 @@ func plural(n int64, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// retriesText is "no retries", or "12 retries (9 throttle, 3
-// server-error)", the most frequent kind first.
-func retriesText(total int64, byKind map[string]int64) string {
-	if total == 0 {
-		return "no retries"
-	}
+// RetriesText renders retries by kind: "no retries", or "12 retries
+// (9 throttle, 3 server-error)", the most frequent kind first.
+func RetriesText(byKind map[string]int64) string {
+	var total int64
 	kinds := make([]string, 0, len(byKind))
 	for k, n := range byKind {
 		if n > 0 {
+			total += n
 			kinds = append(kinds, k)
 		}
+	}
+	if total == 0 {
+		return "no retries"
 	}
 	sort.Slice(kinds, func(i, j int) bool {
 		if byKind[kinds[i]] != byKind[kinds[j]] {

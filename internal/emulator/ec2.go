@@ -176,8 +176,26 @@ type ec2Tag struct {
 	Value string `xml:"value"`
 }
 
+// answer renders v, an EC2 action's answer (its requestId and what it
+// says), inside the element named for the action in the namespace of
+// the EC2 API version 2016-11-15:
+// <DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">.
+func answer(action string, v any) []byte {
+	return marshalXML(ec2Answer{action, v})
+}
+
+// ec2Answer names the element of an answer for its action.
+type ec2Answer struct {
+	action string
+	v      any
+}
+
+// MarshalXML renders a.v as the element named for a.action.
+func (a ec2Answer) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	return e.EncodeElement(a.v, xml.StartElement{Name: xml.Name{Space: "http://ec2.amazonaws.com/doc/2016-11-15/", Local: a.action + "Response"}})
+}
+
 type describeSnapshotsResponse struct {
-	XMLName   xml.Name      `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeSnapshotsResponse"`
 	RequestID string        `xml:"requestId"`
 	Snapshots []ec2Snapshot `xml:"snapshotSet>item"`
 	NextToken string        `xml:"nextToken,omitempty"`
@@ -246,31 +264,14 @@ func (s *Server) describeSnapshots(form url.Values, reqID string) ([]byte, *quer
 				"The snapshot '" + strings.Join(missing, ", ") + "' does not exist."}
 		}
 	} else {
-		s.reg.mu.RLock()
-		snaps := make([]*snapshot, 0, len(s.reg.snaps))
-		for _, snap := range s.reg.snaps {
-			snaps = append(snaps, snap)
-		}
-		s.reg.mu.RUnlock()
-		slices.SortFunc(snaps, func(a, b *snapshot) int { return strings.Compare(a.id, b.id) })
-		for _, snap := range snaps {
+		for _, snap := range s.reg.sorted() {
 			items = append(items, s.describe(snap))
 		}
 	}
 	items = slices.DeleteFunc(items, func(it ec2Snapshot) bool { return !p.keep(it, id.Account) })
 	resp := describeSnapshotsResponse{RequestID: reqID}
-	if p.after != "" {
-		i, _ := slices.BinarySearchFunc(items, p.after, func(it ec2Snapshot, after string) int {
-			return strings.Compare(it.SnapshotID, after+"\x00") // the first id after p.after
-		})
-		items = items[i:]
-	}
-	if p.max > 0 && len(items) > p.max {
-		items = items[:p.max]
-		resp.NextToken = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].SnapshotID))
-	}
-	resp.Snapshots = items
-	return marshalXML(resp), nil
+	resp.Snapshots, resp.NextToken = pageOf(items, func(it ec2Snapshot) string { return it.SnapshotID }, p.max, p.after)
+	return answer(OpDescribeSnapshots, resp), nil
 }
 
 // describe renders a snapshot's metadata, defaults filled in.

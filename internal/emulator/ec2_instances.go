@@ -1,10 +1,7 @@
 package emulator
 
 import (
-	"encoding/base64"
-	"encoding/xml"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -301,7 +298,6 @@ func ParseVolumeMeta(spec string, m map[string]VolumeSpec) error {
 
 // Wire shapes of DescribeInstances and DescribeVolumes.
 type describeInstancesResponse struct {
-	XMLName      xml.Name         `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeInstancesResponse"`
 	RequestID    string           `xml:"requestId"`
 	Reservations []ec2Reservation `xml:"reservationSet>item"`
 	NextToken    string           `xml:"nextToken,omitempty"`
@@ -351,7 +347,6 @@ type ec2DeviceMapping struct {
 }
 
 type describeVolumesResponse struct {
-	XMLName   xml.Name    `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeVolumesResponse"`
 	RequestID string      `xml:"requestId"`
 	Volumes   []ec2Volume `xml:"volumeSet>item"`
 	NextToken string      `xml:"nextToken,omitempty"`
@@ -461,124 +456,37 @@ func (s *Server) describeInstance(in *instance) ec2Instance {
 	return it
 }
 
-// pageParams reads MaxResults (within [lo, hi]) and NextToken, which
-// exclude the id list named idKey, as EC2's Describe actions do.
-func (p params) page(idKey string, lo, hi int, valid func(string) bool) (max int, after string, qe *queryError) {
-	if p.has("MaxResults") {
-		v := p.get("MaxResults")
-		m, err := strconv.Atoi(v)
-		if err != nil || m < lo || m > hi {
-			return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf(
-				"Value ( %s ) for parameter maxResults is invalid. Expecting a value between %d and %d.", v, lo, hi)}
-		}
-		max = m
-	}
-	if p.has("NextToken") {
-		v := p.get("NextToken")
-		a, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || !valid(string(a)) {
-			return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterValue", "The token '" + v + "' is invalid."}
-		}
-		after = string(a)
-	}
-	if len(p.list(idKey)) > 0 && (max > 0 || after != "") {
-		return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterCombination",
-			"The parameter " + idKey + " cannot be used with the parameter maxResults or nextToken"}
-	}
-	return max, after, nil
-}
-
-// pageOf cuts a sorted id list after after and to max, returning the
-// next token.
-func pageOf(ids []string, max int, after string) ([]string, string) {
-	if after != "" {
-		i, _ := slices.BinarySearch(ids, after+"\x00")
-		ids = ids[i:]
-	}
-	if max > 0 && len(ids) > max {
-		ids = ids[:max]
-		return ids, base64.RawURLEncoding.EncodeToString([]byte(ids[len(ids)-1]))
-	}
-	return ids, ""
-}
-
-// notFoundIDs is EC2's error for ids that do not exist.
-func notFoundIDs(code, noun string, ids []string) *queryError {
-	if len(ids) == 1 {
-		return &queryError{http.StatusBadRequest, code, fmt.Sprintf("The %s '%s' does not exist", noun, ids[0])}
-	}
-	return &queryError{http.StatusBadRequest, code, fmt.Sprintf("The %ss '%s' do not exist", noun, strings.Join(ids, ", "))}
-}
-
-func malformed(code, id, want string) *queryError {
-	return &queryError{http.StatusBadRequest, code, fmt.Sprintf("Invalid id: \"%s\" (expecting \"%s-...\")", id, want)}
-}
-
 func (s *Server) describeInstances(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	p, qe := readParams(form, "InstanceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
+	a, qe := s.readList(form, OpDescribeInstances, instanceIDs, withTagFilters("instance-id", "instance-state-name",
+		"block-device-mapping.volume-id", "block-device-mapping.device-name", "root-device-name"))
 	if qe != nil {
-		return nil, qe
-	}
-	ids := p.list("InstanceId")
-	for _, id := range ids {
-		if !instanceIDPattern.MatchString(id) {
-			return nil, malformed("InvalidInstanceID.Malformed", id, "i")
-		}
-	}
-	filters, qe := p.filters(func(n string) bool {
-		return slices.Contains([]string{"instance-id", "instance-state-name", "block-device-mapping.volume-id",
-			"block-device-mapping.device-name", "root-device-name", "tag-key"}, n) || isTagFilter(n)
-	})
-	if qe != nil {
-		return nil, qe
-	}
-	max, after, qe := p.page("InstanceId", minDescribeResults, maxDescribeResults, instanceIDPattern.MatchString)
-	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpDescribeInstances); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	s.ec2mu.Lock()
 	defer s.ec2mu.Unlock()
-	var missing []string
-	for _, id := range ids {
-		if s.ec2.instances[id] == nil {
-			missing = append(missing, id)
-		}
+	page, next, qe := selectPage(a, instanceIDs, s.ec2.instances, func(in *instance) *instance { return in },
+		func(in *instance) string { return in.id }, instanceMatch)
+	if qe != nil {
+		return nil, qe
 	}
-	if len(missing) > 0 {
-		return nil, notFoundIDs("InvalidInstanceID.NotFound", "instance ID", missing)
-	}
-	if len(ids) == 0 {
-		for id := range s.ec2.instances {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-	}
-	var kept []string
-	for _, id := range ids {
-		in := s.ec2.instances[id]
-		if keepAll(filters, func(name, pat string) bool { return instanceMatch(in, name, pat) }) {
-			kept = append(kept, id)
-		}
-	}
-	kept, next := pageOf(kept, max, after)
 	resp := describeInstancesResponse{RequestID: reqID, NextToken: next}
-	for _, id := range kept {
+	for _, in := range page {
 		resp.Reservations = append(resp.Reservations, ec2Reservation{
-			ReservationID: fmt.Sprintf("r-0%016x", hash4(domVolumeID, strHash(id), 2, 0)),
+			ReservationID: fmt.Sprintf("r-0%016x", hash4(domVolumeID, strHash(in.id), 2, 0)),
 			OwnerID:       s.identity().Account,
-			Instances:     []ec2Instance{s.describeInstance(s.ec2.instances[id])},
+			Instances:     []ec2Instance{s.describeInstance(in)},
 		})
 	}
-	return marshalXML(resp), nil
+	return answer(OpDescribeInstances, resp), nil
 }
 
 func isTagFilter(n string) bool { return strings.HasPrefix(n, "tag:") && len(n) > len("tag:") }
+
+// withTagFilters accepts the filter names given and the tag filters,
+// tag-key and tag:KEY.
+func withTagFilters(names ...string) func(string) bool {
+	return func(n string) bool { return slices.Contains(names, n) || n == "tag-key" || isTagFilter(n) }
+}
 
 // keepAll applies EC2 filter semantics: every filter must match, a filter
 // matching when any of its values does.
@@ -619,65 +527,20 @@ func instanceMatch(in *instance, name, pat string) bool {
 }
 
 func (s *Server) describeVolumes(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	p, qe := readParams(form, "VolumeId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
+	a, qe := s.readList(form, OpDescribeVolumes, volumeIDs, withTagFilters("volume-id", "status", "size", "encrypted",
+		"kms-key-id", "attachment.instance-id", "attachment.device", "attachment.status", "attachment.delete-on-termination"))
 	if qe != nil {
-		return nil, qe
-	}
-	ids := p.list("VolumeId")
-	for _, id := range ids {
-		if !volumeIDPattern.MatchString(id) {
-			return nil, malformed("InvalidVolumeID.Malformed", id, "vol")
-		}
-	}
-	filters, qe := p.filters(func(n string) bool {
-		return slices.Contains([]string{"volume-id", "status", "size", "encrypted", "kms-key-id", "attachment.instance-id",
-			"attachment.device", "attachment.status", "attachment.delete-on-termination", "tag-key"}, n) || isTagFilter(n)
-	})
-	if qe != nil {
-		return nil, qe
-	}
-	max, after, qe := p.page("VolumeId", minDescribeResults, maxDescribeResults, volumeIDPattern.MatchString)
-	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpDescribeVolumes); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	s.ec2mu.Lock()
 	defer s.ec2mu.Unlock()
-	var missing []string
-	for _, id := range ids {
-		if s.ec2.volumes[id] == nil {
-			missing = append(missing, id)
-		}
+	resp := describeVolumesResponse{RequestID: reqID}
+	resp.Volumes, resp.NextToken, qe = selectPage(a, volumeIDs, s.ec2.volumes, s.describeVolume,
+		func(v ec2Volume) string { return v.VolumeID }, volumeMatch)
+	if qe != nil {
+		return nil, qe
 	}
-	if len(missing) > 0 {
-		return nil, notFoundIDs("InvalidVolume.NotFound", "volume", missing)
-	}
-	if len(ids) == 0 {
-		for id := range s.ec2.volumes {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-	}
-	var kept []string
-	items := map[string]ec2Volume{}
-	for _, id := range ids {
-		it := s.describeVolume(s.ec2.volumes[id])
-		if keepAll(filters, func(name, pat string) bool { return volumeMatch(it, name, pat) }) {
-			kept = append(kept, id)
-			items[id] = it
-		}
-	}
-	kept, next := pageOf(kept, max, after)
-	resp := describeVolumesResponse{RequestID: reqID, NextToken: next}
-	for _, id := range kept {
-		resp.Volumes = append(resp.Volumes, items[id])
-	}
-	return marshalXML(resp), nil
+	return answer(OpDescribeVolumes, resp), nil
 }
 
 func volumeMatch(v ec2Volume, name, pat string) bool {

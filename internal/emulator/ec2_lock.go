@@ -1,11 +1,9 @@
 package emulator
 
 import (
-	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -74,13 +72,11 @@ func (l *snapLock) info(id string, now time.Time) lockInfo {
 }
 
 type lockSnapshotResponse struct {
-	XMLName   xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ LockSnapshotResponse"`
-	RequestID string   `xml:"requestId"`
+	RequestID string `xml:"requestId"`
 	lockInfo
 }
 
 type describeLockedSnapshotsResponse struct {
-	XMLName   xml.Name   `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeLockedSnapshotsResponse"`
 	RequestID string     `xml:"requestId"`
 	Snapshots []lockInfo `xml:"snapshotSet>item"`
 	NextToken string     `xml:"nextToken,omitempty"`
@@ -101,11 +97,8 @@ func (s *Server) lockSnapshot(form url.Values, reqID, _ string) ([]byte, *queryE
 	if qe != nil {
 		return nil, qe
 	}
-	switch {
-	case !p.has("SnapshotId"):
-		return nil, missing("SnapshotId")
-	case !p.has("LockMode"):
-		return nil, missing("LockMode")
+	if qe := p.require("SnapshotId", "LockMode"); qe != nil {
+		return nil, qe
 	}
 	mode := p.get("LockMode")
 	if mode != lockGovernance && mode != lockCompliance {
@@ -148,13 +141,7 @@ func (s *Server) lockSnapshot(form url.Values, reqID, _ string) ([]byte, *queryE
 		}
 		want.coolOff, want.coolUntil = h, now.Add(time.Duration(h)*time.Hour)
 	}
-	if qe := s.authorize(OpLockSnapshot); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	snap, qe := s.permitSnapshot(OpLockSnapshot, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}
@@ -183,7 +170,7 @@ func (s *Server) lockSnapshot(form url.Values, reqID, _ string) ([]byte, *queryE
 	}
 	l := want
 	snap.lock = &l
-	return marshalXML(lockSnapshotResponse{RequestID: reqID, lockInfo: l.info(snap.id, now)}), nil
+	return answer(OpLockSnapshot, lockSnapshotResponse{RequestID: reqID, lockInfo: l.info(snap.id, now)}), nil
 }
 
 // incorrectState is EC2's error for an action on a snapshot in a state
@@ -193,44 +180,23 @@ func incorrectState(state string) *queryError {
 }
 
 func (s *Server) describeLockedSnapshots(form url.Values, reqID, _ string) ([]byte, *queryError) {
-	p, qe := readParams(form, "SnapshotId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
+	a, qe := s.readList(form, OpDescribeLockedSnapshots, lockedIDs, func(n string) bool { return n == "lock-state" })
 	if qe != nil {
-		return nil, qe
-	}
-	ids := p.list("SnapshotId")
-	filters, qe := p.filters(func(n string) bool { return n == "lock-state" })
-	if qe != nil {
-		return nil, qe
-	}
-	max, after, qe := p.page("SnapshotId", minDescribeResults, maxDescribeResults, func(string) bool { return true })
-	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpDescribeLockedSnapshots); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	var snaps []*snapshot
-	for _, id := range ids {
+	for _, id := range a.ids {
 		snap, qe := s.ec2Snapshot(id)
 		if qe != nil {
 			return nil, qe
 		}
 		snaps = append(snaps, snap)
 	}
-	if len(ids) == 0 {
-		s.reg.mu.RLock()
-		for _, snap := range s.reg.snaps {
-			snaps = append(snaps, snap)
-		}
-		s.reg.mu.RUnlock()
-		slices.SortFunc(snaps, func(a, b *snapshot) int { return cmpStrings(a.id, b.id) })
+	if len(a.ids) == 0 {
+		snaps = s.reg.sorted()
 	}
 	now, owner := s.now(), s.identity().Account
-	items := map[string]lockInfo{}
-	var kept []string
+	var kept []lockInfo
 	s.ec2mu.Lock()
 	for _, snap := range snaps {
 		if snap.lock == nil {
@@ -238,40 +204,24 @@ func (s *Server) describeLockedSnapshots(form url.Values, reqID, _ string) ([]by
 		}
 		it := snap.lock.info(snap.id, now)
 		it.OwnerID = owner
-		if keepAll(filters, func(_, pat string) bool { return wildcard(pat, it.LockState) }) {
-			kept = append(kept, snap.id)
-			items[snap.id] = it
+		if keepAll(a.filters, func(_, pat string) bool { return wildcard(pat, it.LockState) }) {
+			kept = append(kept, it)
 		}
 	}
 	s.ec2mu.Unlock()
-	kept, next := pageOf(kept, max, after)
-	resp := describeLockedSnapshotsResponse{RequestID: reqID, NextToken: next}
-	for _, id := range kept {
-		resp.Snapshots = append(resp.Snapshots, items[id])
-	}
-	return marshalXML(resp), nil
-}
-
-func cmpStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	resp := describeLockedSnapshotsResponse{RequestID: reqID}
+	resp.Snapshots, resp.NextToken = pageOf(kept, func(it lockInfo) string { return it.SnapshotID }, a.max, a.after)
+	return answer(OpDescribeLockedSnapshots, resp), nil
 }
 
 type returnResponse struct {
-	XMLName   xml.Name
 	RequestID string `xml:"requestId"`
 	Return    bool   `xml:"return"`
 }
 
 // returnTrue is the answer of actions that only say they succeeded.
 func returnTrue(action, reqID string) []byte {
-	return marshalXML(returnResponse{XMLName: xml.Name{Space: "http://ec2.amazonaws.com/doc/2016-11-15/", Local: action + "Response"},
-		RequestID: reqID, Return: true})
+	return answer(action, returnResponse{RequestID: reqID, Return: true})
 }
 
 // deleteSnapshot deletes a snapshot that is not locked.
@@ -283,13 +233,7 @@ func (s *Server) deleteSnapshot(form url.Values, reqID, _ string) ([]byte, *quer
 	if !p.has("SnapshotId") {
 		return nil, missing("SnapshotId")
 	}
-	if qe := s.authorize(OpDeleteSnapshot); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	snap, qe := s.permitSnapshot(OpDeleteSnapshot, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}

@@ -1,8 +1,12 @@
 package emulator
 
 import (
+	"encoding/base64"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -209,4 +213,222 @@ func (p params) dryRun() *queryError {
 		return &queryError{http.StatusPreconditionFailed, "DryRunOperation", "Request would have succeeded, but DryRun flag is set."}
 	}
 	return nil
+}
+
+// page reads MaxResults (within [lo, hi]) and NextToken, which
+// exclude the id list named idKey, as EC2's Describe actions do.
+func (p params) page(idKey string, lo, hi int, valid func(string) bool) (max int, after string, qe *queryError) {
+	if p.has("MaxResults") {
+		v := p.get("MaxResults")
+		m, err := strconv.Atoi(v)
+		if err != nil || m < lo || m > hi {
+			return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf(
+				"Value ( %s ) for parameter maxResults is invalid. Expecting a value between %d and %d.", v, lo, hi)}
+		}
+		max = m
+	}
+	if p.has("NextToken") {
+		v := p.get("NextToken")
+		a, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || !valid(string(a)) {
+			return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterValue", "The token '" + v + "' is invalid."}
+		}
+		after = string(a)
+	}
+	if len(p.list(idKey)) > 0 && (max > 0 || after != "") {
+		return 0, "", &queryError{http.StatusBadRequest, "InvalidParameterCombination",
+			"The parameter " + idKey + " cannot be used with the parameter maxResults or nextToken"}
+	}
+	return max, after, nil
+}
+
+// pageOf cuts items, in the order of their ids, after the id after and
+// to max, returning the next token.
+func pageOf[T any](items []T, id func(T) string, max int, after string) ([]T, string) {
+	if after != "" {
+		i, _ := slices.BinarySearchFunc(items, after+"\x00", func(it T, t string) int { return strings.Compare(id(it), t) })
+		items = items[i:]
+	}
+	if max > 0 && len(items) > max {
+		items = items[:max]
+		return items, base64.RawURLEncoding.EncodeToString([]byte(id(items[len(items)-1])))
+	}
+	return items, ""
+}
+
+// notFoundIDs is EC2's error for ids that do not exist.
+func notFoundIDs(code, noun string, ids []string) *queryError {
+	if len(ids) == 1 {
+		return &queryError{http.StatusBadRequest, code, fmt.Sprintf("The %s '%s' does not exist", noun, ids[0])}
+	}
+	return &queryError{http.StatusBadRequest, code, fmt.Sprintf("The %ss '%s' do not exist", noun, strings.Join(ids, ", "))}
+}
+
+// malformed is EC2's error for an id that is not one.
+func malformed(code, id, want string) *queryError {
+	return &queryError{http.StatusBadRequest, code, fmt.Sprintf("Invalid id: \"%s\" (expecting \"%s-...\")", id, want)}
+}
+
+// permit authorises action and then answers DryRun: what every EC2
+// action here does once its parameters are read.
+func (s *Server) permit(action string, p params) *queryError {
+	if qe := s.authorize(action); qe != nil {
+		return qe
+	}
+	return p.dryRun()
+}
+
+// permitSnapshot permits action, then finds the snapshot the parameter
+// key names.
+func (s *Server) permitSnapshot(action string, p params, key string) (*snapshot, *queryError) {
+	if qe := s.permit(action, p); qe != nil {
+		return nil, qe
+	}
+	return s.ec2Snapshot(p.get(key))
+}
+
+// madeParams reads what every action that makes a snapshot takes, its
+// Description and its snapshot TagSpecifications, then permits action.
+func (s *Server) madeParams(action string, p params) (desc string, tags []Tag, qe *queryError) {
+	if desc, qe = p.description(); qe != nil {
+		return "", nil, qe
+	}
+	if tags, qe = p.tagSpecs("snapshot"); qe != nil {
+		return "", nil, qe
+	}
+	if qe := s.permit(action, p); qe != nil {
+		return "", nil, qe
+	}
+	return desc, tags, nil
+}
+
+// idKind is one kind of EC2 resource id, with the errors EC2 answers for
+// one that is malformed or that does not exist.
+type idKind struct {
+	list          string         // the Describe action's id list: "InstanceId" for InstanceId.N
+	pattern       *regexp.Regexp // nil: ids are checked when looked up
+	prefix        string         // as the malformed error names it: "i"
+	malformedCode string
+	notFoundCode  string
+	noun          string // as the not-found error names it: "instance ID"
+}
+
+var (
+	instanceIDs = idKind{"InstanceId", instanceIDPattern, "i", "InvalidInstanceID.Malformed", "InvalidInstanceID.NotFound", "instance ID"}
+	volumeIDs   = idKind{"VolumeId", volumeIDPattern, "vol", "InvalidVolumeID.Malformed", "InvalidVolume.NotFound", "volume"}
+	// lockedIDs are DescribeLockedSnapshots' snapshot ids, which
+	// ec2Snapshot checks as it finds them.
+	lockedIDs = idKind{list: "SnapshotId"}
+)
+
+// valid reports whether id is well formed.
+func (k idKind) valid(id string) bool { return k.pattern == nil || k.pattern.MatchString(id) }
+
+// check answers a malformed id as EC2 does.
+func (k idKind) check(id string) *queryError {
+	if k.valid(id) {
+		return nil
+	}
+	return malformed(k.malformedCode, id, k.prefix)
+}
+
+// notFound is EC2's error for ids of this kind that do not exist.
+func (k idKind) notFound(ids ...string) *queryError { return notFoundIDs(k.notFoundCode, k.noun, ids) }
+
+// require answers MissingParameter for the first of keys not given.
+func (p params) require(keys ...string) *queryError {
+	for _, k := range keys {
+		if !p.has(k) {
+			return missing(k)
+		}
+	}
+	return nil
+}
+
+// id reads the id parameter key, which must be given (else the
+// MissingParameter error names the parameter name) and be of kind k.
+func (p params) id(key, name string, k idKind) (string, *queryError) {
+	if !p.has(key) {
+		return "", missing(name)
+	}
+	id := p.get(key)
+	if qe := k.check(id); qe != nil {
+		return "", qe
+	}
+	return id, nil
+}
+
+// existing returns ids when m holds every one, or the not-found error for
+// those it lacks; no ids is all of m's, in order.
+func existing[T any](k idKind, m map[string]*T, ids []string) ([]string, *queryError) {
+	var absent []string
+	for _, id := range ids {
+		if m[id] == nil {
+			absent = append(absent, id)
+		}
+	}
+	if len(absent) > 0 {
+		return nil, k.notFound(absent...)
+	}
+	if len(ids) == 0 {
+		return slices.Sorted(maps.Keys(m)), nil
+	}
+	return ids, nil
+}
+
+// selectPage answers a Describe action over m: the items of the ids a
+// asks for (all of m's when it names none, in order) that pass its
+// filters, as match says, cut to the page it asks for; with the next
+// token.
+func selectPage[T, I any](a listArgs, k idKind, m map[string]*T, item func(*T) I, id func(I) string,
+	match func(it I, name, pat string) bool,
+) ([]I, string, *queryError) {
+	ids, qe := existing(k, m, a.ids)
+	if qe != nil {
+		return nil, "", qe
+	}
+	var kept []I
+	for _, x := range ids {
+		it := item(m[x])
+		if keepAll(a.filters, func(name, pat string) bool { return match(it, name, pat) }) {
+			kept = append(kept, it)
+		}
+	}
+	page, next := pageOf(kept, id, a.max, a.after)
+	return page, next, nil
+}
+
+// listArgs are the parameters EC2's Describe actions share: the ids asked
+// for, the filters and the page.
+type listArgs struct {
+	ids     []string
+	filters []ec2Filter
+	max     int // 0: all
+	after   string
+}
+
+// readList reads a Describe action that lists ids of kind (refusing
+// malformed ones), filters whose names known accepts, MaxResults and
+// NextToken; then permits action.
+func (s *Server) readList(form url.Values, action string, kind idKind, known func(string) bool) (listArgs, *queryError) {
+	p, qe := readParams(form, kind.list+".N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken", "DryRun")
+	if qe != nil {
+		return listArgs{}, qe
+	}
+	a := listArgs{ids: p.list(kind.list)}
+	for _, id := range a.ids {
+		if qe := kind.check(id); qe != nil {
+			return listArgs{}, qe
+		}
+	}
+	if a.filters, qe = p.filters(known); qe != nil {
+		return listArgs{}, qe
+	}
+	if a.max, a.after, qe = p.page(kind.list, minDescribeResults, maxDescribeResults, kind.valid); qe != nil {
+		return listArgs{}, qe
+	}
+	if qe := s.permit(action, p); qe != nil {
+		return listArgs{}, qe
+	}
+	return a, nil
 }

@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -19,7 +18,6 @@ const (
 )
 
 type describeSnapshotAttributeResponse struct {
-	XMLName                xml.Name         `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeSnapshotAttributeResponse"`
 	RequestID              string           `xml:"requestId"`
 	SnapshotID             string           `xml:"snapshotId"`
 	CreateVolumePermission *ec2Permissions  `xml:"createVolumePermission,omitempty"`
@@ -60,32 +58,24 @@ func (s *Server) describeSnapshotAttribute(form url.Values, reqID, _ string) ([]
 	if qe != nil {
 		return nil, qe
 	}
-	attr, id := p.get("Attribute"), p.get("SnapshotId")
-	switch {
-	case !p.has("SnapshotId"):
-		return nil, missing("SnapshotId")
-	case !p.has("Attribute"):
-		return nil, missing("Attribute")
-	case attr != attrCreateVolumePermission && attr != attrProductCodes:
+	if qe := p.require("SnapshotId", "Attribute"); qe != nil {
+		return nil, qe
+	}
+	attr := p.get("Attribute")
+	if attr != attrCreateVolumePermission && attr != attrProductCodes {
 		return nil, invalidValue(attr, "Attribute", "Unknown attribute.")
 	}
-	if qe := s.authorize(OpDescribeSnapshotAttribute); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(id)
+	snap, qe := s.permitSnapshot(OpDescribeSnapshotAttribute, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}
 	resp := describeSnapshotAttributeResponse{RequestID: reqID, SnapshotID: snap.id}
 	if attr == attrProductCodes {
 		resp.ProductCodes = &ec2ProductCodes{}
-		return marshalXML(resp), nil
+		return answer(OpDescribeSnapshotAttribute, resp), nil
 	}
 	resp.CreateVolumePermission = &ec2Permissions{Items: s.permissions(snap)}
-	return marshalXML(resp), nil
+	return answer(OpDescribeSnapshotAttribute, resp), nil
 }
 
 // permissions lists a snapshot's createVolumePermission: the group "all"
@@ -178,13 +168,7 @@ func (s *Server) modifySnapshotAttribute(form url.Values, reqID, _ string) ([]by
 	if qe != nil {
 		return nil, qe
 	}
-	if qe := s.authorize(OpModifySnapshotAttribute); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
-		return nil, qe
-	}
-	snap, qe := s.ec2Snapshot(p.get("SnapshotId"))
+	snap, qe := s.permitSnapshot(OpModifySnapshotAttribute, p, "SnapshotId")
 	if qe != nil {
 		return nil, qe
 	}
@@ -219,7 +203,6 @@ func (s *Server) modifySnapshotAttribute(form url.Values, reqID, _ string) ([]by
 }
 
 type copySnapshotResponse struct {
-	XMLName    xml.Name   `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ CopySnapshotResponse"`
 	RequestID  string     `xml:"requestId"`
 	SnapshotID string     `xml:"snapshotId"`
 	Tags       *ec2TagSet `xml:"tagSet,omitempty"`
@@ -239,11 +222,8 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 	if qe != nil {
 		return nil, qe
 	}
-	switch {
-	case !p.has("SourceSnapshotId"):
-		return nil, missing("SourceSnapshotId")
-	case !p.has("SourceRegion"):
-		return nil, missing("SourceRegion")
+	if qe := p.require("SourceSnapshotId", "SourceRegion"); qe != nil {
+		return nil, qe
 	}
 	encrypt, qe := p.boolean("Encrypted", false)
 	if qe != nil {
@@ -254,18 +234,8 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 		return nil, &queryError{http.StatusBadRequest, "InvalidParameterDependency",
 			"The parameter KmsKeyId requires the parameter Encrypted to be set."}
 	}
-	desc, qe := p.description()
+	desc, tags, qe := s.madeParams(OpCopySnapshot, p)
 	if qe != nil {
-		return nil, qe
-	}
-	tags, qe := p.tagSpecs("snapshot")
-	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpCopySnapshot); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	src, qe := s.ec2Snapshot(p.get("SourceSnapshotId"))
@@ -294,14 +264,7 @@ func (s *Server) copySnapshot(form url.Values, reqID, region string) ([]byte, *q
 	now := s.now()
 	snap := &snapshot{volumeGiB: src.volumeGiB, src: src.src, started: now, readyAt: now.Add(s.o.SnapshotDelay)}
 	s.ec2mu.Lock()
-	s.register(snap, func(id string) {
-		made.tier, made.kmsDenied = s.draw(id, made)
-		snap.made = made
-		snap.ec2Tags = tags
-		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
-			snap.public.Store(publicYes)
-		}
-	})
+	s.registerMade(snap, made, tags)
 	s.ec2mu.Unlock()
-	return marshalXML(copySnapshotResponse{RequestID: reqID, SnapshotID: snap.id, Tags: tagSet(tags)}), nil
+	return answer(OpCopySnapshot, copySnapshotResponse{RequestID: reqID, SnapshotID: snap.id, Tags: tagSet(tags)}), nil
 }

@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -112,14 +111,7 @@ func (s *Server) snapshotVolume(v *volume, now time.Time, description, region st
 		snap.parent, snap.root, snap.depth = p.id, p.root, p.depth+1
 	}
 	made := &ec2Made{volumeID: v.ID, description: description, encrypted: enc, kmsKey: key, region: region}
-	s.register(snap, func(id string) {
-		made.tier, made.kmsDenied = s.draw(id, made)
-		snap.made = made
-		snap.ec2Tags = tags
-		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
-			snap.public.Store(publicYes)
-		}
-	})
+	s.registerMade(snap, made, tags)
 	v.last = snap
 	return snap, nil
 }
@@ -162,14 +154,26 @@ func (s *Server) register(snap *snapshot, fill func(id string)) {
 	s.reg.snaps[snap.id] = snap
 }
 
+// registerMade registers a snapshot made through EC2 from made, with
+// tags, drawing what --archive-fraction, --kms-deny-fraction and
+// --public-fraction decide of it.
+func (s *Server) registerMade(snap *snapshot, made *ec2Made, tags []Tag) {
+	s.register(snap, func(id string) {
+		made.tier, made.kmsDenied = s.draw(id, made)
+		snap.made = made
+		snap.ec2Tags = tags
+		if !made.encrypted && s.drawn(id, 1, s.o.PublicFraction) { // EC2 never makes an encrypted snapshot public
+			snap.public.Store(publicYes)
+		}
+	})
+}
+
 type createSnapshotResponse struct {
-	XMLName   xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ CreateSnapshotResponse"`
-	RequestID string   `xml:"requestId"`
+	RequestID string `xml:"requestId"`
 	ec2Snapshot
 }
 
 type createSnapshotsResponse struct {
-	XMLName   xml.Name          `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ CreateSnapshotsResponse"`
 	RequestID string            `xml:"requestId"`
 	Snapshots []ec2SnapshotInfo `xml:"snapshotSet>item"`
 }
@@ -211,39 +215,26 @@ func (s *Server) createSnapshot(form url.Values, reqID, region string) ([]byte, 
 	if qe != nil {
 		return nil, qe
 	}
-	if !p.has("VolumeId") {
-		return nil, missing("VolumeId")
-	}
-	id := p.get("VolumeId")
-	if !volumeIDPattern.MatchString(id) {
-		return nil, malformed("InvalidVolumeID.Malformed", id, "vol")
-	}
-	desc, qe := p.description()
+	id, qe := p.id("VolumeId", "VolumeId", volumeIDs)
 	if qe != nil {
 		return nil, qe
 	}
-	tags, qe := p.tagSpecs("snapshot")
+	desc, tags, qe := s.madeParams(OpCreateSnapshot, p)
 	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpCreateSnapshot); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	s.ec2mu.Lock()
 	v := s.ec2.volumes[id]
 	if v == nil {
 		s.ec2mu.Unlock()
-		return nil, notFoundIDs("InvalidVolume.NotFound", "volume", []string{id})
+		return nil, volumeIDs.notFound(id)
 	}
 	snap, qe := s.snapshotVolume(v, s.now(), desc, region, tags)
 	s.ec2mu.Unlock()
 	if qe != nil {
 		return nil, qe
 	}
-	return marshalXML(createSnapshotResponse{RequestID: reqID, ec2Snapshot: s.created(snap)}), nil
+	return answer(OpCreateSnapshot, createSnapshotResponse{RequestID: reqID, ec2Snapshot: s.created(snap)}), nil
 }
 
 func (s *Server) createSnapshots(form url.Values, reqID, region string) ([]byte, *queryError) {
@@ -253,12 +244,9 @@ func (s *Server) createSnapshots(form url.Values, reqID, region string) ([]byte,
 	if qe != nil {
 		return nil, qe
 	}
-	if !p.has("InstanceSpecification.InstanceId") {
-		return nil, missing("InstanceSpecification")
-	}
-	id := p.get("InstanceSpecification.InstanceId")
-	if !instanceIDPattern.MatchString(id) {
-		return nil, malformed("InvalidInstanceID.Malformed", id, "i")
+	id, qe := p.id("InstanceSpecification.InstanceId", "InstanceSpecification", instanceIDs)
+	if qe != nil {
+		return nil, qe
 	}
 	excludeBoot, qe := p.boolean("InstanceSpecification.ExcludeBootVolume", false)
 	if qe != nil {
@@ -266,26 +254,16 @@ func (s *Server) createSnapshots(form url.Values, reqID, region string) ([]byte,
 	}
 	exclude := p.list("InstanceSpecification.ExcludeDataVolumeId")
 	for _, v := range exclude {
-		if !volumeIDPattern.MatchString(v) {
-			return nil, malformed("InvalidVolumeID.Malformed", v, "vol")
+		if qe := volumeIDs.check(v); qe != nil {
+			return nil, qe
 		}
 	}
 	copyTags := p.get("CopyTagsFromSource")
 	if p.has("CopyTagsFromSource") && copyTags != "volume" {
 		return nil, invalidValue(copyTags, "CopyTagsFromSource", "Expected: 'volume'.")
 	}
-	desc, qe := p.description()
+	desc, tags, qe := s.madeParams(OpCreateSnapshots, p)
 	if qe != nil {
-		return nil, qe
-	}
-	tags, qe := p.tagSpecs("snapshot")
-	if qe != nil {
-		return nil, qe
-	}
-	if qe := s.authorize(OpCreateSnapshots); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
 		return nil, qe
 	}
 	snaps, qe := s.snapshotInstance(id, excludeBoot, exclude, copyTags == "volume", desc, region, tags)
@@ -299,7 +277,7 @@ func (s *Server) createSnapshots(form url.Values, reqID, region string) ([]byte,
 			State: it.Status, VolumeSize: it.VolumeSize, StartTime: it.StartTime, Progress: it.Progress,
 			OwnerID: it.OwnerID, Description: it.Description, Encrypted: it.Encrypted, Tags: it.Tags})
 	}
-	return marshalXML(resp), nil
+	return answer(OpCreateSnapshots, resp), nil
 }
 
 // snapshotInstance makes one snapshot of each of the instance's volumes
@@ -312,7 +290,7 @@ func (s *Server) snapshotInstance(id string, excludeBoot bool, exclude []string,
 	defer s.ec2mu.Unlock()
 	in := s.ec2.instances[id]
 	if in == nil {
-		return nil, notFoundIDs("InvalidInstanceID.NotFound", "instance ID", []string{id})
+		return nil, instanceIDs.notFound(id)
 	}
 	for _, x := range exclude {
 		if !slices.ContainsFunc(in.vols, func(v *volume) bool { return v.ID == x }) {

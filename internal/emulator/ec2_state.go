@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -121,4 +123,16 @@ func (s *Server) SnapshotRegion(id string) string {
 		return snap.made.region
 	}
 	return ""
+}
+
+// sorted returns every snapshot, in id order.
+func (r *registry) sorted() []*snapshot {
+	r.mu.RLock()
+	snaps := make([]*snapshot, 0, len(r.snaps))
+	for _, snap := range r.snaps {
+		snaps = append(snaps, snap)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(snaps, func(a, b *snapshot) int { return strings.Compare(a.id, b.id) })
+	return snaps
 }

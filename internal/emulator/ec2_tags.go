@@ -27,10 +27,7 @@ func (s *Server) createTags(form url.Values, reqID, _ string) ([]byte, *queryErr
 	if len(tags) == 0 {
 		return nil, missing("Tag")
 	}
-	if qe := s.authorize(OpCreateTags); qe != nil {
-		return nil, qe
-	}
-	if qe := p.dryRun(); qe != nil {
+	if qe := s.permit(OpCreateTags, p); qe != nil {
 		return nil, qe
 	}
 	var snaps []*snapshot
