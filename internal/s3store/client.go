@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
+	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 )
 
@@ -98,11 +99,13 @@ func (e *DeniedError) Error() string {
 
 func (e *DeniedError) Unwrap() error { return e.Err }
 
-// ErrExists says that a conditional write found the key taken.
-var ErrExists = errors.New("an object already exists under that key")
+// ErrExists says that a conditional write found the key taken; it is
+// bucket.ErrExists.
+var ErrExists = bucket.ErrExists
 
-// ErrNotFound says that the key (or the bucket) does not exist.
-var ErrNotFound = errors.New("no such object")
+// ErrNotFound says that the key (or the bucket) does not exist; it is
+// bucket.ErrNotFound.
+var ErrNotFound = bucket.ErrNotFound
 
 // errorCode returns S3's error code for err and the HTTP status, when
 // there is an answer.

@@ -266,3 +266,5 @@ func TestMotoEndpointFromEnvironment(t *testing.T) {
 	}
 	_ = types.ChecksumAlgorithmSha256
 }
+
+func b64(p []byte) string { return base64.StdEncoding.EncodeToString(p) }
