@@ -589,7 +589,7 @@ func (r *Remote) Close() (sink.Result, error) {
 	h := manifest.Header{
 		SnapshotID: r.meta.SnapshotID, Region: r.meta.Region, Endpoint: r.meta.Endpoint, Provenance: r.meta.Provenance, Source: r.meta.Source,
 		VolumeSizeGiB: r.meta.VolumeSizeGiB, VolumeSizeBytes: r.meta.VolumeSizeGiB << 30, BlockSize: r.meta.BlockSize,
-		ToolVersion: r.meta.ToolVersion, StartedAt: r.Started.UTC(), FinishedAt: finished.UTC(),
+		ToolVersion: r.meta.ToolVersion, StartedAt: r.Started.UTC(), FinishedAt: finished.UTC(), ObjectLock: r.meta.ObjectLock,
 	}
 	var buf bytes.Buffer
 	mw, err := manifest.NewWriter(&buf, h)
