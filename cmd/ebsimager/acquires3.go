@@ -233,4 +233,3 @@ func recordRemote(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms
 	}
 	return nil
 }
-
