@@ -475,7 +475,7 @@ func (r *Remote) Put(b block.Block) error {
 	}
 	r.mu.Unlock()
 	if batch != nil {
-		return r.writeBatch(leaf, seq, batch)
+		return r.writeBatch(r.ctx, leaf, seq, batch)
 	}
 	return nil
 }
@@ -490,7 +490,7 @@ func (r *Remote) takeBatch(leaf string) ([]manifest.Entry, int) {
 }
 
 // writeBatch writes the journal batch object seq of leaf.
-func (r *Remote) writeBatch(leaf string, seq int, batch []manifest.Entry) error {
+func (r *Remote) writeBatch(ctx context.Context, leaf string, seq int, batch []manifest.Entry) error {
 	var buf bytes.Buffer
 	for _, e := range batch {
 		line, err := json.Marshal(e)
@@ -501,14 +501,14 @@ func (r *Remote) writeBatch(leaf string, seq int, batch []manifest.Entry) error 
 		buf.WriteByte('\n')
 	}
 	key := fmt.Sprintf("%s/%s%s-%06d", leaf, journalPrefix, r.run, seq)
-	if err := r.b.PutNew(r.ctx, key, buf.Bytes(), sha256.Sum256(buf.Bytes()), nil); err != nil {
+	if err := r.b.PutNew(ctx, key, buf.Bytes(), sha256.Sum256(buf.Bytes()), nil); err != nil {
 		return fmt.Errorf("journaling %d blocks: %w", len(batch), err)
 	}
 	return nil
 }
 
 // flush writes every pending journal line.
-func (r *Remote) flush() error {
+func (r *Remote) flush(ctx context.Context) error {
 	r.mu.Lock()
 	leaves := slices.Sorted(func(yield func(string) bool) {
 		for l := range r.pending {
@@ -523,7 +523,7 @@ func (r *Remote) flush() error {
 		r.mu.Lock()
 		batch, seq := r.takeBatch(leaf)
 		r.mu.Unlock()
-		if err := r.writeBatch(leaf, seq, batch); err != nil && first == nil {
+		if err := r.writeBatch(ctx, leaf, seq, batch); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -541,12 +541,13 @@ func (r *Remote) end() error {
 }
 
 // Abort implements sink.Sink: every stored block stays, and its journal
-// lines are written for the next run.
+// lines are written for the next run, even when the run was interrupted
+// (they spare the next run reading the blocks back to adopt them).
 func (r *Remote) Abort() error {
 	if r.end() != nil {
 		return nil
 	}
-	return r.flush()
+	return r.flush(context.WithoutCancel(r.ctx))
 }
 
 // Close implements sink.Sink: it journals what is pending, then writes
@@ -557,7 +558,7 @@ func (r *Remote) Close() (sink.Result, error) {
 	if err := r.end(); err != nil {
 		return sink.Result{}, err
 	}
-	if err := r.flush(); err != nil {
+	if err := r.flush(r.ctx); err != nil {
 		return sink.Result{}, err
 	}
 	finished := r.Finished
