@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"path"
 	"path/filepath"
@@ -13,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/emulator"
@@ -25,7 +30,7 @@ import (
 // s3Env starts moto (behind the proxy that checks x-amz-checksum-sha256
 // as S3 does and moto does not), creates the buckets "locked" (Object
 // Lock) and "plain", and points the CLI's S3 at it.
-func s3Env(t *testing.T, c *cli) *s3store.Client {
+func s3Env(t *testing.T, c *cli) (*s3store.Client, *s3.Client) {
 	t.Helper()
 	endpoint := testenv.S3Checksums(t, testenv.Moto(t))
 	c.env = append(c.env, "AWS_ENDPOINT_URL_S3="+endpoint)
@@ -36,7 +41,7 @@ func s3Env(t *testing.T, c *cli) *s3store.Client {
 			t.Fatal(err)
 		}
 	}
-	return s3store.New(cfg, s3store.Options{})
+	return s3store.New(cfg, s3store.Options{}), api
 }
 
 // s3Manifest returns the entries of the manifest under u, without its
@@ -66,7 +71,7 @@ func TestAcquireToS3(t *testing.T) {
 	t.Parallel()
 	srv, endpoint := startEmulator(t, emulator.Options{}, specA)
 	c := newCLI(t, endpoint)
-	s3c := s3Env(t, c)
+	s3c, _ := s3Env(t, c)
 	ref := filepath.Join(t.TempDir(), "ref")
 	c.ok("acquire", snapA, "--out", ref, "--quiet")
 
@@ -104,6 +109,15 @@ func TestAcquireToS3(t *testing.T) {
 		t.Errorf("evidence.json does not record the lock: %s", meta)
 	}
 
+	// verify checks every object, against S3's checksum too.
+	var v verifyOutput
+	if err := json.Unmarshal([]byte(c.ok("verify", u.String(), "--json").stdout), &v); err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK || v.Blocks != int64(len(es)) || v.StoredChecked != int64(len(es)) || v.ContentChecked != int64(len(es)) || v.Journals.Outcome != store.CompareMatch {
+		t.Errorf("verify: %+v", v)
+	}
+
 	// A rerun fetches nothing and writes nothing.
 	srv.ResetCounters()
 	s = acquireJSON(t, c.ok("acquire", snapA, "--out", u.String(), "--object-lock", "governance", "--retain-until", until, "--legal-hold", "--json"))
@@ -116,8 +130,36 @@ func TestAcquireToS3(t *testing.T) {
 	z, _ := s3store.ParseURL("s3://plain/z/")
 	c.ok("acquire", snapA, "--out", z.String(), "--compress", "zstd", "--quiet")
 	_, zs := s3Manifest(t, s3c, z)
+	c.ok("verify", z.String(), "--quiet")
 	if len(zs) != len(es) || zs[0].Codec != "zstd" || zs[0].SHA256 != es[0].SHA256 || zs[0].StoredSHA256 == zs[0].SHA256 || !strings.HasSuffix(zs[0].Name, ".zst") {
 		t.Errorf("compressed: %d entries, first %+v", len(zs), zs[0])
+	}
+}
+
+// TestVerifyS3Tampered: in a bucket without Object Lock, an object
+// replaced behind the evidence's back fails verify, named.
+func TestVerifyS3Tampered(t *testing.T) {
+	t.Parallel()
+	_, endpoint := startEmulator(t, emulator.Options{}, specA)
+	c := newCLI(t, endpoint)
+	s3c, api := s3Env(t, c)
+	u, _ := s3store.ParseURL("s3://plain/t/")
+	c.ok("acquire", snapA, "--out", u.String(), "--quiet")
+	_, es := s3Manifest(t, s3c, u)
+	e := es[len(es)/2]
+	data, err := s3c.Get(context.Background(), u.Bucket, u.Key(e.Name), e.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[1000] ^= 0x40
+	sum := sha256.Sum256(data)
+	if _, err := api.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key(e.Name)),
+		Body: bytes.NewReader(data), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:]))}); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run("verify", u.String())
+	if r.code != exitMismatch || !strings.Contains(r.stdout, e.Name) || !strings.Contains(r.stdout, "the store's checksum is "+hex.EncodeToString(sum[:])) {
+		t.Errorf("verify of a tampered object: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -135,7 +177,7 @@ func TestAcquireToS3Kill9Resume(t *testing.T) {
 	t.Parallel()
 	srv, endpoint := startEmulator(t, emulator.Options{Latency: 20 * time.Millisecond}, snapA+"=1GiB,0.4,1")
 	c := newCLI(t, endpoint)
-	s3c := s3Env(t, c)
+	s3c, _ := s3Env(t, c)
 	ref := filepath.Join(t.TempDir(), "ref")
 	c.ok("acquire", snapA, "--out", ref, "--quiet")
 	srv.ResetCounters()

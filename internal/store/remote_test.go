@@ -247,3 +247,40 @@ func TestRemoteRefusesWhatDoesNotVerify(t *testing.T) {
 		}
 	})
 }
+
+func TestVerifyRemote(t *testing.T) {
+	ctx := context.Background()
+	b := &bucket.Memory{}
+	r, err := CreateRemote(ctx, b, remoteMeta(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRemote(t, r, seq(0, 70)...)
+	if _, err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := OpenRemote(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := VerifyRemote(ctx, b, meta, nil, nil)
+	if err != nil || !res.OK() || res.Blocks != 70 || res.StoredChecked != 70 || res.ContentChecked != 70 || res.Journals.Outcome != CompareMatch {
+		t.Fatalf("VerifyRemote = %+v, %v", res, err)
+	}
+	b.Delete(r.Name(3, remoteBlock(3).Sum))
+	altered := remoteBlock(4).Data
+	altered[7] ^= 1
+	b.Set(r.Name(4, remoteBlock(4).Sum), altered)
+	b.Set(r.Name(200, remoteBlock(200).Sum), remoteBlock(200).Data)
+	res, err = VerifyRemote(ctx, b, meta, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, p := range res.Problems {
+		kinds = append(kinds, fmt.Sprintf("%d:%s", p.Index, p.Kind))
+	}
+	if got := strings.Join(kinds, " "); got != "3:missing 4:mismatch 200:extra" || !strings.Contains(res.Problems[1].Detail, "the store's checksum is") {
+		t.Errorf("problems %s (%+v)", got, res.Problems)
+	}
+}
