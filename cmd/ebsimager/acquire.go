@@ -26,6 +26,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/outfile"
 	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
@@ -53,6 +54,7 @@ type acquireOptions struct {
 	caseMeta
 	seal sealOptions
 	e01  e01Options
+	s3   s3Options // --out s3://bucket/prefix/
 }
 
 func newAcquireCommand(aws *awsOptions) *cobra.Command {
@@ -77,6 +79,17 @@ Direct images do not resume.
 The request rate adapts by itself: requests are paced smoothly at 99%% of
 the quota learned from the first throttles, and concurrency grows while
 throughput grows. --workers and --max-rate are hard caps.
+
+With --out s3://bucket/prefix/, the evidence goes to S3 under the same
+names, each object written once (If-None-Match: *) with the SHA-256 of its
+stored bytes as x-amz-checksum-sha256, which S3 checks on arrival and keeps.
+--object-lock governance|compliance with --retain-until DATE or
+--retain-days N, and --legal-hold, lock every object as it is written (the
+bucket must have Object Lock; evidence.json and the manifest record the
+lock). A rerun lists the prefix and fetches only what is missing; nothing
+in the bucket is ever overwritten or deleted. S3's endpoint is
+AWS_ENDPOINT_URL_S3, else --endpoint-url; --s3-path-style for endpoints
+that need path-style addressing (automatic for an IP address).
 
 With --base BASE_DIR, the complete evidence directory of an earlier
 snapshot of the same volume (stored with the same --compress/--encrypt),
@@ -115,7 +128,7 @@ those recorded in DIR.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.out, "out", "", "evidence directory to create or resume")
+	f.StringVar(&o.out, "out", "", "evidence directory to create or resume, or s3://bucket/prefix/")
 	f.StringVar(&o.image, "image", "", "write an image instead of an evidence directory: a sparse raw FILE, or BASE.E01")
 	f.IntVar(&o.workers, "workers", 0, fmt.Sprintf("most requests in flight (default: adaptive, up to %d)", acquire.DefaultWorkers))
 	f.Float64Var(&o.maxRate, "max-rate", 0, "most blocks per second (default: no cap)")
@@ -133,6 +146,7 @@ those recorded in DIR.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
 	o.e01.addFlags(cmd)
+	o.s3.addFlags(cmd)
 	return cmd
 }
 
@@ -153,6 +167,9 @@ func (o *acquireOptions) check(cmd *cobra.Command, args []string) ([]string, err
 	}
 	if (o.out == "") == (o.image == "") {
 		return nil, usagef("give exactly one of --out DIR and --image FILE")
+	}
+	if err := o.checkS3Out(cmd, targets); err != nil {
+		return nil, err
 	}
 	if o.image != "" && (o.seal.encrypting() || cmd.Flags().Changed("compress")) {
 		return nil, usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
@@ -232,17 +249,19 @@ func failedBlocks(e *acquire.IncompleteError) []report.FailedBlock {
 
 // acquisition is one acquire command: what it opened for its output.
 type acquisition struct {
-	o    *acquireOptions
-	id   string
-	cfg  aws.Config
-	snap *ebs.Snapshot
-	inc  *incremental.Base // --base
-	st   *store.Store      // --out: the evidence directory
-	ev   *store.Sink       // --out: the store as the sink
-	out  sink.Sink         // where the blocks go
-	lock *dirlock.Lock     // --image: the image's claim
-	e01  ewf.Options       // --image BASE.E01
-	pre  preflight.Result  // what the pre-flight learnt of the snapshot
+	o      *acquireOptions
+	id     string
+	cfg    aws.Config
+	snap   *ebs.Snapshot
+	inc    *incremental.Base // --base
+	st     *store.Store      // --out: the evidence directory
+	remote *store.Remote     // --out s3://…: the evidence in S3
+	bucket *s3store.Bucket   // and its bucket and prefix
+	ev     *store.Sink       // --out: the store as the sink
+	out    sink.Sink         // where the blocks go
+	lock   *dirlock.Lock     // --image: the image's claim
+	e01    ewf.Options       // --image BASE.E01
+	pre    preflight.Result  // what the pre-flight learnt of the snapshot
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
@@ -292,11 +311,13 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	a := &acquisition{o: o, id: id, cfg: cfg, snap: snap, e01: e01Opts, pre: *pre}
 	var seal sealed
 	if o.out != "" {
-		unlock, err := lockEvidenceDir(o.out, "acquire")
-		if err != nil {
-			return acquireSummary{}, err
+		if !o.s3.on() {
+			unlock, err := lockEvidenceDir(o.out, "acquire")
+			if err != nil {
+				return acquireSummary{}, err
+			}
+			defer unlock()
 		}
-		defer unlock()
 		if seal, err = a.openBase(); err != nil {
 			return acquireSummary{}, err
 		}
@@ -309,7 +330,12 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	if err != nil {
 		return acquireSummary{}, a.listingError(err)
 	}
-	if err := a.open(info, hashes, seal); err != nil {
+	if o.s3.on() {
+		err = a.openRemote(ctx, a.s3Client(), info, seal)
+	} else {
+		err = a.open(info, hashes, seal)
+	}
+	if err != nil {
 		return acquireSummary{}, err
 	}
 	defer a.release()
@@ -318,6 +344,8 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	res, err := acquire.New(src, opts).Run(ctx, a.out)
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
 	switch {
+	case err == nil && a.remote != nil:
+		err = a.finishRemote(ctx, &res, &sum, awsInfo)
 	case err == nil && a.st != nil:
 		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)
 	case err == nil:

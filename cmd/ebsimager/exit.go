@@ -21,6 +21,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/preflight"
 	"github.com/ebsimager/ebsimager/internal/preserve"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/volume"
@@ -144,7 +145,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitMismatch
 	case errors.As(err, &other), errors.Is(err, store.ErrNotEvidence), errors.Is(err, fs.ErrExist):
 		return exitConflict
-	case errors.As(err, &badID), errors.As(err, &badTarget), errors.As(err, &beyond), errors.As(err, &badFolder):
+	case errors.As(err, &badID), errors.As(err, &badTarget), errors.As(err, &beyond), errors.As(err, &badFolder), errors.Is(err, s3store.ErrNoObjectLock):
 		return exitInvalid
 	case errors.As(err, &wrongKey), errors.Is(err, codec.ErrWrongKey), errors.Is(err, store.ErrNeedKey), errors.Is(err, codec.ErrNoSecret):
 		return exitWrongKey

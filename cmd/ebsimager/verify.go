@@ -15,16 +15,18 @@ import (
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
 type verifyOptions struct {
-	asJSON   bool
-	quiet    bool
-	noRecord bool
-	keys     openOptions
-	snap     snapshotCheckOptions
+	asJSON      bool
+	quiet       bool
+	noRecord    bool
+	s3PathStyle bool
+	keys        openOptions
+	snap        snapshotCheckOptions
 }
 
 const verifyExitCodes = `EXIT STATUS
@@ -49,7 +51,7 @@ const verifyExitCodes = `EXIT STATUS
 func newVerifyCommand(aws *awsOptions) *cobra.Command {
 	o := &verifyOptions{}
 	cmd := &cobra.Command{
-		Use:   "verify DIR|IMAGE",
+		Use:   "verify DIR|IMAGE|s3://BUCKET/PREFIX/",
 		Short: "Re-check an evidence directory against its manifest, or an image against its hashes",
 		Long: `Re-hash every stored block against the manifest and against its file name,
 check that no block is missing or extra and that the manifest itself is
@@ -80,6 +82,11 @@ its tables and table2 copies, and every chunk are checked too; a damaged
 section, or a stored hash that cannot be read, fails verification) and the
 .md5/.sha1/.sha256 files beside the image.
 
+Given s3://bucket/prefix/, the evidence in S3 is verified as a directory
+is, and each object also against the SHA-256 S3 keeps for it (the
+checksum S3 verified when it arrived). Nothing is appended to its record:
+objects in the bucket are written once.
+
 Encrypted evidence can be verified without any key: every stored file is
 checked against the SHA-256 of its stored bytes in the manifest. With
 --identity or the passphrase, each block's content is also checked against
@@ -93,6 +100,12 @@ the SHA-256 AWS served it with.
 			}
 			if (cmd.Flags().Changed("workers") || cmd.Flags().Changed("max-rate") || cmd.Flags().Changed("max-attempts")) && !o.snap.full {
 				return usagef("--workers, --max-rate and --max-attempts apply to --against-snapshot --full")
+			}
+			if s3store.IsURL(args[0]) {
+				return runVerifyS3(cmd, aws, args[0], o)
+			}
+			if o.s3PathStyle {
+				return usagef("--s3-path-style applies to s3://bucket/prefix/")
 			}
 			fi, err := os.Stat(args[0])
 			if err != nil {
@@ -112,6 +125,7 @@ the SHA-256 AWS served it with.
 	f.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	f.BoolVar(&o.noRecord, "no-record", false, "do not append the verification to report.json (for read-only media)")
+	f.BoolVar(&o.s3PathStyle, "s3-path-style", false, "for s3://bucket/prefix/: address the bucket in the path (automatic for an IP-address or localhost endpoint)")
 	o.snap.addFlags(cmd)
 	return cmd
 }

@@ -85,6 +85,13 @@ var rules = []rule{
 		exempt: []string{"internal/mount", "cmd/"}},
 	{pkg: "cmd/", forbid: []string{"github.com/hanwen/go-fuse/"}, why: "cmd/ mounts through internal/mount", direct: true},
 	{pkg: "internal/mount", forbid: []string{ebsPkg, sdk}, why: "the mount serves any volume; cmd/ opens a live snapshot for it"},
+
+	// Issue 15: S3 is one package's business, as EC2 is three's.
+	{pkg: "", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/s3", module + "/internal/s3store"},
+		why:    "only internal/s3store imports the S3 SDK, and only cmd/ imports internal/s3store",
+		exempt: []string{"internal/s3store", "cmd/"}},
+	{pkg: "cmd/", forbid: []string{"github.com/aws/aws-sdk-go-v2/service/s3"}, why: "cmd/ reaches S3 through internal/s3store", direct: true},
+	{pkg: "internal/bucket", forbid: []string{ebsPkg, sdk}, why: "the object-store vocabulary knows nothing of AWS: internal/s3store implements it"},
 }
 
 // pkg is one package as go list describes it: its path under the module

@@ -32,6 +32,18 @@ type Header struct {
 	ToolVersion     string    `json:"tool_version"`
 	StartedAt       time.Time `json:"started_at"`
 	FinishedAt      time.Time `json:"finished_at"`
+	// ObjectLock is the S3 Object Lock every object of evidence in a
+	// bucket was written with; absent for a directory and for an
+	// unlocked bucket.
+	ObjectLock *ObjectLock `json:"object_lock,omitempty"`
+}
+
+// ObjectLock is an S3 Object Lock: a retention mode (GOVERNANCE or
+// COMPLIANCE) until a date, a legal hold, or both.
+type ObjectLock struct {
+	Mode        string    `json:"mode,omitempty"`
+	RetainUntil time.Time `json:"retain_until,omitzero"`
+	LegalHold   bool      `json:"legal_hold,omitempty"`
 }
 
 // Provenances of a manifest (and of evidence.json): where the blocks and

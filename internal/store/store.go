@@ -63,6 +63,8 @@ type Meta struct {
 	Encryption string   `json:"encryption"`
 	Recipients []string `json:"recipients,omitempty"`
 	KeyFile    string   `json:"key_file,omitempty"`
+	// ObjectLock is the S3 Object Lock of evidence in a bucket (Remote).
+	ObjectLock *manifest.ObjectLock `json:"object_lock,omitempty"`
 }
 
 // OtherSnapshotError refuses an evidence directory of another snapshot.

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ebsimager/ebsimager/internal/acquire"
+	"github.com/ebsimager/ebsimager/internal/bucket"
+	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/s3store"
+	"github.com/ebsimager/ebsimager/internal/store"
+)
+
+// s3Options are the flags of evidence in S3 (--out s3://bucket/prefix/).
+type s3Options struct {
+	pathStyle   bool
+	objectLock  string
+	retainUntil string
+	retainDays  int
+	legalHold   bool
+
+	url  s3store.URL
+	lock s3store.Lock
+}
+
+func (o *s3Options) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&o.pathStyle, "s3-path-style", false, "with --out s3://…: address the bucket in the path (automatic for an IP-address or localhost endpoint)")
+	f.StringVar(&o.objectLock, "object-lock", "", "with --out s3://…: lock every object, governance or compliance (the bucket must have Object Lock)")
+	f.StringVar(&o.retainUntil, "retain-until", "", "with --object-lock: keep the objects until DATE (YYYY-MM-DD, or RFC 3339)")
+	f.IntVar(&o.retainDays, "retain-days", 0, "with --object-lock: keep the objects N days from now")
+	f.BoolVar(&o.legalHold, "legal-hold", false, "with --out s3://…: put every object under a legal hold")
+}
+
+// on reports whether --out names S3.
+func (o *s3Options) on() bool { return o.url.Bucket != "" }
+
+// check parses --out s3://… and the lock flags, refusing them without it.
+func (o *s3Options) check(cmd *cobra.Command, out string, now time.Time) error {
+	flags := []string{"s3-path-style", "object-lock", "retain-until", "retain-days", "legal-hold"}
+	if !s3store.IsURL(out) {
+		for _, f := range flags {
+			if cmd.Flags().Changed(f) {
+				return usagef("--%s applies to --out s3://bucket/prefix/", f)
+			}
+		}
+		return nil
+	}
+	u, err := s3store.ParseURL(out)
+	if err != nil {
+		return usagef("--out: %v", err)
+	}
+	o.url = u
+	switch strings.ToLower(o.objectLock) {
+	case "":
+		if o.retainUntil != "" || o.retainDays != 0 {
+			return usagef("--retain-until and --retain-days need --object-lock governance|compliance")
+		}
+	case "governance", "compliance":
+		o.lock.Mode = strings.ToUpper(o.objectLock)
+		if (o.retainUntil == "") == (o.retainDays == 0) {
+			return usagef("--object-lock needs exactly one of --retain-until DATE and --retain-days N")
+		}
+		if o.retainDays < 0 || o.retainDays > 36500 {
+			return usagef("--retain-days: %d is not 1 to 36500", o.retainDays)
+		}
+		o.lock.RetainUntil = now.Add(time.Duration(o.retainDays) * 24 * time.Hour).UTC().Truncate(time.Second)
+		if o.retainUntil != "" {
+			if o.lock.RetainUntil, err = parseDate(o.retainUntil); err != nil {
+				return usagef("--retain-until: %v", err)
+			}
+		}
+	default:
+		return usagef("--object-lock %q: want governance or compliance", o.objectLock)
+	}
+	o.lock.LegalHold = o.legalHold
+	if err := o.lock.Check(now); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+func parseDate(s string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t.UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither YYYY-MM-DD nor RFC 3339", s)
+	}
+	return t.UTC().Truncate(time.Second), nil
+}
+
+// checkS3Out refuses what evidence in S3 does not do yet.
+func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error {
+	if err := o.s3.check(cmd, o.out, time.Now()); err != nil || !o.s3.on() {
+		return err
+	}
+	switch {
+	case targets != nil:
+		return usagef("--out s3://… acquires one snapshot for now: a case (several targets, a volume, an instance, --targets) writes to a directory")
+	case o.base != "":
+		return usagef("--base is not supported with --out s3://… yet")
+	case o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0:
+		return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
+	}
+	return nil
+}
+
+// s3Client is the S3 client of the run's configuration: the standard
+// credential chain; the endpoint of --endpoint-url, unless
+// AWS_ENDPOINT_URL_S3 names S3's own (the SDK gives it precedence).
+func (a *acquisition) s3Client() *s3store.Client {
+	return s3store.New(a.cfg, s3store.Options{PathStyle: a.o.s3.pathStyle, Policy: ebs.Policy{MaxAttempts: max(a.o.maxAttempts, 3)}})
+}
+
+// openRemote opens the evidence in S3: the bucket's Object Lock checked
+// first when a lock is asked for.
+func (a *acquisition) openRemote(ctx context.Context, c *s3store.Client, info ebs.Info, seal sealed) error {
+	o := &a.o.s3
+	if !o.lock.IsZero() {
+		if err := c.CheckObjectLock(ctx, o.url.Bucket); err != nil {
+			return err
+		}
+	}
+	var lock *manifest.ObjectLock
+	if !o.lock.IsZero() {
+		lock = &manifest.ObjectLock{Mode: o.lock.Mode, RetainUntil: o.lock.RetainUntil, LegalHold: o.lock.LegalHold}
+	}
+	b := c.Bucket(o.url, o.lock)
+	r, err := store.CreateRemote(ctx, b, store.Meta{
+		SnapshotID: a.id, Region: a.cfg.Region, Endpoint: ebs.Endpoint(a.cfg),
+		VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
+		Case: a.o.caseMeta.fields(), Recipients: seal.recipients, ObjectLock: lock,
+	}, store.Options{Force: a.o.force, Form: seal.form.Form, SealTo: seal.form.SealTo})
+	if err != nil {
+		return err
+	}
+	// A rerun writes with the lock the evidence was started with.
+	had := r.Meta().ObjectLock
+	if (had == nil) != (lock == nil) || had != nil && (had.Mode != lock.Mode || had.LegalHold != lock.LegalHold) {
+		return usagef("%s was started with Object Lock %s; resume it with the same --object-lock and --legal-hold", o.url, lockText(had))
+	}
+	if had != nil {
+		b.Lock = s3store.Lock{Mode: had.Mode, RetainUntil: had.RetainUntil, LegalHold: had.LegalHold}
+	}
+	a.remote, a.bucket, a.out = r, b, r
+	return nil
+}
+
+func lockText(l *manifest.ObjectLock) string {
+	if l == nil {
+		return "none"
+	}
+	s := l.Mode
+	if s != "" {
+		s += " until " + l.RetainUntil.Format(time.RFC3339)
+	}
+	if l.LegalHold {
+		s = strings.TrimSpace(s + " with a legal hold")
+	}
+	return s
+}
+
+// finishRemote writes the manifest of the evidence in S3 and its record.
+func (a *acquisition) finishRemote(ctx context.Context, res *acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
+	r := a.remote
+	sum.Resumed = r.Resumed()
+	r.Started, r.Finished = res.Started, res.Finished
+	if _, err := r.Close(); err != nil {
+		return err
+	}
+	ms := r.Summary()
+	if ms.Blocks != sum.Blocks {
+		return fmt.Errorf("evidence holds %d blocks but the snapshot lists %d", ms.Blocks, sum.Blocks)
+	}
+	sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
+	k := r.Kept()
+	sum.Checked, sum.Adopted = k.Checked, k.Adopted
+	sum.Complete = ms.Unchanged && res.Stored == 0
+	rec := acquisitionRecord(report.KindEvidenceDirectory, a.o.s3.url.String(), r.Meta().Case, *res, sum.Resumed, awsInfo())
+	rec.Acquisition.AdoptedBlocks = sum.Adopted
+	if err := recordRemote(ctx, a.bucket, rec, ms); err != nil {
+		return unrecordedError{fmt.Errorf("the evidence is complete, but its record could not be written: %w", err)}
+	}
+	return nil
+}
+
+// recordRemote completes rec from the manifest in b and writes it beside
+// the evidence, once: the record of complete evidence already there is
+// kept as it is.
+func recordRemote(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms store.Summary) error {
+	if _, err := b.Head(ctx, report.JSONName); err == nil {
+		return nil
+	} else if !errors.Is(err, bucket.ErrNotFound) {
+		return err
+	}
+	data, err := b.Get(ctx, store.ManifestName, (ms.Blocks+2)*manifest.MaxLine)
+	if err != nil {
+		return err
+	}
+	mr, err := manifest.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "ebsimager-record-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := rec.CompleteEvidence(tmp, report.EvidenceFacts{Blocks: ms.Blocks, Bytes: ms.Bytes, ManifestSHA256: ms.ManifestSHA256.Hex(), Manifest: mr}); err != nil {
+		return err
+	}
+	for _, name := range []string{report.JSONName, report.TextName, report.HTMLName} {
+		body, err := os.ReadFile(filepath.Join(tmp, name))
+		if err != nil {
+			return err
+		}
+		if err := b.PutNew(ctx, name, body, sha256.Sum256(body), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}

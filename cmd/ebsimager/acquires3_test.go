@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/emulator"
+	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/s3store"
+	"github.com/ebsimager/ebsimager/internal/store"
+	"github.com/ebsimager/ebsimager/internal/testenv"
+)
+
+// s3Env starts moto (behind the proxy that checks x-amz-checksum-sha256
+// as S3 does and moto does not), creates the buckets "locked" (Object
+// Lock) and "plain", and points the CLI's S3 at it.
+func s3Env(t *testing.T, c *cli) (*s3store.Client, *s3.Client) {
+	t.Helper()
+	endpoint := testenv.S3Checksums(t, testenv.Moto(t))
+	c.env = append(c.env, "AWS_ENDPOINT_URL_S3="+endpoint)
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("emulator", "emulator", ""), BaseEndpoint: aws.String(endpoint)}
+	api := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	for name, locked := range map[string]bool{"locked": true, "plain": false} {
+		if _, err := api.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name), ObjectLockEnabledForBucket: aws.Bool(locked)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s3store.New(cfg, s3store.Options{}), api
+}
+
+// s3Manifest returns the entries of the manifest under u, without its
+// header, as manifestBlocks does for a directory.
+func s3Manifest(t *testing.T, c *s3store.Client, u s3store.URL) (string, []manifest.Entry) {
+	t.Helper()
+	data, err := c.Get(context.Background(), u.Bucket, u.Key(store.ManifestName), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	var es []manifest.Entry
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, `"type":"header"`) {
+			continue
+		}
+		lines = append(lines, l)
+		var e manifest.Entry
+		if json.Unmarshal([]byte(l), &e) == nil && e.Type == "block" {
+			es = append(es, e)
+		}
+	}
+	return strings.Join(lines, "\n"), es
+}
+
+func TestAcquireToS3(t *testing.T) {
+	t.Parallel()
+	srv, endpoint := startEmulator(t, emulator.Options{}, specA)
+	c := newCLI(t, endpoint)
+	s3c, _ := s3Env(t, c)
+	ref := filepath.Join(t.TempDir(), "ref")
+	c.ok("acquire", snapA, "--out", ref, "--quiet")
+
+	// A bucket without Object Lock is refused before anything is fetched.
+	srv.ResetCounters()
+	c.fails(exitInvalid, "bucket plain has no Object Lock", "acquire", snapA, "--out", "s3://plain/x/", "--object-lock", "governance", "--retain-days", "1", "--quiet")
+	if n := srv.Counters().Total("GetSnapshotBlock"); n != 0 {
+		t.Fatalf("%d blocks fetched for a refused bucket", n)
+	}
+	c.fails(exitUsage, "--object-lock needs exactly one of --retain-until DATE and --retain-days N", "acquire", snapA, "--out", "s3://locked/x/", "--object-lock", "compliance")
+	c.fails(exitUsage, "--legal-hold applies to --out s3://bucket/prefix/", "acquire", snapA, "--out", ref, "--legal-hold")
+
+	// Into the locked bucket: the manifest's entries are the directory's.
+	u, _ := s3store.ParseURL("s3://locked/case-1/" + snapA + "/")
+	until := time.Now().Add(72 * time.Hour).UTC().Format(time.DateOnly)
+	s := acquireJSON(t, c.ok("acquire", snapA, "--out", u.String(), "--object-lock", "governance", "--retain-until", until, "--legal-hold", "--json"))
+	lines, es := s3Manifest(t, s3c, u)
+	if lines != manifestBlocks(t, ref) || s.Blocks != int64(len(es)) || s.ManifestSHA256 == "" {
+		t.Fatalf("the S3 manifest's %d entries differ from the directory's (summary %+v)", len(es), s)
+	}
+	want := s3store.Lock{Mode: s3store.Governance, RetainUntil: mustDate(t, until), LegalHold: true}
+	for _, e := range es {
+		o, err := s3c.Head(context.Background(), u.Bucket, u.Key(e.Name))
+		if err != nil || o.SHA256.Hex() != e.StoredSHA256 || o.Lock != want || o.Metadata[store.MetaSHA256] != e.SHA256 {
+			t.Fatalf("block %d's object: %+v, %v; want checksum %s and lock %+v", e.Index, o, err, e.StoredSHA256, want)
+		}
+	}
+	for _, name := range []string{store.MetaName, store.ManifestSumName, "report.json", "report.txt"} {
+		if o, err := s3c.Head(context.Background(), u.Bucket, u.Key(name)); err != nil || o.Lock != want {
+			t.Errorf("%s: %+v, %v", name, o, err)
+		}
+	}
+	meta, err := s3c.Get(context.Background(), u.Bucket, u.Key(store.MetaName), 1<<20)
+	if err != nil || !strings.Contains(string(meta), `"object_lock": {`) || !strings.Contains(string(meta), `"mode": "GOVERNANCE"`) {
+		t.Errorf("evidence.json does not record the lock: %s", meta)
+	}
+
+	// verify checks every object, against S3's checksum too.
+	var v verifyOutput
+	if err := json.Unmarshal([]byte(c.ok("verify", u.String(), "--json").stdout), &v); err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK || v.Blocks != int64(len(es)) || v.StoredChecked != int64(len(es)) || v.ContentChecked != int64(len(es)) || v.Journals.Outcome != store.CompareMatch {
+		t.Errorf("verify: %+v", v)
+	}
+
+	// A rerun fetches nothing and writes nothing.
+	srv.ResetCounters()
+	s = acquireJSON(t, c.ok("acquire", snapA, "--out", u.String(), "--object-lock", "governance", "--retain-until", until, "--legal-hold", "--json"))
+	if !s.Complete || s.Fetched != 0 || s.Resumed != int64(len(es)) || srv.Counters().Total("GetSnapshotBlock") != 0 {
+		t.Errorf("rerun: %+v", s)
+	}
+	c.fails(exitUsage, "resume it with the same --object-lock", "acquire", snapA, "--out", u.String(), "--quiet")
+
+	// Compressed, to another prefix.
+	z, _ := s3store.ParseURL("s3://plain/z/")
+	c.ok("acquire", snapA, "--out", z.String(), "--compress", "zstd", "--quiet")
+	_, zs := s3Manifest(t, s3c, z)
+	c.ok("verify", z.String(), "--quiet")
+	if len(zs) != len(es) || zs[0].Codec != "zstd" || zs[0].SHA256 != es[0].SHA256 || zs[0].StoredSHA256 == zs[0].SHA256 || !strings.HasSuffix(zs[0].Name, ".zst") {
+		t.Errorf("compressed: %d entries, first %+v", len(zs), zs[0])
+	}
+}
+
+// TestVerifyS3Tampered: in a bucket without Object Lock, an object
+// replaced behind the evidence's back fails verify, named.
+func TestVerifyS3Tampered(t *testing.T) {
+	t.Parallel()
+	_, endpoint := startEmulator(t, emulator.Options{}, specA)
+	c := newCLI(t, endpoint)
+	s3c, api := s3Env(t, c)
+	u, _ := s3store.ParseURL("s3://plain/t/")
+	c.ok("acquire", snapA, "--out", u.String(), "--quiet")
+	_, es := s3Manifest(t, s3c, u)
+	e := es[len(es)/2]
+	data, err := s3c.Get(context.Background(), u.Bucket, u.Key(e.Name), e.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[1000] ^= 0x40
+	sum := sha256.Sum256(data)
+	if _, err := api.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key(e.Name)),
+		Body: bytes.NewReader(data), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:]))}); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run("verify", u.String())
+	if r.code != exitMismatch || !strings.Contains(r.stdout, e.Name) || !strings.Contains(r.stdout, "the store's checksum is "+hex.EncodeToString(sum[:])) {
+		t.Errorf("verify of a tampered object: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func mustDate(t *testing.T, s string) time.Time {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestAcquireToS3Kill9Resume: killed mid-upload, the rerun fetches none
+// of the blocks already in the bucket again, and never overwrites.
+func TestAcquireToS3Kill9Resume(t *testing.T) {
+	t.Parallel()
+	srv, endpoint := startEmulator(t, emulator.Options{Latency: 20 * time.Millisecond}, snapA+"=1GiB,0.4,1")
+	c := newCLI(t, endpoint)
+	s3c, _ := s3Env(t, c)
+	ref := filepath.Join(t.TempDir(), "ref")
+	c.ok("acquire", snapA, "--out", ref, "--quiet")
+	srv.ResetCounters()
+
+	u, _ := s3store.ParseURL("s3://locked/k/")
+	stored := func() []int64 {
+		keys, err := s3c.List(context.Background(), u.Bucket, u.Key("blocks/"), 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx []int64
+		for _, k := range keys {
+			if fi, _, err := block.ParseFileName(path.Base(k.Key)); err == nil {
+				idx = append(idx, fi.Index)
+			}
+		}
+		return idx
+	}
+	cmd := c.command(t.Context(), "acquire", snapA, "--out", u.String(), "--object-lock", "compliance", "--retain-days", "1", "--quiet", "--workers", "4")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(stored()) < 100 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the acquisition stored nothing in two minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	before := stored()
+	if _, err := s3c.Head(context.Background(), u.Bucket, u.Key(store.ManifestName)); err == nil {
+		t.Fatal("killed too late: the acquisition had finished")
+	}
+	s := acquireJSON(t, c.ok("acquire", snapA, "--out", u.String(), "--object-lock", "compliance", "--retain-days", "1", "--json"))
+	if s.Resumed < int64(len(before)) {
+		t.Fatalf("resumed %d blocks, %d were in the bucket before the kill", s.Resumed, len(before))
+	}
+	for _, i := range before {
+		if n := srv.BlockGets(snapA, i); n != 1 {
+			t.Fatalf("block %d was stored before the kill but fetched %d times", i, n)
+		}
+	}
+	if lines, _ := s3Manifest(t, s3c, u); lines != manifestBlocks(t, ref) {
+		t.Fatal("the resumed acquisition's manifest entries differ from an uninterrupted one's")
+	}
+}

@@ -1,0 +1,153 @@
+package bucket
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+)
+
+// Memory is a Bucket in memory, for tests: it checks each body's SHA-256
+// as S3 does. Fail, when set, is asked before each request (the
+// operation's name and key) and its error returned instead, to play
+// failures.
+type Memory struct {
+	Fail func(op, key string) error
+
+	mu      sync.Mutex
+	objects map[string]memObject
+	puts    int
+}
+
+type memObject struct {
+	data []byte
+	meta map[string]string
+}
+
+func (m *Memory) fail(op, key string) error {
+	if m.Fail != nil {
+		return m.Fail(op, key)
+	}
+	return nil
+}
+
+// PutNew implements Bucket.
+func (m *Memory) PutNew(_ context.Context, key string, body []byte, sum block.Sum, metadata map[string]string) error {
+	if err := m.fail("PutNew", key); err != nil {
+		return err
+	}
+	if block.Sum(sha256.Sum256(body)) != sum {
+		return fmt.Errorf("%s: %w", key, ErrBadDigest)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.objects == nil {
+		m.objects = map[string]memObject{}
+	}
+	if _, ok := m.objects[key]; ok {
+		return fmt.Errorf("%s: %w", key, ErrExists)
+	}
+	m.objects[key] = memObject{data: slices.Clone(body), meta: maps.Clone(metadata)}
+	m.puts++
+	return nil
+}
+
+// Head implements Bucket.
+func (m *Memory) Head(_ context.Context, key string) (Object, error) {
+	if err := m.fail("Head", key); err != nil {
+		return Object{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return Object{}, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	return Object{Size: int64(len(o.data)), SHA256: sha256.Sum256(o.data), HasSHA256: true, Metadata: maps.Clone(o.meta)}, nil
+}
+
+// Get implements Bucket.
+func (m *Memory) Get(_ context.Context, key string, max int64) ([]byte, error) {
+	if err := m.fail("Get", key); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	if int64(len(o.data)) > max {
+		return nil, fmt.Errorf("%s holds more than %d bytes: refused", key, max)
+	}
+	return slices.Clone(o.data), nil
+}
+
+// GetRange implements Bucket.
+func (m *Memory) GetRange(_ context.Context, key string, off, length int64) ([]byte, error) {
+	if err := m.fail("GetRange", key); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	if off < 0 || length <= 0 || off+length > int64(len(o.data)) {
+		return nil, fmt.Errorf("%s: range %d+%d of %d bytes: %w", key, off, length, len(o.data), io.ErrUnexpectedEOF)
+	}
+	return slices.Clone(o.data[off : off+length]), nil
+}
+
+// List implements Bucket.
+func (m *Memory) List(_ context.Context, prefix string, max int) ([]Listed, error) {
+	if err := m.fail("List", prefix); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Listed
+	for _, k := range slices.Sorted(maps.Keys(m.objects)) {
+		if strings.HasPrefix(k, prefix) {
+			if len(out) == max {
+				return nil, fmt.Errorf("listing %s: more than %d keys", prefix, max)
+			}
+			out = append(out, Listed{Key: k, Size: int64(len(m.objects[k].data))})
+		}
+	}
+	return out, nil
+}
+
+// String implements Bucket.
+func (m *Memory) String() string { return "memory://" }
+
+// Set writes data under key, over anything there: a test's tampering.
+func (m *Memory) Set(key string, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.objects == nil {
+		m.objects = map[string]memObject{}
+	}
+	m.objects[key] = memObject{data: slices.Clone(data), meta: m.objects[key].meta}
+}
+
+// Delete removes key: a test's crash that lost an object.
+func (m *Memory) Delete(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, key)
+}
+
+// Puts returns how many objects PutNew wrote.
+func (m *Memory) Puts() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.puts
+}

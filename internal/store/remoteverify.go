@@ -1,0 +1,243 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/bucket"
+	"github.com/ebsimager/ebsimager/internal/manifest"
+)
+
+// OpenRemote reads the evidence.json of evidence in a bucket.
+func OpenRemote(ctx context.Context, b bucket.Bucket) (Meta, error) {
+	data, err := b.Get(ctx, MetaName, maxMetaObject)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return Meta{}, fmt.Errorf("%s: no %s: %w", b, MetaName, ErrNotEvidence)
+	}
+	if err != nil {
+		return Meta{}, err
+	}
+	var m Meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return Meta{}, metaDamage(err.Error())
+	}
+	if m.Format != metaFormat {
+		return Meta{}, fmt.Errorf("%s: format %q, this tool reads %q", MetaName, m.Format, metaFormat)
+	}
+	if err := checkMeta(m); err != nil {
+		return Meta{}, err
+	}
+	return m, nil
+}
+
+// VerifyRemote re-checks evidence in a bucket as Verify checks a
+// directory: the manifest against its .sha256 and evidence.json; every
+// block object against its entry's size and stored SHA-256, both as the
+// store keeps it (S3's checksum, which it verified on arrival) and as
+// its bytes hash now; every block's content against the AWS SHA-256
+// (encrypted blocks only when unseal can decrypt); no object missing or
+// extra; and the manifest against the journal batches.
+func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal, progress func(done int64)) (*VerifyResult, error) {
+	res := &VerifyResult{Problems: []Problem{}}
+	ev := &Evidence{Meta: meta}
+	slots := block.Slots(meta.VolumeSizeGiB)
+	data, err := b.Get(ctx, ManifestName, slots*manifest.MaxLine+2*manifest.MaxLine)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, ErrIncomplete
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.ManifestSHA256 = block.Sum(sha256.Sum256(data)).Hex()
+	if err := checkRemoteSum(ctx, b, res.ManifestSHA256); err != nil {
+		res.add(problem(err, "manifest"))
+	}
+	keys, err := b.List(ctx, blocksDir+"/", int(min(2*slots+10000, 1<<31-1)))
+	if err != nil {
+		return nil, err
+	}
+	objects := map[string]int64{}
+	var batches []string
+	for _, k := range keys {
+		if strings.HasPrefix(path.Base(k.Key), journalPrefix) {
+			batches = append(batches, k.Key)
+		} else {
+			objects[k.Key] = k.Size
+		}
+	}
+	mr, err := manifest.NewReader(bytes.NewReader(data))
+	if err != nil {
+		res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: err.Error()})
+		return res, nil
+	}
+	if err := ev.checkHeader(mr.Header()); err != nil {
+		res.add(problem(err, "manifest"))
+	}
+	listed := map[int64]manifest.Entry{}
+	out := make([]byte, block.Size)
+	var opened int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e, err := mr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: err.Error()})
+			break
+		}
+		res.Blocks++
+		res.Bytes += int64(e.Length)
+		listed[e.Index] = e
+		if err := ev.checkEntry(e); err != nil {
+			res.add(problem(err, "mismatch"))
+			continue
+		}
+		size, ok := objects[e.Name]
+		delete(objects, e.Name)
+		if !ok {
+			res.add(Problem{Index: e.Index, Name: e.Name, Kind: "missing", Detail: "block object is missing"})
+			continue
+		}
+		stored, err := readRemoteStored(ctx, b, e, size)
+		if err != nil {
+			var m *Mismatch
+			if !errors.As(err, &m) {
+				return nil, err
+			}
+			res.add(problem(err, "mismatch"))
+			continue
+		}
+		res.StoredChecked++
+		if e.Encryption != "none" && unseal == nil {
+			res.Encrypted++
+			continue
+		}
+		if _, err := Decode(e, stored, unseal, out); err != nil {
+			if errors.Is(err, ErrKeyRejected) {
+				res.KeyRejected++
+				continue
+			}
+			res.add(problem(err, "mismatch"))
+			continue
+		}
+		if e.Encryption != "none" {
+			opened++
+		}
+		res.ContentChecked++
+		if progress != nil {
+			progress(res.Blocks)
+		}
+	}
+	if res.KeyRejected > 0 && opened == 0 {
+		res.KeyOpensNone = true
+	}
+	extras := make([]string, 0, len(objects))
+	for k := range objects {
+		extras = append(extras, k)
+	}
+	sort.Strings(extras)
+	for _, k := range extras {
+		res.add(Problem{Index: indexOf(path.Base(k)), Name: k, Kind: "extra", Detail: "object is not in the manifest"})
+	}
+	res.Journals = compareBatches(ctx, b, batches, listed)
+	return res, nil
+}
+
+func checkRemoteSum(ctx context.Context, b bucket.Bucket, got string) error {
+	data, err := b.Get(ctx, ManifestSumName, maxMetaObject)
+	if err != nil {
+		return &Mismatch{Index: -1, Name: ManifestSumName, What: fmt.Sprintf("manifest checksum object unreadable: %v", err)}
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 || fields[1] != ManifestName {
+		return &Mismatch{Index: -1, Name: ManifestSumName, What: "malformed manifest checksum object"}
+	}
+	if fields[0] != got {
+		return &Mismatch{Index: -1, Name: ManifestName, What: fmt.Sprintf("manifest sha256 %s, %s says %s", got, ManifestSumName, fields[0])}
+	}
+	return nil
+}
+
+// readRemoteStored reads a block object and checks it against its entry:
+// the size listed, the SHA-256 the store keeps for it, and the SHA-256
+// of the bytes read.
+func readRemoteStored(ctx context.Context, b bucket.Bucket, e manifest.Entry, listed int64) ([]byte, error) {
+	mismatch := func(what string) error { return &Mismatch{Index: e.Index, Name: e.Name, What: what} }
+	if listed != e.Size {
+		return nil, mismatch(fmt.Sprintf("stored size %d, manifest says %d", listed, e.Size))
+	}
+	o, err := b.Head(ctx, e.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !o.HasSHA256 {
+		return nil, mismatch("the store keeps no SHA-256 for the object")
+	}
+	if o.SHA256.Hex() != e.StoredSHA256 {
+		return nil, mismatch(fmt.Sprintf("the store's checksum is %s, manifest says %s", o.SHA256.Hex(), e.StoredSHA256))
+	}
+	data, err := b.Get(ctx, e.Name, e.Size)
+	if err != nil {
+		if strings.Contains(err.Error(), "refused") {
+			return nil, mismatch(err.Error())
+		}
+		return nil, err
+	}
+	if got := block.Sum(sha256.Sum256(data)).Hex(); int64(len(data)) != e.Size || got != e.StoredSHA256 {
+		return nil, mismatch(fmt.Sprintf("stored sha256 %s (%d bytes), manifest says %s", got, len(data), e.StoredSHA256))
+	}
+	return data, nil
+}
+
+// compareBatches compares the manifest's entries with the journal
+// batches: the last line per index must be its entry, and every entry
+// must have a line.
+func compareBatches(ctx context.Context, b bucket.Bucket, batches []string, listed map[int64]manifest.Entry) Comparison {
+	c := Comparison{Record: "journals"}
+	if len(batches) == 0 {
+		c.Outcome, c.Detail = CompareNotPossible, "no journal batches"
+		return c
+	}
+	journal := map[int64]manifest.Entry{}
+	for _, k := range batches {
+		data, err := b.Get(ctx, k, leafSize*manifest.MaxLine)
+		if err != nil {
+			c.Outcome, c.Detail = CompareNotPossible, err.Error()
+			return c
+		}
+		for _, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+			var e manifest.Entry
+			if err := json.Unmarshal(line, &e); err != nil {
+				c.Outcome, c.Detail = CompareDiffers, fmt.Sprintf("%s: a malformed line", k)
+				return c
+			}
+			journal[e.Index] = e
+		}
+	}
+	var differ []string
+	for i, e := range listed {
+		if j, ok := journal[i]; !ok || j != e {
+			differ = append(differ, fmt.Sprint(i))
+		}
+	}
+	if len(differ) > 0 || len(journal) != len(listed) {
+		sort.Strings(differ)
+		c.Outcome = CompareDiffers
+		c.Detail = fmt.Sprintf("%d entries differ from their journal lines, %d lines in all for %d entries", len(differ), len(journal), len(listed))
+		return c
+	}
+	c.Outcome, c.Detail = CompareMatch, fmt.Sprintf("%d entries match their journal lines", len(listed))
+	return c
+}
