@@ -104,6 +104,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newMountCommand(aws),
 		newTriageCommand(aws),
 		newPolicyCommand(),
+		newCaseCommand(),
 	)
 	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {
