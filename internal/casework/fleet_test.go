@@ -249,9 +249,9 @@ func TestWorkerSummarySaved(t *testing.T) {
 		t.Fatalf("ReadWorkerSummary: %+v %v", s, err)
 	}
 	for in, want := range map[string]string{
-		strings.Replace(string(data), `"host"`, `"hostname"`, 1):                   "unknown field",
+		strings.Replace(string(data), `"host"`, `"hostname"`, 1):                     "unknown field",
 		strings.Replace(string(data), "ebsimager-worker/1", "ebsimager-worker/2", 1): `format "ebsimager-worker/2"`,
-		strings.Repeat(" ", MaxWorkerSummaryBytes+1):                                "larger than 1048576 bytes",
+		strings.Repeat(" ", MaxWorkerSummaryBytes+1):                                 "larger than 1048576 bytes",
 	} {
 		if _, err := ReadWorkerSummary(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ReadWorkerSummary: %v, want %q", err, want)
