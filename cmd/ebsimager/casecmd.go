@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/casework"
+	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
 // newCaseCommand is the case command group: what is done with a case
@@ -84,7 +85,7 @@ func summaryError(s *casework.CaseSummary) error {
 	case exitOK:
 		return nil
 	case exitMismatch:
-		return mismatchError{fmt.Sprintf("case %s: %d problems: a summary disagrees with its evidence, its targets file or another summary", s.Directory, len(s.Problems))}
+		return mismatchError{fmt.Sprintf("case %s: %s: a summary disagrees with its evidence, its targets file or another summary", s.Directory, ui.Plural(int64(len(s.Problems)), "problem"))}
 	}
-	return fmt.Errorf("case %s: %d indexes missing, %d workers: %w", s.Directory, len(s.Missing), len(s.Workers), casework.ErrWorkersMissing)
+	return fmt.Errorf("case %s: %d missing indexes, %s: %w", s.Directory, len(s.Missing), ui.Plural(int64(len(s.Workers)), "worker summary"), casework.ErrWorkersMissing)
 }
