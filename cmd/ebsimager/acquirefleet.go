@@ -47,6 +47,10 @@ func (o *acquireOptions) pickWorker(cmd *cobra.Command, args []string) error {
 		return usagef("a worker of an indexed job (%s) takes its target from --targets FILE only, not from the command line", from)
 	case o.out == "":
 		return usagef("a worker of an indexed job writes to --out (a template, e.g. DIR/{target}); --image applies to a single snapshot")
+	case strings.HasPrefix(o.out, "s3://"):
+		// The S3 evidence store comes with its own --out handling; a
+		// worker writes its summary through it once it is wired here.
+		return usagef("--out %q: a worker of an indexed job writes to a directory in this build; s3:// comes with the S3 evidence store", o.out)
 	}
 	targets, err := readTargetsFile(o.targets)
 	if err != nil {

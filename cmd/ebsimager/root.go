@@ -14,10 +14,18 @@ import (
 	"github.com/ebsimager/ebsimager/internal/ebs"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
+// version is set at build time with -ldflags "-X main.version=…", and
+// commit with -X main.commit=… where the build has no VCS information
+// (a container build with -trimpath from a source tree without .git).
+var (
+	version = "0.1.0-dev"
+	commit  = ""
+)
 
 func toolVersion() string {
+	if commit != "" {
+		return version + "+" + commit[:min(12, len(commit))]
+	}
 	if info, ok := debug.ReadBuildInfo(); ok && version == "0.1.0-dev" {
 		for _, s := range info.Settings {
 			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
