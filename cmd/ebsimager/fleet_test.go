@@ -240,3 +240,37 @@ func TestFleetWorkersShareTheQuota(t *testing.T) {
 		t.Fatalf("case summarize of a tampered manifest:\n%s", r.stdout)
 	}
 }
+
+// A worker that fails still leaves its summary, with its exit code, and
+// case summarize counts its index as not complete (exit 3).
+func TestWorkerFailureSummarized(t *testing.T) {
+	t.Parallel()
+	_, endpoint := startEmulator(t, emulator.Options{}, specA)
+	dir := t.TempDir()
+	const gone = "snap-0e0000000000000e5" // not in the emulator
+	targets := writeJobTargets(t, dir, snapA, gone)
+	caseDir := filepath.Join(dir, "case")
+	c := newCLI(t, endpoint)
+	c.env = []string{casework.EnvBatchArrayIndex + "=1"}
+	c.fails(exitNotFound, gone, "acquire", "--targets", targets, "--out", caseDir+"/{snapshot}", "--quiet")
+	s := loadWorker(t, filepath.Join(caseDir, gone))
+	if s.Index != 1 || s.Target != gone || s.ExitCode != exitNotFound || s.Status != casework.StatusFailed || !strings.Contains(s.Error, gone) ||
+		len(s.Evidence) != 1 || s.Evidence[0].SnapshotID != gone || s.Evidence[0].Status != casework.StatusFailed || s.Evidence[0].ManifestSHA256 != "" ||
+		s.Evidence[0].ExitCode != exitNotFound || s.IndexFrom != casework.EnvBatchArrayIndex {
+		t.Fatalf("summary of a failed worker: %+v", s)
+	}
+	c.env = []string{casework.EnvBatchArrayIndex + "=0"}
+	c.ok("acquire", "--targets", targets, "--out", caseDir+"/{snapshot}", "--quiet")
+	r := c.run("case", "summarize", caseDir, "--targets", targets, "--json")
+	var sum casework.CaseSummary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitIncomplete || sum.Status != casework.StatusIncomplete || len(sum.Workers) != 2 || len(sum.Missing) != 0 || len(sum.Problems) != 0 ||
+		sum.Workers[0].Evidence[0].Outcome != casework.EvidenceMatch || sum.Workers[1].Evidence[0].Outcome != casework.EvidenceNotComplete || sum.Workers[1].ExitCode != exitNotFound {
+		t.Fatalf("case summarize: exit %d\n%s", r.code, r.stdout)
+	}
+	if !strings.Contains(r.stderr, "0 missing indexes, 2 worker summaries: not every target has complete evidence") {
+		t.Fatalf("stderr: %s", r.stderr)
+	}
+}
