@@ -16,6 +16,8 @@ func newCaseCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "case",
 		Short: "Work with a case: the evidence of many targets, e.g. the workers of an indexed job",
+		Args:  cobra.NoArgs, // an unknown subcommand is a stray argument: exit 2
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	sum := newCaseSummarizeCommand()
 	sum.SilenceUsage, sum.SilenceErrors = true, true

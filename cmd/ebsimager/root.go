@@ -183,7 +183,7 @@ func argsError(cmd *cobra.Command, check cobra.PositionalArgs, a []string) error
 		stray := a[k]
 		return fmt.Errorf("unexpected argument %q%s (%s)", stray, strayCause(cmd, stray), usage)
 	}
-	return fmt.Errorf("missing argument: ebsimager %s takes %s (%s)", cmd.Name(), argNames(cmd), usage)
+	return fmt.Errorf("missing argument: %s takes %s (%s)", cmd.CommandPath(), argNames(cmd), usage)
 }
 
 // strayCause guesses why a word ended up as an argument.
@@ -201,7 +201,7 @@ func strayCause(cmd *cobra.Command, stray string) string {
 	if strings.HasPrefix(stray, "-") {
 		return ": a flag value that begins with - needs the --flag=value form"
 	}
-	return fmt.Sprintf(": ebsimager %s takes %s", cmd.Name(), argNames(cmd))
+	return fmt.Sprintf(": %s takes %s", cmd.CommandPath(), argNames(cmd))
 }
 
 // argNames is the arguments of cmd's usage line (the words before its
