@@ -92,6 +92,16 @@ func TestWorkerIndexContract(t *testing.T) {
 		t.Fatalf("summary evidence: %+v\n%s", s, srv.Counters())
 	}
 	newCLI(t, endpoint).ok("verify", evB)
+	// A retry of the same index resumes: nothing fetched, the evidence
+	// left as it is, the summary rewritten for this run.
+	gets := srv.Counters().Total("GetSnapshotBlock")
+	if r := run(both, "--out", out, "--index", "1"); r.code != 0 {
+		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
+	}
+	if again := loadWorker(t, evB); again.Evidence[0].Fetched != 0 || again.Evidence[0].Blocks != e.Blocks || again.Evidence[0].ManifestSHA256 != e.ManifestSHA256 ||
+		again.GetCalls != 0 || srv.Counters().Total("GetSnapshotBlock") != gets || !again.Started.After(s.Started) {
+		t.Fatalf("rerun summary: %+v", again)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "ev", snapA)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("worker 1 touched target 0: %v", err)
 	}
