@@ -113,8 +113,9 @@ blank lines; an index beyond them is exit 7). --out is then a template:
 {target} (the id listed), {snapshot} (when every target is a snapshot)
 and {index} are put in, e.g. --out /evidence/case-1/{target}. A snapshot
 target is acquired into an evidence directory there, an instance or a
-volume into a case directory there; either way the worker writes a JSON
-summary beside it, OUT.summary.json, which "case summarize" gathers.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
+volume into a case directory there; either way each run of the worker
+writes a JSON summary beside it, OUT.<start time>.summary.json, which
+"case summarize" gathers.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 		Args: acquireArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			targets, err := o.check(cmd, args)

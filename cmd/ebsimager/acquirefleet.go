@@ -92,8 +92,9 @@ func (w *fleetWorker) caseTargets() []string {
 }
 
 // runWorker acquires the worker's target, as `acquire SNAPSHOT --out
-// OUT` or `acquire INSTANCE|VOLUME --out OUT` would, then writes its
-// summary next to OUT (OUT.summary.json), whatever the outcome.
+// OUT` or `acquire INSTANCE|VOLUME --out OUT` would, then writes this
+// run's summary next to OUT (OUT.<start time>.summary.json), whatever
+// the outcome.
 func runWorker(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets []string, o *acquireOptions) error {
 	w := o.fleet
 	started := time.Now()
@@ -116,7 +117,7 @@ func runWorker(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets
 		}
 	}
 	s.Finish(started, time.Now(), exitCode(ctx, err), err)
-	summary := casework.SummaryPath(o.out)
+	summary := casework.SummaryPath(o.out, started)
 	if serr := s.Save(summary); serr != nil {
 		if err == nil {
 			return unrecordedError{fmt.Errorf("the evidence is complete, but the worker summary %s could not be written: %w", summary, serr)}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +20,23 @@ import (
 	"github.com/ebsimager/ebsimager/internal/sampledisk"
 )
 
-// loadWorker reads the worker summary beside the evidence at out.
+// workerSummaries lists the summaries beside the evidence at out, one a
+// run, oldest first.
+func workerSummaries(t *testing.T, out string) []string {
+	t.Helper()
+	names, err := filepath.Glob(strings.TrimRight(out, "/") + ".*" + casework.WorkerSuffix)
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no worker summary beside %s (%v)", out, err)
+	}
+	return names // Glob sorts, and the names sort by start time
+}
+
+// loadWorker reads the latest worker summary beside the evidence at out.
 func loadWorker(t *testing.T, out string) casework.WorkerSummary {
 	t.Helper()
+	names := workerSummaries(t, out)
 	var s casework.WorkerSummary
-	dec := json.NewDecoder(strings.NewReader(readFile(t, casework.SummaryPath(out))))
+	dec := json.NewDecoder(strings.NewReader(readFile(t, names[len(names)-1])))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
 		t.Fatal(err)
@@ -93,14 +106,21 @@ func TestWorkerIndexContract(t *testing.T) {
 	}
 	newCLI(t, endpoint).ok("verify", evB)
 	// A retry of the same index resumes: nothing fetched, the evidence
-	// left as it is, the summary rewritten for this run.
+	// left as it is, and a summary of its own beside the first run's.
+	first := workerSummaries(t, evB)
+	firstData := readFile(t, first[0])
 	gets := srv.Counters().Total("GetSnapshotBlock")
 	if r := run(both, "--out", out, "--index", "1"); r.code != 0 {
 		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
 	}
-	if again := loadWorker(t, evB); again.Evidence[0].Fetched != 0 || again.Evidence[0].Blocks != e.Blocks || again.Evidence[0].ManifestSHA256 != e.ManifestSHA256 ||
+	again := loadWorker(t, evB)
+	if again.Evidence[0].Fetched != 0 || again.Evidence[0].Blocks != e.Blocks || again.Evidence[0].ManifestSHA256 != e.ManifestSHA256 ||
 		again.GetCalls != 0 || srv.Counters().Total("GetSnapshotBlock") != gets || !again.Started.After(s.Started) {
 		t.Fatalf("rerun summary: %+v", again)
+	}
+	if names := workerSummaries(t, evB); len(first) != 1 || len(names) != 2 || names[0] != first[0] || readFile(t, names[0]) != firstData ||
+		filepath.Base(names[1]) != snapB+"."+again.Started.UTC().Format("20060102T150405.000Z")+".summary.json" {
+		t.Fatalf("summaries after a rerun: %q (first %q)", names, first)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ev", snapA)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("worker 1 touched target 0: %v", err)
@@ -246,7 +266,7 @@ func TestFleetWorkersShareTheQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = c.fails(exitMismatch, "1 problem:", "case", "summarize", caseDir, "--targets", targets)
-	if !strings.Contains(r.stdout, "problem    "+ids[2]+".summary.json: "+ids[2]+"/manifest.jsonl has SHA-256 ") {
+	if !regexp.MustCompile(`problem    ` + ids[2] + `\.\d{8}T\d{6}\.\d{3}Z\.summary\.json: ` + ids[2] + `/manifest\.jsonl has SHA-256 [0-9a-f]{64}, the summary says [0-9a-f]{64}\n`).MatchString(r.stdout) {
 		t.Fatalf("case summarize of a tampered manifest:\n%s", r.stdout)
 	}
 }

@@ -151,14 +151,20 @@ func TestTemplate(t *testing.T) {
 	if IsTemplate("/ev/case") || !IsTemplate("/ev/{target}") || !IsTemplate("/ev/}") {
 		t.Error("IsTemplate")
 	}
-	if SummaryPath("s3://b/case/"+fsnapA+"/") != "s3://b/case/"+fsnapA+".summary.json" || SummaryPath("/e/x") != "/e/x.summary.json" {
-		t.Error("SummaryPath")
+	at := time.Date(2026, 12, 5, 10, 0, 0, 120e6, time.FixedZone("CET", 3600))
+	if SummaryPath("s3://b/case/"+fsnapA+"/", at) != "s3://b/case/"+fsnapA+".20261205T090000.120Z.summary.json" || SummaryPath("/e/x", at) != "/e/x.20261205T090000.120Z.summary.json" {
+		t.Error("SummaryPath", SummaryPath("/e/x", at))
 	}
 }
 
 // fakeWorker writes an evidence directory holding only a manifest, and
 // its worker's summary, as a worker with this index would.
 func fakeWorker(t *testing.T, dir string, index int, target, manifest string, code int) string {
+	return fakeRun(t, dir, index, target, manifest, code, 0)
+}
+
+// fakeRun is fakeWorker's run started at seconds after 10:00.
+func fakeRun(t *testing.T, dir string, index int, target, manifest string, code, seconds int) string {
 	t.Helper()
 	ev := filepath.Join(dir, target)
 	if err := os.MkdirAll(ev, 0o700); err != nil {
@@ -182,9 +188,9 @@ func fakeWorker(t *testing.T, dir string, index int, target, manifest string, co
 	if code != 0 {
 		err = errors.New("boom")
 	}
-	started := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	started := time.Date(2026, 12, 5, 10, 0, seconds, 0, time.UTC)
 	s.Finish(started, started.Add(2*time.Second), code, err)
-	if err := s.Save(SummaryPath(ev)); err != nil {
+	if err := s.Save(SummaryPath(ev, started)); err != nil {
 		t.Fatal(err)
 	}
 	return ev
@@ -193,7 +199,7 @@ func fakeWorker(t *testing.T, dir string, index int, target, manifest string, co
 func TestWorkerSummarySaved(t *testing.T) {
 	dir := t.TempDir()
 	ev := fakeWorker(t, dir, 1, fsnapB, "m\n", 0)
-	data, err := os.ReadFile(ev + ".summary.json")
+	data, err := os.ReadFile(ev + ".20261205T100000.000Z.summary.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +247,7 @@ func TestWorkerSummarySaved(t *testing.T) {
 	if string(data) != want {
 		t.Fatalf("summary:\n%s\nwant:\n%s", data, want)
 	}
-	if fi, err := os.Stat(ev + ".summary.json"); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(ev + ".20261205T100000.000Z.summary.json"); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("summary mode: %v %v", fi.Mode(), err)
 	}
 	s, err := ReadWorkerSummary(strings.NewReader(string(data)))
@@ -275,14 +281,14 @@ func TestSummarize(t *testing.T) {
 	}
 	for i, id := range targets {
 		w := s.Workers[i]
-		if w.Index != i || w.Target != id || w.Summary != id+".summary.json" || len(w.Evidence) != 1 || w.Evidence[0].Outcome != EvidenceMatch || w.Evidence[0].Directory != id {
+		if w.Index != i || w.Target != id || w.Summary != id+".20261205T100000.000Z.summary.json" || w.Runs != 1 || len(w.Evidence) != 1 || w.Evidence[0].Outcome != EvidenceMatch || w.Evidence[0].Directory != id {
 			t.Fatalf("worker %d: %+v", i, w)
 		}
 	}
 	var text strings.Builder
 	s.WriteText(&text)
 	if !strings.Contains(text.String(), "case "+dir+": complete, 2 workers, 2 snapshots\n  targets    2 in t.txt, 0 missing\n") ||
-		!strings.Contains(text.String(), "  [1] "+fsnapB+"  complete (exit 0)  "+fsnapB+".summary.json\n        "+fsnapB+"  "+fsnapB+"  match\n") {
+		!strings.Contains(text.String(), "  [1] "+fsnapB+"  complete (exit 0)  1 run  "+fsnapB+".20261205T100000.000Z.summary.json\n        "+fsnapB+"  "+fsnapB+"  match\n") {
 		t.Fatalf("text:\n%s", text.String())
 	}
 
@@ -303,13 +309,13 @@ func TestSummarize(t *testing.T) {
 	}
 	s, _ = Summarize(dir, "t.txt", targets)
 	if s.Status != StatusMismatch || s.ExitCode != 4 || s.Workers[1].Evidence[0].Outcome != EvidenceDiffers || len(s.Problems) != 1 ||
-		!strings.Contains(s.Problems[0], fsnapB+".summary.json: "+fsnapB+"/manifest.jsonl has SHA-256 ") {
+		!strings.Contains(s.Problems[0], fsnapB+".20261205T100000.000Z.summary.json: "+fsnapB+"/manifest.jsonl has SHA-256 ") {
 		t.Fatalf("tampered: %+v", s)
 	}
 	// The targets file lists another target at an index: 4.
 	os.WriteFile(filepath.Join(dir, fsnapB, "manifest.jsonl"), []byte("b\n"), 0o600)
 	s, _ = Summarize(dir, "t.txt", []string{fsnapA, fsnapC})
-	if s.ExitCode != 4 || len(s.Problems) != 1 || s.Problems[0] != fsnapB+".summary.json: index 1 is "+fsnapB+", but t.txt lists "+fsnapC+" there" {
+	if s.ExitCode != 4 || len(s.Problems) != 1 || s.Problems[0] != fsnapB+".20261205T100000.000Z.summary.json: index 1 is "+fsnapB+", but t.txt lists "+fsnapC+" there" {
 		t.Fatalf("other target: %+v", s)
 	}
 	// A manifest gone: 4.
@@ -329,15 +335,15 @@ func TestSummarizeStaysInside(t *testing.T) {
 	if err := os.Symlink(ev, filepath.Join(dir, fsnapA)); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(ev + ".summary.json")
+	data, _ := os.ReadFile(ev + ".20261205T100000.000Z.summary.json")
 	os.WriteFile(filepath.Join(dir, fsnapA+".summary.json"), data, 0o600)
-	os.Symlink(ev+".summary.json", filepath.Join(dir, "x.summary.json"))
+	os.Symlink(ev+".20261205T100000.000Z.summary.json", filepath.Join(dir, "x.summary.json"))
 	s, err := Summarize(dir, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.ExitCode != 4 || len(s.Workers) != 1 || s.Workers[0].Evidence[0].Outcome != EvidenceMissing || len(s.Problems) != 2 ||
-		!strings.Contains(s.Problems[0], "path escapes from parent") || s.Problems[1] != "x.summary.json: not a regular file (a symlink or a device is not read)" {
+		!strings.Contains(s.Problems[1], "path escapes from parent") || s.Problems[0] != "x.summary.json: not a regular file (a symlink or a device is not read)" {
 		t.Fatalf("Summarize: %+v", s)
 	}
 	var ws WorkerSummary
@@ -348,11 +354,35 @@ func TestSummarizeStaysInside(t *testing.T) {
 	if s, _ := Summarize(dir3, "", nil); s.ExitCode != 4 || !strings.Contains(s.Problems[0], `evidence directory "../`+fsnapA+`" is not a path inside the case directory`) {
 		t.Fatalf("escaping directory: %+v", s)
 	}
-	// Duplicate indexes.
+	// One index, two targets.
 	dir4 := t.TempDir()
 	fakeWorker(t, dir4, 0, fsnapA, "a\n", 0)
-	fakeWorker(t, dir4, 0, fsnapB, "b\n", 0)
-	if s, _ := Summarize(dir4, "", nil); s.ExitCode != 4 || s.Problems[0] != "index 0 has two summaries: "+fsnapA+".summary.json and "+fsnapB+".summary.json" {
-		t.Fatalf("duplicate: %+v", s)
+	fakeRun(t, dir4, 0, fsnapB, "b\n", 0, 5)
+	if s, _ := Summarize(dir4, "", nil); s.ExitCode != 4 || len(s.Problems) != 1 || s.Problems[0] != "index 0: "+fsnapA+".20261205T100000.000Z.summary.json is of "+fsnapA+" at "+
+		filepath.Join(dir4, fsnapA)+", but "+fsnapB+".20261205T100005.000Z.summary.json of "+fsnapB+" at "+filepath.Join(dir4, fsnapB) {
+		t.Fatalf("one index, two targets: %+v", s)
+	}
+}
+
+// Every run of a worker leaves its summary; the latest decides, the
+// requests of all count.
+func TestSummarizeRuns(t *testing.T) {
+	dir := t.TempDir()
+	fakeRun(t, dir, 0, fsnapA, "a\n", 3, 0) // incomplete
+	fakeRun(t, dir, 0, fsnapA, "a\n", 0, 60)
+	s, err := Summarize(dir, "t.txt", []string{fsnapA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ExitCode != 0 || len(s.Workers) != 1 || len(s.Problems) != 0 || s.Snapshots != 1 || s.Blocks != 10 || s.GetCalls != 24 || s.Bytes != 10<<20 || s.WorkerSeconds != 4 {
+		t.Fatalf("two runs: %+v", s)
+	}
+	if w := s.Workers[0]; w.Runs != 2 || w.Summary != fsnapA+".20261205T100100.000Z.summary.json" || w.Status != StatusComplete || w.Evidence[0].Outcome != EvidenceMatch {
+		t.Fatalf("two runs: %+v", w)
+	}
+	// The latest run decides: a failed rerun leaves the index not complete.
+	fakeRun(t, dir, 0, fsnapA, "a\n", 3, 120)
+	if s, _ = Summarize(dir, "", nil); s.ExitCode != 3 || s.Workers[0].Runs != 3 || s.Workers[0].Evidence[0].Outcome != EvidenceNotComplete {
+		t.Fatalf("failed rerun: %+v", s)
 	}
 }

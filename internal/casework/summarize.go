@@ -11,6 +11,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
 // SummaryFormat names the case report's layout (internal/report/SCHEMA.md).
@@ -33,8 +35,8 @@ const (
 	EvidenceNotComplete = "not-complete" // the worker did not complete it: nothing to check
 )
 
-// CaseSummary is `case summarize`: every worker summary of a case
-// directory, each evidence directory's manifest checked against it.
+// CaseSummary is `case summarize`: the worker summaries of a case
+// directory, each index's latest run's evidence checked against it.
 type CaseSummary struct {
 	Format      string `json:"format"`
 	Directory   string `json:"directory"`
@@ -50,7 +52,8 @@ type CaseSummary struct {
 	// Missing lists the indexes of TargetsFile no summary reports.
 	Missing  []int    `json:"missing_indexes"`
 	Problems []string `json:"problems"`
-	// The totals of every worker's summary.
+	// Snapshots and Blocks count the evidence of each index's latest
+	// run; the bytes fetched, requests and times are of every run.
 	Snapshots int64 `json:"snapshots"`
 	Blocks    int64 `json:"blocks"`
 	Bytes     int64 `json:"bytes"`
@@ -66,7 +69,10 @@ type CaseSummary struct {
 
 // WorkerReport is one worker summary and the check of its evidence.
 type WorkerReport struct {
-	Summary  string          `json:"summary"` // relative to the case directory
+	// Summary is the latest run's summary, relative to the case
+	// directory; Runs counts the summaries of this index (one a run).
+	Summary  string          `json:"summary"`
+	Runs     int             `json:"runs"`
 	Index    int             `json:"index"`
 	Target   string          `json:"target"`
 	Status   string          `json:"status"`
@@ -109,13 +115,25 @@ func Summarize(dir, targetsFile string, targets []string) (*CaseSummary, error) 
 	if err != nil {
 		return nil, err
 	}
+	runs := map[int][]run{}
 	for _, name := range names {
-		s.add(root, name)
+		if ws := s.read(root, name); ws != nil {
+			runs[ws.Index] = append(runs[ws.Index], run{name, ws})
+		}
+	}
+	for _, rs := range runs {
+		s.add(root, rs)
 	}
 	sort.SliceStable(s.Workers, func(i, j int) bool { return s.Workers[i].Index < s.Workers[j].Index })
 	s.checkIndexes(targets)
 	s.conclude()
 	return s, nil
+}
+
+// run is one worker summary read: one run of a worker.
+type run struct {
+	name string
+	ws   *WorkerSummary
 }
 
 // findSummaries walks root for worker summaries (regular files only),
@@ -152,33 +170,52 @@ func holds(root *os.Root, dir, name string) bool {
 	return err == nil
 }
 
-// add reads the summary name and checks its evidence.
-func (s *CaseSummary) add(root *os.Root, name string) {
+// read reads the summary name; nil (the problem noted) when it cannot.
+func (s *CaseSummary) read(root *os.Root, name string) *WorkerSummary {
 	fi, err := root.Lstat(name)
 	if err != nil || !fi.Mode().IsRegular() {
 		s.Problems = append(s.Problems, fmt.Sprintf("%s: not a regular file (a symlink or a device is not read)", name))
-		return
+		return nil
 	}
 	f, err := root.Open(name)
 	if err != nil {
 		s.Problems = append(s.Problems, fmt.Sprintf("%s: %v", name, err))
-		return
+		return nil
 	}
+	defer f.Close()
 	ws, err := ReadWorkerSummary(f)
-	f.Close()
 	if err != nil {
 		s.Problems = append(s.Problems, fmt.Sprintf("%s: %v", name, err))
-		return
+		return nil
 	}
-	w := WorkerReport{Summary: name, Index: ws.Index, Target: ws.Target, Status: ws.Status, ExitCode: ws.ExitCode, Host: ws.Host, Seconds: ws.Seconds, Evidence: []EvidenceCheck{}}
+	return ws
+}
+
+// add reports the runs of one index: the latest run's evidence is
+// checked (an earlier run's is what the latest resumed); the requests,
+// bytes and times of every run count. Runs of one index that name
+// another target or another place are a problem.
+func (s *CaseSummary) add(root *os.Root, runs []run) {
+	sort.Slice(runs, func(i, j int) bool {
+		a, b := runs[i].ws, runs[j].ws
+		return a.Started.Before(b.Started) || (a.Started.Equal(b.Started) && runs[i].name < runs[j].name)
+	})
+	last := runs[len(runs)-1]
+	ws := last.ws
+	for _, r := range runs {
+		if r.ws.Target != ws.Target || r.ws.Out != ws.Out {
+			s.Problems = append(s.Problems, fmt.Sprintf("index %d: %s is of %s at %s, but %s of %s at %s", ws.Index, r.name, r.ws.Target, r.ws.Out, last.name, ws.Target, ws.Out))
+		}
+		s.Bytes, s.ListCalls, s.GetCalls = s.Bytes+r.ws.Bytes, s.ListCalls+r.ws.ListCalls, s.GetCalls+r.ws.GetCalls
+		s.Retries, s.Throttles, s.WorkerSeconds = s.Retries+r.ws.Retries, s.Throttles+r.ws.Throttles, s.WorkerSeconds+r.ws.Seconds
+		s.LongestSeconds = max(s.LongestSeconds, r.ws.Seconds)
+	}
+	w := WorkerReport{Summary: last.name, Runs: len(runs), Index: ws.Index, Target: ws.Target, Status: ws.Status, ExitCode: ws.ExitCode, Host: ws.Host, Seconds: ws.Seconds, Evidence: []EvidenceCheck{}}
 	for _, e := range ws.Evidence {
-		c := s.check(root, name, ws, e)
-		w.Evidence = append(w.Evidence, c)
+		w.Evidence = append(w.Evidence, s.check(root, last.name, ws, e))
 		s.Snapshots++
+		s.Blocks += e.Blocks
 	}
-	s.Blocks, s.Bytes, s.ListCalls, s.GetCalls = s.Blocks+ws.Blocks, s.Bytes+ws.Bytes, s.ListCalls+ws.ListCalls, s.GetCalls+ws.GetCalls
-	s.Retries, s.Throttles, s.WorkerSeconds = s.Retries+ws.Retries, s.Throttles+ws.Throttles, s.WorkerSeconds+ws.Seconds
-	s.LongestSeconds = max(s.LongestSeconds, ws.Seconds)
 	s.Workers = append(s.Workers, w)
 }
 
@@ -227,16 +264,13 @@ func fileSHA256(root *os.Root, name string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// checkIndexes compares the summaries with targets: the same index
-// twice, an index beyond them, or a target other than the one listed at
-// its index is a problem; an index no summary reports is missing.
+// checkIndexes compares the workers with targets: an index beyond them,
+// or a target other than the one listed at its index, is a problem; an
+// index no summary reports is missing.
 func (s *CaseSummary) checkIndexes(targets []string) {
-	seen := map[int]string{}
+	seen := map[int]bool{}
 	for _, w := range s.Workers {
-		if other, ok := seen[w.Index]; ok {
-			s.Problems = append(s.Problems, fmt.Sprintf("index %d has two summaries: %s and %s", w.Index, other, w.Summary))
-		}
-		seen[w.Index] = w.Summary
+		seen[w.Index] = true
 		switch {
 		case targets == nil:
 		case w.Index < 0 || w.Index >= len(targets):
@@ -278,7 +312,7 @@ func (s *CaseSummary) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "  requests   %d List, %d Get, %d retries (%d throttled)\n", s.ListCalls, s.GetCalls, s.Retries, s.Throttles)
 	fmt.Fprintf(w, "  time       %.1f s of workers, the longest %.1f s\n", s.WorkerSeconds, s.LongestSeconds)
 	for _, wk := range s.Workers {
-		fmt.Fprintf(w, "  [%d] %s  %s (exit %d)  %s\n", wk.Index, wk.Target, wk.Status, wk.ExitCode, wk.Summary)
+		fmt.Fprintf(w, "  [%d] %s  %s (exit %d)  %s  %s\n", wk.Index, wk.Target, wk.Status, wk.ExitCode, ui.Plural(int64(wk.Runs), "run"), wk.Summary)
 		for _, e := range wk.Evidence {
 			fmt.Fprintf(w, "        %s  %s  %s\n", e.SnapshotID, e.Directory, e.Outcome)
 		}

@@ -13,12 +13,18 @@ import (
 // WorkerFormat names the worker summary's layout (internal/report/SCHEMA.md).
 const WorkerFormat = "ebsimager-worker/1"
 
-// WorkerSuffix ends the name of a worker summary: it is written next to
-// the worker's evidence, at the expanded --out with its trailing "/"
-// dropped and this appended (case/snap-….summary.json beside
-// case/snap-…/). It is not inside the evidence directory, which holds
-// only what the evidence store writes.
+// WorkerSuffix ends the name of a worker summary. Each run of a worker
+// writes one of its own next to the worker's evidence: the expanded
+// --out with its trailing "/" dropped, the run's start time, and this
+// (case/snap-….20261205T100000.000Z.summary.json beside case/snap-…/).
+// It is not inside the evidence directory, which holds only what the
+// evidence store writes; and no run rewrites another's summary, so every
+// run leaves its record (and a write-once store can hold them all).
 const WorkerSuffix = ".summary.json"
+
+// summaryStamp is the run's start time in a summary's name: UTC, to the
+// millisecond, sorting as it reads.
+const summaryStamp = "20060102T150405.000Z"
 
 // MaxWorkerSummaryBytes bounds how much of a worker summary is read back:
 // an instance's few dozen volumes take a few KiB.
@@ -88,10 +94,10 @@ type WorkerEvidence struct {
 // throttles.
 const ThrottleKind = "throttle"
 
-// SummaryPath is where the summary of a worker whose expanded --out is
-// out goes.
-func SummaryPath(out string) string {
-	return strings.TrimRight(out, "/") + WorkerSuffix
+// SummaryPath is where the summary of the run started at started of a
+// worker whose expanded --out is out goes.
+func SummaryPath(out string, started time.Time) string {
+	return strings.TrimRight(out, "/") + "." + started.UTC().Format(summaryStamp) + WorkerSuffix
 }
 
 // Finish fills in the totals, the status and the times of s from its
@@ -118,9 +124,7 @@ func (s *WorkerSummary) Finish(started, finished time.Time, code int, err error)
 	}
 }
 
-// Save writes s to path atomically (0600), replacing the summary of an
-// earlier run of the same worker: it is the latest run's, the evidence
-// directory keeps every run's record.
+// Save writes s to path atomically (0600).
 func (s *WorkerSummary) Save(path string) error {
 	return atomicfile.Write(path, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
