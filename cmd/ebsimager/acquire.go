@@ -45,6 +45,8 @@ type acquireOptions struct {
 	base        string
 	copyBase    bool
 	targets     string // --targets FILE
+	index       int    // --index I: a worker of an indexed job
+	fleet       *fleetWorker
 	useLatest   bool
 	preserve    preserveOptions
 	accountRate float64
@@ -114,15 +116,31 @@ failure stops only that volume. The exit code is 3 when any volume is
 incomplete, else the first failed volume's; case.json says which.
 Running the same command again resumes every volume (complete ones are
 checked and left as they are) and never makes new snapshots: it takes
-those recorded in DIR.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
+those recorded in DIR.
+
+A worker of an indexed job (Kubernetes Indexed Job, AWS Batch array
+job): --targets FILE with --index I, or else JOB_COMPLETION_INDEX, or
+else AWS_BATCH_JOB_ARRAY_INDEX in the environment, acquires only the
+target at index I of FILE (0-based, counting ids only, not comments or
+blank lines; an index beyond them is exit 7). --out is then a template:
+{target} (the id listed), {snapshot} (when every target is a snapshot)
+and {index} are put in, e.g. --out /evidence/case-1/{target}. A snapshot
+target is acquired into an evidence directory there, an instance or a
+volume into a case directory there; either way each run of the worker
+writes a JSON summary beside it, OUT.<start time>.summary.json, which
+"case summarize" gathers.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 		Args: acquireArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			targets, err := o.check(cmd, args)
 			if err != nil {
 				return err
 			}
-			if targets != nil {
-				return runCase(cmd.Context(), cmd, aws, targets, o)
+			switch {
+			case o.fleet != nil:
+				return runWorker(cmd.Context(), cmd, aws, targets, o)
+			case targets != nil:
+				_, err := runCase(cmd.Context(), cmd, aws, targets, o)
+				return err
 			}
 			return runAcquire(cmd.Context(), cmd, aws, args[0], o)
 		},
@@ -141,6 +159,7 @@ those recorded in DIR.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
 	f.Float64Var(&o.accountRate, "account-rate", ebs.DefaultAccountRate, "GetSnapshotBlock requests per second shared fairly by every snapshot of a case: the account's quota in the Region (0: no account limit)")
 	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR")
+	f.IntVar(&o.index, "index", 0, "with --targets FILE: acquire only its target at this index, 0-based, as one worker of an indexed job (default: JOB_COMPLETION_INDEX, else AWS_BATCH_JOB_ARRAY_INDEX, when set)")
 	f.BoolVar(&o.useLatest, "use-latest", false, "for instance and volume targets: acquire the newest completed snapshot of each volume instead of making one")
 	o.preserve.addFlags(cmd)
 	o.caseMeta.addFlags(cmd)
@@ -153,8 +172,14 @@ those recorded in DIR.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
 // check checks the flags and arguments, and returns the targets of a
 // case (nil: one snapshot, args[0]).
 func (o *acquireOptions) check(cmd *cobra.Command, args []string) ([]string, error) {
-	targets, err := o.caseTargets(args)
-	if err != nil {
+	if err := o.pickWorker(cmd, args); err != nil {
+		return nil, err
+	}
+	var targets []string
+	var err error
+	if o.fleet != nil {
+		targets = o.fleet.caseTargets()
+	} else if targets, err = o.caseTargets(args); err != nil {
 		return nil, err
 	}
 	if err := o.checkPreserve(cmd, targets); err != nil {
@@ -265,19 +290,8 @@ type acquisition struct {
 }
 
 func runAcquire(ctx context.Context, cmd *cobra.Command, aws *awsOptions, id string, o *acquireOptions) error {
-	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
-	sum, err := acquireSnapshot(ctx, aws, id, o, nil, drawProgress(status))
-	status.Done("")
-	if err != nil {
-		// An incomplete run (FailedBlocks set, if empty) is summarized too.
-		if o.json && sum.FailedBlocks != nil {
-			if perr := printAcquireSummary(cmd.OutOrStdout(), sum, true); perr != nil {
-				return perr
-			}
-		}
-		return err
-	}
-	return printAcquireSummary(cmd.OutOrStdout(), sum, o.json)
+	_, err := acquireOne(ctx, cmd, aws, id, o)
+	return err
 }
 
 // acquireSnapshot acquires snapshot id into o.out (an evidence directory)

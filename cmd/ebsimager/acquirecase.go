@@ -76,18 +76,18 @@ func (o *acquireOptions) checkCase() error {
 
 // runCase acquires every snapshot of targets into DIR/<snapshot-id>/ at
 // once and writes DIR/case.json and DIR/case.txt.
-func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets []string, o *acquireOptions) error {
+func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets []string, o *acquireOptions) (*casework.Case, error) {
 	if _, err := os.Stat(filepath.Join(o.out, store.MetaName)); err == nil {
-		return fmt.Errorf("%s is the evidence directory of one snapshot; a case needs a directory of its own: %w", o.out, os.ErrExist)
+		return nil, fmt.Errorf("%s is the evidence directory of one snapshot; a case needs a directory of its own: %w", o.out, os.ErrExist)
 	}
 	unlock, err := lockEvidenceDir(o.out, "acquire")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 	c, err := planCase(ctx, cmd, aws, o, targets)
 	if err != nil {
-		return err
+		return c, err
 	}
 	c.AccountRate = o.account.Rate()
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
@@ -98,21 +98,21 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 	})
 	status.Done(last)
 	if err := c.Save(o.out); err != nil {
-		return unrecordedError{fmt.Errorf("recording the case: %w", err)}
+		return c, unrecordedError{fmt.Errorf("recording the case: %w", err)}
 	}
 	if o.json {
 		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(c); err != nil {
-			return err
+			return c, err
 		}
 	} else if err := c.WriteText(cmd.OutOrStdout()); err != nil {
-		return err
+		return c, err
 	}
 	if runErr != nil {
-		return withHint(runErr, "run the same command again: every volume resumes, and complete ones are checked and left as they are")
+		return c, withHint(runErr, "run the same command again: every volume resumes, and complete ones are checked and left as they are")
 	}
-	return nil
+	return c, nil
 }
 
 // planCase returns the case in DIR to resume, or plans a new one: its

@@ -59,7 +59,7 @@ func BenchmarkAcquireInstance(b *testing.B) {
 			seal: sealOptions{compress: "none"}, e01: e01Options{compression: "fast"}, preserve: preserveOptions{wait: true, timeout: time.Minute},
 			account: ebs.NewAccount(200)}
 		b.StartTimer()
-		if err := runCase(context.Background(), cmd, aws, []string{inst}, o); err != nil {
+		if _, err := runCase(context.Background(), cmd, aws, []string{inst}, o); err != nil {
 			b.Fatal(err)
 		}
 		last = o

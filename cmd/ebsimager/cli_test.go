@@ -26,7 +26,7 @@ const (
 	specB    = snapB + "=1GiB,0.1,2"
 	specDeny = snapDeny + "=1GiB,0.1,3"
 	specKMS  = snapKMS + "=1GiB,0.1,4"
-	commands = "acquire block budget cat compress decrypt demo diff emulate encrypt export import-4n6ir inspect ls mount policy snapshot timeline triage uncompress verify"
+	commands = "acquire block budget case cat compress decrypt demo diff emulate encrypt export import-4n6ir inspect ls mount policy snapshot timeline triage uncompress verify"
 )
 
 func TestHelp(t *testing.T) {

@@ -139,7 +139,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitDenied
 	case errors.As(err, &unreadable), errors.As(err, &notDone), errors.As(err, &failedSnap):
 		return exitUnreadable
-	case errors.As(err, &incompl), errors.Is(err, store.ErrIncomplete):
+	case errors.As(err, &incompl), errors.Is(err, store.ErrIncomplete), errors.Is(err, casework.ErrWorkersMissing):
 		return exitIncomplete
 	case errors.As(err, &mismatch), errors.As(err, &storeMis), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, volume.ErrCorrupt):
 		return exitMismatch

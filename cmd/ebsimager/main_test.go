@@ -58,6 +58,9 @@ func (c *cli) command(ctx context.Context, args ...string) *exec.Cmd {
 		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_PROFILE=",
 		"AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
 		"AWS_ENDPOINT_URL="+c.endpoint, "AWS_ENDPOINT_URL_EBS=",
+		// A test run inside an indexed job must not make every
+		// acquire --targets a worker: empty counts as unset.
+		"JOB_COMPLETION_INDEX=", "AWS_BATCH_JOB_ARRAY_INDEX=",
 	)
 	cmd.Env = append(cmd.Env, c.env...)
 	return cmd

@@ -14,10 +14,18 @@ import (
 	"github.com/ebsimager/ebsimager/internal/ebs"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
+// version is set at build time with -ldflags "-X main.version=…", and
+// commit with -X main.commit=… where the build has no VCS information
+// (a container build with -trimpath from a source tree without .git).
+var (
+	version = "0.1.0-dev"
+	commit  = ""
+)
 
 func toolVersion() string {
+	if commit != "" {
+		return version + "+" + commit[:min(12, len(commit))]
+	}
 	if info, ok := debug.ReadBuildInfo(); ok && version == "0.1.0-dev" {
 		for _, s := range info.Settings {
 			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
@@ -104,6 +112,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newMountCommand(aws),
 		newTriageCommand(aws),
 		newPolicyCommand(),
+		newCaseCommand(),
 	)
 	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {
@@ -174,7 +183,7 @@ func argsError(cmd *cobra.Command, check cobra.PositionalArgs, a []string) error
 		stray := a[k]
 		return fmt.Errorf("unexpected argument %q%s (%s)", stray, strayCause(cmd, stray), usage)
 	}
-	return fmt.Errorf("missing argument: ebsimager %s takes %s (%s)", cmd.Name(), argNames(cmd), usage)
+	return fmt.Errorf("missing argument: %s takes %s (%s)", cmd.CommandPath(), argNames(cmd), usage)
 }
 
 // strayCause guesses why a word ended up as an argument.
@@ -192,7 +201,7 @@ func strayCause(cmd *cobra.Command, stray string) string {
 	if strings.HasPrefix(stray, "-") {
 		return ": a flag value that begins with - needs the --flag=value form"
 	}
-	return fmt.Sprintf(": ebsimager %s takes %s", cmd.Name(), argNames(cmd))
+	return fmt.Sprintf(": %s takes %s", cmd.CommandPath(), argNames(cmd))
 }
 
 // argNames is the arguments of cmd's usage line (the words before its
