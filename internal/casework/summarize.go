@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
 // SummaryFormat names the case report's layout (internal/report/SCHEMA.md).
@@ -312,7 +311,7 @@ func (s *CaseSummary) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "  requests   %d List, %d Get, %d retries (%d throttled)\n", s.ListCalls, s.GetCalls, s.Retries, s.Throttles)
 	fmt.Fprintf(w, "  time       %.1f s of workers, the longest %.1f s\n", s.WorkerSeconds, s.LongestSeconds)
 	for _, wk := range s.Workers {
-		fmt.Fprintf(w, "  [%d] %s  %s (exit %d)  %s  %s\n", wk.Index, wk.Target, wk.Status, wk.ExitCode, ui.Plural(int64(wk.Runs), "run"), wk.Summary)
+		fmt.Fprintf(w, "  [%d] %s  %s (exit %d)  %s  %s\n", wk.Index, wk.Target, wk.Status, wk.ExitCode, plural(int64(wk.Runs), "run"), wk.Summary)
 		for _, e := range wk.Evidence {
 			fmt.Fprintf(w, "        %s  %s  %s\n", e.SnapshotID, e.Directory, e.Outcome)
 		}
