@@ -11,7 +11,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-
 )
 
 // SummaryFormat names the case report's layout (internal/report/SCHEMA.md).
