@@ -22,6 +22,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/testenv"
@@ -118,6 +119,18 @@ func TestAcquireToS3(t *testing.T) {
 		t.Errorf("verify: %+v", v)
 	}
 
+	// export from S3 is bit-exact: the same image and hashes as from
+	// the directory; inspect reads the same layout.
+	dir := t.TempDir()
+	c.ok("export", ref, "--out", filepath.Join(dir, "ref.raw"), "--quiet")
+	c.ok("export", u.String(), "--out", filepath.Join(dir, "s3.raw"), "--quiet")
+	if a, b := sha256File(t, filepath.Join(dir, "ref.raw")), sha256File(t, filepath.Join(dir, "s3.raw")); a != b || readFile(t, filepath.Join(dir, "ref.raw.sha256"))[:64] != readFile(t, filepath.Join(dir, "s3.raw.sha256"))[:64] {
+		t.Errorf("export from S3: image sha256 %s, from the directory %s", b, a)
+	}
+	if a, b := c.ok("inspect", ref).stdout, c.ok("inspect", u.String()).stdout; strings.ReplaceAll(b, u.String(), ref) != a {
+		t.Errorf("inspect from S3:\n%s\nfrom the directory:\n%s", b, a)
+	}
+
 	// A rerun fetches nothing and writes nothing.
 	srv.ResetCounters()
 	s = acquireJSON(t, c.ok("acquire", snapA, "--out", u.String(), "--object-lock", "governance", "--retain-until", until, "--legal-hold", "--json"))
@@ -161,6 +174,29 @@ func TestVerifyS3Tampered(t *testing.T) {
 	if r.code != exitMismatch || !strings.Contains(r.stdout, e.Name) || !strings.Contains(r.stdout, "the store's checksum is "+hex.EncodeToString(sum[:])) {
 		t.Errorf("verify of a tampered object: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// TestTriageFromS3: triage reads evidence in S3 through the Volume,
+// every block it reads checked, and names each with the manifest's
+// SHA-256.
+func TestTriageFromS3(t *testing.T) {
+	t.Parallel()
+	d := buildLinuxDisk(t, 4<<20)
+	srv, endpoint := startEmulator(t, emulator.Options{})
+	if err := srv.AddRawImage(snapLinux, d.path, emulator.RawOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, endpoint)
+	s3Env(t, c)
+	u := "s3://locked/triage/" + snapLinux + "/"
+	c.ok("acquire", snapLinux, "--out", u, "--compress", "zstd", "--quiet")
+	out := filepath.Join(t.TempDir(), "triage")
+	c.ok("triage", u, "--out", out)
+	rec := checkTriage(t, d, out, false, false)
+	if rec.Blocks.ChecksumSource != report.ChecksumManifest || rec.Source.Kind != report.KindEvidenceDirectory || rec.Source.Location != u {
+		t.Fatalf("triage from S3: checksums from %q, source %+v", rec.Blocks.ChecksumSource, rec.Source)
+	}
+	checkBlockSums(t, d.path, rec)
 }
 
 func mustDate(t *testing.T, s string) time.Time {

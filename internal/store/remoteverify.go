@@ -241,3 +241,57 @@ func compareBatches(ctx context.Context, b bucket.Bucket, batches []string, list
 	c.Outcome, c.Detail = CompareMatch, fmt.Sprintf("%d entries match their journal lines", len(listed))
 	return c
 }
+
+// ReadRemoteManifest reads the manifest of complete evidence in a
+// bucket, checked against its .sha256 object, evidence.json and each
+// entry's name, and returns its entries in index order.
+func ReadRemoteManifest(ctx context.Context, b bucket.Bucket, meta Meta) ([]manifest.Entry, error) {
+	data, err := b.Get(ctx, ManifestName, block.Slots(meta.VolumeSizeGiB)*manifest.MaxLine+2*manifest.MaxLine)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, ErrIncomplete
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRemoteSum(ctx, b, block.Sum(sha256.Sum256(data)).Hex()); err != nil {
+		return nil, err
+	}
+	ev := &Evidence{Meta: meta}
+	mr, err := manifest.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.checkHeader(mr.Header()); err != nil {
+		return nil, err
+	}
+	var es []manifest.Entry
+	for {
+		e, err := mr.Next()
+		if errors.Is(err, io.EOF) {
+			return es, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := ev.checkEntry(e); err != nil {
+			return nil, err
+		}
+		es = append(es, e)
+	}
+}
+
+// GetRemoteStored reads the object of entry e and checks its size and
+// SHA-256 against the entry, so that nothing tampered with is decoded.
+func GetRemoteStored(ctx context.Context, b bucket.Bucket, e manifest.Entry) ([]byte, error) {
+	data, err := b.Get(ctx, e.Name, e.Size)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, &Mismatch{Index: e.Index, Name: e.Name, What: "block object is missing"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if got := block.Sum(sha256.Sum256(data)).Hex(); int64(len(data)) != e.Size || got != e.StoredSHA256 {
+		return nil, &Mismatch{Index: e.Index, Name: e.Name, What: fmt.Sprintf("stored sha256 %s (%d bytes), manifest says %s", got, len(data), e.StoredSHA256)}
+	}
+	return data, nil
+}
