@@ -191,6 +191,7 @@ func (a *acquisition) finishRemote(ctx context.Context, res *acquire.Result, sum
 	sum.Complete = ms.Unchanged && res.Stored == 0
 	rec := acquisitionRecord(report.KindEvidenceDirectory, a.o.s3.url.String(), r.Meta().Case, *res, sum.Resumed, awsInfo())
 	rec.Acquisition.AdoptedBlocks = sum.Adopted
+	rec.Evidence.ObjectLock = r.Meta().ObjectLock
 	if err := recordRemote(ctx, a.bucket, rec, ms); err != nil {
 		return unrecordedError{fmt.Errorf("the evidence is complete, but its record could not be written: %w", err)}
 	}

@@ -105,6 +105,10 @@ func TestAcquireToS3(t *testing.T) {
 			t.Errorf("%s: %+v, %v", name, o, err)
 		}
 	}
+	txt, err := s3c.Get(context.Background(), u.Bucket, u.Key("report.txt"), 1<<20)
+	if err != nil || !strings.Contains(string(txt), "Object Lock:        governance retention until "+until+"T00:00:00Z, and a legal hold") {
+		t.Errorf("report.txt does not record the lock (%v):\n%s", err, txt)
+	}
 	meta, err := s3c.Get(context.Background(), u.Bucket, u.Key(store.MetaName), 1<<20)
 	if err != nil || !strings.Contains(string(meta), `"object_lock": {`) || !strings.Contains(string(meta), `"mode": "GOVERNANCE"`) {
 		t.Errorf("evidence.json does not record the lock: %s", meta)
