@@ -178,6 +178,9 @@ func TestVerifyS3Tampered(t *testing.T) {
 	if r.code != exitMismatch || !strings.Contains(r.stdout, e.Name) || !strings.Contains(r.stdout, "the store's checksum is "+hex.EncodeToString(sum[:])) {
 		t.Errorf("verify of a tampered object: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// A rerun of acquire finds it too, and stops: it can neither trust
+	// nor overwrite it.
+	c.fails(exitConflict, e.Name+": stored sha256 "+hex.EncodeToString(sum[:])+", its journal line says "+e.StoredSHA256, "acquire", snapA, "--out", u.String(), "--quiet")
 }
 
 // TestTriageFromS3: triage reads evidence in S3 through the Volume,
