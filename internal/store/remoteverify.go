@@ -11,6 +11,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/bucket"
@@ -83,12 +84,8 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 		res.add(problem(err, "manifest"))
 	}
 	listed := map[int64]manifest.Entry{}
-	out := make([]byte, block.Size)
-	var opened int64
+	var checks []remoteCheck
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		e, err := mr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -100,44 +97,40 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 		res.Blocks++
 		res.Bytes += int64(e.Length)
 		listed[e.Index] = e
+		c := remoteCheck{e: e}
 		if err := ev.checkEntry(e); err != nil {
-			res.add(problem(err, "mismatch"))
-			continue
+			c.problem = ptr(problem(err, "mismatch"))
+		} else if size, ok := objects[e.Name]; !ok {
+			c.problem = &Problem{Index: e.Index, Name: e.Name, Kind: "missing", Detail: "block object is missing"}
+		} else {
+			c.size, c.fetch = size, true
 		}
-		size, ok := objects[e.Name]
 		delete(objects, e.Name)
-		if !ok {
-			res.add(Problem{Index: e.Index, Name: e.Name, Kind: "missing", Detail: "block object is missing"})
-			continue
-		}
-		stored, err := readRemoteStored(ctx, b, e, size)
-		if err != nil {
-			var m *Mismatch
-			if !errors.As(err, &m) {
-				return nil, err
+		checks = append(checks, c)
+	}
+	if err := runRemoteChecks(ctx, b, unseal, checks, progress); err != nil {
+		return nil, err
+	}
+	var opened int64
+	for _, c := range checks {
+		switch {
+		case c.problem != nil:
+			res.add(*c.problem)
+			if c.storedOK {
+				res.StoredChecked++
 			}
-			res.add(problem(err, "mismatch"))
-			continue
-		}
-		res.StoredChecked++
-		if e.Encryption != "none" && unseal == nil {
+		case c.encrypted:
+			res.StoredChecked++
 			res.Encrypted++
-			continue
-		}
-		if _, err := Decode(e, stored, unseal, out); err != nil {
-			if errors.Is(err, ErrKeyRejected) {
-				res.KeyRejected++
-				continue
+		case c.keyRejected:
+			res.StoredChecked++
+			res.KeyRejected++
+		default:
+			res.StoredChecked++
+			res.ContentChecked++
+			if c.e.Encryption != "none" {
+				opened++
 			}
-			res.add(problem(err, "mismatch"))
-			continue
-		}
-		if e.Encryption != "none" {
-			opened++
-		}
-		res.ContentChecked++
-		if progress != nil {
-			progress(res.Blocks)
 		}
 	}
 	if res.KeyRejected > 0 && opened == 0 {
@@ -153,6 +146,103 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 	}
 	res.Journals = compareBatches(ctx, b, batches, listed)
 	return res, nil
+}
+
+// remoteVerifyWorkers is how many block objects VerifyRemote checks at
+// once: each check is a HEAD and a GET, so concurrency, not bandwidth,
+// sets the pace.
+const remoteVerifyWorkers = 16
+
+// remoteCheck is one manifest entry's check, and its outcome.
+type remoteCheck struct {
+	e           manifest.Entry
+	size        int64 // as listed
+	fetch       bool  // the object is to be read and checked
+	problem     *Problem
+	storedOK    bool // the stored bytes matched (a problem, if any, is the content's)
+	encrypted   bool // not opened: no key
+	keyRejected bool
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// runRemoteChecks checks the objects of checks, remoteVerifyWorkers at a
+// time, filling in each outcome. An error that is not about the evidence
+// (a request that failed) stops it.
+func runRemoteChecks(ctx context.Context, b bucket.Bucket, unseal Unseal, checks []remoteCheck, progress func(int64)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		done  int64
+		next  = make(chan int)
+	)
+	for range remoteVerifyWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := make([]byte, block.Size)
+			for i := range next {
+				err := checkRemoteBlock(ctx, b, unseal, &checks[i], out)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				done++
+				if progress != nil {
+					progress(done)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i := range checks {
+		if !checks[i].fetch {
+			continue
+		}
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// checkRemoteBlock reads and checks the object of c, recording what it
+// found in c; it returns only errors that are not about the evidence.
+func checkRemoteBlock(ctx context.Context, b bucket.Bucket, unseal Unseal, c *remoteCheck, out []byte) error {
+	stored, err := readRemoteStored(ctx, b, c.e, c.size)
+	if err != nil {
+		var m *Mismatch
+		if !errors.As(err, &m) {
+			return err
+		}
+		c.problem = ptr(problem(err, "mismatch"))
+		return nil
+	}
+	c.storedOK = true
+	if c.e.Encryption != "none" && unseal == nil {
+		c.encrypted = true
+		return nil
+	}
+	if _, err := Decode(c.e, stored, unseal, out); err != nil {
+		if errors.Is(err, ErrKeyRejected) {
+			c.keyRejected = true
+			return nil
+		}
+		c.problem = ptr(problem(err, "mismatch"))
+	}
+	return nil
 }
 
 func checkRemoteSum(ctx context.Context, b bucket.Bucket, got string) error {
