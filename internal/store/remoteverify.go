@@ -170,53 +170,34 @@ func ptr[T any](v T) *T { return &v }
 // time, filling in each outcome. An error that is not about the evidence
 // (a request that failed) stops it.
 func runRemoteChecks(ctx context.Context, b bucket.Bucket, unseal Unseal, checks []remoteCheck, progress func(int64)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		done  int64
-		next  = make(chan int)
+		mu   sync.Mutex
+		done int64
 	)
-	for range remoteVerifyWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := make([]byte, block.Size)
-			for i := range next {
-				err := checkRemoteBlock(ctx, b, unseal, &checks[i], out)
-				mu.Lock()
-				if err != nil && first == nil {
-					first = err
-					cancel()
-				}
-				done++
-				if progress != nil {
-					progress(done)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
+	var todo []int
 	for i := range checks {
-		if !checks[i].fetch {
-			continue
-		}
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+		if checks[i].fetch {
+			todo = append(todo, i)
 		}
 	}
-	close(next)
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+	return forEach(ctx, remoteVerifyWorkers, len(todo), func(ctx context.Context, n int) error {
+		out := decodeBufs.Get().(*[]byte)
+		defer decodeBufs.Put(out)
+		if err := checkRemoteBlock(ctx, b, unseal, &checks[todo[n]], *out); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		if progress != nil {
+			progress(done)
+		}
+		return nil
+	})
 }
+
+// decodeBufs hold decoded blocks, one per worker at a time.
+var decodeBufs = sync.Pool{New: func() any { b := make([]byte, block.Size); return &b }}
 
 // checkRemoteBlock reads and checks the object of c, recording what it
 // found in c; it returns only errors that are not about the evidence.
