@@ -19,7 +19,8 @@ import (
 // BenchmarkAcquireToS3 acquires a fully allocated 1 GiB snapshot (2,048
 // blocks) from the emulator into a directory and into moto's S3 (behind
 // the checksum-checking proxy), in the same run, through the binary, and
-// reports each one's MiB/s and the S3 requests per GiB by method.
+// reports each one's MiB/s and the S3 requests per GiB by method, then
+// times verify of the evidence in S3.
 //
 //	go test ./cmd/ebsimager -run '^$' -bench BenchmarkAcquireToS3 -benchtime 1x -v
 func BenchmarkAcquireToS3(b *testing.B) {
@@ -48,6 +49,8 @@ func BenchmarkAcquireToS3(b *testing.B) {
 		proxy.Counts()
 		toS3 := run("acquire", snapA, "--out", fmt.Sprintf("s3://bench/run-%d/", i), "--object-lock", "governance", "--retain-days", "1", "--quiet")
 		counts := proxy.Counts()
+		verify := run("verify", fmt.Sprintf("s3://bench/run-%d/", i), "--quiet")
+		b.ReportMetric(gib/verify.Seconds()/(1<<20), "s3-verify-MiB/s")
 		b.ReportMetric(gib/dir.Seconds()/(1<<20), "dir-MiB/s")
 		b.ReportMetric(gib/toS3.Seconds()/(1<<20), "s3-MiB/s")
 		var total int64
