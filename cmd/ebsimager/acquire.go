@@ -82,18 +82,7 @@ The request rate adapts by itself: requests are paced smoothly at 99%% of
 the quota learned from the first throttles, and concurrency grows while
 throughput grows. --workers and --max-rate are hard caps.
 
-With --out s3://bucket/prefix/, the evidence goes to S3 under the same
-names, each object written once (If-None-Match: *) with the SHA-256 of its
-stored bytes as x-amz-checksum-sha256, which S3 checks on arrival and keeps.
---object-lock governance|compliance with --retain-until DATE or
---retain-days N, and --legal-hold, lock every object as it is written (the
-bucket must have Object Lock; evidence.json and the manifest record the
-lock). A rerun lists the prefix and fetches only what is missing; nothing
-in the bucket is ever overwritten or deleted. S3's endpoint is
-AWS_ENDPOINT_URL_S3, else --endpoint-url; --s3-path-style for endpoints
-that need path-style addressing (automatic for an IP address).
-
-With --base BASE_DIR, the complete evidence directory of an earlier
+%sWith --base BASE_DIR, the complete evidence directory of an earlier
 snapshot of the same volume (stored with the same --compress/--encrypt),
 only the blocks ListChangedBlocks reports between the two snapshots are
 fetched; every other block is taken from the base, hard-linked (copied
@@ -128,7 +117,7 @@ and {index} are put in, e.g. --out /evidence/case-1/{target}. A snapshot
 target is acquired into an evidence directory there, an instance or a
 volume into a case directory there; either way each run of the worker
 writes a JSON summary beside it, OUT.<start time>.summary.json, which
-"case summarize" gathers.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20),
+"case summarize" gathers.`, raw.DefaultWindow, raw.DefaultWindow*block.Size>>20, acquireS3Help),
 		Args: acquireArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			targets, err := o.check(cmd, args)

@@ -22,6 +22,20 @@ import (
 	"github.com/ebsimager/ebsimager/internal/store"
 )
 
+// acquireS3Help is acquire's help on --out s3://….
+const acquireS3Help = `With --out s3://bucket/prefix/, the evidence goes to S3 under the same
+names, each object written once (If-None-Match: *) with the SHA-256 of its
+stored bytes as x-amz-checksum-sha256, which S3 checks on arrival and keeps.
+--object-lock governance|compliance with --retain-until DATE or
+--retain-days N, and --legal-hold, lock every object as it is written (the
+bucket must have Object Lock; evidence.json and the manifest record the
+lock). A rerun lists the prefix and fetches only what is missing; nothing
+in the bucket is ever overwritten or deleted. S3's endpoint is
+AWS_ENDPOINT_URL_S3, else --endpoint-url; --s3-path-style for endpoints
+that need path-style addressing (automatic for an IP address).
+
+`
+
 // s3Options are the flags of evidence in S3 (--out s3://bucket/prefix/).
 type s3Options struct {
 	pathStyle   bool
@@ -191,6 +205,7 @@ func (a *acquisition) finishRemote(ctx context.Context, res *acquire.Result, sum
 	sum.Complete = ms.Unchanged && res.Stored == 0
 	rec := acquisitionRecord(report.KindEvidenceDirectory, a.o.s3.url.String(), r.Meta().Case, *res, sum.Resumed, awsInfo())
 	rec.Acquisition.AdoptedBlocks = sum.Adopted
+	rec.Evidence.ObjectLock = r.Meta().ObjectLock
 	if err := recordRemote(ctx, a.bucket, rec, ms); err != nil {
 		return unrecordedError{fmt.Errorf("the evidence is complete, but its record could not be written: %w", err)}
 	}

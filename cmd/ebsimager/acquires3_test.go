@@ -22,6 +22,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/manifest"
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/testenv"
@@ -104,6 +105,10 @@ func TestAcquireToS3(t *testing.T) {
 			t.Errorf("%s: %+v, %v", name, o, err)
 		}
 	}
+	txt, err := s3c.Get(context.Background(), u.Bucket, u.Key("report.txt"), 1<<20)
+	if err != nil || !strings.Contains(string(txt), "Object Lock:        governance retention until "+until+"T00:00:00Z, and a legal hold") {
+		t.Errorf("report.txt does not record the lock (%v):\n%s", err, txt)
+	}
 	meta, err := s3c.Get(context.Background(), u.Bucket, u.Key(store.MetaName), 1<<20)
 	if err != nil || !strings.Contains(string(meta), `"object_lock": {`) || !strings.Contains(string(meta), `"mode": "GOVERNANCE"`) {
 		t.Errorf("evidence.json does not record the lock: %s", meta)
@@ -116,6 +121,18 @@ func TestAcquireToS3(t *testing.T) {
 	}
 	if !v.OK || v.Blocks != int64(len(es)) || v.StoredChecked != int64(len(es)) || v.ContentChecked != int64(len(es)) || v.Journals.Outcome != store.CompareMatch {
 		t.Errorf("verify: %+v", v)
+	}
+
+	// export from S3 is bit-exact: the same image and hashes as from
+	// the directory; inspect reads the same layout.
+	dir := t.TempDir()
+	c.ok("export", ref, "--out", filepath.Join(dir, "ref.raw"), "--quiet")
+	c.ok("export", u.String(), "--out", filepath.Join(dir, "s3.raw"), "--quiet")
+	if a, b := sha256File(t, filepath.Join(dir, "ref.raw")), sha256File(t, filepath.Join(dir, "s3.raw")); a != b || readFile(t, filepath.Join(dir, "ref.raw.sha256"))[:64] != readFile(t, filepath.Join(dir, "s3.raw.sha256"))[:64] {
+		t.Errorf("export from S3: image sha256 %s, from the directory %s", b, a)
+	}
+	if a, b := c.ok("inspect", ref).stdout, c.ok("inspect", u.String()).stdout; strings.ReplaceAll(b, u.String(), ref) != a {
+		t.Errorf("inspect from S3:\n%s\nfrom the directory:\n%s", b, a)
 	}
 
 	// A rerun fetches nothing and writes nothing.
@@ -161,6 +178,32 @@ func TestVerifyS3Tampered(t *testing.T) {
 	if r.code != exitMismatch || !strings.Contains(r.stdout, e.Name) || !strings.Contains(r.stdout, "the store's checksum is "+hex.EncodeToString(sum[:])) {
 		t.Errorf("verify of a tampered object: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// A rerun of acquire finds it too, and stops: it can neither trust
+	// nor overwrite it.
+	c.fails(exitConflict, e.Name+": stored sha256 "+hex.EncodeToString(sum[:])+", its journal line says "+e.StoredSHA256, "acquire", snapA, "--out", u.String(), "--quiet")
+}
+
+// TestTriageFromS3: triage reads evidence in S3 through the Volume,
+// every block it reads checked, and names each with the manifest's
+// SHA-256.
+func TestTriageFromS3(t *testing.T) {
+	t.Parallel()
+	d := buildLinuxDisk(t, 4<<20)
+	srv, endpoint := startEmulator(t, emulator.Options{})
+	if err := srv.AddRawImage(snapLinux, d.path, emulator.RawOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, endpoint)
+	s3Env(t, c)
+	u := "s3://locked/triage/" + snapLinux + "/"
+	c.ok("acquire", snapLinux, "--out", u, "--compress", "zstd", "--quiet")
+	out := filepath.Join(t.TempDir(), "triage")
+	c.ok("triage", u, "--out", out)
+	rec := checkTriage(t, d, out, false, false)
+	if rec.Blocks.ChecksumSource != report.ChecksumManifest || rec.Source.Kind != report.KindEvidenceDirectory || rec.Source.Location != u {
+		t.Fatalf("triage from S3: checksums from %q, source %+v", rec.Blocks.ChecksumSource, rec.Source)
+	}
+	checkBlockSums(t, d.path, rec)
 }
 
 func mustDate(t *testing.T, s string) time.Time {

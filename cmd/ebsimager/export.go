@@ -114,7 +114,7 @@ type exportResult struct {
 }
 
 func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, algs []string) error {
-	ev, err := store.Open(dir)
+	ev, err := openEvidence(cmd.Context(), dir)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,9 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 	if err == nil {
 		step.Export = &report.Export{Format: o.format, Segments: out.Files, Size: out.Size, Blocks: out.Blocks, Hashes: out.Hashes, FileSystemCheck: out.FSCheck}
 	}
-	if rerr := appendStep(dir, step); rerr != nil && err == nil {
+	if ev.Bucket != nil {
+		// Evidence in S3 is written once: its record stays as it is.
+	} else if rerr := appendStep(dir, step); rerr != nil && err == nil {
 		err = fmt.Errorf("recording the export: %w", rerr)
 	}
 	if err != nil {
@@ -207,7 +209,11 @@ func printExport(w io.Writer, r exportResult, asJSON bool) error {
 // claimImage). What it reads is the evidence directory and the key files:
 // no output may be one of them or lie inside the evidence.
 func (o *exportOptions) claim(ev *store.Evidence, size, split int64) (*dirlock.Lock, error) {
-	in, err := readInputs([]string{ev.Dir}, &o.keys)
+	dirs := []string{ev.Dir}
+	if ev.Bucket != nil {
+		dirs = nil // read from S3: no local input to protect
+	}
+	in, err := readInputs(dirs, &o.keys)
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,7 @@ func (o *awsOptions) snapshot(ctx context.Context, id string) (*ebs.Snapshot, aw
 
 func newRootCommand() *cobra.Command {
 	aws := &awsOptions{}
+	globalAWS = aws
 	root := &cobra.Command{
 		Use:   "ebsimager",
 		Short: "Turn an AWS EBS snapshot into verified forensic evidence",

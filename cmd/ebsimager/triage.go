@@ -109,6 +109,12 @@ func runTriage(ctx context.Context, source string, vo volume.Options, o triage.O
 		}
 	case serr == nil && fi.IsDir():
 		o.ChecksumSource, o.Sums = report.ChecksumManifest, triage.EvidenceSums(source)
+	default:
+		if s, ok := v.(interface {
+			BlockSums([]int64) (map[int64]block.Sum, error)
+		}); ok { // evidence in S3
+			o.ChecksumSource, o.Sums = report.ChecksumManifest, s.BlockSums
+		}
 	}
 	return triage.Run(ctx, v, o)
 }

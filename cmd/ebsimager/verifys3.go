@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -20,15 +19,11 @@ func runVerifyS3(cmd *cobra.Command, aws *awsOptions, url string, o *verifyOptio
 	if o.snap.against {
 		return usagef("--against-snapshot is not supported for evidence in S3 yet")
 	}
-	u, err := s3store.ParseURL(url)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	cfg, err := aws.config(cmd.Context())
+	b, err := openS3(cmd.Context(), aws, url, o.s3PathStyle)
 	if err != nil {
 		return err
 	}
-	b := s3store.New(cfg, s3store.Options{PathStyle: o.s3PathStyle}).Bucket(u, s3store.Lock{})
+	u := b.URL()
 	meta, err := store.OpenRemote(cmd.Context(), b)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/atomicfile"
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/inspect"
+	"github.com/ebsimager/ebsimager/internal/manifest"
 )
 
 // Format names this version of the report.json schema. A change that
@@ -78,6 +79,9 @@ type Evidence struct {
 	// as the examiner gave it.
 	Kind     string `json:"kind"`
 	Location string `json:"location"`
+	// ObjectLock is the S3 Object Lock every object of evidence in a
+	// bucket was written with (Location is then s3://bucket/prefix/).
+	ObjectLock *manifest.ObjectLock `json:"object_lock,omitempty"`
 }
 
 // Kinds of Evidence.

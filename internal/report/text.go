@@ -34,6 +34,16 @@ func (r *Report) Text(w io.Writer) error {
 	t.field("Block size", fmt.Sprintf("%d bytes, %d block slots", e.BlockSize, e.BlockSlots))
 	t.field("Kind", e.Kind)
 	t.field("Location", e.Location)
+	if l := e.ObjectLock; l != nil {
+		lock := "legal hold"
+		if l.Mode != "" {
+			lock = fmt.Sprintf("%s retention until %s", strings.ToLower(l.Mode), l.RetainUntil.UTC().Format(time.RFC3339))
+			if l.LegalHold {
+				lock += ", and a legal hold"
+			}
+		}
+		t.field("Object Lock", lock)
+	}
 
 	if a := r.Acquisition; a != nil {
 		t.blank()

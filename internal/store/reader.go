@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 )
 
@@ -29,6 +30,21 @@ var ErrNeedKey = errors.New("block is encrypted: a key is needed to read it")
 type Evidence struct {
 	Dir  string
 	Meta Meta
+	// Bucket, when set, holds the evidence instead of a directory
+	// (evidence in S3, see OpenBucket); Dir is then its URL, for
+	// messages. Manifest, ReadStored and the manifest's checksum read
+	// from it.
+	Bucket bucket.Bucket
+}
+
+// OpenBucket opens evidence in a bucket for reading, as Open opens a
+// directory.
+func OpenBucket(ctx context.Context, b bucket.Bucket) (*Evidence, error) {
+	m, err := OpenRemote(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return &Evidence{Dir: b.String(), Meta: m, Bucket: b}, nil
 }
 
 // ErrIncomplete means the directory has no manifest: its acquisition has
@@ -84,6 +100,17 @@ func Open(dir string) (*Evidence, error) {
 
 // Manifest opens the manifest for streaming.
 func (ev *Evidence) Manifest() (*manifest.Reader, io.Closer, error) {
+	if ev.Bucket != nil {
+		data, err := ev.Bucket.Get(context.Background(), ManifestName, block.Slots(ev.Meta.VolumeSizeGiB)*manifest.MaxLine+2*manifest.MaxLine)
+		if errors.Is(err, bucket.ErrNotFound) {
+			return nil, nil, fmt.Errorf("%s: %w", ev.Dir, ErrIncomplete)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := manifest.NewReader(bytes.NewReader(data))
+		return r, io.NopCloser(nil), err
+	}
 	f, err := os.Open(filepath.Join(ev.Dir, ManifestName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%s: %w", ev.Dir, ErrIncomplete)
@@ -103,6 +130,11 @@ func (ev *Evidence) Manifest() (*manifest.Reader, io.Closer, error) {
 // the entry, so that nothing tampered with is ever decoded.
 func (ev *Evidence) ReadStored(e manifest.Entry, buf *bytes.Buffer) error {
 	buf.Reset()
+	if ev.Bucket != nil {
+		data, err := GetRemoteStored(context.Background(), ev.Bucket, e)
+		buf.Write(data)
+		return err
+	}
 	f, err := os.Open(filepath.Join(ev.Dir, filepath.FromSlash(e.Name)))
 	if errors.Is(err, fs.ErrNotExist) {
 		// The manifest lists it: evidence that does not match its record,
@@ -278,6 +310,9 @@ func (ev *Evidence) checkEntry(e manifest.Entry) error {
 }
 
 func (ev *Evidence) checkManifestSum(got block.Sum) error {
+	if ev.Bucket != nil {
+		return checkRemoteSum(context.Background(), ev.Bucket, got.Hex())
+	}
 	data, err := os.ReadFile(filepath.Join(ev.Dir, ManifestSumName))
 	if err != nil {
 		return &Mismatch{Index: -1, Name: ManifestSumName, What: fmt.Sprintf("manifest checksum file unreadable: %v", err)}

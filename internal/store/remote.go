@@ -238,29 +238,96 @@ func (r *Remote) scan() error {
 		}
 		blocks = append(blocks, k)
 	}
-	for _, k := range blocks {
-		e, ok := journaled[k.Key]
+	// Check every block object, remoteVerifyWorkers at a time: a HEAD
+	// each (and a GET for those no journal line names).
+	found := make([]manifest.Entry, len(blocks))
+	failed := make([]error, len(blocks))
+	err = forEach(r.ctx, remoteVerifyWorkers, len(blocks), func(ctx context.Context, i int) error {
+		k := blocks[i]
 		var err error
-		if ok {
-			err = r.checkKept(k, e)
-			r.kept.Checked++
+		if e, ok := journaled[k.Key]; ok {
+			found[i], err = e, r.checkKept(ctx, k, e)
 		} else {
-			e, err = r.adopt(k)
-			r.kept.Checked++
-			r.kept.Adopted++
-			r.pending[path.Dir(k.Key)] = append(r.pending[path.Dir(k.Key)], e)
+			found[i], err = r.adopt(ctx, k)
 		}
-		if err != nil {
-			return &ConflictError{Where: r.b.String(), Key: k.Key, Reason: err.Error()}
+		var req *requestError
+		if errors.As(err, &req) {
+			return req.err
+		}
+		failed[i] = err
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, k := range blocks {
+		e := found[i]
+		if failed[i] != nil {
+			return &ConflictError{Where: r.b.String(), Key: k.Key, Reason: failed[i].Error()}
 		}
 		if r.has(e.Index) {
 			return &ConflictError{Where: r.b.String(), Key: k.Key, Reason: fmt.Sprintf("another object already holds block %d", e.Index)}
+		}
+		r.kept.Checked++
+		if _, ok := journaled[k.Key]; !ok {
+			r.kept.Adopted++
+			r.pending[path.Dir(k.Key)] = append(r.pending[path.Dir(k.Key)], e)
 		}
 		r.mark(e.Index)
 		r.entries[e.Index] = e
 		r.resumed++
 	}
 	return nil
+}
+
+// requestError is a request to the store that failed, as opposed to an
+// object that does not verify.
+type requestError struct{ err error }
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+// forEach calls fn(i) for i in [0, n), workers at a time, and returns
+// the first error, which stops the others.
+func forEach(ctx context.Context, workers, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+						cancel()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
 }
 
 func validLeafKey(leaf string) bool {
@@ -309,14 +376,14 @@ func (r *Remote) sameForm(e manifest.Entry) bool {
 // checkKept checks a journaled block object: its size, and the store's
 // checksum of it against the line's stored SHA-256 (the bytes hashed
 // here when the store keeps no checksum).
-func (r *Remote) checkKept(k bucket.Listed, e manifest.Entry) error {
+func (r *Remote) checkKept(ctx context.Context, k bucket.Listed, e manifest.Entry) error {
 	if r.seal == nil && (e.StoredSHA256 != e.SHA256 || int64(e.Length) != e.Size) {
 		return errors.New("its journal line records different stored and served bytes for a plain block")
 	}
 	if k.Size != e.Size {
 		return fmt.Errorf("%d bytes, its journal line says %d", k.Size, e.Size)
 	}
-	stored, err := r.storedSum(k.Key, e.Size)
+	stored, err := r.storedSum(ctx, k.Key, e.Size)
 	if err != nil {
 		return err
 	}
@@ -328,10 +395,10 @@ func (r *Remote) checkKept(k bucket.Listed, e manifest.Entry) error {
 
 // storedSum returns the SHA-256 the store keeps for key, or hashes its
 // bytes when it keeps none.
-func (r *Remote) storedSum(key string, size int64) (block.Sum, error) {
-	o, err := r.b.Head(r.ctx, key)
+func (r *Remote) storedSum(ctx context.Context, key string, size int64) (block.Sum, error) {
+	o, err := r.b.Head(ctx, key)
 	if err != nil {
-		return block.Sum{}, err
+		return block.Sum{}, &requestError{err}
 	}
 	if o.Size != size {
 		return block.Sum{}, fmt.Errorf("%d bytes, expected %d", o.Size, size)
@@ -339,9 +406,9 @@ func (r *Remote) storedSum(key string, size int64) (block.Sum, error) {
 	if o.HasSHA256 {
 		return o.SHA256, nil
 	}
-	data, err := r.b.Get(r.ctx, key, manifest.MaxStoredSize)
+	data, err := r.b.Get(ctx, key, manifest.MaxStoredSize)
 	if err != nil {
-		return block.Sum{}, err
+		return block.Sum{}, &requestError{err}
 	}
 	return sha256.Sum256(data), nil
 }
@@ -350,7 +417,7 @@ func (r *Remote) storedSum(key string, size int64) (block.Sum, error) {
 // between its PUT and its batch) and returns its entry: a plain block's
 // bytes must hash to the SHA-256 in its name; a sealed block's bytes to
 // the store's checksum, and its metadata must name the same block.
-func (r *Remote) adopt(k bucket.Listed) (manifest.Entry, error) {
+func (r *Remote) adopt(ctx context.Context, k bucket.Listed) (manifest.Entry, error) {
 	leaf, name := path.Split(k.Key)
 	fi, suffix, err := block.ParseFileName(name)
 	if err != nil {
@@ -363,13 +430,13 @@ func (r *Remote) adopt(k bucket.Listed) (manifest.Entry, error) {
 	if k.Size <= 0 || k.Size > manifest.MaxStoredSize {
 		return manifest.Entry{}, fmt.Errorf("%d bytes: out of bounds", k.Size)
 	}
-	o, err := r.b.Head(r.ctx, k.Key)
+	o, err := r.b.Head(ctx, k.Key)
 	if err != nil {
-		return manifest.Entry{}, err
+		return manifest.Entry{}, &requestError{err}
 	}
-	data, err := r.b.Get(r.ctx, k.Key, manifest.MaxStoredSize)
+	data, err := r.b.Get(ctx, k.Key, manifest.MaxStoredSize)
 	if err != nil {
-		return manifest.Entry{}, err
+		return manifest.Entry{}, &requestError{err}
 	}
 	got := block.Sum(sha256.Sum256(data))
 	if o.HasSHA256 && o.SHA256 != got {
@@ -455,7 +522,12 @@ func (r *Remote) Put(b block.Block) error {
 	if errors.Is(err, bucket.ErrExists) {
 		// Stored meanwhile, or by a run that stopped before journaling
 		// it and that this run's scan did not see: the same bytes?
-		if have, herr := r.storedSum(e.Name, size); herr != nil || have != stored {
+		have, herr := r.storedSum(r.ctx, e.Name, size)
+		var req *requestError
+		switch {
+		case errors.As(herr, &req):
+			return fmt.Errorf("storing block %d: %w", b.Index, req.err)
+		case herr != nil || have != stored:
 			return &ConflictError{Where: r.b.String(), Key: e.Name, Reason: "the key holds other bytes than this block's"}
 		}
 		err = nil

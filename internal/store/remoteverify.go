@@ -11,6 +11,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/bucket"
@@ -83,12 +84,8 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 		res.add(problem(err, "manifest"))
 	}
 	listed := map[int64]manifest.Entry{}
-	out := make([]byte, block.Size)
-	var opened int64
+	var checks []remoteCheck
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		e, err := mr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -100,44 +97,40 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 		res.Blocks++
 		res.Bytes += int64(e.Length)
 		listed[e.Index] = e
+		c := remoteCheck{e: e}
 		if err := ev.checkEntry(e); err != nil {
-			res.add(problem(err, "mismatch"))
-			continue
+			c.problem = ptr(problem(err, "mismatch"))
+		} else if size, ok := objects[e.Name]; !ok {
+			c.problem = &Problem{Index: e.Index, Name: e.Name, Kind: "missing", Detail: "block object is missing"}
+		} else {
+			c.size, c.fetch = size, true
 		}
-		size, ok := objects[e.Name]
 		delete(objects, e.Name)
-		if !ok {
-			res.add(Problem{Index: e.Index, Name: e.Name, Kind: "missing", Detail: "block object is missing"})
-			continue
-		}
-		stored, err := readRemoteStored(ctx, b, e, size)
-		if err != nil {
-			var m *Mismatch
-			if !errors.As(err, &m) {
-				return nil, err
+		checks = append(checks, c)
+	}
+	if err := runRemoteChecks(ctx, b, unseal, checks, progress); err != nil {
+		return nil, err
+	}
+	var opened int64
+	for _, c := range checks {
+		switch {
+		case c.problem != nil:
+			res.add(*c.problem)
+			if c.storedOK {
+				res.StoredChecked++
 			}
-			res.add(problem(err, "mismatch"))
-			continue
-		}
-		res.StoredChecked++
-		if e.Encryption != "none" && unseal == nil {
+		case c.encrypted:
+			res.StoredChecked++
 			res.Encrypted++
-			continue
-		}
-		if _, err := Decode(e, stored, unseal, out); err != nil {
-			if errors.Is(err, ErrKeyRejected) {
-				res.KeyRejected++
-				continue
+		case c.keyRejected:
+			res.StoredChecked++
+			res.KeyRejected++
+		default:
+			res.StoredChecked++
+			res.ContentChecked++
+			if c.e.Encryption != "none" {
+				opened++
 			}
-			res.add(problem(err, "mismatch"))
-			continue
-		}
-		if e.Encryption != "none" {
-			opened++
-		}
-		res.ContentChecked++
-		if progress != nil {
-			progress(res.Blocks)
 		}
 	}
 	if res.KeyRejected > 0 && opened == 0 {
@@ -153,6 +146,84 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 	}
 	res.Journals = compareBatches(ctx, b, batches, listed)
 	return res, nil
+}
+
+// remoteVerifyWorkers is how many block objects VerifyRemote checks at
+// once: each check is a HEAD and a GET, so concurrency, not bandwidth,
+// sets the pace.
+const remoteVerifyWorkers = 16
+
+// remoteCheck is one manifest entry's check, and its outcome.
+type remoteCheck struct {
+	e           manifest.Entry
+	size        int64 // as listed
+	fetch       bool  // the object is to be read and checked
+	problem     *Problem
+	storedOK    bool // the stored bytes matched (a problem, if any, is the content's)
+	encrypted   bool // not opened: no key
+	keyRejected bool
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// runRemoteChecks checks the objects of checks, remoteVerifyWorkers at a
+// time, filling in each outcome. An error that is not about the evidence
+// (a request that failed) stops it.
+func runRemoteChecks(ctx context.Context, b bucket.Bucket, unseal Unseal, checks []remoteCheck, progress func(int64)) error {
+	var (
+		mu   sync.Mutex
+		done int64
+	)
+	var todo []int
+	for i := range checks {
+		if checks[i].fetch {
+			todo = append(todo, i)
+		}
+	}
+	return forEach(ctx, remoteVerifyWorkers, len(todo), func(ctx context.Context, n int) error {
+		out := decodeBufs.Get().(*[]byte)
+		defer decodeBufs.Put(out)
+		if err := checkRemoteBlock(ctx, b, unseal, &checks[todo[n]], *out); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		if progress != nil {
+			progress(done)
+		}
+		return nil
+	})
+}
+
+// decodeBufs hold decoded blocks, one per worker at a time.
+var decodeBufs = sync.Pool{New: func() any { b := make([]byte, block.Size); return &b }}
+
+// checkRemoteBlock reads and checks the object of c, recording what it
+// found in c; it returns only errors that are not about the evidence.
+func checkRemoteBlock(ctx context.Context, b bucket.Bucket, unseal Unseal, c *remoteCheck, out []byte) error {
+	stored, err := readRemoteStored(ctx, b, c.e, c.size)
+	if err != nil {
+		var m *Mismatch
+		if !errors.As(err, &m) {
+			return err
+		}
+		c.problem = ptr(problem(err, "mismatch"))
+		return nil
+	}
+	c.storedOK = true
+	if c.e.Encryption != "none" && unseal == nil {
+		c.encrypted = true
+		return nil
+	}
+	if _, err := Decode(c.e, stored, unseal, out); err != nil {
+		if errors.Is(err, ErrKeyRejected) {
+			c.keyRejected = true
+			return nil
+		}
+		c.problem = ptr(problem(err, "mismatch"))
+	}
+	return nil
 }
 
 func checkRemoteSum(ctx context.Context, b bucket.Bucket, got string) error {
@@ -240,4 +311,58 @@ func compareBatches(ctx context.Context, b bucket.Bucket, batches []string, list
 	}
 	c.Outcome, c.Detail = CompareMatch, fmt.Sprintf("%d entries match their journal lines", len(listed))
 	return c
+}
+
+// ReadRemoteManifest reads the manifest of complete evidence in a
+// bucket, checked against its .sha256 object, evidence.json and each
+// entry's name, and returns its entries in index order.
+func ReadRemoteManifest(ctx context.Context, b bucket.Bucket, meta Meta) ([]manifest.Entry, error) {
+	data, err := b.Get(ctx, ManifestName, block.Slots(meta.VolumeSizeGiB)*manifest.MaxLine+2*manifest.MaxLine)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, ErrIncomplete
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRemoteSum(ctx, b, block.Sum(sha256.Sum256(data)).Hex()); err != nil {
+		return nil, err
+	}
+	ev := &Evidence{Meta: meta}
+	mr, err := manifest.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.checkHeader(mr.Header()); err != nil {
+		return nil, err
+	}
+	var es []manifest.Entry
+	for {
+		e, err := mr.Next()
+		if errors.Is(err, io.EOF) {
+			return es, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := ev.checkEntry(e); err != nil {
+			return nil, err
+		}
+		es = append(es, e)
+	}
+}
+
+// GetRemoteStored reads the object of entry e and checks its size and
+// SHA-256 against the entry, so that nothing tampered with is decoded.
+func GetRemoteStored(ctx context.Context, b bucket.Bucket, e manifest.Entry) ([]byte, error) {
+	data, err := b.Get(ctx, e.Name, e.Size)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, &Mismatch{Index: e.Index, Name: e.Name, What: "block object is missing"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if got := block.Sum(sha256.Sum256(data)).Hex(); int64(len(data)) != e.Size || got != e.StoredSHA256 {
+		return nil, &Mismatch{Index: e.Index, Name: e.Name, What: fmt.Sprintf("stored sha256 %s (%d bytes), manifest says %s", got, len(data), e.StoredSHA256)}
+	}
+	return data, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -21,12 +22,39 @@ import (
 // endpoint URL; the proxy stops when the test ends.
 func S3Checksums(t testing.TB, upstream string) string {
 	t.Helper()
+	return NewS3Proxy(t, upstream).URL
+}
+
+// S3Proxy is the proxy S3Checksums starts; it also counts the requests
+// it passes on, by HTTP method.
+type S3Proxy struct {
+	URL    string
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+// Counts returns the requests seen so far by method, and resets them.
+func (p *S3Proxy) Counts() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.counts
+	p.counts = map[string]int64{}
+	return c
+}
+
+// NewS3Proxy starts the proxy of S3Checksums in front of upstream.
+func NewS3Proxy(t testing.TB, upstream string) *S3Proxy {
+	t.Helper()
+	p := &S3Proxy{counts: map[string]int64{}}
 	u, err := url.Parse(upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.counts[r.Method]++
+		p.mu.Unlock()
 		want := r.Header.Get("X-Amz-Checksum-Sha256")
 		if r.Method != http.MethodPut || want == "" {
 			proxy.ServeHTTP(w, r)
@@ -53,5 +81,6 @@ func S3Checksums(t testing.TB, upstream string) string {
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return srv.URL
+	p.URL = srv.URL
+	return p
 }

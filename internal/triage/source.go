@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
@@ -18,6 +19,8 @@ func Source(source string, v volume.Volume) report.TriageSource {
 	s := report.TriageSource{Location: source, SnapshotID: volume.SnapshotID(v), SizeBytes: v.Size()}
 	fi, err := os.Stat(source)
 	switch {
+	case strings.HasPrefix(source, "s3://"):
+		s.Kind = report.KindEvidenceDirectory // evidence in S3, under the same names
 	case err != nil && block.CheckSnapshotID(source) == nil:
 		s.Kind = report.TriageSnapshot
 	case err != nil:

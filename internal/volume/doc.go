@@ -6,7 +6,7 @@
 // raw image by the EWF signature), or a snapshot ID, read lazily through
 // the EBS direct APIs by the opener the caller injects (package live
 // builds it; this package imports neither ebs nor the AWS SDK). S3
-// evidence is refused with ErrNotSupported for now. Overlay is a new
+// evidence is read through Options.Bucket (ErrNotSupported without it). Overlay is a new
 // snapshot made of its base's volume and the changed blocks, fetched on
 // demand (diff reads it).
 //

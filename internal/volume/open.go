@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/image/ewf"
 	"github.com/ebsimager/ebsimager/internal/image/raw"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -38,6 +39,10 @@ type Options struct {
 	// direct APIs (package live builds it; this package does not talk to
 	// AWS). Nil refuses snapshot IDs.
 	Snapshot func(ctx context.Context, id string) (Volume, error)
+	// Bucket opens "s3://bucket/prefix/" as a bucket.Bucket (package
+	// s3store builds it; this package does not talk to AWS). Nil refuses
+	// S3 evidence.
+	Bucket func(ctx context.Context, url string) (bucket.Bucket, error)
 }
 
 // ErrNotSupported is returned for a source of a kind this version does
@@ -53,12 +58,20 @@ var ErrNotSupported = errors.New("not supported yet")
 //     by the EWF signature, not by its name;
 //   - a snapshot ID, "snap-…", through o.Snapshot, when no file or
 //     directory of that name exists;
-//   - "s3://…" is not read yet: ErrNotSupported.
+//   - evidence in S3, "s3://bucket/prefix/", through o.Bucket: blocks
+//     fetched with a GET each as they are read, and checked.
 //
 // ctx bounds the opening of a live snapshot.
 func Open(ctx context.Context, source string, o Options) (Volume, error) {
 	if strings.HasPrefix(source, "s3://") {
-		return nil, fmt.Errorf("reading %s: evidence in S3 is %w", source, ErrNotSupported)
+		if o.Bucket == nil {
+			return nil, fmt.Errorf("reading %s: evidence in S3 is %w here", source, ErrNotSupported)
+		}
+		b, err := o.Bucket(ctx, source)
+		if err != nil {
+			return nil, err
+		}
+		return openRemote(ctx, b, o)
 	}
 	fi, err := os.Stat(source)
 	switch {
