@@ -178,3 +178,61 @@ func TestFleetWorkersToS3(t *testing.T) {
 		t.Fatalf("%d blocks fetched for a refused worker", n)
 	}
 }
+
+// A worker into a bucket with Object Lock: its summary carries the
+// evidence's lock; a retry of the same index resumes (nothing fetched)
+// and writes a summary of its own beside the first, which stays as it
+// was; case summarize counts both runs.
+func TestFleetWorkerToS3Locked(t *testing.T) {
+	t.Parallel()
+	srv, endpoint := startEmulator(t, emulator.Options{}, specA)
+	c := newCLI(t, endpoint)
+	s3c, _ := s3Env(t, c)
+	targets := writeJobTargets(t, t.TempDir(), snapA)
+	caseURL, _ := s3store.ParseURL("s3://locked/c/")
+	until := time.Now().Add(72 * time.Hour).UTC().Format(time.DateOnly)
+	worker := []string{"acquire", "--targets", targets, "--index", "0", "--out", caseURL.String() + "{target}/", "--object-lock", "governance", "--retain-until", until, "--quiet"}
+	c.ok(worker...)
+	first, firstKey := s3WorkerSummary(t, s3c, caseURL, snapA)
+	firstBody, err := s3c.Get(context.Background(), caseURL.Bucket, firstKey, casework.MaxWorkerSummaryBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gets := srv.Counters().Total("GetSnapshotBlock")
+	c.ok(worker...)
+	keys, err := s3c.List(context.Background(), caseURL.Bucket, caseURL.Key(snapA+"."), 10)
+	if err != nil || len(keys) != 2 || keys[0].Key != firstKey {
+		t.Fatalf("summaries after a retry: %+v, %v", keys, err)
+	}
+	want := s3store.Lock{Mode: s3store.Governance, RetainUntil: mustDate(t, until)}
+	var again casework.WorkerSummary
+	for _, k := range keys {
+		o, err := s3c.Head(context.Background(), caseURL.Bucket, k.Key)
+		if err != nil || o.Lock != want {
+			t.Fatalf("%s: %+v, %v; want lock %+v", k.Key, o, err, want)
+		}
+		body, err := s3c.Get(context.Background(), caseURL.Bucket, k.Key, casework.MaxWorkerSummaryBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Key == firstKey && !bytes.Equal(body, firstBody) {
+			t.Fatalf("the first run's summary changed:\n%s", body)
+		}
+		if err := json.Unmarshal(body, &again); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again.Evidence[0].Fetched != 0 || again.GetCalls != 0 || again.Evidence[0].ManifestSHA256 != first.Evidence[0].ManifestSHA256 ||
+		srv.Counters().Total("GetSnapshotBlock") != gets || !again.Started.After(first.Started) {
+		t.Fatalf("the retry's summary: %+v (first %+v)", again, first)
+	}
+	r := c.ok("case", "summarize", caseURL.String(), "--targets", targets, "--json")
+	var s casework.CaseSummary
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.ExitCode != 0 || len(s.Workers) != 1 || s.Workers[0].Runs != 2 || s.Workers[0].Summary != strings.TrimPrefix(keys[1].Key, caseURL.Prefix) ||
+		s.Workers[0].Evidence[0].Outcome != casework.EvidenceMatch || s.GetCalls != gets || s.Directory != caseURL.String() {
+		t.Fatalf("case summarize: %+v", s)
+	}
+}
