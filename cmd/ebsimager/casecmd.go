@@ -49,10 +49,11 @@ evidence or case directory is entered. The manifest check is quick; run
 verify on an evidence directory to check every block.
 
 s3://bucket/prefix/ is a case in S3 (workers with --out
-s3://bucket/prefix/{target}/): the prefix is listed (at most %d keys,
-the evidence's blocks included), summaries are found at most %d
-prefixes down and not inside evidence, and each evidence prefix's
-manifest.jsonl is read and hashed.
+s3://bucket/prefix/{target}/): it is listed one level at a time (at
+most %d keys and prefixes; the evidence's blocks are not listed),
+summaries are found at most %d prefixes down, no evidence or case
+prefix is entered, and each evidence prefix's manifest.jsonl is read
+and hashed.
 
 Exit status: 0 when every worker completed and its evidence matches its
 summary; 4 when a summary disagrees with its evidence, with the targets

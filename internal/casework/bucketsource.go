@@ -8,15 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
+	"sort"
 	"strings"
 
 	"github.com/ebsimager/ebsimager/internal/bucket"
 )
 
-// Bounds on reading a case in a bucket: its listing (every key under the
-// prefix, the evidence's blocks included) stops at MaxSummaryEntries
-// keys; a manifest is read in pieces of manifestPiece bytes, and one
+// Bounds on reading a case in a bucket (its listing is bounded as a
+// directory's walk is): a manifest is read in pieces of manifestPiece bytes, and one
 // larger than MaxManifestBytes is refused.
 const (
 	MaxManifestBytes = 4 << 30
@@ -37,33 +36,47 @@ type bucketSource struct {
 	b   bucket.Bucket
 }
 
+// Summaries walks the case one level at a time (the evidence's blocks
+// are not listed), at most MaxSummaryDepth prefixes down, entering no
+// prefix that holds evidence (evidence.json) or a case (case.json), and
+// stops after MaxSummaryEntries keys and prefixes.
 func (s bucketSource) Summaries() ([]string, error) {
-	keys, err := s.b.List(s.ctx, "", MaxSummaryEntries)
-	if err != nil {
-		return nil, fmt.Errorf("listing the case: %w", err)
-	}
-	closed := map[string]bool{} // prefixes of evidence or of a case
-	for _, k := range keys {
-		if base := path.Base(k.Key); base == "evidence.json" || base == JSONName {
-			if dir := path.Dir(k.Key); dir != "." {
-				closed[dir] = true
+	var names []string
+	seen := 0
+	level := []string{""}
+	for depth := 0; len(level) > 0; depth++ {
+		var next []string
+		for _, p := range level {
+			keys, dirs, err := s.b.ListLevel(s.ctx, p, MaxSummaryEntries-seen)
+			if err != nil {
+				return nil, fmt.Errorf("listing the case (at most %d keys and prefixes within %d levels): %w", MaxSummaryEntries, MaxSummaryDepth, err)
+			}
+			seen += len(keys) + len(dirs)
+			if p != "" && (holdsKey(keys, p+"evidence.json") || holdsKey(keys, p+JSONName)) {
+				continue
+			}
+			for _, k := range keys {
+				if strings.HasSuffix(k.Key, WorkerSuffix) && fs.ValidPath(k.Key) {
+					names = append(names, k.Key)
+				}
+			}
+			if depth < MaxSummaryDepth {
+				next = append(next, dirs...)
 			}
 		}
+		level = next
 	}
-	var names []string
-	for _, k := range keys {
-		if !strings.HasSuffix(k.Key, WorkerSuffix) || strings.Count(k.Key, "/") > MaxSummaryDepth || !fs.ValidPath(k.Key) {
-			continue
-		}
-		inside := false
-		for dir := path.Dir(k.Key); dir != "." && !inside; dir = path.Dir(dir) {
-			inside = closed[dir]
-		}
-		if !inside {
-			names = append(names, k.Key)
-		}
-	}
+	sort.Strings(names)
 	return names, nil
+}
+
+func holdsKey(keys []bucket.Listed, key string) bool {
+	for _, k := range keys {
+		if k.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 func (s bucketSource) ReadSummary(name string) (*WorkerSummary, error) {
