@@ -236,3 +236,37 @@ func TestFleetWorkerToS3Locked(t *testing.T) {
 		t.Fatalf("case summarize: %+v", s)
 	}
 }
+
+// A worker to S3 that fails still leaves its summary beside where its
+// evidence would be, and case summarize s3://… counts its index as not
+// complete (exit 3).
+func TestWorkerToS3FailureSummarized(t *testing.T) {
+	t.Parallel()
+	_, endpoint := startEmulator(t, emulator.Options{}, specA)
+	const gone = "snap-0e0000000000000e5" // not in the emulator
+	targets := writeJobTargets(t, t.TempDir(), snapA, gone)
+	c := newCLI(t, endpoint)
+	s3c, _ := s3Env(t, c)
+	caseURL, _ := s3store.ParseURL("s3://plain/f/")
+	c.fails(exitNotFound, gone, "acquire", "--targets", targets, "--index", "1", "--out", caseURL.String()+"{snapshot}/", "--quiet")
+	s, _ := s3WorkerSummary(t, s3c, caseURL, gone)
+	if s.Index != 1 || s.Target != gone || s.ExitCode != exitNotFound || s.Status != casework.StatusFailed || !strings.Contains(s.Error, gone) ||
+		len(s.Evidence) != 1 || s.Evidence[0].Status != casework.StatusFailed || s.Evidence[0].ManifestSHA256 != "" || s.Out != caseURL.String()+gone+"/" {
+		t.Fatalf("summary of a failed worker: %+v", s)
+	}
+	c.ok("acquire", "--targets", targets, "--index", "0", "--out", caseURL.String()+"{snapshot}/", "--quiet")
+	r := c.run("case", "summarize", caseURL.String(), "--targets", targets, "--json")
+	var sum casework.CaseSummary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitIncomplete || sum.Status != casework.StatusIncomplete || len(sum.Workers) != 2 || len(sum.Missing) != 0 || len(sum.Problems) != 0 ||
+		sum.Workers[0].Evidence[0].Outcome != casework.EvidenceMatch || sum.Workers[1].Evidence[0].Outcome != casework.EvidenceNotComplete || sum.Workers[1].ExitCode != exitNotFound {
+		t.Fatalf("case summarize: exit %d\n%s", r.code, r.stdout)
+	}
+	// Without --targets nothing is missing; a prefix with no case is
+	// an empty, complete case.
+	if r := c.run("case", "summarize", "s3://plain/nothing-here/"); r.code != 0 || !strings.HasPrefix(r.stdout, "case s3://plain/nothing-here/: complete, 0 workers, 0 snapshots\n") {
+		t.Fatalf("an empty prefix: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
