@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
@@ -47,10 +49,6 @@ func (o *acquireOptions) pickWorker(cmd *cobra.Command, args []string) error {
 		return usagef("a worker of an indexed job (%s) takes its target from --targets FILE only, not from the command line", from)
 	case o.out == "":
 		return usagef("a worker of an indexed job writes to --out (a template, e.g. DIR/{target}); --image applies to a single snapshot")
-	case strings.HasPrefix(o.out, "s3://"):
-		// The S3 evidence store comes with its own --out handling; a
-		// worker writes its summary through it once it is wired here.
-		return usagef("--out %q: a worker of an indexed job writes to a directory in this build; s3:// comes with the S3 evidence store", o.out)
 	}
 	targets, err := readTargetsFile(o.targets)
 	if err != nil {
@@ -118,13 +116,37 @@ func runWorker(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets
 	}
 	s.Finish(started, time.Now(), exitCode(ctx, err), err)
 	summary := casework.SummaryPath(o.out, started)
-	if serr := s.Save(summary); serr != nil {
+	if serr := saveSummary(ctx, aws, o, s, summary); serr != nil {
 		if err == nil {
 			return unrecordedError{fmt.Errorf("the evidence is complete, but the worker summary %s could not be written: %w", summary, serr)}
 		}
 		return fmt.Errorf("%w\n(and writing the worker summary %s: %v)", err, summary, serr)
 	}
 	return err
+}
+
+// saveSummary writes the worker summary s to name: a file, or a
+// write-once object beside the evidence in S3 (with the evidence's lock,
+// its SHA-256 checked by S3 on arrival).
+func saveSummary(ctx context.Context, aws *awsOptions, o *acquireOptions, s *casework.WorkerSummary, name string) error {
+	if !s3store.IsURL(name) {
+		return s.Save(name)
+	}
+	i := strings.LastIndexByte(name, '/')
+	u, err := s3store.ParseURL(name[:i+1])
+	if err != nil {
+		return err
+	}
+	body, err := s.JSON()
+	if err != nil {
+		return err
+	}
+	cfg, err := aws.config(ctx)
+	if err != nil {
+		return err
+	}
+	b := s3store.New(cfg, s3store.Options{PathStyle: o.s3.pathStyle}).Bucket(u, o.s3.lock)
+	return b.PutNew(ctx, name[i+1:], body, sha256.Sum256(body), nil)
 }
 
 // snapshotEvidence is the summary's entry of the evidence directory dir

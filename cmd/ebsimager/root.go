@@ -113,7 +113,7 @@ and credentials files, SSO and role-assuming profiles, and IMDS.
 		newMountCommand(aws),
 		newTriageCommand(aws),
 		newPolicyCommand(),
-		newCaseCommand(),
+		newCaseCommand(aws),
 	)
 	root.AddCommand(newTransformCommands()...)
 	for _, c := range root.Commands() {

@@ -32,6 +32,10 @@ type Bucket interface {
 	// List returns the keys under prefix in lexicographic order, with
 	// their sizes; more than max keys is an error.
 	List(ctx context.Context, prefix string, max int) ([]Listed, error)
+	// ListLevel returns one level under prefix: the keys directly under
+	// it, and the prefixes below it ("prefix/a/"), each in lexicographic
+	// order; more than max of them together is an error.
+	ListLevel(ctx context.Context, prefix string, max int) (keys []Listed, dirs []string, err error)
 	// String names the bucket and prefix for messages ("s3://b/p/").
 	String() string
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -123,6 +124,34 @@ func (m *Memory) List(_ context.Context, prefix string, max int) ([]Listed, erro
 		}
 	}
 	return out, nil
+}
+
+// ListLevel implements Bucket.
+func (m *Memory) ListLevel(ctx context.Context, prefix string, max int) ([]Listed, []string, error) {
+	all, err := m.List(ctx, prefix, math.MaxInt)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		keys []Listed
+		dirs []string
+	)
+	for _, k := range all {
+		rest := k.Key[len(prefix):]
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			d := prefix + rest[:i+1]
+			if len(dirs) > 0 && dirs[len(dirs)-1] == d {
+				continue
+			}
+			dirs = append(dirs, d)
+		} else {
+			keys = append(keys, k)
+		}
+		if len(keys)+len(dirs) > max {
+			return nil, nil, fmt.Errorf("listing %s: more than %d keys", prefix, max)
+		}
+	}
+	return keys, dirs, nil
 }
 
 // String implements Bucket.

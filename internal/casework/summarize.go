@@ -97,6 +97,21 @@ const StatusMismatch = "mismatch"
 // that did not complete (exit 3: run those workers again).
 var ErrWorkersMissing = errors.New("not every target has complete evidence")
 
+// Source is where a case is read from: a directory (Summarize) or the
+// prefix of a bucket (SummarizeBucket). Names are "/"-separated and
+// relative to the case.
+type Source interface {
+	// Summaries lists the worker summaries, within the bounds above.
+	Summaries() ([]string, error)
+	// ReadSummary reads the summary name (at most MaxWorkerSummaryBytes,
+	// unknown fields refused).
+	ReadSummary(name string) (*WorkerSummary, error)
+	// ManifestSHA256 is the hex SHA-256 of the contents of
+	// dir/manifest.jsonl; an error wrapping fs.ErrNotExist when it is not
+	// there.
+	ManifestSHA256(dir string) (string, error)
+}
+
 // Summarize gathers the worker summaries under dir into a case summary,
 // checking each evidence directory's manifest against its summary, and
 // each summary against targets (the ids of targetsFile; none: nothing
@@ -108,24 +123,56 @@ func Summarize(dir, targetsFile string, targets []string) (*CaseSummary, error) 
 		return nil, fmt.Errorf("opening the case directory: %w", err)
 	}
 	defer root.Close()
-	s := &CaseSummary{Format: SummaryFormat, Directory: dir, TargetsFile: targetsFile, Targets: len(targets), Missing: []int{}, Problems: []string{}, Workers: []WorkerReport{}}
-	names, err := findSummaries(root)
+	return SummarizeFrom(dirSource{root}, dir, targetsFile, targets)
+}
+
+// SummarizeFrom gathers the worker summaries of src, named where for
+// messages, as Summarize does.
+func SummarizeFrom(src Source, where, targetsFile string, targets []string) (*CaseSummary, error) {
+	s := &CaseSummary{Format: SummaryFormat, Directory: where, TargetsFile: targetsFile, Targets: len(targets), Missing: []int{}, Problems: []string{}, Workers: []WorkerReport{}}
+	names, err := src.Summaries()
 	if err != nil {
 		return nil, err
 	}
 	runs := map[int][]run{}
 	for _, name := range names {
-		if ws := s.read(root, name); ws != nil {
-			runs[ws.Index] = append(runs[ws.Index], run{name, ws})
+		ws, err := src.ReadSummary(name)
+		if err != nil {
+			s.Problems = append(s.Problems, fmt.Sprintf("%s: %v", name, err))
+			continue
 		}
+		runs[ws.Index] = append(runs[ws.Index], run{name, ws})
 	}
 	for _, rs := range runs {
-		s.add(root, rs)
+		s.add(src, rs)
 	}
 	sort.SliceStable(s.Workers, func(i, j int) bool { return s.Workers[i].Index < s.Workers[j].Index })
 	s.checkIndexes(targets)
 	s.conclude()
 	return s, nil
+}
+
+// dirSource is a case directory, read through an os.Root.
+type dirSource struct{ root *os.Root }
+
+func (d dirSource) Summaries() ([]string, error) { return findSummaries(d.root) }
+
+func (d dirSource) ManifestSHA256(dir string) (string, error) {
+	return fileSHA256(d.root, path.Join(dir, "manifest.jsonl"))
+}
+
+// ReadSummary reads the summary name, a regular file.
+func (d dirSource) ReadSummary(name string) (*WorkerSummary, error) {
+	fi, err := d.root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file (a symlink or a device is not read)")
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadWorkerSummary(f)
 }
 
 // run is one worker summary read: one run of a worker.
@@ -168,32 +215,11 @@ func holds(root *os.Root, dir, name string) bool {
 	return err == nil
 }
 
-// read reads the summary name; nil (the problem noted) when it cannot.
-func (s *CaseSummary) read(root *os.Root, name string) *WorkerSummary {
-	fi, err := root.Lstat(name)
-	if err != nil || !fi.Mode().IsRegular() {
-		s.Problems = append(s.Problems, fmt.Sprintf("%s: not a regular file (a symlink or a device is not read)", name))
-		return nil
-	}
-	f, err := root.Open(name)
-	if err != nil {
-		s.Problems = append(s.Problems, fmt.Sprintf("%s: %v", name, err))
-		return nil
-	}
-	defer f.Close()
-	ws, err := ReadWorkerSummary(f)
-	if err != nil {
-		s.Problems = append(s.Problems, fmt.Sprintf("%s: %v", name, err))
-		return nil
-	}
-	return ws
-}
-
 // add reports the runs of one index: the latest run's evidence is
 // checked (an earlier run's is what the latest resumed); the requests,
 // bytes and times of every run count. Runs of one index that name
 // another target or another place are a problem.
-func (s *CaseSummary) add(root *os.Root, runs []run) {
+func (s *CaseSummary) add(src Source, runs []run) {
 	sort.Slice(runs, func(i, j int) bool {
 		a, b := runs[i].ws, runs[j].ws
 		return a.Started.Before(b.Started) || (a.Started.Equal(b.Started) && runs[i].name < runs[j].name)
@@ -210,7 +236,7 @@ func (s *CaseSummary) add(root *os.Root, runs []run) {
 	}
 	w := WorkerReport{Summary: last.name, Runs: len(runs), Index: ws.Index, Target: ws.Target, Status: ws.Status, ExitCode: ws.ExitCode, Host: ws.Host, Seconds: ws.Seconds, Evidence: []EvidenceCheck{}}
 	for _, e := range ws.Evidence {
-		w.Evidence = append(w.Evidence, s.check(root, last.name, ws, e))
+		w.Evidence = append(w.Evidence, s.check(src, last.name, ws, e))
 		s.Snapshots++
 		s.Blocks += e.Blocks
 	}
@@ -219,7 +245,7 @@ func (s *CaseSummary) add(root *os.Root, runs []run) {
 
 // check compares the manifest of evidence e of the summary name with
 // the SHA-256 the summary gives it.
-func (s *CaseSummary) check(root *os.Root, name string, ws *WorkerSummary, e WorkerEvidence) EvidenceCheck {
+func (s *CaseSummary) check(src Source, name string, ws *WorkerSummary, e WorkerEvidence) EvidenceCheck {
 	dir := path.Join(path.Dir(name), e.Directory)
 	c := EvidenceCheck{SnapshotID: e.SnapshotID, Directory: dir, Summary: e.ManifestSHA256, Blocks: e.Blocks}
 	if !fs.ValidPath(e.Directory) || e.Directory == "." {
@@ -231,7 +257,7 @@ func (s *CaseSummary) check(root *os.Root, name string, ws *WorkerSummary, e Wor
 		c.Outcome = EvidenceNotComplete
 		return c
 	}
-	found, err := fileSHA256(root, path.Join(dir, "manifest.jsonl"))
+	found, err := src.ManifestSHA256(dir)
 	c.Found = found
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

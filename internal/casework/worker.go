@@ -1,6 +1,7 @@
 package casework
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -127,10 +128,24 @@ func (s *WorkerSummary) Finish(started, finished time.Time, code int, err error)
 // Save writes s to path atomically (0600).
 func (s *WorkerSummary) Save(path string) error {
 	return atomicfile.Write(path, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		data, err := s.JSON()
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
 	})
+}
+
+// JSON is s as Save writes it (for a write-once object in a bucket).
+func (s *WorkerSummary) JSON() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // ReadWorkerSummary reads a worker summary from r (at most

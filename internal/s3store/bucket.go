@@ -61,5 +61,22 @@ func (b *Bucket) List(ctx context.Context, prefix string, max int) ([]bucket.Lis
 	return out, nil
 }
 
+// ListLevel implements bucket.Bucket: keys and prefixes relative to the
+// bucket's prefix.
+func (b *Bucket) ListLevel(ctx context.Context, prefix string, max int) ([]bucket.Listed, []string, error) {
+	keys, dirs, err := b.c.ListLevel(ctx, b.url.Bucket, b.url.Key(prefix), max)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]bucket.Listed, len(keys))
+	for i, k := range keys {
+		out[i] = bucket.Listed{Key: k.Key[len(b.url.Prefix):], Size: k.Size}
+	}
+	for i, d := range dirs {
+		dirs[i] = d[len(b.url.Prefix):]
+	}
+	return out, dirs, nil
+}
+
 // String implements bucket.Bucket.
 func (b *Bucket) String() string { return b.url.String() }

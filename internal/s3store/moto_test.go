@@ -173,6 +173,20 @@ func TestMotoObjects(t *testing.T) {
 		if _, err := c.List(ctx, "plain", "list/", 4); err == nil || !strings.Contains(err.Error(), "more than 4 keys") {
 			t.Errorf("List beyond its bound: %v", err)
 		}
+		// One level: the keys directly under the prefix, and the
+		// prefixes below it, across pages.
+		for _, k := range []string{"list/d1/x", "list/d1/y", "list/d2/z/w", "list/d3/v"} {
+			if _, err := c.PutNew(ctx, "plain", k, []byte(k), sha256.Sum256([]byte(k)), nil, Lock{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys, dirs, err := c.ListLevel(ctx, "plain", "list/", 8)
+		if err != nil || len(keys) != 5 || keys[4].Key != "list/k4" || fmt.Sprint(dirs) != "[list/d1/ list/d2/ list/d3/]" {
+			t.Fatalf("ListLevel = %v, %v, %v", keys, dirs, err)
+		}
+		if _, _, err := c.ListLevel(ctx, "plain", "list/", 7); err == nil || !strings.Contains(err.Error(), "more than 7 keys") {
+			t.Errorf("ListLevel beyond its bound: %v", err)
+		}
 	})
 
 	t.Run("multipart", func(t *testing.T) {

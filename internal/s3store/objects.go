@@ -245,31 +245,56 @@ type Listed struct {
 // List returns every key under prefix, in S3's (lexicographic) order,
 // page by page; more than max keys is an error, never a truncation.
 func (c *Client) List(ctx context.Context, bucket, prefix string, max int) ([]Listed, error) {
+	keys, _, err := c.list(ctx, bucket, prefix, "", max)
+	return keys, err
+}
+
+// ListLevel returns one level under prefix: the keys directly under it
+// and the prefixes below it ("prefix/a/"), in lexicographic order; more
+// than max of them together is an error.
+func (c *Client) ListLevel(ctx context.Context, bucket, prefix string, max int) ([]Listed, []string, error) {
+	return c.list(ctx, bucket, prefix, "/", max)
+}
+
+func (c *Client) list(ctx context.Context, bucket, prefix, delimiter string, max int) ([]Listed, []string, error) {
 	var (
 		keys  []Listed
+		dirs  []string
 		token *string
 	)
+	var delim *string
+	if delimiter != "" {
+		delim = aws.String(delimiter)
+	}
 	list := ebs.Wrap(c.policy, c.stats, c.api.ListObjectsV2)
 	for {
-		out, err := list(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix), ContinuationToken: token, MaxKeys: aws.Int32(listPage)})
+		out, err := list(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix), Delimiter: delim, ContinuationToken: token, MaxKeys: aws.Int32(listPage)})
 		if err != nil {
-			return nil, fail("ListObjectsV2", bucket, prefix, err)
+			return nil, nil, fail("ListObjectsV2", bucket, prefix, err)
 		}
-		if len(out.Contents) > int(listPage) || len(keys)+len(out.Contents) > max {
-			return nil, fmt.Errorf("listing s3://%s/%s: more than %d keys", bucket, prefix, max)
+		page := len(out.Contents) + len(out.CommonPrefixes)
+		if page > int(listPage) || len(keys)+len(dirs)+page > max {
+			return nil, nil, fmt.Errorf("listing s3://%s/%s: more than %d keys", bucket, prefix, max)
 		}
 		for _, o := range out.Contents {
 			k := aws.ToString(o.Key)
 			if !strings.HasPrefix(k, prefix) {
-				return nil, fmt.Errorf("listing s3://%s/%s: S3 answered key %q outside the prefix", bucket, prefix, k)
+				return nil, nil, fmt.Errorf("listing s3://%s/%s: S3 answered key %q outside the prefix", bucket, prefix, k)
 			}
 			keys = append(keys, Listed{Key: k, Size: aws.ToInt64(o.Size)})
 		}
-		if !aws.ToBool(out.IsTruncated) {
-			return keys, nil
+		for _, p := range out.CommonPrefixes {
+			d := aws.ToString(p.Prefix)
+			if delimiter == "" || !strings.HasPrefix(d, prefix) || len(d) == len(prefix) || !strings.HasSuffix(d, delimiter) {
+				return nil, nil, fmt.Errorf("listing s3://%s/%s: S3 answered prefix %q outside the prefix", bucket, prefix, d)
+			}
+			dirs = append(dirs, d)
 		}
-		if aws.ToString(out.NextContinuationToken) == "" || len(out.Contents) == 0 {
-			return nil, fmt.Errorf("listing s3://%s/%s: a truncated page without keys or a continuation token", bucket, prefix)
+		if !aws.ToBool(out.IsTruncated) {
+			return keys, dirs, nil
+		}
+		if aws.ToString(out.NextContinuationToken) == "" || page == 0 {
+			return nil, nil, fmt.Errorf("listing s3://%s/%s: a truncated page without keys or a continuation token", bucket, prefix)
 		}
 		token = out.NextContinuationToken
 	}
