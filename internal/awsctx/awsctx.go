@@ -113,9 +113,10 @@ func StartDescribed(ctx context.Context, cfg aws.Config, snapshotID string, know
 }
 
 // EC2 returns an EC2 client for cfg with the SDK's own retryer off: the
-// retries are the policy's (see Retried).
-func EC2(cfg aws.Config) *ec2.Client {
-	return ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Retryer = aws.NopRetryer{} })
+// retries are the policy's (see Retried). optFns apply after, as the SDK
+// applies them (a Region, middleware).
+func EC2(cfg aws.Config, optFns ...func(*ec2.Options)) *ec2.Client {
+	return ec2.NewFromConfig(cfg, append([]func(*ec2.Options){func(o *ec2.Options) { o.Retryer = aws.NopRetryer{} }}, optFns...)...)
 }
 
 // Retried makes the request call(in) through two decorators: the retry

@@ -54,9 +54,8 @@ func (c *caller) ec2(region string) *ec2.Client {
 	if cl, ok := c.clients[region]; ok {
 		return cl
 	}
-	cl := ec2.NewFromConfig(c.cfg, func(o *ec2.Options) {
+	cl := awsctx.EC2(c.cfg, func(o *ec2.Options) {
 		o.Region = region
-		o.Retryer = aws.NopRetryer{}
 		o.APIOptions = append(o.APIOptions, captureRequestID)
 	})
 	c.clients[region] = cl
