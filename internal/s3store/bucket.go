@@ -15,7 +15,7 @@ type Bucket struct {
 	Lock Lock
 }
 
-var _ bucket.Bucket = (*Bucket)(nil)
+var _ bucket.LargeObjects = (*Bucket)(nil)
 
 // Bucket returns u's prefix through c, every object written with lock.
 func (c *Client) Bucket(u URL, lock Lock) *Bucket { return &Bucket{c: c, url: u, Lock: lock} }
@@ -27,6 +27,16 @@ func (b *Bucket) URL() URL { return b.url }
 func (b *Bucket) PutNew(ctx context.Context, key string, body []byte, sum block.Sum, metadata map[string]string) error {
 	_, err := b.c.PutNew(ctx, b.url.Bucket, b.url.Key(key), body, sum, metadata, b.Lock)
 	return err
+}
+
+// CreateLarge implements bucket.LargeObjects: a multipart Upload of key
+// in parts of DefaultPartSize, with the bucket's lock.
+func (b *Bucket) CreateLarge(ctx context.Context, key string, metadata map[string]string) (bucket.LargeObject, error) {
+	u, err := b.c.NewUpload(ctx, b.url.Bucket, b.url.Key(key), 0, metadata, b.Lock)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // Head implements bucket.Bucket.

@@ -47,6 +47,8 @@ type Upload struct {
 	whole       hash.Hash
 	size        int64
 	err         error
+	flushed     bool
+	result      UploadResult
 }
 
 // UploadResult is what a completed Upload holds.
@@ -89,6 +91,9 @@ func (c *Client) NewUpload(ctx context.Context, bucket, key string, partSize int
 func (u *Upload) Write(p []byte) (int, error) {
 	if u.err != nil {
 		return 0, u.err
+	}
+	if u.flushed {
+		return 0, fmt.Errorf("writing s3://%s/%s: the upload was flushed", u.bucket, u.key)
 	}
 	n := 0
 	for len(p) > 0 {
@@ -135,13 +140,37 @@ func (u *Upload) flush() error {
 	return nil
 }
 
+// Flush sends the buffered bytes as the last part and frees the
+// buffer: every byte is then with S3, but the object does not exist until
+// Close (or Commit) completes the upload. An export keeps the uploads of
+// all its segments open this way, and completes them only when every one
+// is sent, so that a failure leaves no segment under its name. Write
+// fails after Flush.
+func (u *Upload) Flush() error {
+	if u.err == nil && !u.flushed && (len(u.buf) > 0 || len(u.parts) == 0) {
+		u.flush()
+	}
+	u.flushed = true
+	u.buf = nil
+	return u.err
+}
+
+// Commit is Close for bucket.LargeObject; Result then holds what Close
+// returned.
+func (u *Upload) Commit() error {
+	r, err := u.Close()
+	u.result = r
+	return err
+}
+
+// Result is what the completed upload holds (after Commit).
+func (u *Upload) Result() UploadResult { return u.result }
+
 // Close sends the last part and completes the upload: the object then
 // exists under its key. A key already taken is ErrExists (the upload is
 // aborted). On any failure the upload is aborted.
 func (u *Upload) Close() (UploadResult, error) {
-	if u.err == nil && (len(u.buf) > 0 || len(u.parts) == 0) {
-		u.flush()
-	}
+	u.Flush()
 	if u.err != nil {
 		u.Abort()
 		return UploadResult{}, u.err
