@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -46,6 +47,9 @@ type s3Options struct {
 
 	url  s3store.URL
 	lock s3store.Lock
+	// form is how the command's --out names S3, for messages; empty is
+	// acquire's "s3://bucket/prefix/".
+	form string
 }
 
 func (o *s3Options) addFlags(cmd *cobra.Command) {
@@ -66,7 +70,7 @@ func (o *s3Options) check(cmd *cobra.Command, out string, now time.Time) error {
 	if !s3store.IsURL(out) {
 		for _, f := range flags {
 			if cmd.Flags().Changed(f) {
-				return usagef("--%s applies to --out s3://bucket/prefix/", f)
+				return usagef("--%s applies to --out %s", f, cmp.Or(o.form, "s3://bucket/prefix/"))
 			}
 		}
 		return nil

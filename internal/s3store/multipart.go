@@ -59,6 +59,8 @@ type UploadResult struct {
 	// Composite is S3's checksum of the part checksums ("…-N").
 	Composite string
 	VersionID string
+	// Parts is how many parts the object was sent in.
+	Parts int
 }
 
 // NewUpload starts a multipart upload of key with metadata and lock, in
@@ -192,7 +194,7 @@ func (u *Upload) Close() (UploadResult, error) {
 		return UploadResult{}, err
 	}
 	u.err, u.id = errors.New("upload already completed"), ""
-	r := UploadResult{Size: u.size, Composite: aws.ToString(out.ChecksumSHA256), VersionID: aws.ToString(out.VersionId)}
+	r := UploadResult{Size: u.size, Composite: aws.ToString(out.ChecksumSHA256), VersionID: aws.ToString(out.VersionId), Parts: len(u.parts)}
 	copy(r.SHA256[:], u.whole.Sum(nil))
 	if err := u.c.ensureLock(u.ctx, u.bucket, u.key, r.VersionID, u.lock); err != nil {
 		return r, err

@@ -159,6 +159,7 @@ func (s *objectStream) WriteBlock(index int64, p []byte) error { return s.w.Writ
 func (s *objectStream) Close() (sink.Result, error) {
 	res, err := s.w.CloseBlocks()
 	if err != nil {
+		s.w.Abort()
 		return sink.Result{}, err
 	}
 	sums := mediaSums(res)
