@@ -82,8 +82,8 @@ func (o *exportOptions) checkS3(cmd *cobra.Command) error {
 
 // CreateLarge implements bucket.LargeObjects, keeping each upload for the
 // record.
-func (x *exportS3) CreateLarge(ctx context.Context, key string, metadata map[string]string) (bucket.LargeObject, error) {
-	u, err := x.b.CreateLarge(ctx, key, metadata)
+func (x *exportS3) CreateLarge(ctx context.Context, key string, size int64, metadata map[string]string) (bucket.LargeObject, error) {
+	u, err := x.b.CreateLarge(ctx, key, size, metadata)
 	if err == nil {
 		x.uploads[key] = u.(*s3store.Upload)
 	}
@@ -96,8 +96,8 @@ type largeObjects struct {
 	x *exportS3
 }
 
-func (l largeObjects) CreateLarge(ctx context.Context, key string, metadata map[string]string) (bucket.LargeObject, error) {
-	return l.x.CreateLarge(ctx, key, metadata)
+func (l largeObjects) CreateLarge(ctx context.Context, key string, size int64, metadata map[string]string) (bucket.LargeObject, error) {
+	return l.x.CreateLarge(ctx, key, size, metadata)
 }
 
 // createS3 opens the image in S3 as a sink: the bucket's Object Lock

@@ -26,7 +26,8 @@ type LargeObject interface {
 // LargeObjects is a Bucket that also writes large objects.
 type LargeObjects interface {
 	Bucket
-	// CreateLarge starts the object key with metadata (fixed now, before
-	// its bytes are known) and the store's lock.
-	CreateLarge(ctx context.Context, key string, metadata map[string]string) (LargeObject, error)
+	// CreateLarge starts the object key of size bytes (0 if not known;
+	// the store sizes its parts by it) with metadata, fixed now, before
+	// its bytes are known, and the store's lock.
+	CreateLarge(ctx context.Context, key string, size int64, metadata map[string]string) (LargeObject, error)
 }

@@ -2,6 +2,7 @@ package s3store
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/bucket"
@@ -30,9 +31,12 @@ func (b *Bucket) PutNew(ctx context.Context, key string, body []byte, sum block.
 }
 
 // CreateLarge implements bucket.LargeObjects: a multipart Upload of key
-// in parts of DefaultPartSize, with the bucket's lock.
-func (b *Bucket) CreateLarge(ctx context.Context, key string, metadata map[string]string) (bucket.LargeObject, error) {
-	u, err := b.c.NewUpload(ctx, b.url.Bucket, b.url.Key(key), 0, metadata, b.Lock)
+// in parts of PartSize(size), with the bucket's lock.
+func (b *Bucket) CreateLarge(ctx context.Context, key string, size int64, metadata map[string]string) (bucket.LargeObject, error) {
+	if size > MaxObjectSize {
+		return nil, fmt.Errorf("s3://%s/%s: %d bytes, and an S3 object holds at most %d", b.url.Bucket, b.url.Key(key), size, int64(MaxObjectSize))
+	}
+	u, err := b.c.NewUpload(ctx, b.url.Bucket, b.url.Key(key), PartSize(size), metadata, b.Lock)
 	if err != nil {
 		return nil, err
 	}

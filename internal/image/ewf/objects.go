@@ -94,7 +94,7 @@ func (u *uploader) handoff(s *segFile) error {
 		meta[k] = v
 	}
 	name := filepath.Base(s.final)
-	o, err := u.objs.CreateLarge(u.ctx, name, meta)
+	o, err := u.objs.CreateLarge(u.ctx, name, s.pos, meta)
 	if err != nil {
 		return err
 	}

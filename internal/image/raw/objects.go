@@ -173,7 +173,8 @@ func (w *ObjectWriter) start(i int) error {
 	for k, v := range w.meta {
 		meta[k] = v
 	}
-	o, err := w.objs.CreateLarge(w.ctx, w.l.names[i], meta)
+	_, n := w.l.bounds(i)
+	o, err := w.objs.CreateLarge(w.ctx, w.l.names[i], n, meta)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ebsimager/ebsimager/internal/emulator"
+	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/sampledisk"
+	"github.com/ebsimager/ebsimager/internal/s3store"
+	"github.com/ebsimager/ebsimager/internal/testenv"
+)
+
+// s3Download returns the object's bytes, read with GetObject.
+func s3Download(t *testing.T, api *s3.Client, bucket, key string) []byte {
+	t.Helper()
+	out, err := api.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("GetObject %s/%s: %v", bucket, key, err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// s3Versions lists every version of every object under prefix, and the
+// multipart uploads still open there.
+func s3Versions(t *testing.T, api *s3.Client, bucket, prefix string) (versions []string, uploads int) {
+	t.Helper()
+	v, err := api.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range v.Versions {
+		versions = append(versions, aws.ToString(o.Key)+"@"+aws.ToString(o.VersionId))
+	}
+	u, err := api.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return versions, len(u.Uploads)
+}
+
+type exportJSON struct {
+	Files    []string              `json:"files"`
+	Size     int64                 `json:"size"`
+	Hashes   map[string]string     `json:"hashes"`
+	Uploaded int64                 `json:"uploaded_bytes"`
+	Objects  []report.ExportObject `json:"objects"`
+}
+
+// TestExportToS3: raw, split and E01 images written to moto are, once
+// downloaded, bit-exact (the disk the emulator served; ewfverify for the
+// E01), locked as asked, with checksum files equal to the local export's;
+// a second export to the same name is refused and changes nothing;
+// --force is refused.
+func TestExportToS3(t *testing.T) {
+	t.Parallel()
+	ewfverify := testenv.RequireTool(t, "ewfverify")[0]
+	dir := t.TempDir()
+	disk, err := sampledisk.Extract(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diskData, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diskSum, diskMD5 := sha256.Sum256(diskData), md5.Sum(diskData)
+	srv, endpoint := startEmulator(t, emulator.Options{})
+	if err := srv.AddRawImage(snapDisk, disk, emulator.RawOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, endpoint)
+	s3c, api := s3Env(t, c)
+	ev := filepath.Join(dir, "ev")
+	c.ok("acquire", snapDisk, "--out", ev, "--quiet")
+
+	// Raw, locked: one object, bit-exact, with its lock; checksum files
+	// in sha256sum/md5sum form; the record lists the objects.
+	until := time.Now().Add(48 * time.Hour).UTC().Format(time.DateOnly)
+	args := []string{"export", ev, "--out", "s3://locked/case/disk.raw", "--object-lock", "governance", "--retain-until", until, "--legal-hold"}
+	var r exportJSON
+	if err := json.Unmarshal([]byte(c.ok(append(args, "--json")...).stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if got := sha256.Sum256(s3Download(t, api, "locked", "case/disk.raw")); got != diskSum {
+		t.Fatalf("the raw object's sha256 is %x, the disk's %x", got, diskSum)
+	}
+	if r.Hashes["sha256"] != hex.EncodeToString(diskSum[:]) || r.Uploaded != int64(len(diskData)) || len(r.Files) != 1 || r.Files[0] != "s3://locked/case/disk.raw" {
+		t.Errorf("export --json: %+v", r)
+	}
+	if got, want := string(s3Download(t, api, "locked", "case/disk.raw.sha256")), fmt.Sprintf("%x  disk.raw\n", diskSum); got != want {
+		t.Errorf("disk.raw.sha256 is %q, want %q", got, want)
+	}
+	if got, want := string(s3Download(t, api, "locked", "case/disk.raw.md5")), fmt.Sprintf("%x  disk.raw\n", diskMD5); got != want {
+		t.Errorf("disk.raw.md5 is %q, want %q", got, want)
+	}
+	lock := s3store.Lock{Mode: s3store.Governance, RetainUntil: mustDate(t, until), LegalHold: true}
+	keys := []string{"case/disk.raw", "case/disk.raw.md5", "case/disk.raw.sha1", "case/disk.raw.sha256"}
+	if len(r.Objects) != len(keys) {
+		t.Fatalf("the record lists %d objects, want %d: %+v", len(r.Objects), len(keys), r.Objects)
+	}
+	for i, k := range keys {
+		o, err := s3c.Head(context.Background(), "locked", k)
+		if err != nil || o.Lock != lock {
+			t.Errorf("%s: lock %+v (%v), want %+v", k, o.Lock, err, lock)
+		}
+		if got := r.Objects[i]; got.Bucket != "locked" || got.Key != k || got.VersionID != o.VersionID || got.VersionID == "" || got.Size != o.Size {
+			t.Errorf("record of %s: %+v, HEAD %+v", k, got, o)
+		}
+	}
+	if o := r.Objects[0]; o.SHA256 != hex.EncodeToString(diskSum[:]) || o.Parts != int((len(diskData)+16<<20-1)/(16<<20)) {
+		t.Errorf("record of the image object: %+v", o)
+	}
+	rec := readFile(t, filepath.Join(ev, "report.json"))
+	if !strings.Contains(rec, `"key": "case/disk.raw"`) || !strings.Contains(rec, `"version_id": "`+r.Objects[0].VersionID+`"`) {
+		t.Errorf("the evidence's record does not list the export's objects:\n%s", rec)
+	}
+
+	// Again to the same name: refused before anything is sent, and
+	// nothing changes; --force is refused.
+	before, _ := s3Versions(t, api, "locked", "case/")
+	c.fails(exitConflict, "s3://locked/case/disk.raw: an object already exists", args...)
+	if after, open := s3Versions(t, api, "locked", "case/"); strings.Join(after, " ") != strings.Join(before, " ") || open != 0 {
+		t.Errorf("a refused export changed the bucket: %v, then %v and %d open uploads", before, after, open)
+	}
+	c.fails(exitUsage, "--force does not apply to --out s3://…", "export", ev, "--out", "s3://plain/x/disk.raw", "--force")
+
+	// Split: the segments, put together, are the disk; the checksum
+	// files are the local export's, byte for byte.
+	local := filepath.Join(dir, "local", "disk")
+	os.MkdirAll(filepath.Dir(local), 0o700)
+	c.ok("export", ev, "--out", local, "--split", "300MiB", "--quiet")
+	c.ok("export", ev, "--out", "s3://plain/split/disk", "--split", "300MiB", "--quiet")
+	h := sha256.New()
+	for i := 1; i <= 4; i++ {
+		h.Write(s3Download(t, api, "plain", fmt.Sprintf("split/disk.%03d", i)))
+	}
+	if got := h.Sum(nil); !bytesEqual(got, diskSum[:]) {
+		t.Errorf("the split objects hash to %x, the disk to %x", got, diskSum)
+	}
+	for _, alg := range []string{"md5", "sha1", "sha256"} {
+		if got, want := string(s3Download(t, api, "plain", "split/disk."+alg)), readFile(t, local+"."+alg); got != want {
+			t.Errorf("split/disk.%s is %q, the local export's %q", alg, got, want)
+		}
+	}
+
+	// E01 in several segments: ewfverify checks the downloaded set, and
+	// the checksum files hold the disk's hashes.
+	out := c.ok("export", ev, "--format", "e01", "--segment-size", "1MiB", "--compression", "none", "--out", "s3://plain/e01/disk.E01").stdout
+	if !strings.Contains(out, "into s3://plain/e01/disk.E01") {
+		t.Errorf("export e01:\n%s", out)
+	}
+	keysE01, err := s3c.List(context.Background(), "plain", "e01/disk.E", 1000)
+	if err != nil || len(keysE01) < 2 {
+		t.Fatalf("E01 segments: %v, %v", keysE01, err)
+	}
+	down := filepath.Join(dir, "down")
+	os.MkdirAll(down, 0o700)
+	for _, k := range keysE01 {
+		if err := os.WriteFile(filepath.Join(down, filepath.Base(k.Key)), s3Download(t, api, "plain", k.Key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := exec.Command(ewfverify, "-q", filepath.Join(down, "disk.E01")).CombinedOutput(); err != nil || !strings.Contains(string(v), "SUCCESS") {
+		t.Errorf("ewfverify of the downloaded E01 (%d segments): %v\n%s", len(keysE01), err, v)
+	}
+	if got := string(s3Download(t, api, "plain", "e01/disk.sha256")); !strings.Contains(got, fmt.Sprintf("\n%x  disk.raw\n", diskSum)) {
+		t.Errorf("e01/disk.sha256:\n%s", got)
+	}
+	if leftover, _ := filepath.Glob(filepath.Join(os.TempDir(), "ebsimager-e01-*")); len(leftover) > 0 {
+		t.Logf("scratch directories in %s (maybe other runs'): %v", os.TempDir(), leftover)
+	}
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// TestExportToS3Fails: a part S3 refuses mid-upload ends the export
+// (access denied, exit 5) with every upload aborted: no object under any
+// name of the image, and no upload left open.
+func TestExportToS3Fails(t *testing.T) {
+	t.Parallel()
+	_, endpoint := startEmulator(t, emulator.Options{}, snapA+"=1GiB,0.3,1")
+	c := newCLI(t, endpoint)
+	_, api := s3Env(t, c)
+	ev := filepath.Join(t.TempDir(), "ev")
+	c.ok("acquire", snapA, "--out", ev, "--quiet")
+
+	// In front of moto: the fifth part is refused.
+	upstream, _ := url.Parse(strings.TrimPrefix(c.env[len(c.env)-1], "AWS_ENDPOINT_URL_S3="))
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	var parts atomic.Int64
+	fail := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") != "" && parts.Add(1) == 5 {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(fail.Close)
+	failing := newCLI(t, endpoint)
+	failing.env = append(failing.env, "AWS_ENDPOINT_URL_S3="+fail.URL)
+	failing.fails(exitDenied, "s3:UploadPart on bucket plain, key f/disk.002 denied", "export", ev, "--out", "s3://plain/f/disk", "--split", "48MiB", "--quiet")
+	if versions, open := s3Versions(t, api, "plain", "f/"); len(versions) != 0 || open != 0 {
+		t.Errorf("after the failed export: objects %v, %d uploads open", versions, open)
+	}
+}
