@@ -153,6 +153,12 @@ func (x *exportS3) record(ctx context.Context, out *exportResult, exp *report.Ex
 			return fmt.Errorf("reading back %s: %w", name, err)
 		}
 		obj := report.ExportObject{Bucket: u.Bucket, Key: u.Key(name), VersionID: o.VersionID, Size: o.Size, Checksum: o.Composite}
+		if o.HasSHA256 {
+			// One PUT: S3's checksum is the object's SHA-256. (moto 5
+			// shows the checksum of an upload's part checksums this way
+			// too, without its "-N".)
+			obj.Checksum = base64.StdEncoding.EncodeToString(o.SHA256[:])
+		}
 		if up, ok := x.uploads[name]; ok {
 			r := up.Result()
 			obj.SHA256, obj.Parts = r.SHA256.Hex(), r.Parts
@@ -161,7 +167,6 @@ func (x *exportS3) record(ctx context.Context, out *exportResult, exp *report.Ex
 			}
 		} else if o.HasSHA256 {
 			obj.SHA256 = o.SHA256.Hex()
-			obj.Checksum = base64.StdEncoding.EncodeToString(o.SHA256[:])
 		}
 		exp.Objects = append(exp.Objects, obj)
 		if _, ok := x.uploads[name]; ok {
