@@ -100,9 +100,10 @@ func Copy(ctx context.Context, ev *store.Evidence, src Source, dst sink.Sink, o 
 	res, err := acquire.New(in, acquire.Options{Workers: workers, MaxFailed: 1, Progress: o.Progress, ProgressEvery: o.ProgressEvery}).Run(ctx, dst)
 	var inc *acquire.IncompleteError
 	if errors.As(err, &inc) && len(inc.Failed) > 0 {
-		err = fmt.Errorf("block %d of %s could not be read, so the conversion stopped: %w", inc.Failed[0].Index, ev.Dir, inc.Failed[0].Err)
+		err = inc.Failed[0].Err
 	}
 	if err != nil {
+		err = fmt.Errorf("converting %s stopped: %w", ev.Dir, err)
 		if aerr := dst.Abort(); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
