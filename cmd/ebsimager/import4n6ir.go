@@ -51,7 +51,7 @@ func newImport4n6irCommand() *cobra.Command {
 	o := &importOptions{}
 	cmd := &cobra.Command{
 		Use:   "import-4n6ir SRC --out DIR|s3://bucket/prefix/",
-		Short: "Turn a folder written by Snapshot 4n6ir Imager into an evidence directory",
+		Short: "Turn a folder written by Snapshot 4n6ir Imager into evidence (a directory or S3)",
 		Long: `Read a block folder that Snapshot 4n6ir Imager, the tool ebsimager
 succeeds, wrote, in any of its three forms: SRC/ with plain block files,
 SRC_compressed/ with .gz files, or SRC_encrypted/ with Fernet tokens. Each

@@ -78,7 +78,7 @@ func newCompressCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "compress DIR|s3://… [--codec zstd|gzip] [--out s3://bucket/prefix/]",
-		Short: "Compress every block of an evidence directory in place",
+		Short: "Compress every block of evidence, in place or into S3 (--out)",
 		Long: `Compress every stored block of evidence directory DIR with zstd (the
 default, fast) or gzip, as acquire --compress would have. An encrypted
 directory stays encrypted to the same recipients; reading it needs
@@ -113,7 +113,7 @@ func newUncompressCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "uncompress DIR|s3://… [--out s3://bucket/prefix/]",
-		Short: "Store every block of an evidence directory uncompressed again",
+		Short: "Store every block of evidence uncompressed again, in place or into S3 (--out)",
 		Long: `Uncompress every stored block of evidence directory DIR. An encrypted
 directory stays encrypted to the same recipients; reading it needs
 --identity or the passphrase.
@@ -175,7 +175,7 @@ func newEncryptCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "encrypt DIR|s3://… (--recipient KEY... | --recipients-file FILE... | passphrase) [--out s3://bucket/prefix/]",
-		Short: "Encrypt every block of an evidence directory in place with age",
+		Short: "Encrypt every block of evidence with age, in place or into S3 (--out)",
 		Long: `Encrypt every stored block of evidence directory DIR with age, as acquire
 --encrypt would have: to --recipient keys (age1… or SSH public keys) and
 --recipients-file files, so that this machine never holds a key that can
@@ -240,7 +240,7 @@ func newDecryptCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "decrypt DIR|s3://… (--identity FILE... | passphrase) [--out s3://bucket/prefix/]",
-		Short: "Decrypt every block of an evidence directory in place",
+		Short: "Decrypt every block of evidence, in place or into S3 (--out)",
 		Long: `Decrypt every stored block of evidence directory DIR with --identity files
 (age identities or SSH private keys) or, for a directory encrypted with a
 passphrase, the passphrase from --passphrase-file, ` + codec.PassphraseEnv + ` or
