@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/bucket"
+	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/convert"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
@@ -88,17 +89,14 @@ func runTransformTo(cmd *cobra.Command, src string, out *transformOutput, c conv
 	start := time.Now()
 	res, err := convert.Copy(ctx, ev, source, r, convert.CopyOptions{Unseal: opts.Unseal, Workers: out.workers, Progress: drawProgress(status)})
 	status.Done("")
-	if err != nil {
-		return err
-	}
-	if _, err := r.Close(); err != nil {
-		return err
+	if err == nil {
+		_, err = r.Close()
 	}
 	ms := r.Summary()
-	step := newStep(report.StepTransform, start, nil)
-	step.Transform = &report.Transform{Operation: cmd.Name(), Source: from.String(), Destination: to.String(),
-		Codec: to.Codec.String(), Encryption: to.Encryption(), Blocks: ms.Blocks, Bytes: ms.Bytes, ManifestSHA256: ms.ManifestSHA256.Hex(),
-		SourceManifestSHA256: source.ManifestSHA256, SourceEvidence: sourceLocation(ev)}
+	step := transformStep(cmd.Name(), start, ev, source, from, to, ms, err)
+	if err != nil {
+		return recordFailedRun(ctx, b, cmd.Name(), step, err)
+	}
 	if err := recordConverted(ctx, b, ev, step, r.Meta().ObjectLock); err != nil {
 		return unrecordedError{fmt.Errorf("the converted evidence is complete, but its record could not be written: %w", err)}
 	}
@@ -114,6 +112,18 @@ func runTransformTo(cmd *cobra.Command, src string, out *transformOutput, c conv
 	}
 	printTransformTo(cmd.OutOrStdout(), c.verb, sum)
 	return nil
+}
+
+// transformStep is the record of a conversion from ev into new evidence
+// whose manifest is ms (nothing yet when err is set: the step failed).
+func transformStep(op string, start time.Time, ev *store.Evidence, source convert.Source, from, to codec.Form, ms store.Summary, err error) report.Step {
+	step := newStep(report.StepTransform, start, err)
+	step.Transform = &report.Transform{Operation: op, Source: from.String(), Destination: to.String(),
+		Codec: to.Codec.String(), Encryption: to.Encryption(), SourceManifestSHA256: source.ManifestSHA256, SourceEvidence: sourceLocation(ev)}
+	if err == nil {
+		step.Transform.Blocks, step.Transform.Bytes, step.Transform.ManifestSHA256 = ms.Blocks, ms.Bytes, ms.ManifestSHA256.Hex()
+	}
+	return step
 }
 
 // openConvertSource opens the complete evidence a conversion reads: a

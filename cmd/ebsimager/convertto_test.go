@@ -217,6 +217,17 @@ func TestConvertToS3(t *testing.T) {
 			t.Fatalf("a failed conversion left %s: %v", name, err)
 		}
 	}
+	// Its record is a run object of its own, naming the block.
+	runs, err := store.ListRuns(context.Background(), s3c.Bucket(b, s3store.Lock{}))
+	if err != nil || len(runs) != 1 || !strings.HasSuffix(runs[0].Key, "-compress.json") {
+		t.Fatalf("run objects of the failed conversion: %+v, %v", runs, err)
+	}
+	body, err := s3c.Get(context.Background(), b.Bucket, b.Key(runs[0].Key), store.MaxRunObject)
+	var step report.Step
+	if err != nil || json.Unmarshal(body, &step) != nil || step.Outcome != report.OutcomeFailed || step.Transform == nil ||
+		step.Transform.SourceEvidence != bad || !strings.Contains(step.Error, fmt.Sprintf("block %d (", es[20].Index)) {
+		t.Fatalf("the failed conversion's run object (%v): %s", err, body)
+	}
 }
 
 // TestConvertToS3Kill9Resume: a conversion killed mid-way resumes, and

@@ -239,12 +239,19 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 	status.Done("")
 	if err != nil {
 		out.Abort()
-		return importFailures(folder, err)
+		err = importFailures(folder, err)
+		if remote != nil {
+			return recordFailedRun(ctx, b, "import-4n6ir", newStep(report.StepAcquire, remote.Started, err), err)
+		}
+		return err
 	}
 	if remote != nil {
 		remote.Started, remote.Finished = res.Started, res.Finished
 	}
 	if _, err := out.Close(); err != nil {
+		if remote != nil {
+			return recordFailedRun(ctx, b, "import-4n6ir", newStep(report.StepAcquire, remote.Started, err), err)
+		}
 		return err
 	}
 	sum := out.Summary()

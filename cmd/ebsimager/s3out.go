@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -96,4 +99,20 @@ func recordImportS3(ctx context.Context, b *s3store.Bucket, r *store.Remote, fol
 	rec.Acquisition.AdoptedBlocks = r.Kept().Adopted
 	rec.Evidence.ObjectLock = r.Meta().ObjectLock
 	return recordRemote(ctx, b, rec, sum)
+}
+
+// recordFailedRun leaves the record of a run that failed (err) after it
+// opened the evidence in b: step, as a run object of its own
+// (store.PutRun), since the evidence's record is written once, when it is
+// complete. It is written even after an interrupt. It returns err, joined
+// with the failure to record it.
+func recordFailedRun(ctx context.Context, b *s3store.Bucket, command string, step report.Step, err error) error {
+	body, jerr := json.MarshalIndent(step, "", "  ")
+	if jerr != nil {
+		return errors.Join(err, jerr)
+	}
+	if _, perr := store.PutRun(context.WithoutCancel(ctx), b, command, step.StartedAt, append(body, '\n')); perr != nil {
+		return errors.Join(err, fmt.Errorf("recording the failed run: %w", perr))
+	}
+	return err
 }
