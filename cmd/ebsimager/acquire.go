@@ -356,6 +356,9 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	default:
 		a.out.Abort()
 		err = a.failed(err, res, &sum, awsInfo)
+		if a.remote != nil {
+			err = a.recordRemoteRun(ctx, err, res, &sum, awsInfo)
+		}
 	}
 	return sum, err
 }
