@@ -238,6 +238,12 @@ func rejectingKey(u store.Unseal) store.Unseal {
 // evidence is what is verified.
 func compareWithRecord(ev *store.Evidence, res *store.VerifyResult) {
 	rec, err := report.Load(ev.Dir)
+	compareWithLoaded(ev, res, rec, err)
+}
+
+// compareWithLoaded is compareWithRecord once the record is read (err
+// matching fs.ErrNotExist: there is none).
+func compareWithLoaded(ev *store.Evidence, res *store.VerifyResult, rec *report.Report, err error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		res.Record = &store.Comparison{Record: report.JSONName, Outcome: store.CompareNotPossible, Detail: "no " + report.JSONName + ": no acquisition record to compare with"}
 		return

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
+	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
@@ -44,6 +48,9 @@ func runVerifyS3(cmd *cobra.Command, aws *awsOptions, url string, o *verifyOptio
 	})
 	status.Done("")
 	if err != nil {
+		return err
+	}
+	if err := compareWithRecordS3(cmd.Context(), b, ev, res); err != nil {
 		return err
 	}
 	var snapCheck *report.SnapshotCheck
@@ -87,6 +94,28 @@ func runVerifyS3(cmd *cobra.Command, aws *awsOptions, url string, o *verifyOptio
 type verifyS3Output struct {
 	verifyOutput
 	Run *store.RunObject `json:"run,omitempty"`
+}
+
+// maxRecordObject bounds the report.json object verify reads.
+const maxRecordObject = 64 << 20
+
+// compareWithRecordS3 compares the manifest with the report.json object
+// beside it, as compareWithRecord does with a directory's; only a
+// request that failed is an error.
+func compareWithRecordS3(ctx context.Context, b *s3store.Bucket, ev *store.Evidence, res *store.VerifyResult) error {
+	data, err := b.Get(ctx, report.JSONName, maxRecordObject)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		compareWithLoaded(ev, res, nil, report.ErrNoReport)
+	case err != nil && !strings.HasSuffix(err.Error(), "refused"):
+		return err
+	case err != nil:
+		compareWithLoaded(ev, res, nil, err)
+	default:
+		rec, err := report.Parse(data)
+		compareWithLoaded(ev, res, rec, err)
+	}
+	return nil
 }
 
 // recordVerifyS3 writes the step of this verification as a run object of

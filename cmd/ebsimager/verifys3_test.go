@@ -71,10 +71,16 @@ func TestVerifyS3(t *testing.T) {
 		out.Snapshot.MissingCount+out.Snapshot.ExtraCount+out.Snapshot.DifferCount != 0 {
 		t.Fatalf("verify --against-snapshot --full: %+v snapshot %+v; want %d blocks listed and fetched", out, out.Snapshot, sum.Blocks)
 	}
+	if out.Record == nil || out.Record.Outcome != store.CompareMatch || out.Record.Detail != "the acquisition record in report.json" {
+		t.Fatalf("compared with report.json: %+v", out.Record)
+	}
 	if n := srv.Counters().Total(emulator.OpGetSnapshotBlock); n != sum.Blocks {
 		t.Errorf("%d GetSnapshotBlock calls, want %d", n, sum.Blocks)
 	}
 	v := step.Verify
+	if len(v.Compared) != 3 || v.Compared[0].Record != report.JSONName || v.Compared[0].Outcome != report.CompareMatch {
+		t.Fatalf("recorded comparisons: %+v", v.Compared)
+	}
 	if step.Outcome != report.OutcomeOK || !v.OK || v.Target != u.String() || v.Blocks != sum.Blocks || v.StoredChecked != sum.Blocks ||
 		v.ContentChecked != sum.Blocks || v.ManifestSHA256 != sum.ManifestSHA256 || v.Snapshot == nil || v.Snapshot.Listed != sum.Blocks {
 		t.Fatalf("recorded step: %+v verify %+v", step, v)
