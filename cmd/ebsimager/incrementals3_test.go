@@ -109,13 +109,18 @@ func TestIncrementalS3(t *testing.T) {
 		baseDir: strings.Fields(readFile(t, filepath.Join(baseDir, store.ManifestSumName)))[0],
 		baseS3:  strings.Fields(string(sumS3))[0],
 	}
-	for _, tc := range []struct{ base, out string }{
-		{baseDir, "s3://plain/inc-from-dir/"},
-		{baseS3, filepath.Join(dir, "inc-from-s3")},
-		{baseS3, "s3://plain/inc-from-s3/"},
+	c.fails(exitUsage, "--base and --out name the same evidence "+baseS3, "acquire", snapIncChild, "--base", baseS3, "--out", baseS3)
+	c.fails(exitUsage, "--s3-path-style applies to --out s3://bucket/prefix/", "acquire", snapIncChild, "--base", baseDir, "--out", filepath.Join(dir, "x"), "--s3-path-style")
+	for _, tc := range []struct {
+		base, out string
+		extra     []string
+	}{
+		{baseDir, "s3://plain/inc-from-dir/", nil},
+		{baseS3, filepath.Join(dir, "inc-from-s3"), []string{"--s3-path-style"}}, // the flag goes with an S3 base too
+		{baseS3, "s3://plain/inc-from-s3/", nil},
 	} {
 		srv.ResetCounters()
-		sum := acquireJSON(t, c.ok("acquire", snapIncChild, "--base", tc.base, "--out", tc.out, "--json"))
+		sum := acquireJSON(t, c.ok(append([]string{"acquire", snapIncChild, "--base", tc.base, "--out", tc.out, "--json"}, tc.extra...)...))
 		want := report.Base{Directory: tc.base, SnapshotID: snapIncParent, ManifestSHA256: baseSum[tc.base],
 			ChangedBlocks: int64(len(changes)), ReusedBlocks: reusable, CopiedBlocks: reusable}
 		if got := srv.Counters().Total(emulator.OpGetSnapshotBlock); got != fetched || sum.Fetched != fetched {
