@@ -38,6 +38,7 @@ that need path-style addressing (automatic for an IP address).
 // s3Options are the flags of evidence in S3 (--out s3://bucket/prefix/).
 type s3Options struct {
 	pathStyle   bool
+	readsBase   bool // --base is s3://…: --s3-path-style applies to it
 	objectLock  string
 	retainUntil string
 	retainDays  int
@@ -64,7 +65,7 @@ func (o *s3Options) check(cmd *cobra.Command, out string, now time.Time) error {
 	flags := []string{"s3-path-style", "object-lock", "retain-until", "retain-days", "legal-hold"}
 	if !s3store.IsURL(out) {
 		for _, f := range flags {
-			if cmd.Flags().Changed(f) {
+			if cmd.Flags().Changed(f) && !(f == "s3-path-style" && o.readsBase) {
 				return usagef("--%s applies to --out s3://bucket/prefix/", f)
 			}
 		}
@@ -117,6 +118,7 @@ func parseDate(s string) (time.Time, error) {
 
 // checkS3Out refuses what evidence in S3 does not do yet.
 func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error {
+	o.s3.readsBase = s3store.IsURL(o.base)
 	if err := o.s3.check(cmd, o.out, time.Now()); err != nil || !o.s3.on() {
 		return err
 	}
@@ -125,8 +127,6 @@ func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error 
 		return usagef("worker %d's target %s is an instance or a volume: a case is not written to --out s3://… yet (its case.json and per-volume evidence need a directory); give the worker a directory template, or list the snapshots as targets", o.fleet.index, o.fleet.target)
 	case targets != nil:
 		return usagef("--out s3://… acquires one snapshot for now: a case (several targets, a volume, an instance, --targets) writes to a directory")
-	case o.base != "":
-		return usagef("--base is not supported with --out s3://… yet")
 	case o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0:
 		return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
 	}
@@ -205,9 +205,13 @@ func (a *acquisition) finishRemote(ctx context.Context, res *acquire.Result, sum
 	sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
 	k := r.Kept()
 	sum.Checked, sum.Adopted = k.Checked, k.Adopted
-	sum.Complete = ms.Unchanged && res.Stored == 0
+	sum.Complete = ms.Unchanged && res.Stored == 0 && sum.Rejected == 0
 	rec := a.remoteRecord(*res, sum, awsInfo)
-	if err := recordRemote(ctx, a.bucket, rec, ms); err != nil {
+	var changed func(*report.BlockMap) error
+	if a.inc != nil {
+		changed = a.inc.MarkChanged
+	}
+	if err := recordRemoteChanged(ctx, a.bucket, rec, ms, changed); err != nil {
 		err = unrecordedError{fmt.Errorf("the evidence is complete, but its record could not be written: %w", err)}
 		return a.recordRemoteRun(ctx, err, *res, sum, awsInfo)
 	}
@@ -221,6 +225,9 @@ func (a *acquisition) remoteRecord(res acquire.Result, sum *acquireSummary, awsI
 	rec.Acquisition.AdoptedBlocks = r.Kept().Adopted
 	rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
 	rec.Evidence.ObjectLock = r.Meta().ObjectLock
+	if a.inc != nil {
+		rec.Acquisition.Base, rec.Acquisition.RejectedBlocks = sum.Base, sum.Rejected
+	}
 	return rec
 }
 
@@ -262,6 +269,12 @@ func (a *acquisition) recordRemoteRun(ctx context.Context, runErr error, res acq
 // the evidence, once: the record of complete evidence already there is
 // kept as it is. It names the run objects of earlier runs.
 func recordRemote(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms store.Summary) error {
+	return recordRemoteChanged(ctx, b, rec, ms, nil)
+}
+
+// recordRemoteChanged is recordRemote with the blocks an incremental
+// acquisition listed as changed marked on the record's block map.
+func recordRemoteChanged(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms store.Summary, changed func(*report.BlockMap) error) error {
 	if _, err := b.Head(ctx, report.JSONName); err == nil {
 		return nil
 	} else if !errors.Is(err, bucket.ErrNotFound) {
@@ -287,7 +300,7 @@ func recordRemote(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := rec.CompleteEvidence(tmp, report.EvidenceFacts{Blocks: ms.Blocks, Bytes: ms.Bytes, ManifestSHA256: ms.ManifestSHA256.Hex(), Manifest: mr}); err != nil {
+	if err := rec.CompleteEvidence(tmp, report.EvidenceFacts{Blocks: ms.Blocks, Bytes: ms.Bytes, ManifestSHA256: ms.ManifestSHA256.Hex(), Manifest: mr, Changed: changed}); err != nil {
 		return err
 	}
 	if got := mr.Sum(); got != ms.ManifestSHA256 {

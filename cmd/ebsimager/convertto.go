@@ -163,9 +163,6 @@ func sourceLocation(ev *store.Evidence) string {
 	return ev.Dir
 }
 
-// maxRecordObject bounds the source's report.json read from a bucket.
-const maxRecordObject = 64 << 20
-
 // recordConverted writes the record of converted evidence beside it in
 // b, once: the source's record (its acquisition and every step since),
 // located at the new evidence, with its lock, the block map of the new
