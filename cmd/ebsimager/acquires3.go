@@ -122,10 +122,6 @@ func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error 
 		return err
 	}
 	switch {
-	case targets != nil && o.fleet != nil:
-		return usagef("worker %d's target %s is an instance or a volume: a case is not written to --out s3://… yet (its case.json and per-volume evidence need a directory); give the worker a directory template, or list the snapshots as targets", o.fleet.index, o.fleet.target)
-	case targets != nil:
-		return usagef("--out s3://… acquires one snapshot for now: a case (several targets, a volume, an instance, --targets) writes to a directory")
 	case o.base != "":
 		return usagef("--base is not supported with --out s3://… yet")
 	case o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0:
