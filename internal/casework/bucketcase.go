@@ -145,34 +145,39 @@ func CheckBucketPrefix(ctx context.Context, b bucket.Bucket) error {
 }
 
 // LoadBucket reads the case under b for a run with targets, as Load
-// does for a directory: case.json, written by the run that completed
-// every volume, else the plan of the latest run record
-// (runs/…-case.json); no case is (nil, nil). Targets other than the
+// does for a directory: the latest of case.json (written by the run that
+// completed every volume) and the latest run record (runs/…-case.json),
+// by their count of runs; no case is (nil, nil). Targets other than the
 // case's are a *ConflictError.
 func LoadBucket(ctx context.Context, b bucket.Bucket, targets []string) (*Case, error) {
-	var c Case
-	ok, err := getJSON(ctx, b, JSONName, &c)
+	names := []string{JSONName}
+	keys, err := runKeys(ctx, b, RunCase)
 	if err != nil {
 		return nil, err
 	}
-	name := JSONName
-	if !ok {
-		keys, err := runKeys(ctx, b, RunCase)
-		if err != nil || len(keys) == 0 {
-			return nil, err
+	if len(keys) > 0 {
+		names = append(names, keys[len(keys)-1])
+	}
+	var latest *Case
+	for _, name := range names {
+		var c Case
+		if ok, err := getJSON(ctx, b, name, &c); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
 		}
-		name = keys[len(keys)-1]
-		if _, err := getJSON(ctx, b, name, &c); err != nil {
-			return nil, err
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("reading %s%s: %w", b, name, err)
+		}
+		if !sameSet(c.Targets, targets) {
+			return nil, &ConflictError{Dir: b.String(), Targets: c.Targets}
+		}
+		if latest == nil || c.Runs > latest.Runs {
+			latest = &c
 		}
 	}
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("reading %s%s: %w", b, name, err)
-	}
-	if !sameSet(c.Targets, targets) {
-		return nil, &ConflictError{Dir: b.String(), Targets: c.Targets}
-	}
-	return &c, nil
+	return latest, nil
 }
 
 // SaveBucket records this run of c under b: case.json and case.txt when
