@@ -155,8 +155,10 @@ func LoadBucket(ctx context.Context, b bucket.Bucket, targets []string) (*Case, 
 	if err != nil {
 		return nil, err
 	}
-	if len(keys) > 0 {
-		names = append(names, keys[len(keys)-1])
+	// The latest run's record: among those of the newest second (the
+	// random tag does not order them), the one with the most runs.
+	for i := len(keys) - 1; i >= 0 && keys[i][:len(runsDir)+len(runStamp)] == keys[len(keys)-1][:len(runsDir)+len(runStamp)]; i-- {
+		names = append(names, keys[i])
 	}
 	var latest *Case
 	for _, name := range names {
