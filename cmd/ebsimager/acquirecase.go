@@ -66,7 +66,7 @@ func (o *acquireOptions) caseTargets(args []string) ([]string, error) {
 func (o *acquireOptions) checkCase() error {
 	switch {
 	case o.out == "":
-		return usagef("a case (several targets, an instance or a volume, or --targets) is acquired into --out DIR; --image applies to a single snapshot")
+		return usagef("a case (several targets, an instance or a volume, or --targets) is acquired into --out DIR or s3://bucket/prefix/; --image applies to a single snapshot")
 	case o.base != "":
 		return usagef("--base applies to a single snapshot")
 	case o.seal.encrypting() && len(o.seal.recipients) == 0 && len(o.seal.recipientsFiles) == 0 && o.seal.passphraseFile == "":

@@ -34,6 +34,16 @@ in the bucket is ever overwritten or deleted. S3's endpoint is
 AWS_ENDPOINT_URL_S3, else --endpoint-url; --s3-path-style for endpoints
 that need path-style addressing (automatic for an IP address).
 
+A case (see below) goes to --out s3://bucket/case/ the same way: one
+evidence prefix per snapshot, case/<snapshot-id>/, and the case's records
+as objects written once: preservation.json and .txt when the preservation
+has ended, case.json and case.txt by the first run that completes every
+volume. The preservation's progress while it runs (whenever its snapshots
+change) and the record of every other run go to
+case/runs/<time>-<tag>-snapshot.json and runs/<time>-<tag>-case.json. A
+rerun takes its snapshots from these objects, never preserving again, and
+resumes every volume. The lock flags apply to every object.
+
 `
 
 // s3Options are the flags of evidence in S3 (--out s3://bucket/prefix/).
