@@ -198,3 +198,84 @@ func TestAcquireInstanceToS3(t *testing.T) {
 		}
 	}
 }
+
+// snapshot --record s3://… writes its record as objects, once, locked,
+// with a checkpoint each time its snapshots changed (not at every poll);
+// a second run into the same prefix is refused before any snapshot is
+// made. acquire i-… --out s3://… killed while it waits for its snapshots
+// leaves a checkpoint naming them: the rerun acquires those, making
+// none, and its case.json names the checkpoint and says the preservation
+// was stopped.
+func TestSnapshotAndKilledPreservationToS3(t *testing.T) {
+	t.Parallel()
+	srv, endpoint := emulatortest.StartInstance(t, emulator.Options{TrackBlocks: true, SnapshotDelay: 2 * time.Second}, caseInstance,
+		emulatortest.SyntheticVolume("/dev/xvda", 1, 0.02, 7), emulatortest.SyntheticVolume("/dev/sdf", 1, 0.03, 8))
+	c := newCLI(t, endpoint)
+	s3c, _ := s3Env(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	targets := []string{caseInstance}
+
+	rec, _ := s3store.ParseURL("s3://locked/rec/")
+	snapshot := []string{"snapshot", caseInstance, "--record", rec.String(), "--object-lock", "compliance", "--retain-days", "1", "--quiet"}
+	r := c.ok(snapshot...)
+	if !strings.HasSuffix(r.stdout, "record: "+rec.String()+"preservation.json\n") {
+		t.Fatalf("snapshot's output:\n%s", r.stdout)
+	}
+	got, name, err := casework.ReadBucketPreservation(ctx, s3c.Bucket(rec, s3store.Lock{}), targets)
+	if err != nil || got == nil || name != casework.PreservationJSON || len(got.Snapshots) != 2 || got.Stopped != "" {
+		t.Fatalf("snapshot's record: %+v %q %v", got, name, err)
+	}
+	for _, name := range []string{casework.PreservationJSON, casework.PreservationText} {
+		if o, err := s3c.Head(ctx, rec.Bucket, rec.Key(name)); err != nil || o.Lock.Mode != s3store.Compliance || !o.HasSHA256 {
+			t.Fatalf("%s: %+v, %v", name, o, err)
+		}
+	}
+	checkpoints, err := s3c.List(ctx, rec.Bucket, rec.Key("runs/"), 100)
+	if err != nil || len(checkpoints) == 0 || len(checkpoints) > 4 || !strings.HasSuffix(checkpoints[0].Key, "-snapshot.json") {
+		t.Fatalf("snapshot's checkpoints: %+v, %v", checkpoints, err)
+	}
+	srv.ResetCounters()
+	c.fails(exitConflict, "already holds a preservation record", snapshot...)
+	if n := srv.Counters().Total("CreateSnapshots"); n != 0 {
+		t.Fatalf("a refused record made %d CreateSnapshots calls", n)
+	}
+
+	u, _ := s3store.ParseURL("s3://plain/killed/")
+	b := s3c.Bucket(u, s3store.Lock{})
+	args := []string{"acquire", caseInstance, "--out", u.String(), "--quiet"}
+	cmd := c.command(ctx, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var made *casework.Recorded
+	for {
+		if made, name, _ = casework.ReadBucketPreservation(ctx, b, targets); made != nil && len(made.Snapshots) == 2 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no checkpoint with both snapshots")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if made, name, err = casework.ReadBucketPreservation(ctx, b, targets); err != nil || made == nil {
+		t.Fatalf("after the kill: %+v, %v", made, err)
+	}
+	if _, err := s3c.Head(ctx, u.Bucket, u.Key(casework.PreservationJSON)); err == nil {
+		t.Fatal("the killed run got as far as preservation.json: the test proves nothing")
+	}
+	time.Sleep(2 * time.Second) // the snapshots complete
+	srv.ResetCounters()
+	c.ok(args...)
+	if n := srv.Counters().Total("CreateSnapshots"); n != 0 {
+		t.Fatalf("the rerun made %d CreateSnapshots calls", n)
+	}
+	cs := s3Case(t, s3c, u, casework.JSONName)
+	if cs.Status != casework.StatusComplete || cs.Preservation != name || !strings.HasSuffix(name, "-snapshot.json") ||
+		cs.Volumes[0].SnapshotID != made.Snapshots[0].SnapshotID || cs.Volumes[1].SnapshotID != made.Snapshots[1].SnapshotID ||
+		!strings.Contains(cs.PreservationError, "stopped while it ran") {
+		t.Fatalf("case.json: %+v (checkpoint %s)", cs, name)
+	}
+}

@@ -144,6 +144,20 @@ func CheckBucketPrefix(ctx context.Context, b bucket.Bucket) error {
 	return err
 }
 
+// CheckNoPreservation refuses a prefix that holds a preservation record
+// already (snapshot --record s3://…: a new record is never written over
+// an old one).
+func CheckNoPreservation(ctx context.Context, b bucket.Bucket) error {
+	_, err := b.Head(ctx, PreservationJSON)
+	switch {
+	case err == nil:
+		return fmt.Errorf("%s already holds a preservation record: %w", b, fs.ErrExist)
+	case errors.Is(err, bucket.ErrNotFound):
+		return nil
+	}
+	return err
+}
+
 // LoadBucket reads the case under b for a run with targets, as Load
 // does for a directory: the latest of case.json (written by the run that
 // completed every volume) and the latest run record (runs/…-case.json),
