@@ -65,6 +65,7 @@ func preserveCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *a
 		return nil, "", "", err
 	}
 	if found != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: acquiring the snapshots recorded in %s (%s); nothing is preserved again\n", place, name)
 		return found.Snapshots, name, found.Stopped, nil
 	}
 	po, err := o.preserve.options()

@@ -268,9 +268,9 @@ func TestSnapshotAndKilledPreservationToS3(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // the snapshots complete
 	srv.ResetCounters()
-	c.ok(args...)
-	if n := srv.Counters().Total("CreateSnapshots"); n != 0 {
-		t.Fatalf("the rerun made %d CreateSnapshots calls", n)
+	r = c.ok(args...)
+	if n := srv.Counters().Total("CreateSnapshots"); n != 0 || !strings.Contains(r.stderr, "nothing is preserved again") {
+		t.Fatalf("the rerun made %d CreateSnapshots calls:\n%s", n, r.stderr)
 	}
 	cs := s3Case(t, s3c, u, casework.JSONName)
 	if cs.Status != casework.StatusComplete || cs.Preservation != name || !strings.HasSuffix(name, "-snapshot.json") ||
@@ -278,4 +278,14 @@ func TestSnapshotAndKilledPreservationToS3(t *testing.T) {
 		!strings.Contains(cs.PreservationError, "stopped while it ran") {
 		t.Fatalf("case.json: %+v (checkpoint %s)", cs, name)
 	}
+
+	// A case of snapshots (those the snapshot command made) to S3: one
+	// prefix each, case.json once complete.
+	two, _ := s3store.ParseURL("s3://plain/two/")
+	c.ok("acquire", got.Snapshots[0].SnapshotID, got.Snapshots[1].SnapshotID, "--out", two.String(), "--quiet")
+	cs = s3Case(t, s3c, two, casework.JSONName)
+	if cs.Status != casework.StatusComplete || cs.Preservation != "" || len(cs.Volumes) != 2 || cs.Volumes[1].SnapshotID != got.Snapshots[1].SnapshotID || cs.Volumes[1].Fetched != cs.Volumes[1].Blocks {
+		t.Fatalf("a case of snapshots: %+v", cs)
+	}
+	c.ok("verify", two.String()+got.Snapshots[1].SnapshotID+"/", "--quiet")
 }
