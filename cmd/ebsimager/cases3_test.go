@@ -188,6 +188,12 @@ func TestAcquireInstanceToS3(t *testing.T) {
 	if len(runs) != 1 || !strings.HasSuffix(runs[0], "-case.json") {
 		t.Fatalf("the rerun's case records: %v", runs)
 	}
+	// Resumed without the lock: refused before anything is done.
+	srv.ResetCounters()
+	c.fails(exitUsage, "resume the case with the same --object-lock", "acquire", caseInstance, "--out", u.String(), "--quiet")
+	if n := srv.Counters().Total("CreateSnapshots") + srv.Counters().Total("GetSnapshotBlock"); n != 0 {
+		t.Fatalf("a refused rerun made %d calls", n)
+	}
 	again := s3Case(t, s3c, u, runs[0])
 	if again.Runs != 2 || again.Status != casework.StatusComplete || !again.Created.Equal(cs.Created) {
 		t.Fatalf("the rerun's record: %+v", again)
