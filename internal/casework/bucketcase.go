@@ -3,9 +3,7 @@ package casework
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/store"
 )
 
 // A case under a bucket prefix (acquire i-… --out s3://bucket/case/)
@@ -50,36 +49,17 @@ const (
 // Bounds on a case's run objects: how many are listed (more is refused,
 // not truncated), and how many checkpoints one preservation writes.
 const (
-	MaxRunObjects    = 10000
+	MaxRunObjects    = store.MaxRuns
 	maxCheckpoints   = 1000
-	runsDir          = "runs/"
-	runStamp         = "20060102T150405Z"
-	evidenceMetaName = "evidence.json"
+	runsDir          = store.RunsDir + "/"
+	evidenceMetaName = store.MetaName
 )
 
-// RunKey returns the key of a new run object of command, relative to
-// the case prefix: runs/<YYYYMMDDTHHMMSSZ>-<8 hex>-<command>.json, the
-// random tag keeping two objects of one second apart.
-func RunKey(now time.Time, command string) (string, error) {
-	var tag [4]byte
-	if _, err := rand.Read(tag[:]); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s%s-%s-%s.json", runsDir, now.UTC().Format(runStamp), hex.EncodeToString(tag[:]), command), nil
-}
-
-// isRunKey reports whether key is a run object of command as RunKey
-// names them.
+// isRunKey reports whether key names a run object of command, as
+// store.RunKey names them.
 func isRunKey(key, command string) bool {
-	name, ok := strings.CutPrefix(key, runsDir)
-	if !ok || len(name) != len(runStamp)+1+8+1+len(command)+len(".json") || !strings.HasSuffix(name, "-"+command+".json") {
-		return false
-	}
-	if _, err := time.Parse(runStamp, name[:len(runStamp)]); err != nil {
-		return false
-	}
-	_, err := hex.DecodeString(name[len(runStamp)+1 : len(runStamp)+9])
-	return err == nil && name[len(runStamp)] == '-'
+	_, c, err := store.ParseRunKey(key)
+	return err == nil && c == command
 }
 
 // runKeys lists the run objects of command under b, oldest first.
@@ -108,11 +88,8 @@ func putNew(ctx context.Context, b bucket.Bucket, key string, body []byte) error
 
 // putRun writes body as a new run object of command.
 func putRun(ctx context.Context, b bucket.Bucket, now time.Time, command string, body []byte) (string, error) {
-	key, err := RunKey(now, command)
-	if err != nil {
-		return "", err
-	}
-	return key, putNew(ctx, b, key, body)
+	o, err := store.PutRun(ctx, b, command, now, body)
+	return o.Key, err
 }
 
 // getJSON reads key (at most maxCaseBytes) into v; an absent key is
@@ -129,6 +106,13 @@ func getJSON(ctx context.Context, b bucket.Bucket, key string, v any) (bool, err
 		return false, fmt.Errorf("reading %s%s: %w", b, key, err)
 	}
 	return true, nil
+}
+
+// runTime is the start of the run object key (runKeys lists only those
+// store.ParseRunKey takes).
+func runTime(key string) time.Time {
+	t, _, _ := store.ParseRunKey(key)
+	return t
 }
 
 // CheckBucketPrefix refuses a case prefix that holds the evidence of
@@ -171,7 +155,7 @@ func LoadBucket(ctx context.Context, b bucket.Bucket, targets []string) (*Case, 
 	}
 	// The latest run's record: among those of the newest second (the
 	// random tag does not order them), the one with the most runs.
-	for i := len(keys) - 1; i >= 0 && keys[i][:len(runsDir)+len(runStamp)] == keys[len(keys)-1][:len(runsDir)+len(runStamp)]; i-- {
+	for i := len(keys) - 1; i >= 0 && runTime(keys[i]).Equal(runTime(keys[len(keys)-1])); i-- {
 		names = append(names, keys[i])
 	}
 	var latest *Case

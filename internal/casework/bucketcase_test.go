@@ -11,6 +11,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/store"
 )
 
 const (
@@ -145,17 +146,11 @@ func TestBucketCaseRecords(t *testing.T) {
 	}
 }
 
-func TestRunKey(t *testing.T) {
+func TestIsRunKey(t *testing.T) {
 	now := time.Date(2026, 12, 5, 18, 4, 5, 0, time.UTC)
-	a, _ := RunKey(now, RunCase)
-	b, _ := RunKey(now, RunCase)
-	if a == b || !strings.HasPrefix(a, "runs/20261205T180405Z-") || !strings.HasSuffix(a, "-case.json") || len(a) != len("runs/20261205T180405Z-01234567-case.json") {
-		t.Fatalf("run keys %q %q", a, b)
-	}
-	for _, k := range []string{a, b} {
-		if !isRunKey(k, RunCase) || isRunKey(k, RunSnapshot) {
-			t.Fatalf("%q", k)
-		}
+	a, _ := store.RunKey(now, RunCase)
+	if !isRunKey(a, RunCase) || isRunKey(a, RunSnapshot) || runTime(a) != now {
+		t.Fatalf("%q", a)
 	}
 	for _, k := range []string{"runs/20261305T180405Z-01234567-case.json", "runs/20261205T180405Z-0123456g-case.json", "x/runs/20261205T180405Z-01234567-case.json", "runs/20261205T180405Z-01234567-case.jsonx"} {
 		if isRunKey(k, RunCase) {
