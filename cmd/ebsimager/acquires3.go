@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -53,6 +54,7 @@ type s3Options struct {
 	retainUntil string
 	retainDays  int
 	legalHold   bool
+	flag        string // the flag that names S3 (default "out")
 
 	url  s3store.URL
 	lock s3store.Lock
@@ -76,7 +78,7 @@ func (o *s3Options) check(cmd *cobra.Command, out string, now time.Time) error {
 	if !s3store.IsURL(out) {
 		for _, f := range flags {
 			if cmd.Flags().Changed(f) {
-				return usagef("--%s applies to --out s3://bucket/prefix/", f)
+				return usagef("--%s applies to --%s s3://bucket/prefix/", f, cmp.Or(o.flag, "out"))
 			}
 		}
 		return nil

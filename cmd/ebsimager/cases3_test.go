@@ -159,6 +159,15 @@ func TestAcquireInstanceToS3(t *testing.T) {
 	if n := cnt.Total("GetSnapshotBlock"); n != blocks {
 		t.Fatalf("%d Gets for %d blocks", n, blocks)
 	}
+	top, _, err := s3c.ListLevel(context.Background(), u.Bucket, u.Prefix, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpoints, err := s3c.List(context.Background(), u.Bucket, u.Key("runs/"), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("an instance of 2 volumes to S3: %d blocks; the case's own objects: %d at its prefix, %d checkpoints under runs/", blocks, len(top), len(checkpoints))
 
 	// The rerun: no snapshot, no Get, no object written twice; its
 	// record is a new run object.
@@ -241,6 +250,7 @@ func TestSnapshotAndKilledPreservationToS3(t *testing.T) {
 	if err != nil || len(checkpoints) == 0 || len(checkpoints) > 4 || !strings.HasSuffix(checkpoints[0].Key, "-snapshot.json") {
 		t.Fatalf("snapshot's checkpoints: %+v, %v", checkpoints, err)
 	}
+	c.fails(exitUsage, "--legal-hold applies to --record s3://bucket/prefix/", "snapshot", caseInstance, "--record", t.TempDir(), "--legal-hold")
 	srv.ResetCounters()
 	c.fails(exitConflict, "already holds a preservation record", snapshot...)
 	if n := srv.Counters().Total("CreateSnapshots"); n != 0 {

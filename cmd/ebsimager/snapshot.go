@@ -147,6 +147,7 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 // (recordDir), or a prefix of --record s3://bucket/prefix/ that holds no
 // preservation record yet (its objects written once, as a case's).
 func (o *snapshotOptions) recordPlace(cmd *cobra.Command, aws *awsOptions) (casework.Place, error) {
+	o.s3.flag = "record"
 	if err := o.s3.check(cmd, o.record, time.Now()); err != nil {
 		return nil, err
 	}
