@@ -45,9 +45,9 @@ func s3Download(t *testing.T, api *s3.Client, bucket, key string) []byte {
 	return data
 }
 
-// s3Versions lists every version of every object under prefix, and the
+// exportedVersions lists every version of every object under prefix, and the
 // multipart uploads still open there.
-func s3Versions(t *testing.T, api *s3.Client, bucket, prefix string) (versions []string, uploads int) {
+func exportedVersions(t *testing.T, api *s3.Client, bucket, prefix string) (versions []string, uploads int) {
 	t.Helper()
 	v, err := api.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
 	if err != nil {
@@ -155,9 +155,9 @@ func TestExportToS3(t *testing.T) {
 
 	// Again to the same name: refused before anything is sent, and
 	// nothing changes; --force is refused.
-	before, _ := s3Versions(t, api, "locked", "case/")
+	before, _ := exportedVersions(t, api, "locked", "case/")
 	c.fails(exitConflict, "s3://locked/case/disk.raw.001: an object already exists", args...)
-	if after, open := s3Versions(t, api, "locked", "case/"); strings.Join(after, " ") != strings.Join(before, " ") || open != 0 || len(after) != len(keys) {
+	if after, open := exportedVersions(t, api, "locked", "case/"); strings.Join(after, " ") != strings.Join(before, " ") || open != 0 || len(after) != len(keys) {
 		t.Errorf("a refused export changed the bucket: %v, then %v and %d open uploads", before, after, open)
 	}
 	c.fails(exitUsage, "--force does not apply to --out s3://…", "export", ev, "--out", "s3://plain/x/disk.raw", "--force")
@@ -219,7 +219,7 @@ func TestExportToS3Fails(t *testing.T) {
 	failing := newCLI(t, endpoint)
 	failing.env = append(failing.env, "AWS_ENDPOINT_URL_S3="+fail.URL)
 	failing.fails(exitDenied, "s3:UploadPart on bucket plain, key f/disk.002 denied", "export", ev, "--out", "s3://plain/f/disk", "--split", "48MiB", "--quiet")
-	if versions, open := s3Versions(t, api, "plain", "f/"); len(versions) != 0 || open != 0 {
+	if versions, open := exportedVersions(t, api, "plain", "f/"); len(versions) != 0 || open != 0 {
 		t.Errorf("after the failed export: objects %v, %d uploads open", versions, open)
 	}
 }
