@@ -163,7 +163,10 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 		}
 	}
 	if ev.Bucket != nil {
-		// Evidence in S3 is written once: its record stays as it is.
+		// Evidence in S3 is written once: the step goes in a run object.
+		if rerr := recordExportS3(cmd.Context(), ev.Bucket, step); rerr != nil && err == nil {
+			err = unrecordedError{fmt.Errorf("the image is complete, but the export could not be recorded in %s: %w", ev.Bucket, rerr)}
+		}
 	} else if rerr := appendStep(dir, step); rerr != nil && err == nil {
 		err = fmt.Errorf("recording the export: %w", rerr)
 	}

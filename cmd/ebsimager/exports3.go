@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -188,4 +189,16 @@ func uploadedText(r exportResult) string {
 		s += "; an object cannot be sparse: holes were sent as zeros"
 	}
 	return s
+}
+
+// recordExportS3 writes the step of an export of evidence in b as a run
+// object of that evidence (runs/<time>-<tag>-export.json), as verify
+// does: the evidence's own record is written once.
+func recordExportS3(ctx context.Context, b bucket.Bucket, step report.Step) error {
+	body, err := json.MarshalIndent(step, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = store.PutRun(context.WithoutCancel(ctx), b, report.StepExport, step.StartedAt, append(body, '\n'))
+	return err
 }

@@ -162,11 +162,20 @@ func TestExportToS3(t *testing.T) {
 	}
 	c.fails(exitUsage, "--force does not apply to --out s3://…", "export", ev, "--out", "s3://plain/x/disk.raw", "--force")
 
-	// E01 in several segments: ewfverify checks the downloaded set, and
-	// the checksum files hold the disk's hashes.
-	out := c.ok("export", ev, "--format", "e01", "--segment-size", "1MiB", "--compression", "none", "--out", "s3://plain/e01/disk.E01").stdout
+	// E01 in several segments, from evidence in S3: ewfverify checks
+	// the downloaded set, and the checksum files hold the disk's hashes;
+	// the export is recorded as a run object of the evidence.
+	c.ok("acquire", snapDisk, "--out", "s3://plain/ev/", "--quiet")
+	out := c.ok("export", "s3://plain/ev/", "--format", "e01", "--segment-size", "1MiB", "--compression", "none", "--out", "s3://plain/e01/disk.E01").stdout
 	if !strings.Contains(out, "into s3://plain/e01/disk.E01") {
 		t.Errorf("export e01:\n%s", out)
+	}
+	runs, err := s3c.List(context.Background(), "plain", "ev/runs/", 10)
+	if err != nil || len(runs) != 1 || !strings.HasSuffix(runs[0].Key, "-export.json") {
+		t.Fatalf("run objects of the evidence: %v, %v", runs, err)
+	}
+	if step := string(s3Download(t, api, "plain", runs[0].Key)); !strings.Contains(step, `"key": "e01/disk.E01"`) || !strings.Contains(step, `"key": "e01/disk.sha256"`) {
+		t.Errorf("the export's run object:\n%s", step)
 	}
 	keysE01, err := s3c.List(context.Background(), "plain", "e01/disk.E", 1000)
 	if err != nil || len(keysE01) < 2 {
