@@ -29,21 +29,24 @@ const exportS3Help = `
 
 With --out s3://bucket/prefix/NAME, the image goes straight to S3: every
 file above (NAME or NAME.001, …; NAME.E01, …) becomes an object sent in
-parts of 16 MiB, each part checked by S3 on arrival against its SHA-256.
-No object exists under its name until every segment is sent: the uploads
-are completed together at the end, never over an existing object
-(If-None-Match: *), and a failure aborts them all. Then NAME.md5, NAME.sha1
-and NAME.sha256 are put beside them, each with its own SHA-256 checksum.
-S3 keeps only a checksum of the part checksums for an object sent in parts,
-and an object's metadata are fixed before its bytes are sent: the
-whole-image hashes are in those checksum files and in the export's record,
-which also lists each object's key, version and S3 checksum. An object
-cannot be sparse: a raw image uploads the full volume size, holes as zeros
-(an E01 compresses them to almost nothing). An E01 segment is written to a
-temporary file under $TMPDIR first (at most one segment at a time), since
-its sections are completed after their data. --object-lock, --retain-until,
---retain-days and --legal-hold lock every object as for acquire; --force is
-refused (nothing in a bucket is replaced).`
+parts of 16 MiB (more past 156 GiB; an object holds at most 5 TiB), each
+part checked by S3 on arrival against its SHA-256. No object exists under
+its name until every segment is sent: the uploads are completed together
+at the end, never over an existing object (If-None-Match: *; a name
+already taken is refused before anything is sent), and a failure aborts
+them all. Then NAME.md5, NAME.sha1 and NAME.sha256 are put beside them,
+each with its own SHA-256 checksum. S3 keeps only a checksum of the part
+checksums for an object sent in parts, and an object's metadata are fixed
+before its bytes are sent: the whole-image hashes are in those checksum
+files and in the export's record, which also lists each object's key,
+version and S3 checksum (evidence in S3 gets the record as a run object,
+runs/…-export.json). An object cannot be sparse: a raw image uploads the
+full volume size, holes as zeros (an E01 compresses them to almost
+nothing). An E01 segment is written to a temporary file under $TMPDIR
+first (at most one segment at a time), since its sections are completed
+after their data. --object-lock, --retain-until, --retain-days and
+--legal-hold lock every object as for acquire; --force is refused
+(nothing in a bucket is replaced).`
 
 // exportS3 is an export's output in S3.
 type exportS3 struct {
