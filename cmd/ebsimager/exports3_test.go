@@ -25,8 +25,8 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/report"
-	"github.com/ebsimager/ebsimager/internal/sampledisk"
 	"github.com/ebsimager/ebsimager/internal/s3store"
+	"github.com/ebsimager/ebsimager/internal/sampledisk"
 	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
