@@ -158,10 +158,13 @@ func (r *Remote) ReuseStored(e manifest.Entry, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("reusing block %d: %w", e.Index, err)
 	}
+	// Journaled as Put journals a block (keep the two alike).
 	leaf := leafKey(e.Index)
 	r.mu.Lock()
-	r.mark(e.Index)
-	r.entries[e.Index] = e
+	if !r.has(e.Index) {
+		r.mark(e.Index)
+		r.vouch(e)
+	}
 	r.pending[leaf] = append(r.pending[leaf], e)
 	var batch []manifest.Entry
 	var seq int
@@ -170,7 +173,9 @@ func (r *Remote) ReuseStored(e manifest.Entry, data []byte) error {
 	}
 	r.mu.Unlock()
 	if batch != nil {
-		return r.writeBatch(r.ctx, leaf, seq, batch)
+		if err := r.writeBatch(r.ctx, leaf, seq, batch); err != nil {
+			return err
+		}
 	}
-	return nil
+	return r.flushExcess(r.ctx, leaf)
 }
