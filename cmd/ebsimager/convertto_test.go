@@ -161,6 +161,17 @@ func TestConvertToS3(t *testing.T) {
 	if s := transformJSON(t, c.ok("compress", ref, "--out", z.String(), "--object-lock", "governance", "--retain-until", until, "--json")); !s.NothingToDo || s.Resumed != 48 || s.Decoded != 0 || s.StoredBefore != 0 {
 		t.Fatalf("rerun: %+v", s)
 	}
+	out := c.ok("compress", ref, "--out", z.String(), "--object-lock", "governance", "--retain-until", until).stdout
+	for _, line := range []string{
+		fmt.Sprintf("compressed %s into %s: 48 blocks, none → zstd\n", abs, z),
+		"  checked    0 blocks read from the source",
+		"  resumed    48 blocks already in the bucket (checked against S3's checksum), not converted again\n",
+		"  source     manifest sha256 " + refManifest + "\n",
+	} {
+		if !strings.Contains(out, line) {
+			t.Fatalf("the rerun's summary lacks %q:\n%s", line, out)
+		}
+	}
 	if after := fileHashes(t, ref); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatal("the source directory changed")
 	}
