@@ -150,7 +150,7 @@ writes a JSON summary beside it, OUT.<start time>.summary.json, which
 	f.StringVar(&o.base, "base", "", "evidence (a directory or s3://bucket/prefix/) of an earlier snapshot of the volume: fetch only the changed blocks")
 	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
 	f.Float64Var(&o.accountRate, "account-rate", ebs.DefaultAccountRate, "GetSnapshotBlock requests per second shared fairly by every snapshot of a case: the account's quota in the Region (0: no account limit)")
-	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR")
+	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR or s3://bucket/prefix/")
 	f.IntVar(&o.index, "index", 0, "with --targets FILE: acquire only its target at this index, 0-based, as one worker of an indexed job (default: JOB_COMPLETION_INDEX, else AWS_BATCH_JOB_ARRAY_INDEX, when set)")
 	f.BoolVar(&o.useLatest, "use-latest", false, "for instance and volume targets: acquire the newest completed snapshot of each volume instead of making one")
 	o.preserve.addFlags(cmd)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -33,6 +34,16 @@ in the bucket is ever overwritten or deleted. S3's endpoint is
 AWS_ENDPOINT_URL_S3, else --endpoint-url; --s3-path-style for endpoints
 that need path-style addressing (automatic for an IP address).
 
+A case (see below) goes to --out s3://bucket/case/ the same way: one
+evidence prefix per snapshot, case/<snapshot-id>/, and the case's records
+as objects written once: preservation.json and .txt when the preservation
+has ended, case.json and case.txt by the first run that completes every
+volume. The preservation's progress while it runs (whenever its snapshots
+change) and the record of every other run go to
+case/runs/<time>-<tag>-snapshot.json and runs/<time>-<tag>-case.json. A
+rerun takes its snapshots from these objects, never preserving again, and
+resumes every volume. The lock flags apply to every object.
+
 `
 
 // s3Options are the flags of evidence in S3 (--out s3://bucket/prefix/).
@@ -43,6 +54,7 @@ type s3Options struct {
 	retainUntil string
 	retainDays  int
 	legalHold   bool
+	flag        string // the flag that names S3 (default "out")
 
 	url  s3store.URL
 	lock s3store.Lock
@@ -66,7 +78,7 @@ func (o *s3Options) check(cmd *cobra.Command, out string, now time.Time) error {
 	if !s3store.IsURL(out) {
 		for _, f := range flags {
 			if cmd.Flags().Changed(f) && !(f == "s3-path-style" && o.readsBase) {
-				return usagef("--%s applies to --out s3://bucket/prefix/", f)
+				return usagef("--%s applies to --%s s3://bucket/prefix/", f, cmp.Or(o.flag, "out"))
 			}
 		}
 		return nil
@@ -123,10 +135,6 @@ func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error 
 		return err
 	}
 	switch {
-	case targets != nil && o.fleet != nil:
-		return usagef("worker %d's target %s is an instance or a volume: a case is not written to --out s3://… yet (its case.json and per-volume evidence need a directory); give the worker a directory template, or list the snapshots as targets", o.fleet.index, o.fleet.target)
-	case targets != nil:
-		return usagef("--out s3://… acquires one snapshot for now: a case (several targets, a volume, an instance, --targets) writes to a directory")
 	case o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0:
 		return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
 	}
@@ -209,7 +217,7 @@ func (a *acquisition) finishRemote(ctx context.Context, res *acquire.Result, sum
 	rec := a.remoteRecord(*res, sum, awsInfo)
 	var changed func(*report.BlockMap) error
 	if a.inc != nil {
-		rec.Acquisition.Base, rec.Acquisition.RejectedBlocks, changed = sum.Base, sum.Rejected, a.inc.MarkChanged
+		changed = a.inc.MarkChanged
 	}
 	if err := recordRemoteChanged(ctx, a.bucket, rec, ms, changed); err != nil {
 		err = unrecordedError{fmt.Errorf("the evidence is complete, but its record could not be written: %w", err)}
@@ -225,6 +233,9 @@ func (a *acquisition) remoteRecord(res acquire.Result, sum *acquireSummary, awsI
 	rec.Acquisition.AdoptedBlocks = r.Kept().Adopted
 	rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
 	rec.Evidence.ObjectLock = r.Meta().ObjectLock
+	if a.inc != nil {
+		rec.Acquisition.Base, rec.Acquisition.RejectedBlocks = sum.Base, sum.Rejected
+	}
 	return rec
 }
 

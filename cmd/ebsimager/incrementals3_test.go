@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,20 +55,6 @@ func diskSHA256(t *testing.T, endpoint, id string) string {
 		h.Write(b.Data)
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// s3Record reads the record (report.json) of the evidence under u.
-func s3Record(t *testing.T, c *s3store.Client, u s3store.URL) *report.Report {
-	t.Helper()
-	data, err := c.Get(context.Background(), u.Bucket, u.Key(report.JSONName), 1<<24)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r report.Report
-	if err := json.Unmarshal(data, &r); err != nil {
-		t.Fatal(err)
-	}
-	return &r
 }
 
 // TestIncrementalS3 takes the unchanged blocks of a child snapshot from

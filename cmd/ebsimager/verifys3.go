@@ -96,7 +96,8 @@ type verifyS3Output struct {
 	Run *store.RunObject `json:"run,omitempty"`
 }
 
-// maxRecordObject bounds the report.json object verify reads.
+// maxRecordObject bounds a report.json object read from a bucket
+// (verify's comparison, a conversion's source record).
 const maxRecordObject = 64 << 20
 
 // compareWithRecordS3 compares the manifest with the report.json object

@@ -161,7 +161,7 @@ func (r *Remote) ReuseStored(e manifest.Entry, data []byte) error {
 	// Journaled as Put journals a block (keep the two alike).
 	leaf := leafKey(e.Index)
 	r.mu.Lock()
-	if !r.has(e.Index) {
+	if !r.has(e.Index) { // else stored by this run already, with this entry
 		r.mark(e.Index)
 		r.vouch(e)
 	}
