@@ -351,7 +351,7 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
 	switch {
 	case err == nil && a.remote != nil:
-		if err = a.completeRemoteBase(ctx, opts, &res, &sum); err == nil {
+		if err = a.completeRemoteBase(ctx, opts, &res, &sum, awsInfo); err == nil {
 			err = a.finishRemote(ctx, &res, &sum, awsInfo)
 		}
 	case err == nil && a.st != nil:

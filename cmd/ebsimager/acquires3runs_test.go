@@ -148,9 +148,13 @@ func TestAcquireToS3RunRecords(t *testing.T) {
 			t.Errorf("report.json's run %d = %+v, want %s with SHA-256 %x", i, run, keys[i], sum)
 		}
 	}
-	// The runs/ prefix is no block: verify and export read past it.
-	c.ok("verify", u.String(), "--quiet")
 	if len(runs()) != 2 {
 		t.Errorf("a complete run left a run object: %q", runs())
+	}
+	// The runs/ prefix is no block: verify and export read past it
+	// (verify leaving its own run object, runs/…-verify.json).
+	c.ok("verify", u.String(), "--quiet")
+	if after := runs(); len(after) != 3 || !strings.HasSuffix(after[2], "-verify.json") {
+		t.Errorf("after verify: %q; want the two acquire runs and verify's", after)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,14 +52,13 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 	res := &VerifyResult{Problems: []Problem{}}
 	ev := &Evidence{Meta: meta}
 	slots := block.Slots(meta.VolumeSizeGiB)
-	data, err := b.Get(ctx, ManifestName, slots*manifest.MaxLine+2*manifest.MaxLine)
-	if errors.Is(err, bucket.ErrNotFound) {
-		return nil, ErrIncomplete
-	}
+	// The manifest is read twice, as a stream: once for its SHA-256,
+	// once for its entries (its bytes are never all in memory).
+	sum, err := remoteManifestSum(ctx, b, meta)
 	if err != nil {
 		return nil, err
 	}
-	res.ManifestSHA256 = block.Sum(sha256.Sum256(data)).Hex()
+	res.ManifestSHA256 = sum.Hex()
 	if err := checkRemoteSum(ctx, b, res.ManifestSHA256); err != nil {
 		res.add(problem(err, "manifest"))
 	}
@@ -75,7 +75,11 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 			objects[k.Key] = k.Size
 		}
 	}
-	mr, err := manifest.NewReader(bytes.NewReader(data))
+	rd, err := bucket.NewReader(ctx, b, ManifestName, remoteManifestMax(meta))
+	if err != nil {
+		return nil, err
+	}
+	mr, err := manifest.NewReader(rd)
 	if err != nil {
 		res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: err.Error()})
 		return res, nil
@@ -85,9 +89,11 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 	}
 	listed := map[int64]manifest.Entry{}
 	var checks []remoteCheck
+	whole := false // read to its end
 	for {
 		e, err := mr.Next()
 		if errors.Is(err, io.EOF) {
+			whole = true
 			break
 		}
 		if err != nil {
@@ -144,8 +150,35 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 	for _, k := range extras {
 		res.add(Problem{Index: indexOf(path.Base(k)), Name: k, Kind: "extra", Detail: "object is not in the manifest"})
 	}
+	if whole && sum != mr.Sum() {
+		res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: fmt.Sprintf("read twice, the manifest hashed to %s, then %s", sum.Hex(), mr.Sum().Hex())})
+	}
 	res.Journals = compareBatches(ctx, b, batches, listed)
 	return res, nil
+}
+
+// remoteManifestMax bounds the manifest of evidence of meta's volume.
+func remoteManifestMax(meta Meta) int64 {
+	return block.Slots(meta.VolumeSizeGiB)*manifest.MaxLine + 2*manifest.MaxLine
+}
+
+// remoteManifestSum reads the manifest in b as a stream and returns its
+// SHA-256; ErrIncomplete when there is none.
+func remoteManifestSum(ctx context.Context, b bucket.Bucket, meta Meta) (block.Sum, error) {
+	rd, err := bucket.NewReader(ctx, b, ManifestName, remoteManifestMax(meta))
+	if errors.Is(err, bucket.ErrNotFound) {
+		return block.Sum{}, ErrIncomplete
+	}
+	if err != nil {
+		return block.Sum{}, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, rd); err != nil {
+		return block.Sum{}, err
+	}
+	var sum block.Sum
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
 }
 
 // remoteVerifyWorkers is how many block objects VerifyRemote checks at
@@ -316,19 +349,38 @@ func compareBatches(ctx context.Context, b bucket.Bucket, batches []string, list
 // ReadRemoteManifest reads the manifest of complete evidence in a
 // bucket, checked against its .sha256 object, evidence.json and each
 // entry's name, and returns its entries in index order.
+//
+// The manifest's bytes are read as a stream (ranged GETs), hashed as
+// they are read: what stays in memory is the entries returned.
 func ReadRemoteManifest(ctx context.Context, b bucket.Bucket, meta Meta) ([]manifest.Entry, error) {
-	data, err := b.Get(ctx, ManifestName, block.Slots(meta.VolumeSizeGiB)*manifest.MaxLine+2*manifest.MaxLine)
+	rd, err := bucket.NewReader(ctx, b, ManifestName, remoteManifestMax(meta))
 	if errors.Is(err, bucket.ErrNotFound) {
 		return nil, ErrIncomplete
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRemoteSum(ctx, b, block.Sum(sha256.Sum256(data)).Hex()); err != nil {
+	h := sha256.New()
+	tee := io.TeeReader(rd, h)
+	es, perr := readRemoteEntries(tee, meta)
+	if perr != nil {
+		if _, err := io.Copy(io.Discard, tee); err != nil {
+			return nil, err
+		}
+	}
+	// A manifest that does not match its .sha256 is reported as such,
+	// before anything its entries say.
+	if err := checkRemoteSum(ctx, b, hex.EncodeToString(h.Sum(nil))); err != nil {
 		return nil, err
 	}
+	return es, perr
+}
+
+// readRemoteEntries reads a manifest's entries to its end, each checked
+// against evidence.json.
+func readRemoteEntries(r io.Reader, meta Meta) ([]manifest.Entry, error) {
 	ev := &Evidence{Meta: meta}
-	mr, err := manifest.NewReader(bytes.NewReader(data))
+	mr, err := manifest.NewReader(r)
 	if err != nil {
 		return nil, err
 	}
