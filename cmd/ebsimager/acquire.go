@@ -253,6 +253,9 @@ type acquireSummary struct {
 	Rejected   int64               `json:"rejected"`
 	Unverified []report.Unverified `json:"unverified,omitempty"`
 	Replaced   *report.Replaced    `json:"replaced,omitempty"`
+	// RunRecord is the run object this run left beside evidence in S3
+	// when it ended without completing it (s3://…/runs/…json).
+	RunRecord string `json:"run_record,omitempty"`
 }
 
 // failedBlocks is the full list of an incomplete run's failures.

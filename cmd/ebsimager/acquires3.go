@@ -265,7 +265,10 @@ func (a *acquisition) recordRemoteRun(ctx context.Context, runErr error, res acq
 		// Written even when the run was interrupted, within a bound.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		_, err = store.PutRun(wctx, a.bucket, run.Command, res.Started, body)
+		var o store.RunObject
+		if o, err = store.PutRun(wctx, a.bucket, run.Command, res.Started, body); err == nil {
+			sum.RunRecord = a.bucket.String() + o.Key
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w\n(and writing the record of this run: %v)", runErr, err)

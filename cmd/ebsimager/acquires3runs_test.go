@@ -72,6 +72,9 @@ func TestAcquireToS3RunRecords(t *testing.T) {
 	if _, _, err := store.ParseRunKey(keys[0]); err != nil {
 		t.Error(err)
 	}
+	if sum.RunRecord != u.String()+keys[0] {
+		t.Errorf("the summary names run record %q, want %q", sum.RunRecord, u.String()+keys[0])
+	}
 	first, _ := readRun(keys[0])
 	a := first.Record.Acquisition
 	if first.Format != report.RunFormat || first.Command != "acquire" || first.Outcome != report.OutcomeIncomplete || first.ExitStatus != exitIncomplete ||
