@@ -154,6 +154,11 @@ type Acquisition struct {
 	// Replaced is the evidence of another snapshot that this acquisition
 	// replaced in the same directory (acquire --force).
 	Replaced *Replaced `json:"replaced,omitempty"`
+	// Runs are the per-run record objects (runs/…json, see RunRecord)
+	// that earlier runs left beside evidence in a bucket, each named
+	// with its SHA-256, in order: the record of complete evidence names
+	// every run that preceded it.
+	Runs []RunObject `json:"runs,omitempty"`
 	// Import is set when the evidence was not fetched from AWS but
 	// imported (import-4n6ir) from a folder of the original tool; AWS is
 	// then empty but for the Region given and the folder as endpoint.

@@ -132,6 +132,13 @@ func (r *Report) Text(w io.Writer) error {
 				a.AdoptedBlocks, a.RejectedBlocks))
 		}
 		t.unverified(a.Unverified)
+		for i, run := range a.Runs {
+			label := ""
+			if i == 0 {
+				label = "Earlier runs"
+			}
+			t.field(label, fmt.Sprintf("%s, SHA-256 %s", run.Key, run.SHA256))
+		}
 		if r := a.Replaced; r != nil {
 			t.field("Replaced", replacedText(r))
 		}
