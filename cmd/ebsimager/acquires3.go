@@ -137,6 +137,10 @@ func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error 
 	switch {
 	case o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0:
 		return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
+	case o.force && targets != nil:
+		// Refused before an instance or a volume is preserved, not by
+		// each volume after.
+		return usagef("--force cannot replace evidence in a bucket: its objects are never deleted; acquire the case under another prefix")
 	}
 	return nil
 }
