@@ -310,3 +310,46 @@ func TestPolicyS3AllowsEveryCall(t *testing.T) {
 		t.Error("the reader's policy writes")
 	}
 }
+
+// TestPolicyS3Command checks the command's S3 flags: the evidence
+// bucket's policy (a golden), and the refusals.
+func TestPolicyS3Command(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "")
+	r := c.ok("policy", "--bucket-policy", "--s3", "s3://evidence-bucket/ir-2026-15/")
+	golden(t, "policy-bucket", r.stdout)
+	if r.stderr != "" {
+		t.Errorf("--bucket-policy: stderr %q", r.stderr)
+	}
+	if e := c.ok("policy", "--bucket-policy", "--s3", "s3://evidence-bucket/ir-2026-15/", "--explain"); e.stdout != r.stdout || strings.Count(e.stderr, "\n") != 3 {
+		t.Errorf("--bucket-policy --explain: stderr\n%s", e.stderr)
+	}
+	// Notes: every bucket, the whole bucket; none with a prefix.
+	if r := c.ok("policy", "--s3-read"); r.stderr != "ebsimager: note: the S3 statements allow every bucket: --s3 s3://BUCKET/PREFIX/ narrows them\n" {
+		t.Errorf("policy --s3-read: stderr %q", r.stderr)
+	}
+	if r := c.ok("policy", "--s3-write", "--s3", "s3://evidence-bucket"); r.stderr != "ebsimager: note: the S3 statements allow the whole bucket evidence-bucket: a prefix in --s3 narrows them\n" ||
+		!strings.Contains(r.stdout, `"arn:aws:s3:::evidence-bucket/*"`) || strings.Contains(r.stdout, "s3:prefix") {
+		t.Errorf("policy --s3-write of a whole bucket:\n%s%s", r.stdout, r.stderr)
+	}
+	// --object-lock takes acquire's spelling.
+	if a, b := c.ok("policy", "--s3-write", "--s3", "s3://e-b/p/", "--object-lock", "governance"), c.ok("policy", "--s3-write", "--s3", "s3://e-b/p/", "--object-lock", "GOVERNANCE"); a.stdout != b.stdout || !strings.Contains(a.stdout, `"s3:object-lock-mode": "GOVERNANCE"`) {
+		t.Errorf("--object-lock governance:\n%s", a.stdout)
+	}
+	for _, f := range []struct{ want, args string }{
+		{"--bucket-policy takes --s3 and --region only", "--bucket-policy --s3 s3://evidence-bucket/ --acquire"},
+		{"--bucket-policy takes --s3 and --region only", "--bucket-policy --s3 s3://evidence-bucket/ --legal-hold"},
+		{"--bucket-policy is the policy of the bucket of --s3 s3://BUCKET/PREFIX/: add --s3", "--bucket-policy"},
+		{`--s3: "evidence-bucket" is not an s3:// URL`, "--s3-write --s3 evidence-bucket"},
+		{`bucket name "Evidence"`, "--s3-write --s3 s3://Evidence/"},
+		{"* and ? are wildcards in an ARN", "--s3-read --s3 s3://evidence-bucket/ir-*/"},
+		{"--s3 names where --s3-write writes evidence and --s3-read reads it: add one of them", "--acquire --s3 s3://evidence-bucket/"},
+		{"--object-lock and --legal-hold are the lock --s3-write writes evidence with: add --s3-write", "--s3-read --legal-hold"},
+		{`--object-lock "LEGAL": governance or compliance`, "--s3-write --object-lock legal"},
+	} {
+		r := c.fails(exitUsage, f.want, append([]string{"policy"}, strings.Fields(f.args)...)...)
+		if r.stdout != "" {
+			t.Errorf("policy %s: a refused policy printed %q", f.args, r.stdout)
+		}
+	}
+}
