@@ -1,6 +1,10 @@
 package iampolicy
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -165,5 +169,82 @@ func TestBucketPolicy(t *testing.T) {
 	}
 	if p.Allows(Request{Action: "s3:GetObject", Resource: obj, Context: tls}) {
 		t.Error("a bucket policy of denials allows a request")
+	}
+}
+
+// s3Calls maps each S3 API call internal/s3store makes to the IAM
+// actions it needs (the Service Authorization Reference: HeadObject is
+// s3:GetObject, ListObjectsV2 s3:ListBucket, the multipart calls but
+// AbortMultipartUpload s3:PutObject); PutObject and
+// CreateMultipartUpload with a lock need the lock's actions too, which
+// TestS3LockActions checks.
+var s3Calls = map[string]string{
+	"AbortMultipartUpload":       "s3:AbortMultipartUpload",
+	"CompleteMultipartUpload":    "s3:PutObject",
+	"CreateMultipartUpload":      "s3:PutObject",
+	"GetObject":                  "s3:GetObject",
+	"GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+	"HeadObject":                 "s3:GetObject",
+	"ListObjectsV2":              "s3:ListBucket",
+	"PutObject":                  "s3:PutObject",
+	"PutObjectLegalHold":         "s3:PutObjectLegalHold",
+	"PutObjectRetention":         "s3:PutObjectRetention",
+	"UploadPart":                 "s3:PutObject",
+}
+
+// TestS3StoreCalls reads internal/s3store, the only package that talks
+// to S3, and checks that every S3 API method it uses (c.api.X) is in
+// s3Calls and granted to the writer with a lock, and that it never
+// asks for a governance bypass: a call added there without its action
+// here fails.
+func TestS3StoreCalls(t *testing.T) {
+	files, err := filepath.Glob("../s3store/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := map[string]bool{}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		parsed, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(parsed, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				if inner, ok := n.X.(*ast.SelectorExpr); ok && inner.Sel.Name == "api" {
+					called[n.Sel.Name] = true
+				}
+			case *ast.Ident:
+				if strings.Contains(n.Name, "Bypass") || strings.HasPrefix(n.Name, "DeleteObject") {
+					t.Errorf("%s: %s: evidence is never deleted, nor its retention bypassed", f, n.Name)
+				}
+			}
+			return true
+		})
+	}
+	if len(called) < 8 {
+		t.Fatalf("only %d S3 calls found in internal/s3store: %v", len(called), called)
+	}
+	p, err := Build(Options{Flows: S3Write | S3Read, ObjectLock: "GOVERNANCE", LegalHold: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := actions(p)
+	for call := range called {
+		a, ok := s3Calls[call]
+		switch {
+		case !ok:
+			t.Errorf("internal/s3store calls %s: give its IAM action in s3Calls and the policy", call)
+		case !slices.Contains(granted, a):
+			t.Errorf("internal/s3store calls %s, which needs %s: the writer's policy does not grant it", call, a)
+		}
+	}
+	for call := range s3Calls {
+		if !called[call] {
+			t.Errorf("s3Calls maps %s, which internal/s3store no longer calls", call)
+		}
 	}
 }
