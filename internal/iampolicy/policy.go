@@ -397,7 +397,7 @@ var catalogue = []entry{
 	},
 	{
 		sid:       "S3ListEvidence",
-		purpose:   "list the evidence under the prefix (what a rerun finds stored, the blocks verify checks, a case's worker summaries), and no other key of the bucket (s3:prefix)",
+		purpose:   "list the evidence under the prefix (what a rerun finds stored, the blocks verify checks, a case's worker summaries), and no other key of the bucket (s3:prefix); it also makes S3 answer a GET or HEAD of a key not yet written under the prefix with 404, not 403 (S3 checks it with the key as s3:prefix)",
 		actions:   map[Flow][]string{S3Write: {s3ListBucket}, S3Read: {s3ListBucket}},
 		resources: func(s *scope) []string { return []string{s.bucketARN()} },
 		condition: func(s *scope) Condition { return s.prefixCondition() },
