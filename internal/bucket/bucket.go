@@ -9,6 +9,7 @@ package bucket
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 )
@@ -22,6 +23,14 @@ type Bucket interface {
 	// with the object. metadata are small strings kept with it; the
 	// object carries the store's lock, if any.
 	PutNew(ctx context.Context, key string, body []byte, sum block.Sum, metadata map[string]string) error
+	// Create writes an object too large to hold in memory under key,
+	// once, as it is written: the object exists only when the Writer's
+	// Close succeeds (ErrExists when the key is taken: nothing is
+	// overwritten), and Abort, or a crash, leaves nothing under key.
+	// Every part is sent with its SHA-256, which the store checks on
+	// arrival; Close returns the whole object's SHA-256. metadata and
+	// the store's lock are as for PutNew.
+	Create(ctx context.Context, key string, metadata map[string]string) (Writer, error)
 	// Head returns what the store keeps of key; ErrNotFound when absent.
 	Head(ctx context.Context, key string) (Object, error)
 	// Get reads the whole of key, refusing more than max bytes;
@@ -38,6 +47,16 @@ type Bucket interface {
 	ListLevel(ctx context.Context, prefix string, max int) (keys []Listed, dirs []string, err error)
 	// String names the bucket and prefix for messages ("s3://b/p/").
 	String() string
+}
+
+// Writer writes one object of Create.
+type Writer interface {
+	io.Writer
+	// Close completes the object and returns its size and SHA-256.
+	Close() (size int64, sum block.Sum, err error)
+	// Abort abandons it: nothing is left under its key. After Close it
+	// does nothing.
+	Abort() error
 }
 
 // Object is what the store keeps of an object.

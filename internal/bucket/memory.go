@@ -3,7 +3,9 @@ package bucket
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"math"
@@ -56,6 +58,54 @@ func (m *Memory) PutNew(_ context.Context, key string, body []byte, sum block.Su
 	}
 	m.objects[key] = memObject{data: slices.Clone(body), meta: maps.Clone(metadata)}
 	m.puts++
+	return nil
+}
+
+// Create implements Bucket: the object is held in memory until Close
+// puts it, as PutNew would.
+func (m *Memory) Create(_ context.Context, key string, metadata map[string]string) (Writer, error) {
+	if err := m.fail("Create", key); err != nil {
+		return nil, err
+	}
+	return &memWriter{m: m, key: key, meta: maps.Clone(metadata), sum: sha256.New()}, nil
+}
+
+type memWriter struct {
+	m    *Memory
+	key  string
+	meta map[string]string
+	buf  []byte
+	sum  hash.Hash
+	done bool
+}
+
+func (w *memWriter) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("writing a closed object")
+	}
+	if err := w.m.fail("Write", w.key); err != nil {
+		return 0, err
+	}
+	w.buf = append(w.buf, p...)
+	w.sum.Write(p)
+	return len(p), nil
+}
+
+func (w *memWriter) Close() (int64, block.Sum, error) {
+	if w.done {
+		return 0, block.Sum{}, errors.New("closing a closed object")
+	}
+	w.done = true
+	var sum block.Sum
+	copy(sum[:], w.sum.Sum(nil))
+	if err := w.m.PutNew(context.Background(), w.key, w.buf, sum, w.meta); err != nil {
+		return 0, block.Sum{}, err
+	}
+	return int64(len(w.buf)), sum, nil
+}
+
+func (w *memWriter) Abort() error {
+	w.done, w.buf = true, nil
 	return nil
 }
 

@@ -154,6 +154,11 @@ type Acquisition struct {
 	// Replaced is the evidence of another snapshot that this acquisition
 	// replaced in the same directory (acquire --force).
 	Replaced *Replaced `json:"replaced,omitempty"`
+	// Runs are the per-run record objects (runs/…json, see RunRecord)
+	// that earlier runs left beside evidence in a bucket, each named
+	// with its SHA-256, in order: the record of complete evidence names
+	// every run that preceded it.
+	Runs []RunObject `json:"runs,omitempty"`
 	// Import is set when the evidence was not fetched from AWS but
 	// imported (import-4n6ir) from a folder of the original tool; AWS is
 	// then empty but for the Region given and the folder as endpoint.
@@ -455,6 +460,12 @@ type Transform struct {
 	// SourceManifestSHA256 is the manifest the conversion started from:
 	// the one the record held before it.
 	SourceManifestSHA256 string `json:"source_manifest_sha256,omitempty"`
+	// SourceEvidence is set when the conversion wrote new evidence
+	// (compress SRC --out s3://…) instead of converting in place: the
+	// evidence its blocks were read from, a directory (absolute) or an
+	// s3:// URL, whose manifest is SourceManifestSHA256. The record's
+	// Evidence.Location is then the new evidence.
+	SourceEvidence string `json:"source_evidence,omitempty"`
 }
 
 // ManifestClaim is what the record says the manifest of an evidence

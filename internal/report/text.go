@@ -132,6 +132,13 @@ func (r *Report) Text(w io.Writer) error {
 				a.AdoptedBlocks, a.RejectedBlocks))
 		}
 		t.unverified(a.Unverified)
+		for i, run := range a.Runs {
+			label := ""
+			if i == 0 {
+				label = "Earlier runs"
+			}
+			t.field(label, fmt.Sprintf("%s, SHA-256 %s", run.Key, run.SHA256))
+		}
 		if r := a.Replaced; r != nil {
 			t.field("Replaced", replacedText(r))
 		}
@@ -262,6 +269,9 @@ func (r *Report) Text(w io.Writer) error {
 			t.field("Operation", x.Operation)
 			t.field("Source", x.Source)
 			t.field("Destination", x.Destination)
+			if x.SourceEvidence != "" {
+				t.field("Converted from", x.SourceEvidence)
+			}
 			t.field("Stored as", fmt.Sprintf("codec %s, encryption %s", x.Codec, x.Encryption))
 			t.field("Blocks", fmt.Sprintf("%d (%s)", x.Blocks, bytesText(x.Bytes)))
 			if x.SourceManifestSHA256 != "" {

@@ -2,6 +2,8 @@ package s3store
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/bucket"
@@ -27,6 +29,79 @@ func (b *Bucket) URL() URL { return b.url }
 func (b *Bucket) PutNew(ctx context.Context, key string, body []byte, sum block.Sum, metadata map[string]string) error {
 	_, err := b.c.PutNew(ctx, b.url.Bucket, b.url.Key(key), body, sum, metadata, b.Lock)
 	return err
+}
+
+// Create implements bucket.Bucket: an object of up to one part
+// (DefaultPartSize) is PUT in one request when Close is called, with its
+// SHA-256 (so S3's checksum of it is the object's SHA-256); a larger one
+// becomes a multipart Upload as soon as the first part is full, each
+// part sent with its own SHA-256.
+func (b *Bucket) Create(ctx context.Context, key string, metadata map[string]string) (bucket.Writer, error) {
+	return &writer{b: b, ctx: ctx, key: key, meta: metadata}, nil
+}
+
+// writer is an object of Bucket.Create: buffered while it fits in a
+// part, then an Upload.
+type writer struct {
+	b    *Bucket
+	ctx  context.Context
+	key  string
+	meta map[string]string
+	buf  []byte
+	up   *Upload
+	done bool
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("writing a closed object")
+	}
+	if w.up == nil && len(w.buf)+len(p) <= DefaultPartSize {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if w.up == nil {
+		up, err := w.b.c.NewUpload(w.ctx, w.b.url.Bucket, w.b.url.Key(w.key), DefaultPartSize, w.meta, w.b.Lock)
+		if err != nil {
+			return 0, err
+		}
+		w.up = up
+		if _, err := up.Write(w.buf); err != nil {
+			return 0, err
+		}
+		w.buf = nil
+	}
+	return w.up.Write(p)
+}
+
+func (w *writer) Close() (int64, block.Sum, error) {
+	if w.done {
+		return 0, block.Sum{}, errors.New("closing a closed object")
+	}
+	w.done = true
+	if w.up != nil {
+		res, err := w.up.Close()
+		if err != nil {
+			return 0, block.Sum{}, err
+		}
+		return res.Size, res.SHA256, nil
+	}
+	sum := block.Sum(sha256.Sum256(w.buf))
+	if err := w.b.PutNew(w.ctx, w.key, w.buf, sum, w.meta); err != nil {
+		return 0, block.Sum{}, err
+	}
+	return int64(len(w.buf)), sum, nil
+}
+
+func (w *writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done, w.buf = true, nil
+	if w.up != nil {
+		return w.up.Abort()
+	}
+	return nil
 }
 
 // Head implements bucket.Bucket.

@@ -55,6 +55,17 @@ const (
 	remoteBatch   = 64      // journal lines per batch object at most
 	maxMetaObject = 1 << 20 // evidence.json, a .sha256: far beyond any honest size
 	journalPrefix = journalName + "."
+	// maxPendingLeaves is how many leaves may hold journal lines not yet
+	// in a batch: past it, the lowest leaf's are written (blocks come in
+	// ascending order, so writers touch few leaves at once).
+	maxPendingLeaves = 16
+	// maxLeafKeys bounds the keys of one leaf a listing may return: its
+	// blocks and its journal batches (an honest run writes at most
+	// leafSize/remoteBatch+1 batches per leaf).
+	maxLeafKeys = 2*leafSize + 10000
+	// maxLinesPerBlock bounds the distinct journal lines of one block
+	// that a leaf's batches may hold (an honest bucket holds one).
+	maxLinesPerBlock = 4
 )
 
 // ConflictError says that an object of the evidence holds other bytes
@@ -69,7 +80,13 @@ func (e *ConflictError) Error() string {
 // Is makes a ConflictError match ErrNotEvidence (exit status "conflict").
 func (e *ConflictError) Is(target error) bool { return target == ErrNotEvidence }
 
-// Remote is evidence in an object store, open for writing.
+// Remote is evidence in an object store, open for writing. Its memory is
+// bounded whatever the volume's size: a bit per block slot (what is
+// stored), the journal lines of at most maxPendingLeaves leaves not yet
+// in a batch, and, while it opens or closes, one leaf's listing and
+// journal lines. It keeps no manifest entry: Close reads the journal
+// batches back leaf by leaf, in index order, and streams the manifest
+// into the bucket (bucket.Bucket.Create).
 type Remote struct {
 	ctx  context.Context
 	b    bucket.Bucket
@@ -82,8 +99,8 @@ type Remote struct {
 	kept  Kept
 
 	mu      sync.Mutex
-	done    []uint64
-	entries map[int64]manifest.Entry
+	done    []uint64                    // a bit per block slot: stored
+	vouched []block.Sum                 // per leaf: the XOR of the SHA-256 of each stored block's entry
 	pending map[string][]manifest.Entry // journal lines not yet in a batch, by leaf
 	seq     int
 	resumed int64
@@ -114,8 +131,9 @@ func CreateRemote(ctx context.Context, b bucket.Bucket, meta Meta, o Options) (*
 	var run [4]byte
 	rand.Read(run[:])
 	r := &Remote{ctx: ctx, b: b, meta: meta, form: o.Form, seal: o.seal, run: hex.EncodeToString(run[:]), Started: time.Now(),
-		entries: map[int64]manifest.Entry{}, pending: map[string][]manifest.Entry{},
-		done: make([]uint64, (block.Slots(meta.VolumeSizeGiB)+63)/64)}
+		pending: map[string][]manifest.Entry{},
+		done:    make([]uint64, (block.Slots(meta.VolumeSizeGiB)+63)/64),
+		vouched: make([]block.Sum, (block.Slots(meta.VolumeSizeGiB)+leafSize-1)/leafSize)}
 	if err := r.openMeta(); err != nil {
 		return nil, err
 	}
@@ -176,14 +194,14 @@ func (r *Remote) openMeta() error {
 // readPrior reads the manifest of complete evidence, if there is one.
 func (r *Remote) readPrior() error {
 	bound := block.Slots(r.meta.VolumeSizeGiB)*manifest.MaxLine + 2*manifest.MaxLine
-	data, err := r.b.Get(r.ctx, ManifestName, bound)
+	rd, err := bucket.NewReader(r.ctx, r.b, ManifestName, bound)
 	if errors.Is(err, bucket.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	mr, err := manifest.NewReader(bytes.NewReader(data))
+	mr, err := manifest.NewReader(rd)
 	if err != nil {
 		return fmt.Errorf("%s%s: %w", r.b, ManifestName, err)
 	}
@@ -215,28 +233,114 @@ func leafKey(index int64) string {
 	return fmt.Sprintf("%s/%02d/%04d", blocksDir, index/(leafSize*topSize), index/leafSize%topSize)
 }
 
-// scan finds what earlier runs stored (see the comment at the top).
+// scan finds what earlier runs stored (see the comment at the top),
+// leaf by leaf.
 func (r *Remote) scan() error {
-	slots := block.Slots(r.meta.VolumeSizeGiB)
-	keys, err := r.b.List(r.ctx, blocksDir+"/", int(min(2*slots+10000, 1<<31-1)))
+	leaves, err := r.leaves()
+	if err != nil {
+		return err
+	}
+	for _, leaf := range leaves {
+		if err := r.scanLeaf(leafDir(leaf)); err != nil {
+			return err
+		}
+		if err := r.flushExcess(r.ctx, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leafDir is the key of leaf number n (blocks n*leafSize onwards).
+func leafDir(n int64) string { return leafKey(n * leafSize) }
+
+// leaves lists the leaves under blocks/ that hold objects, in index
+// order, two levels of listing bounded by the volume's size; any other
+// key there is refused.
+func (r *Remote) leaves() ([]int64, error) {
+	nleaves := (block.Slots(r.meta.VolumeSizeGiB) + leafSize - 1) / leafSize
+	ntops := (nleaves + topSize - 1) / topSize
+	keys, tops, err := r.b.ListLevel(r.ctx, blocksDir+"/", int(ntops)+16)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) > 0 {
+		return nil, &ConflictError{Where: r.b.String(), Key: keys[0].Key, Reason: "not a name this tool writes"}
+	}
+	var out []int64
+	for _, top := range tops {
+		t, ok := parseLevel(top, blocksDir+"/", 2)
+		if !ok || t >= ntops {
+			return nil, &ConflictError{Where: r.b.String(), Key: top, Reason: "not a name this tool writes"}
+		}
+		keys, dirs, err := r.b.ListLevel(r.ctx, top, topSize+16)
+		if err != nil {
+			return nil, err
+		}
+		if len(keys) > 0 {
+			return nil, &ConflictError{Where: r.b.String(), Key: keys[0].Key, Reason: "not a name this tool writes"}
+		}
+		for _, d := range dirs {
+			n, ok := parseLevel(d, top, 4)
+			if !ok || t*topSize+n >= nleaves {
+				return nil, &ConflictError{Where: r.b.String(), Key: d, Reason: "not a name this tool writes"}
+			}
+			out = append(out, t*topSize+n)
+		}
+	}
+	return out, nil
+}
+
+// parseLevel reads the number of dir, parent followed by width digits
+// and a slash.
+func parseLevel(dir, parent string, width int) (int64, bool) {
+	rest, ok := strings.CutPrefix(dir, parent)
+	if !ok || len(rest) != width+1 || rest[width] != '/' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest[:width], 10, 32)
+	return int64(n), err == nil
+}
+
+// listLeaf lists the objects of leaf: its block objects and its journal
+// batch keys, refusing any other name.
+func (r *Remote) listLeaf(ctx context.Context, leaf string) (blocks, batches []bucket.Listed, err error) {
+	keys, err := r.b.List(ctx, leaf+"/", maxLeafKeys)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, k := range keys {
+		name := strings.TrimPrefix(k.Key, leaf+"/")
+		switch {
+		case strings.Contains(name, "/"):
+			return nil, nil, &ConflictError{Where: r.b.String(), Key: k.Key, Reason: "not a name this tool writes"}
+		case strings.HasPrefix(name, journalPrefix):
+			batches = append(batches, k)
+		default:
+			blocks = append(blocks, k)
+		}
+	}
+	return blocks, batches, nil
+}
+
+// scanLeaf finds what earlier runs stored in leaf.
+func (r *Remote) scanLeaf(leaf string) error {
+	blocks, batches, err := r.listLeaf(r.ctx, leaf)
 	if err != nil {
 		return err
 	}
 	journaled := map[string]manifest.Entry{}
-	var blocks []bucket.Listed
-	for _, k := range keys {
-		leaf, name := path.Split(k.Key)
-		leaf = strings.TrimSuffix(leaf, "/")
-		if !validLeafKey(leaf) {
-			return &ConflictError{Where: r.b.String(), Key: k.Key, Reason: "not a name this tool writes"}
-		}
-		if strings.HasPrefix(name, journalPrefix) {
-			if err := r.readBatch(leaf, k, journaled); err != nil {
-				return err
+	for _, k := range batches {
+		err := r.readBatch(r.ctx, leaf, k, func(e manifest.Entry) error {
+			journaled[e.Name] = e
+			if len(journaled) > maxLinesPerBlock*leafSize {
+				return &ConflictError{Where: r.b.String(), Key: k.Key, Reason: "more journal lines than the leaf can hold"}
 			}
-			continue
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		blocks = append(blocks, k)
 	}
 	// Check every block object, remoteVerifyWorkers at a time: a HEAD
 	// each (and a GET for those no journal line names).
@@ -271,10 +375,10 @@ func (r *Remote) scan() error {
 		r.kept.Checked++
 		if _, ok := journaled[k.Key]; !ok {
 			r.kept.Adopted++
-			r.pending[path.Dir(k.Key)] = append(r.pending[path.Dir(k.Key)], e)
+			r.pending[leaf] = append(r.pending[leaf], e)
 		}
 		r.mark(e.Index)
-		r.entries[e.Index] = e
+		r.vouch(e)
 		r.resumed++
 	}
 	return nil
@@ -340,9 +444,11 @@ func validLeafKey(leaf string) bool {
 	return err1 == nil && err2 == nil
 }
 
-// readBatch reads one journal batch object of leaf into journaled, by key.
-func (r *Remote) readBatch(leaf string, k bucket.Listed, journaled map[string]manifest.Entry) error {
-	data, err := r.b.Get(r.ctx, k.Key, leafSize*manifest.MaxLine)
+// readBatch reads one journal batch object of leaf, calling fn with
+// each line, checked: a block of this evidence, in this leaf, in this
+// form.
+func (r *Remote) readBatch(ctx context.Context, leaf string, k bucket.Listed, fn func(manifest.Entry) error) error {
+	data, err := r.b.Get(ctx, k.Key, leafSize*manifest.MaxLine)
 	if err != nil {
 		return err
 	}
@@ -363,7 +469,9 @@ func (r *Remote) readBatch(leaf string, k bucket.Listed, journaled map[string]ma
 			e.Name != r.Name(e.Index, sum) || !r.sameForm(e) || e.Size <= 0 || e.Size > manifest.MaxStoredSize || e.Length <= 0 || e.Length > block.Size {
 			return &ConflictError{Where: r.b.String(), Key: k.Key, Reason: fmt.Sprintf("a journal line that does not describe a block of this evidence in this leaf (block %d)", e.Index)}
 		}
-		journaled[e.Name] = e
+		if err := fn(e); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -472,6 +580,22 @@ func (r *Remote) mark(index int64) {
 	}
 }
 
+// vouch adds e, the entry of a block this run counts as stored (checked
+// or written by it), to its leaf's digest: Close's manifest must hold
+// exactly these entries, whatever the journal batches say by then.
+func (r *Remote) vouch(e manifest.Entry) {
+	d := entryHash(e)
+	v := &r.vouched[e.Index/leafSize]
+	for i := range v {
+		v[i] ^= d[i]
+	}
+}
+
+func entryHash(e manifest.Entry) block.Sum {
+	line, _ := json.Marshal(e) // an Entry always marshals
+	return sha256.Sum256(line)
+}
+
 // Meta returns what the evidence holds.
 func (r *Remote) Meta() Meta { return r.meta }
 
@@ -537,8 +661,10 @@ func (r *Remote) Put(b block.Block) error {
 	}
 	leaf := leafKey(b.Index)
 	r.mu.Lock()
-	r.mark(b.Index)
-	r.entries[b.Index] = e
+	if !r.has(b.Index) { // else stored by this run already, with this entry
+		r.mark(b.Index)
+		r.vouch(e)
+	}
 	r.pending[leaf] = append(r.pending[leaf], e)
 	var batch []manifest.Entry
 	var seq int
@@ -547,9 +673,11 @@ func (r *Remote) Put(b block.Block) error {
 	}
 	r.mu.Unlock()
 	if batch != nil {
-		return r.writeBatch(r.ctx, leaf, seq, batch)
+		if err := r.writeBatch(r.ctx, leaf, seq, batch); err != nil {
+			return err
+		}
 	}
-	return nil
+	return r.flushExcess(r.ctx, leaf)
 }
 
 // takeBatch takes leaf's pending lines and a sequence number for them.
@@ -577,6 +705,29 @@ func (r *Remote) writeBatch(ctx context.Context, leaf string, seq int, batch []m
 		return fmt.Errorf("journaling %d blocks: %w", len(batch), err)
 	}
 	return nil
+}
+
+// flushExcess writes the pending lines of the lowest leaves but except
+// while more than maxPendingLeaves leaves have some.
+func (r *Remote) flushExcess(ctx context.Context, except string) error {
+	for {
+		r.mu.Lock()
+		if len(r.pending) <= maxPendingLeaves {
+			r.mu.Unlock()
+			return nil
+		}
+		var leaf string
+		for l := range r.pending {
+			if l != except && (leaf == "" || l < leaf) {
+				leaf = l
+			}
+		}
+		batch, seq := r.takeBatch(leaf)
+		r.mu.Unlock()
+		if err := r.writeBatch(ctx, leaf, seq, batch); err != nil {
+			return err
+		}
+	}
 }
 
 // flush writes every pending journal line.
@@ -637,20 +788,11 @@ func (r *Remote) Close() (sink.Result, error) {
 	if finished.IsZero() {
 		finished = time.Now()
 	}
-	idx := slices.Sorted(func(yield func(int64) bool) {
-		for i := range r.entries {
-			if !yield(i) {
-				return
-			}
-		}
-	})
 	res := sink.Result{Files: []string{r.b.String() + ManifestName}, HashFiles: []string{r.b.String() + ManifestSumName}, Size: r.meta.VolumeSizeGiB << 30}
 	if p := r.prior; p != nil {
 		d := newEntryDigest()
-		for _, i := range idx {
-			if err := d.add(r.entries[i]); err != nil {
-				return sink.Result{}, err
-			}
+		if err := r.eachEntry(r.ctx, d.add); err != nil {
+			return sink.Result{}, err
 		}
 		if d.sum() != p.entries {
 			return sink.Result{}, &ConflictError{Where: r.b.String(), Key: ManifestName, Reason: "complete evidence of other blocks is already there"}
@@ -664,21 +806,8 @@ func (r *Remote) Close() (sink.Result, error) {
 		VolumeSizeGiB: r.meta.VolumeSizeGiB, VolumeSizeBytes: r.meta.VolumeSizeGiB << 30, BlockSize: r.meta.BlockSize,
 		ToolVersion: r.meta.ToolVersion, StartedAt: r.Started.UTC(), FinishedAt: finished.UTC(), ObjectLock: r.meta.ObjectLock,
 	}
-	var buf bytes.Buffer
-	mw, err := manifest.NewWriter(&buf, h)
+	sum, err := r.writeManifest(h)
 	if err != nil {
-		return sink.Result{}, err
-	}
-	for _, i := range idx {
-		if err := mw.Add(r.entries[i]); err != nil {
-			return sink.Result{}, err
-		}
-	}
-	var sum Summary
-	if sum.Trailer, sum.ManifestSHA256, err = mw.Close(); err != nil {
-		return sink.Result{}, err
-	}
-	if err := r.b.PutNew(r.ctx, ManifestName, buf.Bytes(), sum.ManifestSHA256, nil); err != nil {
 		return sink.Result{}, fmt.Errorf("writing manifest: %w", err)
 	}
 	line := []byte(fmt.Sprintf("%s  %s\n", sum.ManifestSHA256.Hex(), ManifestName))
@@ -688,6 +817,156 @@ func (r *Remote) Close() (sink.Result, error) {
 	r.summary = sum
 	res.Blocks, res.Manifest = sum.Blocks, sum.ManifestSHA256.Hex()
 	return res, nil
+}
+
+// writeManifest streams the manifest of every stored block into the
+// bucket, once: it exists only if all of it was written.
+func (r *Remote) writeManifest(h manifest.Header) (Summary, error) {
+	w, err := r.b.Create(r.ctx, ManifestName, nil)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer w.Abort()
+	mw, err := manifest.NewWriter(w, h)
+	if err != nil {
+		return Summary{}, err
+	}
+	if err := r.eachEntry(r.ctx, mw.Add); err != nil {
+		return Summary{}, err
+	}
+	var sum Summary
+	if sum.Trailer, sum.ManifestSHA256, err = mw.Close(); err != nil {
+		return Summary{}, err
+	}
+	_, stored, err := w.Close()
+	if err != nil {
+		return Summary{}, err
+	}
+	if stored != sum.ManifestSHA256 {
+		return Summary{}, fmt.Errorf("the store hashed the manifest to %s, written as %s", stored.Hex(), sum.ManifestSHA256.Hex())
+	}
+	return sum, nil
+}
+
+// eachEntry calls fn with the entry of every stored block, in index
+// order, read back from the journal batches leaf by leaf (see
+// leafEntries): only one leaf's lines are in memory at a time.
+func (r *Remote) eachEntry(ctx context.Context, fn func(manifest.Entry) error) error {
+	slots := block.Slots(r.meta.VolumeSizeGiB)
+	for leaf := int64(0); leaf*leafSize < slots; leaf++ {
+		lo, hi := leaf*leafSize, min((leaf+1)*leafSize, slots)
+		if !r.anyIn(lo, hi) {
+			continue
+		}
+		es, err := r.leafEntries(ctx, leafDir(leaf), lo, hi)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// anyIn reports whether a block of [lo, hi) is stored.
+func (r *Remote) anyIn(lo, hi int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := lo; i < hi; i++ {
+		if i%64 == 0 && i+64 <= hi && r.done[i/64] == 0 {
+			i += 63
+			continue
+		}
+		if r.has(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// leafEntries returns the entries of the stored blocks of leaf ([lo,
+// hi)), in index order, from its journal batches. Every stored block
+// must have a line, and its object must be listed with the line's size;
+// and the entries must be the ones this run checked or wrote (the
+// leaf's digest, see vouch): nothing written by another hand since
+// enters the manifest.
+// Lines of blocks this run does not count as stored (an earlier run's,
+// whose object is gone) are left out. When the batches hold different
+// lines for one stored block, the one whose stored SHA-256 the store
+// keeps for its object is the block's (a HEAD); none or several is a
+// conflict.
+func (r *Remote) leafEntries(ctx context.Context, leaf string, lo, hi int64) ([]manifest.Entry, error) {
+	blocks, batches, err := r.listLeaf(ctx, leaf)
+	if err != nil {
+		return nil, err
+	}
+	sizes := make(map[string]int64, len(blocks))
+	for _, k := range blocks {
+		sizes[k.Key] = k.Size
+	}
+	lines := map[int64][]manifest.Entry{}
+	for _, k := range batches {
+		err := r.readBatch(ctx, leaf, k, func(e manifest.Entry) error {
+			if slices.Contains(lines[e.Index], e) {
+				return nil
+			}
+			if len(lines[e.Index]) == maxLinesPerBlock {
+				return &ConflictError{Where: r.b.String(), Key: k.Key, Reason: fmt.Sprintf("more than %d different journal lines for block %d", maxLinesPerBlock, e.Index)}
+			}
+			lines[e.Index] = append(lines[e.Index], e)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var (
+		out []manifest.Entry
+		got block.Sum
+	)
+	for i := lo; i < hi; i++ {
+		if !r.Has(i) {
+			continue
+		}
+		var keep []manifest.Entry
+		for _, e := range lines[i] {
+			if size, ok := sizes[e.Name]; ok && size == e.Size {
+				keep = append(keep, e)
+			}
+		}
+		if len(keep) > 1 {
+			var match []manifest.Entry
+			for _, e := range keep {
+				stored, err := r.storedSum(ctx, e.Name, e.Size)
+				var req *requestError
+				if errors.As(err, &req) {
+					return nil, req.err
+				}
+				if err == nil && stored.Hex() == e.StoredSHA256 {
+					match = append(match, e)
+				}
+			}
+			keep = match
+		}
+		if len(keep) != 1 {
+			return nil, &ConflictError{Where: r.b.String(), Key: leaf, Reason: fmt.Sprintf("block %d is stored, but %d of its journal lines name its object as it is", i, len(keep))}
+		}
+		out = append(out, keep[0])
+		d := entryHash(keep[0])
+		for i := range got {
+			got[i] ^= d[i]
+		}
+	}
+	r.mu.Lock()
+	want := r.vouched[lo/leafSize]
+	r.mu.Unlock()
+	if got != want {
+		return nil, &ConflictError{Where: r.b.String(), Key: leaf, Reason: "its journal batches no longer hold the entries of the blocks this run stored or checked"}
+	}
+	return out, nil
 }
 
 // Summary is what Close wrote (or kept).
