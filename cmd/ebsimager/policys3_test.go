@@ -234,8 +234,9 @@ func checkS3Calls(t *testing.T, name string, p *iampolicy.Policy, calls []s3Call
 }
 
 // TestPolicyS3AllowsEveryCall writes evidence to a locked bucket on moto
-// (acquire with a retention and a legal hold, its rerun, and the
-// multipart Upload that export to S3 uses, completed and aborted), then
+// (acquire with a retention and a legal hold, its rerun, a conversion
+// from S3 to S3, and the multipart Upload that export to S3 uses,
+// completed and aborted), then
 // reads it (verify, export, inspect), recording every S3 request, and
 // checks the writer's requests against the policy `policy --s3-write`
 // prints and the reader's against `policy --s3-read`'s, both ways.
@@ -264,6 +265,7 @@ func TestPolicyS3AllowsEveryCall(t *testing.T) {
 	// the lock (moto drops it, so Close sets it) and one aborted.
 	c.ok("acquire", snapA, "--out", u, "--object-lock", "governance", "--retain-days", "1", "--legal-hold", "--quiet")
 	c.ok("acquire", snapA, "--out", u, "--object-lock", "governance", "--retain-days", "1", "--legal-hold", "--quiet")
+	c.ok("compress", u, "--out", place+snapA+"-zstd/", "--object-lock", "governance", "--retain-days", "1", "--legal-hold", "--quiet")
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("emulator", "emulator", ""), BaseEndpoint: aws.String(rec.URL)}
 	s3c := s3store.New(cfg, s3store.Options{})
 	lock := s3store.Lock{Mode: s3store.Governance, RetainUntil: time.Now().Add(24 * time.Hour).Truncate(time.Second), LegalHold: true}
