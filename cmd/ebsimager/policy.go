@@ -42,15 +42,17 @@ Choose one or more steps:
               and the pre-flight checks, and the snapshot's KMS key
   --s3-write  write evidence to --s3 (acquire, export, conversions and
               import-4n6ir with --out s3://…): list the prefix and read
-              what it holds (a rerun resumes), PutObject (each object
-              once; multipart uploads too) and AbortMultipartUpload under
-              the prefix only; with --object-lock MODE or --legal-hold,
-              the bucket's Object Lock check, the retention in that mode
-              and legal holds that can be placed, never lifted. Never
+              what it holds (a rerun resumes), PutObject only with
+              If-None-Match (an object is created once, never
+              overwritten), multipart uploads and their abort, under the
+              prefix only; with --object-lock MODE or --legal-hold, the
+              bucket's Object Lock check, the retention in that mode and
+              legal holds that can be placed, never lifted. Never
               s3:DeleteObject or s3:BypassGovernanceRetention
   --s3-read   read evidence from --s3 (verify, export, inspect, ls, cat,
               triage, mount, diff --base-evidence, case summarize):
-              ListBucket under the prefix, GetObject (and HEAD) only
+              ListBucket under the prefix, GetObject (and HEAD), and
+              verify's run record (runs/…-verify.json), created once
 
 --s3 s3://BUCKET/PREFIX/ is the evidence's place (default: every bucket);
 the ARNs are arn:aws:s3:::BUCKET (listing keys under PREFIX only) and

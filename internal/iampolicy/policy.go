@@ -44,7 +44,12 @@ type Flow uint8
 //     caller with s3:GetObjectRetention and s3:GetObjectLegalHold.
 //   - S3Read: evidence read from s3://bucket/prefix/ (verify, export,
 //     inspect, ls, cat, triage, mount, diff, case summarize):
-//     ListObjectsV2, HeadObject and GetObject only.
+//     ListObjectsV2, HeadObject and GetObject, and the PutObject of
+//     verify's run record (runs/…-verify.json), once.
+//
+// Every PutObject and CompleteMultipartUpload carries If-None-Match: *,
+// and the policy requires it (s3:if-none-match): no step can overwrite
+// an object, whatever its code does.
 const (
 	Acquire Flow = 1 << iota
 	Snapshot
@@ -409,10 +414,33 @@ var catalogue = []entry{
 		resources: func(s *scope) []string { return []string{s.objectsARN()} },
 	},
 	{
-		sid:       "S3WriteEvidence",
-		purpose:   "write each evidence object once under the prefix (PutObject with If-None-Match; the parts of a multipart upload are s3:PutObject too), and abort a multipart upload that failed; nothing is ever deleted (no s3:DeleteObject)",
-		actions:   map[Flow][]string{S3Write: {s3AbortMultipartUpload, s3PutObject}},
+		sid:       "S3WriteEvidenceOnce",
+		purpose:   "create each evidence object once under the prefix: PutObject and CompleteMultipartUpload only with If-None-Match: * (s3:if-none-match), so that no object is ever overwritten; nothing is ever deleted (no s3:DeleteObject)",
+		actions:   map[Flow][]string{S3Write: {s3PutObject}},
 		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+		condition: func(*scope) Condition { return writeOnce() },
+	},
+	{
+		sid:       "S3WriteEvidenceParts",
+		purpose:   "start a multipart upload and send its parts (they create no object: s3:ObjectCreationOperation is false; completing it needs If-None-Match)",
+		actions:   map[Flow][]string{S3Write: {s3PutObject}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+		condition: func(*scope) Condition {
+			return Condition{"Bool": {"s3:ObjectCreationOperation": {"false"}}}
+		},
+	},
+	{
+		sid:       "S3AbortUploads",
+		purpose:   "abort a multipart upload that failed, which leaves nothing under its key",
+		actions:   map[Flow][]string{S3Write: {s3AbortMultipartUpload}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+	},
+	{
+		sid:       "S3RecordRuns",
+		purpose:   "leave the record of a run beside the evidence it read (verify's runs/<time>-<tag>-verify.json), once (If-None-Match): the evidence's own objects are never written",
+		actions:   map[Flow][]string{S3Read: {s3PutObject}},
+		resources: func(s *scope) []string { return s.runsARNs() },
+		condition: func(*scope) Condition { return writeOnce() },
 	},
 	{
 		sid:       "S3CheckObjectLock",

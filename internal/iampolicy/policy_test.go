@@ -67,9 +67,10 @@ var flowActions = map[Flow][]string{
 		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
 		"kms:ReEncryptFrom", "kms:ReEncryptTo"},
 	// internal/s3store's calls without a lock (TestS3LockActions checks
-	// the lock's); never s3:DeleteObject.
+	// the lock's); never s3:DeleteObject. The reader's PutObject is
+	// verify's run record (TestS3Allows checks where).
 	S3Write: {"s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket", "s3:PutObject"},
-	S3Read:  {"s3:GetObject", "s3:ListBucket"},
+	S3Read:  {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}, // PutObject: verify's run records only
 }
 
 const (
@@ -145,7 +146,8 @@ var (
 	// arn:PARTITION:SERVICE:REGION:ACCOUNT:TYPE/ID
 	arnRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):(ec2|kms):([a-z0-9-]+|\*):([0-9]{12}|\*)?:([a-z]+)/(\*|[A-Za-z0-9-]+)$`)
 	// arn:PARTITION:s3:::BUCKET and arn:PARTITION:s3:::BUCKET/PREFIX*
-	s3ARNRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):s3:::([a-z0-9.-]+|\*)(/([a-z0-9/-]*)\*)?$`)
+	// (and the run records: BUCKET/PREFIXruns/* and BUCKET/PREFIX*/runs/*)
+	s3ARNRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):s3:::([a-z0-9.-]+|\*)(/(.*))?$`)
 )
 
 // TestPolicyShape checks every policy against IAM's grammar and the
@@ -244,7 +246,7 @@ func checkS3Resource(t *testing.T, name, r string, types []string, o Options) {
 	if want := cmp.Or(o.S3Bucket, "*"); m[2] != want {
 		t.Errorf("%s: %q: not bucket %s", name, r, want)
 	}
-	if kind == "s3:object" && m[4] != o.S3Prefix {
+	if p := o.S3Prefix; kind == "s3:object" && m[4] != p+"*" && m[4] != p+"runs/*" && m[4] != p+"*/runs/*" {
 		t.Errorf("%s: %q: not the objects under %q", name, r, o.S3Prefix)
 	}
 	if want := "aws"; o.Region != "" && strings.HasPrefix(o.Region, "cn-") && m[1] != "aws-cn" || o.Region == "" && m[1] != want {

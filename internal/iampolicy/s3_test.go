@@ -62,6 +62,9 @@ func TestS3Allows(t *testing.T) {
 		t.Fatal(err)
 	}
 	const obj = "arn:aws:s3:::evidence/ir-15/snap-1/blocks/00/0000/x"
+	// What S3 sets for a PutObject with If-None-Match: *, and for a part.
+	create := map[string][]string{"s3:if-none-match": {"*"}, "s3:ObjectCreationOperation": {"true"}}
+	part := map[string][]string{"s3:ObjectCreationOperation": {"false"}}
 	list := func(prefix string) Request {
 		return Request{Action: "s3:ListBucket", Resource: "arn:aws:s3:::evidence", Context: map[string][]string{"s3:prefix": {prefix}}}
 	}
@@ -72,10 +75,15 @@ func TestS3Allows(t *testing.T) {
 		what       string
 		policyName string
 	}{
-		{w, Request{Action: "s3:PutObject", Resource: obj}, true, "a block", "writer"},
-		{w, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-16/x"}, false, "outside the prefix", "writer"},
-		{w, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-15"}, false, "the prefix without its slash", "writer"},
-		{w, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::other/ir-15/x"}, false, "another bucket", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: obj, Context: create}, true, "a block", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: obj, Context: map[string][]string{"s3:ObjectCreationOperation": {"true"}}}, false, "an overwrite (no If-None-Match)", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: obj, Context: map[string][]string{"s3:ObjectCreationOperation": {"true"}, "s3:if-match": {`"etag"`}}}, false, "an overwrite (If-Match)", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: obj, Context: part}, true, "a part", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-16/x", Context: create}, false, "outside the prefix", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-16/x", Context: part}, false, "a part outside the prefix", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-15", Context: create}, false, "the prefix without its slash", "writer"},
+		{w, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::other/ir-15/x", Context: create}, false, "another bucket", "writer"},
+		{w, Request{Action: "s3:AbortMultipartUpload", Resource: obj}, true, "an abort", "writer"},
 		{w, Request{Action: "s3:DeleteObject", Resource: obj}, false, "a deletion", "writer"},
 		{w, list("ir-15/snap-1/blocks/"), true, "the prefix's blocks", "writer"},
 		{w, list("ir-15/"), true, "the prefix", "writer"},
@@ -89,7 +97,12 @@ func TestS3Allows(t *testing.T) {
 		{w, Request{Action: "s3:GetBucketObjectLockConfiguration", Resource: "arn:aws:s3:::evidence"}, true, "the lock check", "writer"},
 		{r, Request{Action: "s3:GetObject", Resource: obj}, true, "a block", "reader"},
 		{r, list("ir-15/"), true, "the prefix", "reader"},
-		{r, Request{Action: "s3:PutObject", Resource: obj}, false, "a write", "reader"},
+		{r, Request{Action: "s3:PutObject", Resource: obj, Context: create}, false, "a write", "reader"},
+		{r, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-15/snap-1/runs/20261205T120000Z-0a1b2c3d-verify.json", Context: create}, true, "a run record of evidence under the prefix", "reader"},
+		{r, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-15/runs/20261205T120000Z-0a1b2c3d-verify.json", Context: create}, true, "a run record of the evidence at the prefix", "reader"},
+		{r, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-15/snap-1/runs/x.json", Context: map[string][]string{"s3:ObjectCreationOperation": {"true"}}}, false, "a run record overwritten", "reader"},
+		{r, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-15/snap-1/runs/x.json", Context: part}, false, "a multipart upload", "reader"},
+		{r, Request{Action: "s3:PutObject", Resource: "arn:aws:s3:::evidence/ir-16/runs/x.json", Context: create}, false, "a run record outside the prefix", "reader"},
 		{r, Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::evidence/secret"}, false, "outside the prefix", "reader"},
 	} {
 		if got := c.p.Allows(c.rq); got != c.want {

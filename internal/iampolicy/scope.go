@@ -179,6 +179,23 @@ func (s *scope) objectsARN() string {
 	return fmt.Sprintf("arn:%s:s3:::%s/%s*", s.partition, b, s.o.S3Prefix)
 }
 
+// runsARNs are the ARNs of the run records under the prefix: those of
+// the evidence at the prefix, and of every evidence below it (a case).
+func (s *scope) runsARNs() []string {
+	b := s.o.S3Bucket
+	if b == "" {
+		b = wildcard
+	}
+	p := fmt.Sprintf("arn:%s:s3:::%s/%s", s.partition, b, s.o.S3Prefix)
+	return []string{p + "runs/*", p + "*/runs/*"}
+}
+
+// writeOnce allows a write only with If-None-Match (S3 takes only "*"):
+// the object is created, never overwritten.
+func writeOnce() Condition {
+	return Condition{"Null": {"s3:if-none-match": {"false"}}}
+}
+
 // prefixCondition lets ListBucket list the prefix only.
 func (s *scope) prefixCondition() Condition {
 	if s.o.S3Prefix == "" {
