@@ -87,7 +87,10 @@ snapshot of the same volume (stored with the same --compress/--encrypt),
 only the blocks ListChangedBlocks reports between the two snapshots are
 fetched; every other block is taken from the base, hard-linked (copied
 with --copy-base, or when linking fails). The result is a complete
-evidence directory of SNAPSHOT.
+evidence directory of SNAPSHOT. The base may be evidence in S3
+(--base s3://bucket/prefix/), and the output too: a block from or to S3
+is read, checked against the base's manifest, and written again (a block
+that does not match is fetched from the snapshot instead).
 
 A case: with more than one target, any volume (vol-…) or instance (i-…)
 target, or --targets FILE (one id a line), every snapshot is acquired at
@@ -144,10 +147,10 @@ writes a JSON summary beside it, OUT.<start time>.summary.json, which
 	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot, or an existing image")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
-	f.StringVar(&o.base, "base", "", "evidence directory of an earlier snapshot of the volume: fetch only the changed blocks")
+	f.StringVar(&o.base, "base", "", "evidence (a directory or s3://bucket/prefix/) of an earlier snapshot of the volume: fetch only the changed blocks")
 	f.BoolVar(&o.copyBase, "copy-base", false, "copy the unchanged blocks from --base instead of hard-linking them")
 	f.Float64Var(&o.accountRate, "account-rate", ebs.DefaultAccountRate, "GetSnapshotBlock requests per second shared fairly by every snapshot of a case: the account's quota in the Region (0: no account limit)")
-	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR")
+	f.StringVar(&o.targets, "targets", "", "file of targets, one id a line (# comments and blank lines allowed): acquire them as a case into --out DIR or s3://bucket/prefix/")
 	f.IntVar(&o.index, "index", 0, "with --targets FILE: acquire only its target at this index, 0-based, as one worker of an indexed job (default: JOB_COMPLETION_INDEX, else AWS_BATCH_JOB_ARRAY_INDEX, when set)")
 	f.BoolVar(&o.useLatest, "use-latest", false, "for instance and volume targets: acquire the newest completed snapshot of each volume instead of making one")
 	o.preserve.addFlags(cmd)
@@ -189,7 +192,7 @@ func (o *acquireOptions) check(cmd *cobra.Command, args []string) ([]string, err
 		return nil, usagef("--compress and --encrypt apply to an evidence directory (--out), not to --image")
 	}
 	if o.base != "" && o.out == "" {
-		return nil, usagef("--base needs --out DIR: the unchanged blocks are taken into an evidence directory")
+		return nil, usagef("--base needs --out DIR or --out s3://…: the unchanged blocks are taken into evidence")
 	}
 	if o.copyBase && o.base == "" {
 		return nil, usagef("--copy-base applies to --base")
@@ -324,7 +327,7 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 			}
 			defer unlock()
 		}
-		if seal, err = a.openBase(); err != nil {
+		if seal, err = a.openBase(ctx); err != nil {
 			return acquireSummary{}, err
 		}
 	}
@@ -351,7 +354,11 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
 	switch {
 	case err == nil && a.remote != nil:
-		err = a.finishRemote(ctx, &res, &sum, awsInfo)
+		if err = a.completeRemoteBase(ctx, opts, &res, &sum); err == nil {
+			err = a.finishRemote(ctx, &res, &sum, awsInfo)
+		} else {
+			err = a.recordRemoteRun(ctx, a.failed(err, res, &sum, awsInfo), res, &sum, awsInfo)
+		}
 	case err == nil && a.st != nil:
 		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)
 	case err == nil:
@@ -387,7 +394,7 @@ type sealed struct {
 
 // openBase reads --compress/--encrypt for the evidence directory, and
 // opens --base.
-func (a *acquisition) openBase() (sealed, error) {
+func (a *acquisition) openBase(ctx context.Context) (sealed, error) {
 	var s sealed
 	var err error
 	if s.form, s.recipients, s.keyFile, err = a.o.seal.form(a.o.out); err != nil {
@@ -396,12 +403,7 @@ func (a *acquisition) openBase() (sealed, error) {
 	if a.o.base == "" {
 		return s, nil
 	}
-	if same, err := samePath(a.o.base, a.o.out); err != nil {
-		return s, err
-	} else if same {
-		return s, usagef("--base and --out name the same directory %s", a.o.base)
-	}
-	a.inc, err = incremental.Open(a.o.base, a.o.copyBase, s.form.Form, s.recipients)
+	a.inc, err = a.openIncremental(ctx, s)
 	var imported *store.ImportedBaseError
 	if errors.As(err, &imported) {
 		return s, usageError{err}

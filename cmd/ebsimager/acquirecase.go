@@ -15,6 +15,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/preflight"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -65,7 +66,7 @@ func (o *acquireOptions) caseTargets(args []string) ([]string, error) {
 func (o *acquireOptions) checkCase() error {
 	switch {
 	case o.out == "":
-		return usagef("a case (several targets, an instance or a volume, or --targets) is acquired into --out DIR; --image applies to a single snapshot")
+		return usagef("a case (several targets, an instance or a volume, or --targets) is acquired into --out DIR or s3://bucket/prefix/; --image applies to a single snapshot")
 	case o.base != "":
 		return usagef("--base applies to a single snapshot")
 	case o.seal.encrypting() && len(o.seal.recipients) == 0 && len(o.seal.recipientsFiles) == 0 && o.seal.passphraseFile == "":
@@ -74,18 +75,16 @@ func (o *acquireOptions) checkCase() error {
 	return nil
 }
 
-// runCase acquires every snapshot of targets into DIR/<snapshot-id>/ at
-// once and writes DIR/case.json and DIR/case.txt.
+// runCase acquires every snapshot of targets into DIR/<snapshot-id>/ (or
+// s3://bucket/case/<snapshot-id>/) at once and records the case: DIR's
+// case.json and case.txt, or in S3 the objects casework.Bucket writes.
 func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets []string, o *acquireOptions) (*casework.Case, error) {
-	if _, err := os.Stat(filepath.Join(o.out, store.MetaName)); err == nil {
-		return nil, fmt.Errorf("%s is the evidence directory of one snapshot; a case needs a directory of its own: %w", o.out, os.ErrExist)
-	}
-	unlock, err := lockEvidenceDir(o.out, "acquire")
+	place, done, err := openCasePlace(ctx, aws, o)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	c, err := planCase(ctx, cmd, aws, o, targets)
+	defer done()
+	c, err := planCase(ctx, cmd, aws, o, place, targets)
 	if err != nil {
 		return c, err
 	}
@@ -97,7 +96,7 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 		Progress: drawCase(status, &last),
 	})
 	status.Done(last)
-	if err := c.Save(o.out); err != nil {
+	if _, err := place.Save(c); err != nil {
 		return c, unrecordedError{fmt.Errorf("recording the case: %w", err)}
 	}
 	if o.json {
@@ -115,13 +114,30 @@ func runCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, targets [
 	return c, nil
 }
 
-// planCase returns the case in DIR to resume, or plans a new one: its
+// openCasePlace opens where the case is recorded: DIR, locked for the
+// run (done unlocks it), or the prefix of --out s3://… (openCaseBucket).
+func openCasePlace(ctx context.Context, aws *awsOptions, o *acquireOptions) (_ casework.Place, done func(), _ error) {
+	if o.s3.on() {
+		p, err := openCaseBucket(ctx, aws, o)
+		return p, func() {}, err
+	}
+	if _, err := os.Stat(filepath.Join(o.out, store.MetaName)); err == nil {
+		return nil, nil, fmt.Errorf("%s is the evidence directory of one snapshot; a case needs a directory of its own: %w", o.out, os.ErrExist)
+	}
+	unlock, err := lockEvidenceDir(o.out, "acquire")
+	if err != nil {
+		return nil, nil, err
+	}
+	return casework.Dir(o.out), unlock, nil
+}
+
+// planCase returns the case to resume, or plans a new one: its
 // instance and volume targets preserved first (see preserveCase). The
 // plan is recorded before anything is acquired, so that a rerun finds
 // the same snapshots and never makes new ones; a preservation that
 // stopped part way records the snapshots it made, and its error.
-func planCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acquireOptions, targets []string) (*casework.Case, error) {
-	c, err := casework.Load(o.out, targets)
+func planCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acquireOptions, place casework.Place, targets []string) (*casework.Case, error) {
+	c, err := place.Load(targets)
 	if c != nil && len(preserveTargets(targets)) > 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: resuming the case in %s: acquiring the snapshots it recorded; nothing is preserved again\n", o.out)
 	}
@@ -129,26 +145,31 @@ func planCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acqui
 		return c, err
 	}
 	var preserved []casework.Preserved
-	var stopped string
+	var record, stopped string
 	var preserveErr error
 	if pt := preserveTargets(targets); len(pt) > 0 {
-		preserved, stopped, preserveErr = preserveCase(ctx, cmd, aws, o, pt)
+		preserved, record, stopped, preserveErr = preserveCase(ctx, cmd, aws, o, place, pt)
 		if len(preserved) == 0 {
 			return nil, preserveErr
 		}
 	}
 	c = casework.New(targets, casework.PlanVolumes(targets, preserved), toolVersion(), time.Now().UTC())
-	if preserved != nil {
-		c.Preservation = casework.PreservationJSON
-	}
+	c.Preservation = record
 	if preserveErr != nil {
 		stopped = preserveErr.Error()
 	}
 	c.PreservationError = stopped
-	if err := c.Save(o.out); err != nil {
-		return nil, errors.Join(preserveErr, fmt.Errorf("recording the case's plan: %w", err))
+	if preserveErr != nil {
+		// The run ends here: its record says what the preservation made.
+		if _, err := place.Save(c); err != nil {
+			return nil, errors.Join(preserveErr, fmt.Errorf("recording the case's plan: %w", err))
+		}
+		return c, preserveErr
 	}
-	return c, preserveErr
+	if err := place.SavePlan(c); err != nil {
+		return nil, fmt.Errorf("recording the case's plan: %w", err)
+	}
+	return c, nil
 }
 
 // casePreflight is the pre-flight of every snapshot of c at once, before
@@ -181,13 +202,30 @@ func casePreflight(ctx context.Context, aws *awsOptions, c *casework.Case) map[s
 func caseAcquirer(aws *awsOptions, o *acquireOptions, pre map[string]*preflight.Result) casework.Acquirer {
 	return func(ctx context.Context, v casework.Volume, progress func(acquire.Progress)) (casework.Result, error) {
 		one := *o
-		one.out = filepath.Join(o.out, v.Directory)
+		if err := one.volumeOut(v.Directory); err != nil {
+			return casework.Result{}, err
+		}
 		before := o.account.Stats()[v.SnapshotID]
 		sum, err := acquireSnapshot(ctx, aws, v.SnapshotID, &one, pre[v.SnapshotID], progress)
 		res := volumeResult(sum)
 		res.AccountTurns = o.account.Stats()[v.SnapshotID] - before
 		return res, err
 	}
+}
+
+// volumeOut points the options of a case at the evidence of one of its
+// volumes: DIR/<dir>, or s3://bucket/case/<dir>/.
+func (o *acquireOptions) volumeOut(dir string) error {
+	if !o.s3.on() {
+		o.out = filepath.Join(o.out, dir)
+		return nil
+	}
+	u, err := s3store.ParseURL(o.s3.url.String() + dir + "/")
+	if err != nil {
+		return err
+	}
+	o.out, o.s3.url = u.String(), u
+	return nil
 }
 
 // volumeResult is a case's record of one snapshot's summary.

@@ -50,35 +50,33 @@ func preserveTargets(targets []string) []string {
 }
 
 // preserveCase returns the snapshots of the case's instance and volume
-// targets. They are those that an earlier run of the same case recorded
-// in DIR/preservation.json (it stopped before case.json): nothing is
-// made again. Else the preservation step makes them now (or, with
-// --use-latest, chooses the newest completed ones), and its record goes
-// into DIR, saved after every request. With an error, the snapshots made
-// so far are returned too. stopped says why a recorded preservation
-// taken up again did not end well.
-func preserveCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acquireOptions, targets []string) (_ []casework.Preserved, stopped string, _ error) {
-	found, err := casework.ReadPreservation(o.out, targets)
+// targets, and the name of their preservation record. They are those
+// that an earlier run of the same case recorded in place (it stopped
+// before its case record): nothing is made again. Else the preservation
+// step makes them now (or, with --use-latest, chooses the newest
+// completed ones), its record checkpointed in place after every request
+// (in a bucket: whenever its snapshots change) and saved there when it
+// ends. With an error, the snapshots made so far are returned too.
+// stopped says why a recorded preservation taken up again did not end
+// well.
+func preserveCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *acquireOptions, place casework.Place, targets []string) (_ []casework.Preserved, record, stopped string, _ error) {
+	found, name, err := place.Preservation(targets)
 	if err != nil {
-		return nil, "", err
-	}
-	if found != nil && len(found.Snapshots) > 0 {
-		return found.Snapshots, found.Stopped, nil
+		return nil, "", "", err
 	}
 	if found != nil {
-		if _, err := casework.SetAsidePreservation(o.out); err != nil {
-			return nil, "", fmt.Errorf("setting aside the record of a preservation that made nothing: %w", err)
-		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "ebsimager: acquiring the snapshots recorded in %s (%s); nothing is preserved again\n", place, name)
+		return found.Snapshots, name, found.Stopped, nil
 	}
 	po, err := o.preserve.options()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	po.Case = report.CaseFromFields(o.caseMeta.fields())
-	po.Checkpoint = func(r *report.Preservation) error { return r.Save(o.out) }
+	po.Checkpoint = place.Checkpoint
 	cfg, err := aws.config(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	if w := lockWarning(po); w != "" {
 		fmt.Fprintln(cmd.ErrOrStderr(), w)
@@ -92,17 +90,22 @@ func preserveCase(ctx context.Context, cmd *cobra.Command, aws *awsOptions, o *a
 	res, err := run(ctx, cfg, targets, po)
 	status.Done("")
 	if res == nil {
-		return nil, "", preserveError(err, "")
+		return nil, "", "", preserveError(err, "")
 	}
-	if serr := res.Save(o.out); serr != nil {
-		return nil, "", errors.Join(preserveError(err, ""), fmt.Errorf("saving the custody record in %s: %w", o.out, serr))
+	res.Record.Snapshots = res.Snapshots
+	name, serr := place.SavePreservation(res.Record)
+	if serr != nil {
+		return nil, "", "", errors.Join(preserveError(err, ""), fmt.Errorf("saving the custody record in %s: %w", place, serr))
 	}
 	out := make([]casework.Preserved, len(res.Snapshots))
 	for i, s := range res.Snapshots {
 		out[i] = casework.Preserved{InstanceID: s.InstanceID, Device: s.Device, VolumeID: s.VolumeID, SnapshotID: s.Acquire}
 	}
-	if err != nil {
-		return out, "", preserveError(err, o.out)
+	if len(out) == 0 {
+		name = ""
 	}
-	return out, "", nil
+	if err != nil {
+		return out, name, "", preserveError(err, place.String())
+	}
+	return out, name, "", nil
 }

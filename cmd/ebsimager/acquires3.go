@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -33,15 +34,27 @@ in the bucket is ever overwritten or deleted. S3's endpoint is
 AWS_ENDPOINT_URL_S3, else --endpoint-url; --s3-path-style for endpoints
 that need path-style addressing (automatic for an IP address).
 
+A case (see below) goes to --out s3://bucket/case/ the same way: one
+evidence prefix per snapshot, case/<snapshot-id>/, and the case's records
+as objects written once: preservation.json and .txt when the preservation
+has ended, case.json and case.txt by the first run that completes every
+volume. The preservation's progress while it runs (whenever its snapshots
+change) and the record of every other run go to
+case/runs/<time>-<tag>-snapshot.json and runs/<time>-<tag>-case.json. A
+rerun takes its snapshots from these objects, never preserving again, and
+resumes every volume. The lock flags apply to every object.
+
 `
 
 // s3Options are the flags of evidence in S3 (--out s3://bucket/prefix/).
 type s3Options struct {
 	pathStyle   bool
+	readsBase   bool // --base is s3://…: --s3-path-style applies to it
 	objectLock  string
 	retainUntil string
 	retainDays  int
 	legalHold   bool
+	flag        string // the flag that names S3 (default "out")
 
 	url  s3store.URL
 	lock s3store.Lock
@@ -64,8 +77,8 @@ func (o *s3Options) check(cmd *cobra.Command, out string, now time.Time) error {
 	flags := []string{"s3-path-style", "object-lock", "retain-until", "retain-days", "legal-hold"}
 	if !s3store.IsURL(out) {
 		for _, f := range flags {
-			if cmd.Flags().Changed(f) {
-				return usagef("--%s applies to --out s3://bucket/prefix/", f)
+			if cmd.Flags().Changed(f) && !(f == "s3-path-style" && o.readsBase) {
+				return usagef("--%s applies to --%s s3://bucket/prefix/", f, cmp.Or(o.flag, "out"))
 			}
 		}
 		return nil
@@ -117,16 +130,11 @@ func parseDate(s string) (time.Time, error) {
 
 // checkS3Out refuses what evidence in S3 does not do yet.
 func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error {
+	o.s3.readsBase = s3store.IsURL(o.base)
 	if err := o.s3.check(cmd, o.out, time.Now()); err != nil || !o.s3.on() {
 		return err
 	}
 	switch {
-	case targets != nil && o.fleet != nil:
-		return usagef("worker %d's target %s is an instance or a volume: a case is not written to --out s3://… yet (its case.json and per-volume evidence need a directory); give the worker a directory template, or list the snapshots as targets", o.fleet.index, o.fleet.target)
-	case targets != nil:
-		return usagef("--out s3://… acquires one snapshot for now: a case (several targets, a volume, an instance, --targets) writes to a directory")
-	case o.base != "":
-		return usagef("--base is not supported with --out s3://… yet")
 	case o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0:
 		return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
 	}
@@ -205,9 +213,13 @@ func (a *acquisition) finishRemote(ctx context.Context, res *acquire.Result, sum
 	sum.ManifestSHA256 = ms.ManifestSHA256.Hex()
 	k := r.Kept()
 	sum.Checked, sum.Adopted = k.Checked, k.Adopted
-	sum.Complete = ms.Unchanged && res.Stored == 0
+	sum.Complete = ms.Unchanged && res.Stored == 0 && sum.Rejected == 0
 	rec := a.remoteRecord(*res, sum, awsInfo)
-	if err := recordRemote(ctx, a.bucket, rec, ms); err != nil {
+	var changed func(*report.BlockMap) error
+	if a.inc != nil {
+		changed = a.inc.MarkChanged
+	}
+	if err := recordRemoteChanged(ctx, a.bucket, rec, ms, changed); err != nil {
 		err = unrecordedError{fmt.Errorf("the evidence is complete, but its record could not be written: %w", err)}
 		return a.recordRemoteRun(ctx, err, *res, sum, awsInfo)
 	}
@@ -221,6 +233,9 @@ func (a *acquisition) remoteRecord(res acquire.Result, sum *acquireSummary, awsI
 	rec.Acquisition.AdoptedBlocks = r.Kept().Adopted
 	rec.Acquisition.FailedBlocks, rec.Acquisition.FailedBlocksUnlisted = sum.FailedBlocks, sum.FailedBlocksUnlisted
 	rec.Evidence.ObjectLock = r.Meta().ObjectLock
+	if a.inc != nil {
+		rec.Acquisition.Base, rec.Acquisition.RejectedBlocks = sum.Base, sum.Rejected
+	}
 	return rec
 }
 
@@ -265,6 +280,12 @@ func (a *acquisition) recordRemoteRun(ctx context.Context, runErr error, res acq
 // the evidence, once: the record of complete evidence already there is
 // kept as it is. It names the run objects of earlier runs.
 func recordRemote(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms store.Summary) error {
+	return recordRemoteChanged(ctx, b, rec, ms, nil)
+}
+
+// recordRemoteChanged is recordRemote with the blocks an incremental
+// acquisition listed as changed marked on the record's block map.
+func recordRemoteChanged(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms store.Summary, changed func(*report.BlockMap) error) error {
 	if _, err := b.Head(ctx, report.JSONName); err == nil {
 		return nil
 	} else if !errors.Is(err, bucket.ErrNotFound) {
@@ -290,7 +311,7 @@ func recordRemote(ctx context.Context, b *s3store.Bucket, rec *report.Report, ms
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := rec.CompleteEvidence(tmp, report.EvidenceFacts{Blocks: ms.Blocks, Bytes: ms.Bytes, ManifestSHA256: ms.ManifestSHA256.Hex(), Manifest: mr}); err != nil {
+	if err := rec.CompleteEvidence(tmp, report.EvidenceFacts{Blocks: ms.Blocks, Bytes: ms.Bytes, ManifestSHA256: ms.ManifestSHA256.Hex(), Manifest: mr, Changed: changed}); err != nil {
 		return err
 	}
 	if got := mr.Sum(); got != ms.ManifestSHA256 {

@@ -12,6 +12,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/diff"
 	"github.com/ebsimager/ebsimager/internal/ebs"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 	"github.com/ebsimager/ebsimager/internal/volume"
 )
@@ -24,6 +25,7 @@ type diffOptions struct {
 	evidence     string
 	quiet        bool
 	keys         openOptions
+	s3PathStyle  bool
 }
 
 func newDiffCommand(aws *awsOptions) *cobra.Command {
@@ -40,8 +42,8 @@ block), removed (only BASE_SNAPSHOT does: it reads as zeros now) or changed
 --out FILE writes the original tool's changelog (--compare): a
 "blockindex|offset|length" header, then one line per changed block.
 
---base-evidence DIR|IMAGE (an evidence directory, or a raw or E01 image of
-BASE_SNAPSHOT) maps the changes to the base's partitions and, for ext2/3/4
+--base-evidence DIR|IMAGE|s3://BUCKET/PREFIX/ (an evidence directory,
+evidence in S3, or a raw or E01 image of BASE_SNAPSHOT) maps the changes to the base's partitions and, for ext2/3/4
 and NTFS, names the files and file-system structures whose data or metadata
 differ, and whether each was added, deleted or changed. The new snapshot's
 blocks that this needs are fetched through the API (verified, as acquire
@@ -56,8 +58,11 @@ does), or read from --evidence DIR|IMAGE of SNAPSHOT when given.`,
 					return err
 				}
 			}
+			if o.s3PathStyle && !s3store.IsURL(o.baseEvidence) && !s3store.IsURL(o.evidence) {
+				return usagef("--s3-path-style applies to --base-evidence or --evidence s3://bucket/prefix/")
+			}
 			if o.out != "" {
-				in, err := readInputs([]string{o.baseEvidence, o.evidence}, &o.keys)
+				in, err := readInputs(localPaths(o.baseEvidence, o.evidence), &o.keys)
 				if err != nil {
 					return err
 				}
@@ -72,8 +77,9 @@ does), or read from --evidence DIR|IMAGE of SNAPSHOT when given.`,
 	f.BoolVar(&o.json, "json", false, "print the diff as JSON")
 	f.StringVar(&o.out, "out", "", "write the changelog (blockindex|offset|length) to FILE")
 	f.BoolVar(&o.force, "force", false, "replace an existing --out file")
-	f.StringVar(&o.baseEvidence, "base-evidence", "", "evidence directory or raw/E01 image of BASE_SNAPSHOT: map changes to partitions and files")
-	f.StringVar(&o.evidence, "evidence", "", "evidence directory or raw/E01 image of SNAPSHOT, read instead of fetching its blocks")
+	f.StringVar(&o.baseEvidence, "base-evidence", "", "evidence (a directory or s3://bucket/prefix/) or raw/E01 image of BASE_SNAPSHOT: map changes to partitions and files")
+	f.StringVar(&o.evidence, "evidence", "", "evidence (a directory or s3://bucket/prefix/) or raw/E01 image of SNAPSHOT, read instead of fetching its blocks")
+	f.BoolVar(&o.s3PathStyle, "s3-path-style", false, s3PathStyleUsage)
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	o.keys.addFlags(cmd)
 	return cmd
@@ -84,14 +90,14 @@ func runDiff(cmd *cobra.Command, aws *awsOptions, o *diffOptions, baseID, id str
 	var base, next volume.Volume
 	if o.baseEvidence != "" {
 		var err error
-		if base, err = openDiffSource(ctx, o.baseEvidence, baseID, &o.keys); err != nil {
+		if base, err = openDiffSource(ctx, o.baseEvidence, baseID, &o.keys, o.s3PathStyle); err != nil {
 			return err
 		}
 		defer base.Close()
 	}
 	if o.evidence != "" {
 		var err error
-		if next, err = openDiffSource(ctx, o.evidence, id, &o.keys); err != nil {
+		if next, err = openDiffSource(ctx, o.evidence, id, &o.keys, o.s3PathStyle); err != nil {
 			return err
 		}
 		defer next.Close()
@@ -161,8 +167,20 @@ func runDiff(cmd *cobra.Command, aws *awsOptions, o *diffOptions, baseID, id str
 // openDiffSource opens an evidence directory or image, which must hold
 // snapshot id when it says which snapshot it holds. The whole manifest of
 // evidence is checked first, as diff always has.
-func openDiffSource(ctx context.Context, path, id string, keys *openOptions) (volume.Volume, error) {
-	o := volumeOptions(keys)
+func openDiffSource(ctx context.Context, path, id string, keys *openOptions, pathStyle bool) (volume.Volume, error) {
+	o := volumeOptionsS3(keys, pathStyle)
 	o.SnapshotID, o.CheckManifest = id, true
 	return volume.Open(ctx, path, o)
+}
+
+// localPaths are the paths that name local files: an s3:// source is
+// never the file an output would overwrite.
+func localPaths(paths ...string) []string {
+	var out []string
+	for _, p := range paths {
+		if !s3store.IsURL(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }

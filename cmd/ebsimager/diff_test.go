@@ -363,4 +363,21 @@ func TestDiffNamesFiles(t *testing.T) {
 
 	// Evidence of the other snapshot is refused.
 	c.fails(exitConflict, "holds evidence of "+snapDiffBase+", not "+snapDiffNew, "diff", snapDiffBase, snapDiffNew, "--base-evidence", ev, "--evidence", ev)
+
+	// The base's evidence in S3 gives the same diff, text, JSON (the
+	// same blocks fetched) and changelog, as its directory.
+	s3Env(t, c)
+	s3ev := "s3://plain/diff-base/"
+	c.ok("acquire", snapDiffBase, "--out", s3ev, "--quiet")
+	if got := c.ok("diff", snapDiffBase, snapDiffNew, "--base-evidence", s3ev, "--json").stdout; got != r.stdout {
+		t.Errorf("diff --base-evidence %s --json:\n%s\nfrom the directory:\n%s", s3ev, got, r.stdout)
+	}
+	logDir, logS3 := filepath.Join(dir, "dir.log"), filepath.Join(dir, "s3.log")
+	c.ok("diff", snapDiffBase, snapDiffNew, "--base-evidence", ev, "--quiet", "--out", logDir)
+	if got := c.ok("diff", snapDiffBase, snapDiffNew, "--base-evidence", s3ev, "--quiet", "--out", logS3).stdout; got != text {
+		t.Errorf("diff --base-evidence %s:\n%s\nfrom the directory:\n%s", s3ev, got, text)
+	}
+	if a, b := readFile(t, logDir), readFile(t, logS3); a != b || !strings.HasPrefix(a, "blockindex|offset|length\n") {
+		t.Errorf("changelog from S3:\n%s\nfrom the directory:\n%s", b, a)
+	}
 }

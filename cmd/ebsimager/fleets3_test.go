@@ -18,6 +18,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/emulator"
+	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
 	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
@@ -61,7 +62,8 @@ func s3Put(t *testing.T, api *s3.Client, bucket, key string, body []byte) {
 // target in the bucket that verify passes, each with its summary beside
 // it, written once with its SHA-256; the account throttles stay near
 // zero; case summarize s3://… gathers them (exit 0) and finds a
-// tampered manifest or summary (exit 4). An instance target is refused.
+// tampered manifest or summary (exit 4). A worker of an instance writes
+// its case under its prefix, and case summarize gathers it too.
 func TestFleetWorkersToS3(t *testing.T) {
 	t.Parallel()
 	const (
@@ -168,14 +170,42 @@ func TestFleetWorkersToS3(t *testing.T) {
 		t.Fatalf("case summarize of a tampered summary: no %q in\n%s", want, r.stdout)
 	}
 
-	// An instance target's case does not go to S3 yet: refused before
-	// anything is fetched.
+	// An instance target: its worker preserves the instance and writes
+	// its case under the templated prefix, one prefix per snapshot; its
+	// summary names both, and case summarize gathers them.
+	const inst = "i-0123456789abcdef0"
+	if err := srv.AddInstance(inst, []emulator.VolumeSpec{emulatortest.SyntheticVolume("/dev/xvda", 1, 0.02, 11), emulatortest.SyntheticVolume("/dev/sdf", 1, 0.03, 12)}); err != nil {
+		t.Fatal(err)
+	}
 	srv.ResetCounters()
-	other := t.TempDir()
-	c.fails(exitUsage, "worker 0's target i-0123456789abcdef0 is an instance or a volume: a case is not written to --out s3://… yet",
-		"acquire", "--targets", writeJobTargets(t, other, "i-0123456789abcdef0"), "--index", "0", "--out", "s3://plain/inst/{target}/")
-	if n := srv.Counters().Total("GetSnapshotBlock"); n != 0 {
-		t.Fatalf("%d blocks fetched for a refused worker", n)
+	instURL, _ := s3store.ParseURL("s3://plain/inst/")
+	instTargets := writeJobTargets(t, t.TempDir(), inst)
+	c.ok("acquire", "--targets", instTargets, "--index", "0", "--out", instURL.String()+"{target}/", "--max-rate", fmt.Sprint(maxRate), "--quiet")
+	if n := srv.Counters().Total("CreateSnapshots"); n != 1 {
+		t.Fatalf("the instance worker made %d CreateSnapshots calls", n)
+	}
+	s, key := s3WorkerSummary(t, s3c, instURL, inst)
+	if s.Target != inst || s.ExitCode != 0 || s.Status != casework.StatusComplete || s.Out != instURL.String()+inst+"/" || len(s.Evidence) != 2 ||
+		s.GetCalls != srv.Counters().Total("GetSnapshotBlock") {
+		t.Fatalf("the instance worker's summary: %+v", s)
+	}
+	want := fmt.Sprintf("case %s: complete, 1 workers, 2 snapshots\n", instURL)
+	for _, e := range s.Evidence {
+		ev := instURL.String() + inst + "/" + e.SnapshotID + "/"
+		manifest, err := s3c.Get(ctx, instURL.Bucket, instURL.Key(inst+"/"+e.SnapshotID+"/"+store.ManifestName), 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256(manifest); e.Directory != inst+"/"+e.SnapshotID || e.Status != casework.StatusComplete || e.ManifestSHA256 != hex.EncodeToString(sum[:]) || e.Blocks == 0 {
+			t.Fatalf("the instance worker's evidence: %+v", e)
+		}
+		c.ok("verify", ev, "--quiet")
+		want += fmt.Sprintf("        %s  %s/%s  match\n", e.SnapshotID, inst, e.SnapshotID)
+	}
+	r = c.ok("case", "summarize", instURL.String(), "--targets", instTargets)
+	if !strings.HasPrefix(r.stdout, want[:strings.IndexByte(want, '\n')+1]) || !strings.Contains(r.stdout, fmt.Sprintf("  [0] %s  complete (exit 0)  1 run  %s\n", inst, strings.TrimPrefix(key, instURL.Prefix))) ||
+		!strings.Contains(r.stdout, want[strings.IndexByte(want, '\n')+1:]) {
+		t.Fatalf("case summarize of the instance worker: want\n%s\nin\n%s", want, r.stdout)
 	}
 }
 

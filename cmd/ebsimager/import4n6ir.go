@@ -19,6 +19,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/snap4n6ir"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
@@ -43,13 +44,14 @@ type importOptions struct {
 	json     bool
 	caseMeta
 	seal sealOptions
+	s3   s3Options
 }
 
 func newImport4n6irCommand() *cobra.Command {
 	o := &importOptions{}
 	cmd := &cobra.Command{
-		Use:   "import-4n6ir SRC --out DIR",
-		Short: "Turn a folder written by Snapshot 4n6ir Imager into an evidence directory",
+		Use:   "import-4n6ir SRC --out DIR|s3://bucket/prefix/",
+		Short: "Turn a folder written by Snapshot 4n6ir Imager into evidence (a directory or S3)",
 		Long: `Read a block folder that Snapshot 4n6ir Imager, the tool ebsimager
 succeeds, wrote, in any of its three forms: SRC/ with plain block files,
 SRC_compressed/ with .gz files, or SRC_encrypted/ with Fernet tokens. Each
@@ -75,23 +77,39 @@ and write nothing (exit 10); a token that does not open while others do
 was altered, and is named as a verification failure (exit 4).
 
 The Region is recorded as "` + importRegion + `" unless --region gives it;
-the evidence's endpoint records the source folder.`,
+the evidence's endpoint records the source folder.
+
+With --out s3://bucket/prefix/, the evidence is written to S3 as acquire
+--out s3://… writes it (each object once, with the SHA-256 S3 checks;
+--object-lock, --retain-until, --retain-days, --legal-hold and
+--s3-path-style as there; --encrypt to --recipient keys only), and a
+rerun imports only the blocks the prefix does not hold yet.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.out == "" {
 				return usagef("--out DIR is required")
 			}
+			if err := o.s3.check(cmd, o.out, time.Now()); err != nil {
+				return err
+			}
+			if o.s3.on() && o.force {
+				return usagef("--force cannot replace evidence in a bucket: its objects are never deleted; import under another prefix")
+			}
+			if o.s3.on() && o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0 {
+				return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
+			}
 			return runImport(cmd.Context(), cmd, args[0], o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.out, "out", "", "evidence directory to create (or resume)")
+	f.StringVar(&o.out, "out", "", "evidence directory to create (or resume), or s3://bucket/prefix/")
 	f.StringVar(&o.saltFile, "salt-file", "", "read the salt of an encrypted folder from this file (else "+snap4n6ir.SaltEnv+", else a prompt)")
 	f.BoolVar(&o.force, "force", false, "replace evidence of another snapshot in DIR")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress (the summary is still printed)")
 	f.BoolVar(&o.json, "json", false, "print a JSON summary at the end")
 	o.caseMeta.addFlags(cmd)
 	o.seal.addFlags(cmd)
+	o.s3.addFlags(cmd)
 	return cmd
 }
 
@@ -137,6 +155,11 @@ func runImport(ctx context.Context, cmd *cobra.Command, src string, o *importOpt
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		return err
+	}
+	if o.s3.on() {
+		// Nothing is removed from a bucket: a failed import's objects
+		// stay for a rerun, with no manifest.
+		return keyHint(importInto(ctx, cmd, folder, blocks, region, abs, o))
 	}
 	_, statErr := os.Stat(o.out)
 	created := errors.Is(statErr, fs.ErrNotExist)
@@ -186,37 +209,67 @@ func importInto(ctx context.Context, cmd *cobra.Command, folder *snap4n6ir.Folde
 	if err != nil {
 		return err
 	}
-	st, err := store.Create(o.out, store.Meta{
+	meta := store.Meta{
 		SnapshotID: folder.Snapshot, Region: region, Endpoint: (&url.URL{Scheme: "file", Path: source}).String(),
 		Provenance: store.ProvenanceImported, Source: source,
 		VolumeSizeGiB: folder.VolumeGiB, BlockSize: block.Size, ToolVersion: toolVersion(),
 		Case: o.caseMeta.fields(), Recipients: recipients, KeyFile: keyFile,
-	}, store.Options{Force: o.force, Form: form.Form, SealTo: form.SealTo})
-	if err != nil {
-		return err
 	}
-	out := st.Sink()
+	so := store.Options{Force: o.force, Form: form.Form, SealTo: form.SealTo}
+	var (
+		out     importSink
+		resumed func() int64
+		remote  *store.Remote
+		b       *s3store.Bucket
+	)
+	if o.s3.on() {
+		if remote, b, err = openS3Out(ctx, &o.s3, meta, so); err != nil {
+			return err
+		}
+		out, resumed = remote, remote.Resumed
+	} else {
+		st, err := store.Create(o.out, meta, so)
+		if err != nil {
+			return err
+		}
+		out, resumed = st.Sink(), st.Resumed
+	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	res, err := acquire.New(src, acquire.Options{Workers: runtime.GOMAXPROCS(0), Progress: drawProgress(status)}).Run(ctx, out)
 	status.Done("")
 	if err != nil {
 		out.Abort()
-		return importFailures(folder, err)
+		err = importFailures(folder, err)
+		if remote != nil {
+			return recordFailedRun(ctx, b, "import-4n6ir", newStep(report.StepAcquire, remote.Started, err), err)
+		}
+		return err
+	}
+	if remote != nil {
+		remote.Started, remote.Finished = res.Started, res.Finished
 	}
 	if _, err := out.Close(); err != nil {
+		if remote != nil {
+			return recordFailedRun(ctx, b, "import-4n6ir", newStep(report.StepAcquire, remote.Started, err), err)
+		}
 		return err
 	}
 	sum := out.Summary()
 	if sum.Blocks != int64(len(folder.Blocks)) {
 		return fmt.Errorf("evidence holds %d blocks but %s has %d", sum.Blocks, folder.Dir, len(folder.Blocks))
 	}
-	if err := recordImport(o.out, folder, region, source, sum, res.Stored, st.Resumed(), res.Started, o); err != nil {
+	if remote != nil {
+		err = recordImportS3(ctx, b, remote, folder, region, source, sum, res.Stored, res.Started, o)
+	} else {
+		err = recordImport(o.out, folder, region, source, sum, res.Stored, resumed(), res.Started, o)
+	}
+	if err != nil {
 		// The evidence is complete and verified; only its record is not.
 		return unrecordedError{fmt.Errorf("recording the import: %w", err)}
 	}
 	s := importSummary{
 		Source: folder.Dir, SourceForm: folder.Form.String(), SnapshotID: folder.Snapshot, Region: region, Output: o.out,
-		VolumeSizeGiB: folder.VolumeGiB, Blocks: sum.Blocks, Imported: res.Stored, Resumed: st.Resumed(),
+		VolumeSizeGiB: folder.VolumeGiB, Blocks: sum.Blocks, Imported: res.Stored, Resumed: resumed(),
 		Stored:  form.Form.String(),
 		Ignored: folder.Other[:min(len(folder.Other), maxIgnoredNames)], IgnoredCount: len(folder.Other),
 		ManifestSHA256: sum.ManifestSHA256.Hex(), Seconds: time.Since(res.Started).Seconds(),
@@ -252,11 +305,19 @@ func importFailures(folder *snap4n6ir.Folder, err error) error {
 // tool's folder, with hashes from its file names and no AWS checksum.
 func recordImport(dir string, folder *snap4n6ir.Folder, region, source string, sum store.Summary, imported, resumed int64,
 	started time.Time, o *importOptions) error {
-	rec := report.New(folder.Snapshot, folder.VolumeGiB, block.Size, report.KindEvidenceDirectory, dir)
-	rec.Case = report.CaseFromFields(o.caseMeta.fields())
+	caseFields := o.caseMeta.fields()
 	if m, err := store.Open(dir); err == nil {
-		rec.Case = report.CaseFromFields(m.Meta.Case) // a resumed import keeps the case of its first run
+		caseFields = m.Meta.Case // a resumed import keeps the case of its first run
 	}
+	rec := importRecord(dir, caseFields, folder, region, source, imported, resumed, started)
+	return recordEvidence(dir, rec, sum, nil)
+}
+
+// importRecord is the record of an import into the evidence at location.
+func importRecord(location string, caseFields map[string]string, folder *snap4n6ir.Folder, region, source string,
+	imported, resumed int64, started time.Time) *report.Report {
+	rec := report.New(folder.Snapshot, folder.VolumeGiB, block.Size, report.KindEvidenceDirectory, location)
+	rec.Case = report.CaseFromFields(caseFields)
 	run := report.NewRun(toolVersion(), os.Args, started)
 	run.FinishedAt = time.Now()
 	rec.Acquisition = &report.Acquisition{
@@ -268,7 +329,7 @@ func recordImport(dir string, folder *snap4n6ir.Folder, region, source string, s
 			Ignored: folder.Other[:min(len(folder.Other), maxIgnoredNames)], IgnoredCount: len(folder.Other),
 		},
 	}
-	return recordEvidence(dir, rec, sum, nil)
+	return rec
 }
 
 // contentSource names what verify compared block contents with: the

@@ -12,21 +12,23 @@ import (
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/inspect"
 	"github.com/ebsimager/ebsimager/internal/mount"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/volume"
 )
 
 func newMountCommand(aws *awsOptions) *cobra.Command {
 	var (
-		keys openOptions
-		lo   liveOptions
+		keys      openOptions
+		lo        liveOptions
+		pathStyle bool
 	)
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
 		Short: "Mount a snapshot, evidence or an image read-only (FUSE) as disk.raw and pN.raw",
 		Long: `Mount SOURCE read-only on MOUNTPOINT, an empty directory, with FUSE. SOURCE
 is a snapshot (snap-…, read live through the EBS direct APIs), an evidence
-directory, a raw image (FILE, or split FILE.001, FILE.002, …) or an E01
+directory or evidence in S3 (s3://bucket/prefix/), a raw image (FILE, or split FILE.001, FILE.002, …) or an E01
 set. The mount holds disk.raw, the whole volume at its exact size, and
 pN.raw for each partition inspect lists (p1, p2, … as Linux numbers them;
 MBR logical partitions from p5), so the Sleuth Kit, mount -o ro,loop,
@@ -68,7 +70,10 @@ exit 2; FUSE missing (no /dev/fuse, no fusermount3) is exit 1.`,
 			if err := mountable(dir); err != nil {
 				return err
 			}
-			o := volumeOptions(&keys)
+			if pathStyle && !s3store.IsURL(source) {
+				return usagef("--s3-path-style applies to s3://bucket/prefix/")
+			}
+			o := volumeOptionsS3(&keys, pathStyle)
 			var err error
 			if o.Snapshot, err = lo.opener(aws, source); err != nil {
 				return err
@@ -88,6 +93,7 @@ exit 2; FUSE missing (no /dev/fuse, no fusermount3) is exit 1.`,
 	f := cmd.Flags()
 	f.StringVar(&lo.saveBlocks, "cache", "", "also store every block read from a snapshot in evidence directory `DIR`, as acquire --out DIR would; a later acquire --out DIR fetches only the rest")
 	f.StringVar(&lo.cache, "memory", "256MiB", "memory for the blocks of a snapshot read live (snap-…)")
+	f.BoolVar(&pathStyle, "s3-path-style", false, s3PathStyleUsage)
 	return cmd
 }
 

@@ -173,7 +173,7 @@ func checkMounted(t *testing.T, dir string, disk mounttest.Disk, whole bool) {
 
 // TestMount mounts a GPT disk with ext4 and FAT partitions, built by the
 // real tools, from each kind of source (a raw image, an evidence
-// directory, an E01, a split raw image and a live snapshot), reads it with cmp and the
+// directory, evidence in S3, an E01, a split raw image and a live snapshot), reads it with cmp and the
 // Sleuth Kit, and ends each mount a different way. The live mount
 // fetches only what was read, keeps it with --cache DIR, and a later
 // acquire --out DIR fetches only the rest.
@@ -191,6 +191,8 @@ func TestMount(t *testing.T) {
 	allocated := int64(len(blockIndexes(t, ev)))
 	c.ok("export", ev, "--format", "e01", "--out", filepath.Join(dir, "disk"), "--quiet")
 	c.ok("export", ev, "--out", filepath.Join(dir, "split.raw"), "--split", "300MiB", "--quiet")
+	s3Env(t, c)
+	c.ok("acquire", snapMount, "--out", "s3://plain/mount/", "--quiet")
 
 	for _, tc := range []struct {
 		name, source, end string
@@ -200,6 +202,7 @@ func TestMount(t *testing.T) {
 		{"evidence", ev, "fusermount3", true},
 		{"E01", filepath.Join(dir, "disk.E01"), "SIGTERM", true},
 		{"split", filepath.Join(dir, "split.raw.001"), "SIGINT", false},
+		{"S3", "s3://plain/mount/", "SIGTERM", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMount(t, c, tc.source)

@@ -13,9 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/preserve"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
 
@@ -25,6 +27,7 @@ type snapshotOptions struct {
 	record string
 	quiet  bool
 	json   bool
+	s3     s3Options // --record s3://bucket/prefix/
 }
 
 func newSnapshotCommand(aws *awsOptions) *cobra.Command {
@@ -56,7 +59,16 @@ Every AWS request (with its request id, time, attempts and answer) and the
 caller identity are recorded in DIR/preservation.json and preservation.txt
 (--record DIR; default ./preservation-<UTC time>), saved after every request
 and when the command ends, also when it fails part way: the record then says
-which snapshots exist.`,
+which snapshots exist.
+
+With --record s3://bucket/prefix/, the record goes to S3 as objects
+written once, each with its SHA-256 checked by S3: preservation.json and
+preservation.txt when the command ends having made a snapshot; while it
+runs, the record each time its snapshots change (one is made, completes,
+is copied, locked, shared), as runs/<time>-<tag>-snapshot.json, as is
+the final record of a run that made none. A prefix that holds a
+preservation record already is refused. --object-lock, --retain-until,
+--retain-days and --legal-hold lock every object, as acquire's do.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			po, err := o.options()
@@ -71,11 +83,12 @@ which snapshots exist.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.record, "record", "", "directory for the custody record (default: ./preservation-<UTC time>, created)")
+	f.StringVar(&o.record, "record", "", "directory for the custody record (default: ./preservation-<UTC time>, created), or s3://bucket/prefix/")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	f.BoolVar(&o.json, "json", false, "print the snapshots as JSON")
 	o.preserveOptions.addFlags(cmd)
 	o.caseMeta.addFlags(cmd)
+	o.s3.addFlags(cmd)
 	return cmd
 }
 
@@ -85,11 +98,10 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 	if err != nil {
 		return err
 	}
-	dir, err := recordDir(o.record, time.Now())
+	place, err := o.recordPlace(cmd, aws)
 	if err != nil {
 		return err
 	}
-	o.record = dir // for snapshotInterrupted
 	stderr := cmd.ErrOrStderr()
 	if w := lockWarning(po); w != "" {
 		fmt.Fprintln(stderr, w)
@@ -100,27 +112,69 @@ func runSnapshot(cmd *cobra.Command, aws *awsOptions, targets []string, po prese
 		last = preservationLine(p)
 		status.Update(last)
 	}
-	po.Checkpoint = func(r *report.Preservation) error { return r.Save(dir) }
+	po.Checkpoint = place.Checkpoint
 	res, err := preserve.Run(ctx, cfg, targets, po)
 	if !status.TTY() {
 		last = "" // a log has its lines; the result follows on stdout
 	}
 	status.Done(last)
 	if res == nil {
-		os.Remove(dir) // nothing was asked of AWS: no record to keep
+		if dir, ok := place.(casework.Dir); ok {
+			os.Remove(string(dir)) // nothing was asked of AWS: no record to keep
+		}
 		return preserveError(err, "")
 	}
-	if serr := res.Save(dir); serr != nil {
-		return errors.Join(preserveError(err, ""), fmt.Errorf("saving the custody record in %s: %w", dir, serr))
+	res.Record.Snapshots = res.Snapshots
+	name, serr := place.SavePreservation(res.Record)
+	if serr != nil {
+		return errors.Join(preserveError(err, ""), fmt.Errorf("saving the custody record in %s: %w", place, serr))
 	}
 	if err != nil {
-		return preserveError(err, dir)
+		return preserveError(err, place.String())
+	}
+	record := place.String() + name
+	if dir, ok := place.(casework.Dir); ok {
+		record = filepath.Join(string(dir), name)
 	}
 	if o.json {
-		return printSnapshotsJSON(cmd.OutOrStdout(), res.Snapshots, dir)
+		return printSnapshotsJSON(cmd.OutOrStdout(), res.Snapshots, record)
 	}
-	printSnapshots(cmd.OutOrStdout(), res.Snapshots, dir)
+	printSnapshots(cmd.OutOrStdout(), res.Snapshots, record)
 	return nil
+}
+
+// recordPlace is where the preservation record goes: --record DIR
+// (recordDir), or a prefix of --record s3://bucket/prefix/ that holds no
+// preservation record yet (its objects written once, as a case's).
+func (o *snapshotOptions) recordPlace(cmd *cobra.Command, aws *awsOptions) (casework.Place, error) {
+	o.s3.flag = "record"
+	if err := o.s3.check(cmd, o.record, time.Now()); err != nil {
+		return nil, err
+	}
+	if !o.s3.on() {
+		dir, err := recordDir(o.record, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		o.record = dir // for snapshotInterrupted
+		return casework.Dir(dir), nil
+	}
+	ctx := cmd.Context()
+	cfg, err := aws.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := s3store.New(cfg, s3store.Options{PathStyle: o.s3.pathStyle})
+	if !o.s3.lock.IsZero() {
+		if err := c.CheckObjectLock(ctx, o.s3.url.Bucket); err != nil {
+			return nil, err
+		}
+	}
+	b := c.Bucket(o.s3.url, o.s3.lock)
+	if err := casework.CheckNoPreservation(ctx, b); err != nil {
+		return nil, err
+	}
+	return casework.NewBucket(ctx, b), nil
 }
 
 // recordDir makes the record's directory (0700): dir, or a new
@@ -184,7 +238,7 @@ func preservationLine(p preserve.Progress) string {
 }
 
 // printSnapshots writes one line per snapshot, and the record's place.
-func printSnapshots(w io.Writer, snaps []preserve.Snapshot, dir string) {
+func printSnapshots(w io.Writer, snaps []preserve.Snapshot, record string) {
 	for _, s := range snaps {
 		where := s.VolumeID
 		if s.InstanceID != "" {
@@ -200,7 +254,7 @@ func printSnapshots(w io.Writer, snaps []preserve.Snapshot, dir string) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "record: %s\n", filepath.Join(dir, report.PreservationJSONName))
+	fmt.Fprintf(w, "record: %s\n", record)
 }
 
 func lockShareText(l *report.SnapshotLock, shares []string) string {
@@ -220,13 +274,13 @@ type snapshotsJSON struct {
 	Record    string              `json:"record"`
 }
 
-func printSnapshotsJSON(w io.Writer, snaps []preserve.Snapshot, dir string) error {
+func printSnapshotsJSON(w io.Writer, snaps []preserve.Snapshot, record string) error {
 	if snaps == nil {
 		snaps = []preserve.Snapshot{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(snapshotsJSON{Snapshots: snaps, Record: filepath.Join(dir, report.PreservationJSONName)})
+	return enc.Encode(snapshotsJSON{Snapshots: snaps, Record: record})
 }
 
 // preserveError adds a hint to an error of the preservation, and says

@@ -17,6 +17,7 @@ import (
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/convert"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/s3store"
 	"github.com/ebsimager/ebsimager/internal/store"
 	"github.com/ebsimager/ebsimager/internal/ui"
 )
@@ -54,10 +55,16 @@ type transformOutput struct {
 	workers int
 	quiet   bool
 	json    bool
+	// out, when set, is new evidence (in S3, or a directory) to write
+	// the converted blocks to, the source left as it is (convertto.go).
+	out string
+	s3  s3Options
 }
 
 func (o *transformOutput) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "", "write the converted evidence to s3://bucket/prefix/ or a new directory, leaving the source as it is (needed for evidence in S3)")
+	o.s3.addFlags(cmd)
 	f.IntVar(&o.workers, "workers", 0, "blocks converted at once (default: one per CPU)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
@@ -70,15 +77,17 @@ func newCompressCommand() *cobra.Command {
 		out       transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "compress DIR [--codec zstd|gzip]",
-		Short: "Compress every block of an evidence directory in place",
+		Use:   "compress DIR|s3://… [--codec zstd|gzip] [--out s3://bucket/prefix/|DIR2]",
+		Short: "Compress every block of evidence, in place or into S3 (--out)",
 		Long: `Compress every stored block of evidence directory DIR with zstd (the
 default, fast) or gzip, as acquire --compress would have. An encrypted
 directory stays encrypted to the same recipients; reading it needs
 --identity or the passphrase. A compressed directory is recompressed with
 the other codec.
 
-` + transformSafety,
+` + transformSafety + `
+
+` + transformToHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := codec.ParseCodec(codecName)
@@ -103,13 +112,15 @@ func newUncompressCommand() *cobra.Command {
 		out  transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "uncompress DIR",
-		Short: "Store every block of an evidence directory uncompressed again",
+		Use:   "uncompress DIR|s3://… [--out s3://bucket/prefix/|DIR2]",
+		Short: "Store every block of evidence uncompressed again, in place or into S3 (--out)",
 		Long: `Uncompress every stored block of evidence directory DIR. An encrypted
 directory stays encrypted to the same recipients; reading it needs
 --identity or the passphrase.
 
-` + transformSafety,
+` + transformSafety + `
+
+` + transformToHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTransform(cmd, args[0], &out, recode("uncompressed", codec.None, &keys))
@@ -163,8 +174,8 @@ func newEncryptCommand() *cobra.Command {
 		out  transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "encrypt DIR (--recipient KEY... | --recipients-file FILE... | passphrase)",
-		Short: "Encrypt every block of an evidence directory in place with age",
+		Use:   "encrypt DIR|s3://… (--recipient KEY... | --recipients-file FILE... | passphrase) [--out s3://bucket/prefix/|DIR2]",
+		Short: "Encrypt every block of evidence with age, in place or into S3 (--out)",
 		Long: `Encrypt every stored block of evidence directory DIR with age, as acquire
 --encrypt would have: to --recipient keys (age1… or SSH public keys) and
 --recipients-file files, so that this machine never holds a key that can
@@ -173,9 +184,14 @@ decrypt; or, with no recipient, with a passphrase from --passphrase-file,
 DIR/` + keyFileName + `. Compression, if any, is kept. verify checks an encrypted
 directory without any key.
 
-` + transformSafety,
+` + transformSafety + `
+
+` + transformToHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if out.out != "" && len(seal.recipients)+len(seal.recipientsFiles) == 0 {
+				return usagef("--out: encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not copied to new evidence")
+			}
 			var keyCreated bool
 			path := filepath.Join(args[0], keyFileName)
 			return runTransform(cmd, args[0], &out, conversion{
@@ -223,15 +239,17 @@ func newDecryptCommand() *cobra.Command {
 		out  transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "decrypt DIR (--identity FILE... | passphrase)",
-		Short: "Decrypt every block of an evidence directory in place",
+		Use:   "decrypt DIR|s3://… (--identity FILE... | passphrase) [--out s3://bucket/prefix/|DIR2]",
+		Short: "Decrypt every block of evidence, in place or into S3 (--out)",
 		Long: `Decrypt every stored block of evidence directory DIR with --identity files
 (age identities or SSH private keys) or, for a directory encrypted with a
 passphrase, the passphrase from --passphrase-file, ` + codec.PassphraseEnv + ` or
 a prompt. Compression, if any, is kept. Once no block is encrypted, the
 passphrase-protected key file is deleted.
 
-` + transformSafety,
+` + transformSafety + `
+
+` + transformToHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTransform(cmd, args[0], &out, conversion{
@@ -260,6 +278,7 @@ passphrase-protected key file is deleted.
 // transformSummary is what --json prints.
 type transformSummary struct {
 	Evidence       string   `json:"evidence"`
+	SourceEvidence string   `json:"source_evidence,omitempty"` // with --out: the evidence converted
 	From           string   `json:"from"`
 	To             string   `json:"to"`
 	Blocks         int64    `json:"blocks"`
@@ -272,13 +291,24 @@ type transformSummary struct {
 	KeyFile        string   `json:"key_file,omitempty"`
 	RemovedKeyFile string   `json:"removed_key_file,omitempty"`
 	ManifestSHA256 string   `json:"manifest_sha256"`
-	Seconds        float64  `json:"seconds"`
-	NothingToDo    bool     `json:"nothing_to_do,omitempty"`
+	// SourceManifestSHA256 is, with --out, the manifest of the source.
+	SourceManifestSHA256 string  `json:"source_manifest_sha256,omitempty"`
+	Seconds              float64 `json:"seconds"`
+	NothingToDo          bool    `json:"nothing_to_do,omitempty"`
 }
 
 func runTransform(cmd *cobra.Command, dir string, out *transformOutput, c conversion) error {
 	if out.workers < 0 {
 		return usagef("--workers must not be negative")
+	}
+	if err := out.s3.check(cmd, out.out, time.Now()); err != nil {
+		return err
+	}
+	if out.out != "" {
+		return runTransformTo(cmd, dir, out, c)
+	}
+	if s3store.IsURL(dir) {
+		return s3InPlace(dir)
 	}
 	ev, err := store.Open(dir)
 	if err != nil {

@@ -83,9 +83,11 @@ section, or a stored hash that cannot be read, fails verification) and the
 .md5/.sha1/.sha256 files beside the image.
 
 Given s3://bucket/prefix/, the evidence in S3 is verified as a directory
-is, and each object also against the SHA-256 S3 keeps for it (the
-checksum S3 verified when it arrived). Nothing is appended to its record:
-objects in the bucket are written once.
+is (--against-snapshot too), and each object also against the SHA-256 S3
+keeps for it (the checksum S3 verified when it arrived). Objects in the
+bucket are written once, so nothing is appended to its record: the step is
+written as an object of its own, runs/<time>-<tag>-verify.json under the
+prefix (exit 13 if it cannot be; --no-record writes nothing).
 
 Encrypted evidence can be verified without any key: every stored file is
 checked against the SHA-256 of its stored bytes in the manifest. With
@@ -124,7 +126,7 @@ the SHA-256 AWS served it with.
 	f := cmd.Flags()
 	f.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
-	f.BoolVar(&o.noRecord, "no-record", false, "do not append the verification to report.json (for read-only media)")
+	f.BoolVar(&o.noRecord, "no-record", false, "do not append the verification to report.json (for read-only media), nor write its run object in S3")
 	f.BoolVar(&o.s3PathStyle, "s3-path-style", false, "for s3://bucket/prefix/: address the bucket in the path (automatic for an IP-address or localhost endpoint)")
 	o.snap.addFlags(cmd)
 	return cmd
@@ -236,6 +238,12 @@ func rejectingKey(u store.Unseal) store.Unseal {
 // evidence is what is verified.
 func compareWithRecord(ev *store.Evidence, res *store.VerifyResult) {
 	rec, err := report.Load(ev.Dir)
+	compareWithLoaded(ev, res, rec, err)
+}
+
+// compareWithLoaded is compareWithRecord once the record is read (err
+// matching fs.ErrNotExist: there is none).
+func compareWithLoaded(ev *store.Evidence, res *store.VerifyResult, rec *report.Report, err error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		res.Record = &store.Comparison{Record: report.JSONName, Outcome: store.CompareNotPossible, Detail: "no " + report.JSONName + ": no acquisition record to compare with"}
 		return

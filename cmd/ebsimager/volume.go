@@ -20,13 +20,22 @@ var globalAWS = &awsOptions{}
 // global AWS flags (path-style addressing automatic for an IP-address or
 // localhost endpoint).
 func volumeOptions(keys *openOptions) volume.Options {
+	return volumeOptionsS3(keys, false)
+}
+
+// volumeOptionsS3 is volumeOptions with path-style addressing forced
+// (--s3-path-style) when pathStyle is set.
+func volumeOptionsS3(keys *openOptions, pathStyle bool) volume.Options {
 	return volume.Options{
 		Unseal: func(ev *store.Evidence) (store.Unseal, error) { return keys.unseal(ev, true) },
 		Bucket: func(ctx context.Context, url string) (bucket.Bucket, error) {
-			return openS3(ctx, globalAWS, url, false)
+			return openS3(ctx, globalAWS, url, pathStyle)
 		},
 	}
 }
+
+// s3PathStyleUsage is the help of a reader's --s3-path-style.
+const s3PathStyleUsage = "for s3://bucket/prefix/: address the bucket in the path (automatic for an IP-address or localhost endpoint)"
 
 // openS3 returns the evidence prefix url names, read through S3.
 func openS3(ctx context.Context, aws *awsOptions, url string, pathStyle bool) (*s3store.Bucket, error) {

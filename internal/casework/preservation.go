@@ -94,6 +94,12 @@ func ReadPreservation(dir string, targets []string) (*Recorded, error) {
 	if ok, err := readJSON(name, &rec); !ok {
 		return nil, err
 	}
+	return rec.recorded(name, dir, targets)
+}
+
+// recorded is what the record read from name, in the case directory or
+// prefix dir, says for a run of targets.
+func (rec *preservationFile) recorded(name, dir string, targets []string) (*Recorded, error) {
 	if !sameSet(rec.Targets, targets) {
 		return nil, &ConflictError{Dir: dir, Targets: rec.Targets}
 	}

@@ -5,15 +5,20 @@ import (
 	"errors"
 	"fmt"
 	mathbits "math/bits"
-	"path/filepath"
+	"slices"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/ebs"
 	"github.com/ebsimager/ebsimager/internal/manifest"
 	"github.com/ebsimager/ebsimager/internal/report"
+	"github.com/ebsimager/ebsimager/internal/sink"
 	"github.com/ebsimager/ebsimager/internal/store"
 )
 
@@ -41,6 +46,22 @@ func Open(dir string, copy bool, form codec.Form, recipients []string) (*Base, e
 	if err != nil {
 		return nil, err
 	}
+	return newBase(b, copy, form, recipients)
+}
+
+// OpenBucket opens the evidence in b (S3) as the base of an acquisition
+// stored in form for recipients, as Open opens a directory. Its blocks
+// are always copied: each object is read and checked against the base's
+// manifest before it is stored again.
+func OpenBucket(ctx context.Context, b bucket.Bucket, form codec.Form, recipients []string) (*Base, error) {
+	base, err := store.OpenBaseBucket(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return newBase(base, true, form, recipients)
+}
+
+func newBase(b *store.Base, copy bool, form codec.Form, recipients []string) (*Base, error) {
 	if err := b.CheckForm(form, recipients); err != nil {
 		return nil, err
 	}
@@ -94,16 +115,43 @@ func (in *Base) isChanged(index int64) bool {
 	return index/64 < int64(len(in.changed)) && in.changed[index/64]&(1<<(index%64)) != 0
 }
 
+// dest is the evidence an incremental acquisition completes: an
+// evidence directory or evidence in a bucket.
+type dest struct {
+	has func(index int64) bool
+	// link takes a base directory's file into an evidence directory
+	// (hard-linked, or copied); nil for evidence in a bucket.
+	link func(e manifest.Entry, src string, copy bool) (linked bool, err error)
+	// put stores a base block's stored bytes, read and checked.
+	put  func(e manifest.Entry, data []byte) error
+	sink sink.Sink
+}
+
 // Complete makes st complete once the changed blocks are in it: it takes
 // every unchanged block of the base into st, then fetches from snap the
 // unchanged blocks whose base copy did not match the base's manifest,
 // under o's limits. res is the run of the changed blocks; Complete adds
 // what it fetched, and the reuse to its time.
 func (in *Base) Complete(ctx context.Context, snap *ebs.Snapshot, st *store.Store, o acquire.Options, res *acquire.Result) error {
-	if err := in.reuse(ctx, st); err != nil {
+	return in.complete(ctx, snap, dest{has: st.Has, link: st.Reuse, put: st.ReuseStored, sink: st.Sink()}, o, res)
+}
+
+// CompleteRemote is Complete for evidence in a bucket (S3): every
+// unchanged block of the base is read, checked against the base's
+// manifest, and written once to r with its stored SHA-256.
+func (in *Base) CompleteRemote(ctx context.Context, snap *ebs.Snapshot, r *store.Remote, o acquire.Options, res *acquire.Result) error {
+	return in.complete(ctx, snap, dest{has: r.Has, put: r.ReuseStored, sink: r}, o, res)
+}
+
+func (in *Base) complete(ctx context.Context, snap *ebs.Snapshot, d dest, o acquire.Options, res *acquire.Result) error {
+	reuse := in.reuse
+	if in.base.InBucket() || d.link == nil {
+		reuse = in.reuseStored
+	}
+	if err := reuse(ctx, d); err != nil {
 		return fmt.Errorf("taking unchanged blocks from %s: %w", in.base.Dir, err)
 	}
-	r2, err := in.refetch(ctx, snap, st, o)
+	r2, err := in.refetch(ctx, snap, d, o)
 	res.Stored, res.Bytes = res.Stored+r2.Stored, res.Bytes+r2.Bytes
 	if len(in.bad) > 0 {
 		res.Counts = r2.Counts
@@ -115,9 +163,10 @@ func (in *Base) Complete(ctx context.Context, snap *ebs.Snapshot, st *store.Stor
 	return nil
 }
 
-// reuse puts every block of the base that did not change into st, unless
-// st already holds it (an interrupted run of the same command).
-func (in *Base) reuse(ctx context.Context, st *store.Store) error {
+// reuse puts every block of the base directory that did not change into
+// the evidence directory, unless it already holds it (an interrupted run
+// of the same command).
+func (in *Base) reuse(ctx context.Context, d dest) error {
 	if in.changed == nil {
 		return fmt.Errorf("reusing blocks of %s: the changes were not listed", in.base.Dir)
 	}
@@ -128,11 +177,11 @@ func (in *Base) reuse(ctx context.Context, st *store.Store) error {
 		if in.isChanged(e.Index) {
 			return nil
 		}
-		if st.Has(e.Index) {
+		if d.has(e.Index) {
 			in.reused++
 			return nil
 		}
-		linked, err := st.Reuse(e, filepath.Join(in.base.Dir, filepath.FromSlash(e.Name)), in.copy)
+		linked, err := d.link(e, in.base.Path(e), in.copy)
 		var bad *store.BadSourceError
 		if errors.As(err, &bad) {
 			in.bad = append(in.bad, e.Index)
@@ -151,10 +200,78 @@ func (in *Base) reuse(ctx context.Context, st *store.Store) error {
 	})
 }
 
+// reuseWorkers is how many base blocks reuseStored reads and stores at
+// once: each is a GET or a PUT (or both) when a bucket is involved, so
+// concurrency, not bandwidth, sets the pace.
+const reuseWorkers = 16
+
+// reuseStored puts every block of the base that did not change into d
+// by its bytes, reuseWorkers at a time: read from the base (a bucket or
+// a directory), checked against the base's manifest entry, and stored
+// in d (a directory or a bucket), which checks them once more. A block
+// that does not match is not stored: it is fetched from the snapshot
+// (refetch).
+func (in *Base) reuseStored(ctx context.Context, d dest) error {
+	if in.changed == nil {
+		return fmt.Errorf("reusing blocks of %s: the changes were not listed", in.base.Dir)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	todo := make(chan manifest.Entry, reuseWorkers)
+	var mu sync.Mutex
+	for range reuseWorkers {
+		g.Go(func() error {
+			for e := range todo {
+				data, err := in.base.ReadStored(gctx, e)
+				if err == nil {
+					err = d.put(e, data)
+				}
+				var bad *store.BadSourceError
+				mu.Lock()
+				switch {
+				case errors.As(err, &bad):
+					in.bad = append(in.bad, e.Index)
+					err = nil
+				case err == nil:
+					in.reused++
+					in.copied++
+				}
+				mu.Unlock()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(todo)
+		return in.base.Entries(func(e manifest.Entry) error {
+			if in.isChanged(e.Index) {
+				return nil
+			}
+			if d.has(e.Index) {
+				mu.Lock()
+				in.reused++
+				mu.Unlock()
+				return nil
+			}
+			select {
+			case todo <- e:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	err := g.Wait()
+	slices.Sort(in.bad) // refetch lists from the first
+	return err
+}
+
 // refetch fetches from snap, into st, the unchanged blocks whose base
 // copy did not match the base's manifest, listing the snapshot from the
 // first of them; o is the acquisition's options.
-func (in *Base) refetch(ctx context.Context, snap *ebs.Snapshot, st *store.Store, o acquire.Options) (acquire.Result, error) {
+func (in *Base) refetch(ctx context.Context, snap *ebs.Snapshot, d dest, o acquire.Options) (acquire.Result, error) {
 	if len(in.bad) == 0 {
 		return acquire.Result{}, nil
 	}
@@ -164,13 +281,14 @@ func (in *Base) refetch(ctx context.Context, snap *ebs.Snapshot, st *store.Store
 	}
 	o.Start, o.Progress = in.bad[0], nil
 	o.Want = func(i int64) bool { return want[i] }
-	// Into a second view of st: the caller closes its own, once.
-	res, err := acquire.New(acquire.NewSnapshot(snap), o).Run(ctx, st.Sink())
+	// Into a second view of the evidence (Run neither closes nor aborts
+	// it): the caller closes its own, once.
+	res, err := acquire.New(acquire.NewSnapshot(snap), o).Run(ctx, d.sink)
 	if err != nil {
 		return res, err
 	}
 	for _, i := range in.bad {
-		if !st.Has(i) {
+		if !d.has(i) {
 			return res, fmt.Errorf("block %d of base %s does not match the base's manifest, and %s does not list it to fetch instead", i, in.base.Dir, snap.ID)
 		}
 	}

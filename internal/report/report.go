@@ -460,6 +460,12 @@ type Transform struct {
 	// SourceManifestSHA256 is the manifest the conversion started from:
 	// the one the record held before it.
 	SourceManifestSHA256 string `json:"source_manifest_sha256,omitempty"`
+	// SourceEvidence is set when the conversion wrote new evidence
+	// (compress SRC --out s3://…) instead of converting in place: the
+	// evidence its blocks were read from, a directory (absolute) or an
+	// s3:// URL, whose manifest is SourceManifestSHA256. The record's
+	// Evidence.Location is then the new evidence.
+	SourceEvidence string `json:"source_evidence,omitempty"`
 }
 
 // ManifestClaim is what the record says the manifest of an evidence

@@ -269,6 +269,9 @@ func (r *Report) Text(w io.Writer) error {
 			t.field("Operation", x.Operation)
 			t.field("Source", x.Source)
 			t.field("Destination", x.Destination)
+			if x.SourceEvidence != "" {
+				t.field("Converted from", x.SourceEvidence)
+			}
 			t.field("Stored as", fmt.Sprintf("codec %s, encryption %s", x.Codec, x.Encryption))
 			t.field("Blocks", fmt.Sprintf("%d (%s)", x.Blocks, bytesText(x.Bytes)))
 			if x.SourceManifestSHA256 != "" {

@@ -214,6 +214,13 @@ func (s *Store) copyFile(rel, src string, e manifest.Entry) error {
 	if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return &BadSourceError{Index: e.Index, Path: src, What: "not a regular file"}
 	}
+	return s.copyFrom(rel, in, src, e)
+}
+
+// copyFrom writes what in holds to rel atomically (temporary file,
+// fsync, rename), checking its size and stored SHA-256 against e; src
+// names in for messages.
+func (s *Store) copyFrom(rel string, in io.Reader, src string, e manifest.Entry) error {
 	final := filepath.Join(s.dir, rel)
 	f, err := os.CreateTemp(filepath.Dir(final), tempPrefix+filepath.Base(final)+"-*")
 	if err != nil {
