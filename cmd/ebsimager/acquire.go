@@ -356,6 +356,8 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	case err == nil && a.remote != nil:
 		if err = a.completeRemoteBase(ctx, opts, &res, &sum, awsInfo); err == nil {
 			err = a.finishRemote(ctx, &res, &sum, awsInfo)
+		} else {
+			err = a.recordRemoteRun(ctx, a.failed(err, res, &sum, awsInfo), res, &sum, awsInfo)
 		}
 	case err == nil && a.st != nil:
 		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)
