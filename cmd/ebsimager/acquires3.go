@@ -58,6 +58,9 @@ type s3Options struct {
 
 	url  s3store.URL
 	lock s3store.Lock
+	// form is how the command's --out names S3, for messages; empty is
+	// acquire's "s3://bucket/prefix/".
+	form string
 }
 
 func (o *s3Options) addFlags(cmd *cobra.Command) {
@@ -78,7 +81,7 @@ func (o *s3Options) check(cmd *cobra.Command, out string, now time.Time) error {
 	if !s3store.IsURL(out) {
 		for _, f := range flags {
 			if cmd.Flags().Changed(f) && !(f == "s3-path-style" && o.readsBase) {
-				return usagef("--%s applies to --%s s3://bucket/prefix/", f, cmp.Or(o.flag, "out"))
+				return usagef("--%s applies to --%s %s", f, cmp.Or(o.flag, "out"), cmp.Or(o.form, "s3://bucket/prefix/"))
 			}
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/block"
+	"github.com/ebsimager/ebsimager/internal/bucket"
 	"github.com/ebsimager/ebsimager/internal/casework"
 	"github.com/ebsimager/ebsimager/internal/codec"
 	"github.com/ebsimager/ebsimager/internal/dirlock"
@@ -143,7 +144,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitIncomplete
 	case errors.As(err, &mismatch), errors.As(err, &storeMis), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, volume.ErrCorrupt):
 		return exitMismatch
-	case errors.As(err, &other), errors.Is(err, store.ErrNotEvidence), errors.Is(err, fs.ErrExist):
+	case errors.As(err, &other), errors.Is(err, store.ErrNotEvidence), errors.Is(err, fs.ErrExist), errors.Is(err, bucket.ErrExists):
 		return exitConflict
 	case errors.As(err, &badID), errors.As(err, &badTarget), errors.As(err, &beyond), errors.As(err, &badFolder), errors.Is(err, s3store.ErrNoObjectLock):
 		return exitInvalid

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +32,8 @@ type exportOptions struct {
 	json   bool
 	keys   openOptions
 	e01    e01Options
+	s3     s3Options // --out s3://bucket/prefix/NAME
+	s3out  *exportS3
 	caseMeta
 }
 
@@ -58,7 +61,7 @@ place for SHA-256). The case fields default to those given to acquire.
 
 --ext4 and --ntfs keep the original tool's flags: the image is rebuilt the
 same way (no mkfs, nothing overlaid), then checked to hold that file system,
-in the volume or in a partition.`,
+in the volume or in a partition.` + exportS3Help,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.out == "" {
@@ -71,6 +74,9 @@ in the volume or in a partition.`,
 				return usagef("--split, --hash, --ext4 and --ntfs go with --format raw; an E01 is segmented by --segment-size and always holds MD5, SHA-1 and SHA-256")
 			}
 			if err := o.e01.refuseUnless(cmd, o.format == "e01", "--format raw (segment it with --split)"); err != nil {
+				return err
+			}
+			if err := o.checkS3(cmd); err != nil {
 				return err
 			}
 			o.e01.replace = o.force
@@ -89,7 +95,7 @@ in the volume or in a partition.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.out, "out", "", "image file to write (with --split: FILE.001, FILE.002, …)")
+	f.StringVar(&o.out, "out", "", "image file to write (with --split: FILE.001, FILE.002, …), or s3://bucket/prefix/NAME")
 	f.StringVar(&o.format, "format", "raw", "image format: raw, or e01 (EnCase 6 style EWF: BASE.E01, BASE.E02, …)")
 	f.StringVar(&o.split, "split", "", "split the image into segments of at most this size (at least 1MiB, whole 512-byte sectors), e.g. 2GiB or 650MB")
 	f.StringVar(&o.hashes, "hash", "md5,sha1,sha256", "whole-image hashes to compute")
@@ -101,6 +107,7 @@ in the volume or in a partition.`,
 	o.keys.addFlags(cmd)
 	o.e01.addFlags(cmd)
 	o.caseMeta.addFlags(cmd)
+	o.s3.addFlags(cmd)
 	return cmd
 }
 
@@ -111,6 +118,10 @@ type exportResult struct {
 	Blocks   int64             `json:"blocks"`
 	Hashes   map[string]string `json:"hashes"`
 	FSCheck  string            `json:"fs_check,omitempty"`
+	// Uploaded is the bytes sent to S3 (the objects' sizes).
+	Uploaded int64 `json:"uploaded_bytes,omitempty"`
+	// Objects are the objects written to S3, as the record lists them.
+	Objects []report.ExportObject `json:"objects,omitempty"`
 }
 
 func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, algs []string) error {
@@ -128,24 +139,34 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 			return err
 		}
 	}
-	lock, err := o.claim(ev, size, split)
-	if err != nil {
-		return err
+	if !o.s3.on() {
+		lock, err := o.claim(ev, size, split)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
 	}
-	defer lock.Release()
-	w, err := o.create(ev, size, split, algs)
+	defer o.s3out.close()
+	w, err := o.create(cmd.Context(), ev, size, split, algs)
 	if err != nil {
 		return err
 	}
 	status := ui.NewStatus(cmd.ErrOrStderr(), o.quiet || o.json, 5*time.Second)
 	start := time.Now()
-	out, err := o.write(cmd, ev, unseal, w, status)
+	out, img, err := o.write(cmd, ev, unseal, w, status)
 	step := newStep(report.StepExport, start, err)
 	if err == nil {
 		step.Export = &report.Export{Format: o.format, Segments: out.Files, Size: out.Size, Blocks: out.Blocks, Hashes: out.Hashes, FileSystemCheck: out.FSCheck}
+		if o.s3.on() {
+			err = o.s3out.record(cmd.Context(), &out, step.Export, img.Files, img.HashFiles, o.s3.lock)
+			out.Objects = step.Export.Objects
+		}
 	}
 	if ev.Bucket != nil {
-		// Evidence in S3 is written once: its record stays as it is.
+		// Evidence in S3 is written once: the step goes in a run object.
+		if rerr := recordExportS3(cmd.Context(), ev.Bucket, step); rerr != nil && err == nil {
+			err = unrecordedError{fmt.Errorf("the image is complete, but the export could not be recorded in %s: %w", ev.Bucket, rerr)}
+		}
 	} else if rerr := appendStep(dir, step); rerr != nil && err == nil {
 		err = fmt.Errorf("recording the export: %w", rerr)
 	}
@@ -157,17 +178,17 @@ func runExport(cmd *cobra.Command, dir string, o *exportOptions, split int64, al
 
 // write runs the verified blocks of ev into the image on the acquire
 // pipeline, and finishes it.
-func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal store.Unseal, w sink.Sink, status *ui.Status) (exportResult, error) {
+func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal store.Unseal, w sink.Sink, status *ui.Status) (exportResult, sink.Result, error) {
 	run := acquire.New(acquire.NewEvidence(ev, unseal), acquire.Options{Workers: exportWorkers, Progress: drawProgress(status)})
 	res, err := run.Run(cmd.Context(), w)
 	status.Done("")
 	if err != nil {
 		w.Abort()
-		return exportResult{}, err
+		return exportResult{}, sink.Result{}, err
 	}
 	img, err := w.Close()
 	if err != nil {
-		return exportResult{}, err
+		return exportResult{}, sink.Result{}, err
 	}
 	out := exportResult{Evidence: ev.Dir, Files: img.Files, Size: ev.Meta.VolumeSizeGiB << 30, Blocks: res.Stored, Hashes: img.Hashes}
 	if o.ext4 || o.ntfs {
@@ -177,11 +198,11 @@ func (o *exportOptions) write(cmd *cobra.Command, ev *store.Evidence, unseal sto
 		}
 		where, err := checkFileSystem(img.Files, want)
 		if err != nil {
-			return exportResult{}, err
+			return exportResult{}, sink.Result{}, err
 		}
 		out.FSCheck = where
 	}
-	return out, nil
+	return out, img, nil
 }
 
 func printExport(w io.Writer, r exportResult, asJSON bool) error {
@@ -190,7 +211,11 @@ func printExport(w io.Writer, r exportResult, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Fprintf(w, "exported %s: %s into %s (%s)\n", r.Evidence, ui.Plural(r.Blocks, "block"), r.Files[0], imageSizeText(r.Files, r.Size))
+	size := imageSizeText(r.Files, r.Size)
+	if r.Uploaded > 0 {
+		size = uploadedText(r)
+	}
+	fmt.Fprintf(w, "exported %s: %s into %s (%s)\n", r.Evidence, ui.Plural(r.Blocks, "block"), r.Files[0], size)
 	for _, f := range r.Files[1:] {
 		fmt.Fprintf(w, "  segment %s\n", f)
 	}
@@ -228,7 +253,10 @@ func (o *exportOptions) claim(ev *store.Evidence, size, split int64) (*dirlock.L
 }
 
 // create opens the output image as a sink.
-func (o *exportOptions) create(ev *store.Evidence, size, split int64, algs []string) (sink.Sink, error) {
+func (o *exportOptions) create(ctx context.Context, ev *store.Evidence, size, split int64, algs []string) (sink.Sink, error) {
+	if o.s3.on() {
+		return o.createS3(ctx, ev, size, split, algs)
+	}
 	if o.format == "e01" {
 		opts, err := o.e01.options(e01Metadata(ev.Meta.SnapshotID, mergeCase(ev.Meta.Case, &o.caseMeta), ev.Meta.CreatedAt))
 		if err != nil {

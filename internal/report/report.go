@@ -364,6 +364,28 @@ type Export struct {
 	Hashes   map[string]string `json:"hashes"`   // whole-image hashes by algorithm
 	// FileSystemCheck is what --ext4/--ntfs found, when asked.
 	FileSystemCheck string `json:"file_system_check,omitempty"`
+	// Objects are the image's objects and its checksum files, in that
+	// order, when it was written to an object store (export --out
+	// s3://…); Segments then holds their s3:// URLs.
+	Objects []ExportObject `json:"objects,omitempty"`
+	// ObjectLock is the lock every object was written with, if any.
+	ObjectLock *manifest.ObjectLock `json:"object_lock,omitempty"`
+}
+
+// ExportObject is one object an export wrote to an object store.
+type ExportObject struct {
+	Bucket    string `json:"bucket"`
+	Key       string `json:"key"`
+	VersionID string `json:"version_id,omitempty"`
+	Size      int64  `json:"size"`
+	// SHA256 is the whole object's SHA-256 (hex), computed as it was
+	// sent: S3 keeps only Checksum for an object uploaded in parts.
+	SHA256 string `json:"sha256"`
+	// Checksum is S3's x-amz-checksum-sha256 of the object (base64): of
+	// the part checksums ("…-N") for an image segment, of the bytes for a
+	// checksum file.
+	Checksum string `json:"s3_checksum_sha256,omitempty"`
+	Parts    int    `json:"parts,omitempty"`
 }
 
 // Verify is the result of re-checking the evidence or an image.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/bucket"
@@ -17,7 +18,7 @@ type Bucket struct {
 	Lock Lock
 }
 
-var _ bucket.Bucket = (*Bucket)(nil)
+var _ bucket.LargeObjects = (*Bucket)(nil)
 
 // Bucket returns u's prefix through c, every object written with lock.
 func (c *Client) Bucket(u URL, lock Lock) *Bucket { return &Bucket{c: c, url: u, Lock: lock} }
@@ -29,6 +30,19 @@ func (b *Bucket) URL() URL { return b.url }
 func (b *Bucket) PutNew(ctx context.Context, key string, body []byte, sum block.Sum, metadata map[string]string) error {
 	_, err := b.c.PutNew(ctx, b.url.Bucket, b.url.Key(key), body, sum, metadata, b.Lock)
 	return err
+}
+
+// CreateLarge implements bucket.LargeObjects: a multipart Upload of key
+// in parts of PartSize(size), with the bucket's lock.
+func (b *Bucket) CreateLarge(ctx context.Context, key string, size int64, metadata map[string]string) (bucket.LargeObject, error) {
+	if size > MaxObjectSize {
+		return nil, fmt.Errorf("s3://%s/%s: %d bytes, and an S3 object holds at most %d", b.url.Bucket, b.url.Key(key), size, int64(MaxObjectSize))
+	}
+	u, err := b.c.NewUpload(ctx, b.url.Bucket, b.url.Key(key), PartSize(size), metadata, b.Lock)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // Create implements bucket.Bucket: an object of up to one part

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -37,6 +38,9 @@ type Client struct {
 	api    *s3.Client
 	policy ebs.Policy
 	stats  *ebs.Stats
+	// slow is the HTTP client of CompleteMultipartUpload, which may take
+	// minutes before its answer starts (nil: the configuration's).
+	slow aws.HTTPClient
 	// PathStyle says whether the client addresses buckets in the path.
 	PathStyle bool
 	// Endpoint is the endpoint the client talks to, empty for AWS's.
@@ -49,6 +53,9 @@ type Client struct {
 func New(cfg aws.Config, o Options) *Client {
 	c := &Client{policy: o.Policy, stats: o.Stats}
 	c.policy.Classify = Classify
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		c.slow = bc.WithTransportOptions(func(t *http.Transport) { t.ResponseHeaderTimeout = completeTimeout })
+	}
 	if c.stats == nil {
 		c.stats = &ebs.Stats{}
 	}
@@ -64,6 +71,14 @@ func New(cfg aws.Config, o Options) *Client {
 	})
 	return c
 }
+
+// completeTimeout bounds the wait for CompleteMultipartUpload's answer to
+// start. S3 starts it at once and keeps the connection alive while it
+// assembles the object ("could take several minutes"), but a store that
+// answers only when done (moto takes over a minute for 1 GiB) would
+// otherwise time out under the configuration's 60 s and retry a request
+// that is still being served.
+const completeTimeout = 15 * time.Minute
 
 // ipEndpoint reports whether endpoint's host is an IP address or
 // localhost, where virtual-hosted addressing cannot work.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,7 +26,20 @@ const (
 	DefaultPartSize = 16 << 20
 	MaxPartSize     = 5 << 30
 	maxParts        = 10000
+	// MaxObjectSize is the most an S3 object holds, 5 TiB.
+	MaxObjectSize = 5 << 40
 )
+
+// PartSize is the part size for an object of size bytes: DefaultPartSize,
+// or for an object past 10,000 such parts the least whole MiB that fits
+// it in 10,000 (about 525 MiB for 5 TiB: the upload buffers one part).
+func PartSize(size int64) int {
+	p := int64(DefaultPartSize)
+	if need := (size + maxParts - 1) / maxParts; need > p {
+		p = (need + 1<<20 - 1) &^ (1<<20 - 1)
+	}
+	return int(min(p, MaxPartSize))
+}
 
 // Upload writes one large object in parts, each sent with its own
 // SHA-256 (which S3 checks on arrival), while it hashes the whole object
@@ -47,6 +61,8 @@ type Upload struct {
 	whole       hash.Hash
 	size        int64
 	err         error
+	flushed     bool
+	result      UploadResult
 }
 
 // UploadResult is what a completed Upload holds.
@@ -57,6 +73,8 @@ type UploadResult struct {
 	// Composite is S3's checksum of the part checksums ("…-N").
 	Composite string
 	VersionID string
+	// Parts is how many parts the object was sent in.
+	Parts int
 }
 
 // NewUpload starts a multipart upload of key with metadata and lock, in
@@ -89,6 +107,9 @@ func (c *Client) NewUpload(ctx context.Context, bucket, key string, partSize int
 func (u *Upload) Write(p []byte) (int, error) {
 	if u.err != nil {
 		return 0, u.err
+	}
+	if u.flushed {
+		return 0, fmt.Errorf("writing s3://%s/%s: the upload was flushed", u.bucket, u.key)
 	}
 	n := 0
 	for len(p) > 0 {
@@ -135,13 +156,37 @@ func (u *Upload) flush() error {
 	return nil
 }
 
+// Flush sends the buffered bytes as the last part and frees the
+// buffer: every byte is then with S3, but the object does not exist until
+// Close (or Commit) completes the upload. An export keeps the uploads of
+// all its segments open this way, and completes them only when every one
+// is sent, so that a failure leaves no segment under its name. Write
+// fails after Flush.
+func (u *Upload) Flush() error {
+	if u.err == nil && !u.flushed && (len(u.buf) > 0 || len(u.parts) == 0) {
+		u.flush()
+	}
+	u.flushed = true
+	u.buf = nil
+	return u.err
+}
+
+// Commit is Close for bucket.LargeObject; Result then holds what Close
+// returned.
+func (u *Upload) Commit() error {
+	r, err := u.Close()
+	u.result = r
+	return err
+}
+
+// Result is what the completed upload holds (after Commit).
+func (u *Upload) Result() UploadResult { return u.result }
+
 // Close sends the last part and completes the upload: the object then
 // exists under its key. A key already taken is ErrExists (the upload is
 // aborted). On any failure the upload is aborted.
 func (u *Upload) Close() (UploadResult, error) {
-	if u.err == nil && (len(u.buf) > 0 || len(u.parts) == 0) {
-		u.flush()
-	}
+	u.Flush()
 	if u.err != nil {
 		u.Abort()
 		return UploadResult{}, u.err
@@ -151,7 +196,19 @@ func (u *Upload) Close() (UploadResult, error) {
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: u.parts},
 		IfNoneMatch:     aws.String("*"),
 	}
-	out, err := ebs.Wrap(u.c.policy, u.c.stats, u.c.api.CompleteMultipartUpload)(u.ctx, in)
+	out, err := ebs.Wrap(u.c.policy, u.c.stats, u.c.api.CompleteMultipartUpload)(u.ctx, in, func(o *s3.Options) {
+		if u.c.slow != nil {
+			o.HTTPClient = u.c.slow
+		}
+	})
+	if err != nil && (preconditionFailed(err) || Classify(err) == ebs.KindNotFound) {
+		// A retry of a Complete whose first attempt did complete finds
+		// the key taken, or the upload gone: the object is ours if S3's
+		// checksum of its parts is the one ours give.
+		if o, herr := u.c.Head(u.ctx, u.bucket, u.key); herr == nil && o.Size == u.size && u.composite(o) {
+			out, err = &s3.CompleteMultipartUploadOutput{VersionId: aws.String(o.VersionID), ChecksumSHA256: aws.String(o.Composite)}, nil
+		}
+	}
 	if err != nil {
 		if preconditionFailed(err) {
 			err = fmt.Errorf("s3://%s/%s: %w", u.bucket, u.key, ErrExists)
@@ -163,12 +220,32 @@ func (u *Upload) Close() (UploadResult, error) {
 		return UploadResult{}, err
 	}
 	u.err, u.id = errors.New("upload already completed"), ""
-	r := UploadResult{Size: u.size, Composite: aws.ToString(out.ChecksumSHA256), VersionID: aws.ToString(out.VersionId)}
+	r := UploadResult{Size: u.size, Composite: aws.ToString(out.ChecksumSHA256), VersionID: aws.ToString(out.VersionId), Parts: len(u.parts)}
 	copy(r.SHA256[:], u.whole.Sum(nil))
 	if err := u.c.ensureLock(u.ctx, u.bucket, u.key, r.VersionID, u.lock); err != nil {
 		return r, err
 	}
 	return r, nil
+}
+
+// composite reports whether o carries S3's checksum of this upload's
+// part checksums: base64 of the SHA-256 of the parts' SHA-256s, then
+// "-N" (moto 5 answers it without the suffix, as if it were the object's
+// SHA-256).
+func (u *Upload) composite(o Object) bool {
+	h := sha256.New()
+	for _, p := range u.parts {
+		raw, err := base64.StdEncoding.DecodeString(aws.ToString(p.ChecksumSHA256))
+		if err != nil {
+			return false
+		}
+		h.Write(raw)
+	}
+	want := base64.StdEncoding.EncodeToString(h.Sum(nil))
+	if o.HasSHA256 {
+		return base64.StdEncoding.EncodeToString(o.SHA256[:]) == want
+	}
+	return o.Composite == want+"-"+strconv.Itoa(len(u.parts))
 }
 
 // ensureLock checks that the version of key carries lock, and sets what

@@ -87,22 +87,34 @@ func removeMediaHashes(base string) error {
 // by exporting the media with libewf. It returns the sums by algorithm
 // and the files written.
 func WriteMediaHashes(base string, res Result) (map[string]string, []string, error) {
-	sums := map[string]string{
-		digest.MD5: hex.EncodeToString(res.MD5[:]), digest.SHA1: hex.EncodeToString(res.SHA1[:]), digest.SHA256: hex.EncodeToString(res.SHA256[:]),
-	}
-	first, b := filepath.Base(res.Segments[0]), filepath.Base(base)
+	sums := mediaSums(res)
 	var files []string
 	for _, alg := range digest.Algorithms() {
 		name := digest.FileName(base, alg)
-		// ewfexport -t BASE writes the media to BASE.raw.
-		err := digest.WriteHashFile(name,
-			digest.Entry{Comment: fmt.Sprintf("media %s of %s (%d segments); check with: ewfexport -u -q -f raw -t %s %s && %ssum -c %s (or: ebsimager verify %s)",
-				alg, first, len(res.Segments), b, first, alg, filepath.Base(name), first)},
-			digest.Entry{Sum: sums[alg], Name: b + ".raw"})
-		if err != nil {
+		if err := digest.WriteHashFile(name, mediaHashEntries(base, res, alg, sums[alg])...); err != nil {
 			return nil, nil, err
 		}
 		files = append(files, name)
 	}
 	return sums, files, nil
+}
+
+// mediaSums are the media hashes of res by algorithm, in hex.
+func mediaSums(res Result) map[string]string {
+	return map[string]string{
+		digest.MD5: hex.EncodeToString(res.MD5[:]), digest.SHA1: hex.EncodeToString(res.SHA1[:]), digest.SHA256: hex.EncodeToString(res.SHA256[:]),
+	}
+}
+
+// mediaHashEntries is the content of the checksum file of alg for the
+// E01 at base: how to check it, and the sum of the media ewfexport
+// writes (ewfexport -t BASE writes the media to BASE.raw).
+func mediaHashEntries(base string, res Result, alg, sum string) []digest.Entry {
+	first, b := filepath.Base(res.Segments[0]), filepath.Base(base)
+	name := digest.FileName(base, alg)
+	return []digest.Entry{
+		{Comment: fmt.Sprintf("media %s of %s (%d segments); check with: ewfexport -u -q -f raw -t %s %s && %ssum -c %s (or: ebsimager verify %s)",
+			alg, first, len(res.Segments), b, first, alg, filepath.Base(name), first)},
+		{Sum: sum, Name: b + ".raw"},
+	}
 }

@@ -127,6 +127,9 @@ type Writer struct {
 	segs []*segFile
 	seg  *segFile
 	sec  *sectors
+	// up, when set, takes each finished segment as an object (see
+	// CreateObjectSink) instead of Close renaming it into place.
+	up *uploader
 }
 
 // segFile is one segment being written under a temporary name.
@@ -627,6 +630,14 @@ func (w *Writer) Close() (Result, error) {
 	if err := w.finishSegment(true, res.MD5, res.SHA1); err != nil {
 		return Result{}, errors.Join(fmt.Errorf("finishing %s: %w", w.seg.final, err), w.removeTemps())
 	}
+	if w.up != nil {
+		if err := w.up.commit(); err != nil {
+			return Result{}, errors.Join(fmt.Errorf("completing %s.E01: %w", filepath.Base(w.base), err), w.removeTemps())
+		}
+		res.Segments = w.up.names
+		w.result = &res
+		return res, nil
+	}
 	if err := w.rename(); err != nil {
 		return Result{}, err
 	}
@@ -650,9 +661,12 @@ func (w *Writer) Abort() error {
 }
 
 // removeTemps closes and removes every segment still under its temporary
-// name.
+// name, and drops the uploads of the segments handed to objects.
 func (w *Writer) removeTemps() error {
 	var errs []error
+	if w.up != nil {
+		errs = append(errs, w.up.abort())
+	}
 	for _, s := range w.segs {
 		if s.f != nil {
 			s.f.Close()
@@ -897,5 +911,8 @@ func (w *Writer) finishSegment(last bool, md5 [16]byte, sha1 [20]byte) error {
 	}
 	err = s.f.Close()
 	s.f = nil
+	if err == nil && w.up != nil {
+		err = w.up.handoff(s)
+	}
 	return err
 }
