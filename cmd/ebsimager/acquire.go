@@ -253,6 +253,9 @@ type acquireSummary struct {
 	Rejected   int64               `json:"rejected"`
 	Unverified []report.Unverified `json:"unverified,omitempty"`
 	Replaced   *report.Replaced    `json:"replaced,omitempty"`
+	// RunRecord is the run object this run left beside evidence in S3
+	// when it ended without completing it (s3://…/runs/…json).
+	RunRecord string `json:"run_record,omitempty"`
 }
 
 // failedBlocks is the full list of an incomplete run's failures.
@@ -351,8 +354,10 @@ func acquireSnapshot(ctx context.Context, aws *awsOptions, id string, o *acquire
 	sum := newAcquireSummary(id, cfg.Region, o.out+o.image, res)
 	switch {
 	case err == nil && a.remote != nil:
-		if err = a.completeRemoteBase(ctx, opts, &res, &sum); err == nil {
+		if err = a.completeRemoteBase(ctx, opts, &res, &sum, awsInfo); err == nil {
 			err = a.finishRemote(ctx, &res, &sum, awsInfo)
+		} else {
+			err = a.recordRemoteRun(ctx, a.failed(err, res, &sum, awsInfo), res, &sum, awsInfo)
 		}
 	case err == nil && a.st != nil:
 		err = a.finishDirectory(ctx, opts, &res, &sum, awsInfo)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ebsimager/ebsimager/internal/acquire"
 	"github.com/ebsimager/ebsimager/internal/incremental"
+	"github.com/ebsimager/ebsimager/internal/report"
 	"github.com/ebsimager/ebsimager/internal/s3store"
 )
 
@@ -35,8 +36,9 @@ func (a *acquisition) openIncremental(ctx context.Context, seal sealed) (*increm
 // completeRemoteBase completes an incremental acquisition into S3 once
 // the changed blocks are stored: every unchanged block of the base is
 // read, checked and written to the evidence; a base block that does not
-// match its manifest is fetched instead.
-func (a *acquisition) completeRemoteBase(ctx context.Context, opts acquire.Options, res *acquire.Result, sum *acquireSummary) error {
+// match its manifest is fetched instead. A run that fails here leaves
+// its record as a run object, as any failed run to S3 does.
+func (a *acquisition) completeRemoteBase(ctx context.Context, opts acquire.Options, res *acquire.Result, sum *acquireSummary, awsInfo func() report.AWS) error {
 	if a.inc == nil {
 		return nil
 	}
@@ -44,7 +46,7 @@ func (a *acquisition) completeRemoteBase(ctx context.Context, opts acquire.Optio
 	sum.Fetched, sum.Bytes, sum.Counts = res.Stored, res.Bytes, res.Counts
 	if err != nil {
 		a.remote.Abort()
-		return err
+		return a.recordRemoteRun(ctx, err, *res, sum, awsInfo)
 	}
 	sum.Blocks += a.inc.Taken()
 	sum.Base = a.inc.Record()

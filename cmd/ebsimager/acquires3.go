@@ -140,6 +140,10 @@ func (o *acquireOptions) checkS3Out(cmd *cobra.Command, targets []string) error 
 	switch {
 	case o.seal.encrypting() && len(o.seal.recipients)+len(o.seal.recipientsFiles) == 0:
 		return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
+	case o.force && targets != nil:
+		// Refused before an instance or a volume is preserved, not by
+		// each volume after.
+		return usagef("--force cannot replace evidence in a bucket: its objects are never deleted; acquire the case under another prefix")
 	}
 	return nil
 }
@@ -268,7 +272,10 @@ func (a *acquisition) recordRemoteRun(ctx context.Context, runErr error, res acq
 		// Written even when the run was interrupted, within a bound.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		_, err = store.PutRun(wctx, a.bucket, run.Command, res.Started, body)
+		var o store.RunObject
+		if o, err = store.PutRun(wctx, a.bucket, run.Command, res.Started, body); err == nil {
+			sum.RunRecord = a.bucket.String() + o.Key
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w\n(and writing the record of this run: %v)", runErr, err)

@@ -72,6 +72,9 @@ func TestAcquireToS3RunRecords(t *testing.T) {
 	if _, _, err := store.ParseRunKey(keys[0]); err != nil {
 		t.Error(err)
 	}
+	if sum.RunRecord != u.String()+keys[0] {
+		t.Errorf("the summary names run record %q, want %q", sum.RunRecord, u.String()+keys[0])
+	}
 	first, _ := readRun(keys[0])
 	a := first.Record.Acquisition
 	if first.Format != report.RunFormat || first.Command != "acquire" || first.Outcome != report.OutcomeIncomplete || first.ExitStatus != exitIncomplete ||
@@ -148,9 +151,22 @@ func TestAcquireToS3RunRecords(t *testing.T) {
 			t.Errorf("report.json's run %d = %+v, want %s with SHA-256 %x", i, run, keys[i], sum)
 		}
 	}
-	// The runs/ prefix is no block: verify and export read past it.
-	c.ok("verify", u.String(), "--quiet")
 	if len(runs()) != 2 {
 		t.Errorf("a complete run left a run object: %q", runs())
+	}
+	// The runs/ prefix is no block: verify and export read past it
+	// (verify leaving its own run object, runs/…-verify.json).
+	c.ok("verify", u.String(), "--quiet")
+	var acquires, verifies int
+	for _, k := range runs() {
+		switch {
+		case strings.HasSuffix(k, "-acquire.json"):
+			acquires++
+		case strings.HasSuffix(k, "-verify.json"):
+			verifies++
+		}
+	}
+	if after := runs(); len(after) != 3 || acquires != 2 || verifies != 1 {
+		t.Errorf("after verify: %q; want the two acquire runs and verify's", after)
 	}
 }

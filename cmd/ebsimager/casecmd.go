@@ -53,7 +53,8 @@ s3://bucket/prefix/{target}/): it is listed one level at a time (at
 most %d keys and prefixes; the evidence's blocks are not listed),
 summaries are found at most %d prefixes down, no evidence or case
 prefix is entered, and each evidence prefix's manifest.jsonl is read
-and hashed.
+and hashed: a snapshot target's, or each volume's of an instance or a
+volume target (prefix/i-…/snap-…/).
 
 Exit status: 0 when every worker completed and its evidence matches its
 summary; 4 when a summary disagrees with its evidence, with the targets

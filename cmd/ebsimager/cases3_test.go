@@ -197,9 +197,11 @@ func TestAcquireInstanceToS3(t *testing.T) {
 	if len(runs) != 1 || !strings.HasSuffix(runs[0], "-case.json") {
 		t.Fatalf("the rerun's case records: %v", runs)
 	}
-	// Resumed without the lock: refused before anything is done.
+	// Resumed without the lock, or with --force: refused before anything
+	// is done.
 	srv.ResetCounters()
 	c.fails(exitUsage, "resume the case with the same --object-lock", "acquire", caseInstance, "--out", u.String(), "--quiet")
+	c.fails(exitUsage, "--force cannot replace evidence in a bucket", append(args, "--force")...)
 	if n := srv.Counters().Total("CreateSnapshots") + srv.Counters().Total("GetSnapshotBlock"); n != 0 {
 		t.Fatalf("a refused rerun made %d calls", n)
 	}

@@ -161,6 +161,17 @@ func TestConvertToS3(t *testing.T) {
 	if s := transformJSON(t, c.ok("compress", ref, "--out", z.String(), "--object-lock", "governance", "--retain-until", until, "--json")); !s.NothingToDo || s.Resumed != 48 || s.Decoded != 0 || s.StoredBefore != 0 {
 		t.Fatalf("rerun: %+v", s)
 	}
+	out := c.ok("compress", ref, "--out", z.String(), "--object-lock", "governance", "--retain-until", until).stdout
+	for _, line := range []string{
+		fmt.Sprintf("compressed %s into %s: 48 blocks, none → zstd\n", abs, z),
+		"  checked    0 blocks read from the source",
+		"  resumed    48 blocks already stored there (checked), not converted again\n",
+		"  source     manifest sha256 " + refManifest + "\n",
+	} {
+		if !strings.Contains(out, line) {
+			t.Fatalf("the rerun's summary lacks %q:\n%s", line, out)
+		}
+	}
 	if after := fileHashes(t, ref); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatal("the source directory changed")
 	}
@@ -196,6 +207,25 @@ func TestConvertToS3(t *testing.T) {
 	}
 	if rec := s3Record(t, s3c, d); len(rec.Steps) != 3 || rec.Steps[1].Transform.SourceEvidence != z.String() || rec.Steps[2].Transform.SourceEvidence != e.String() {
 		t.Fatalf("record of the decrypted evidence: steps %+v", rec.Steps)
+	}
+
+	// Down from S3 into a new directory, uncompressed.
+	c.fails(exitUsage, "is the evidence converted", "compress", ref, "--out", ref+"/")
+	local := filepath.Join(t.TempDir(), "local")
+	s = transformJSON(t, c.ok("uncompress", d.String(), "--out", local, "--json"))
+	if s.To != "none" || s.Blocks != 48 || s.Evidence != local || manifestBlocks(t, local) != manifestBlocks(t, ref) {
+		t.Fatalf("uncompress to a directory: %+v; its entries differ from the acquisition's", s)
+	}
+	c.ok("verify", local, "--quiet")
+	if got := exportSHA256(t, c, local); got != want {
+		t.Fatalf("export of the local copy: sha256 %s, the disk's %s", got, want)
+	}
+	if rec, err := report.Load(local); err != nil || len(rec.Steps) != 6 || rec.Steps[4].Kind != report.StepVerify || rec.Evidence.Location != local || rec.Evidence.ObjectLock != nil ||
+		rec.Steps[3].Transform.SourceEvidence != d.String() || rec.Steps[3].Transform.SourceManifestSHA256 != rec.Steps[2].Transform.ManifestSHA256 {
+		t.Fatalf("record of the local copy (%v): %+v", err, rec)
+	}
+	if s := transformJSON(t, c.ok("uncompress", d.String(), "--out", local, "--json")); !s.NothingToDo || s.Resumed != 48 {
+		t.Fatalf("rerun to the directory: %+v", s)
 	}
 
 	// A tampered block of the source stops the conversion: exit 4, no

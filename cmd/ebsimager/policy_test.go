@@ -38,6 +38,11 @@ var policyFlows = []struct {
 	{"policy-forensic-account", []string{"--acquire", "--region", "us-east-1",
 		"--kms-key", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
 	{"policy-all", []string{"--snapshot", "--share", "--copy", "--acquire"}},
+	// A fleet worker in the forensic account: it acquires snapshots and
+	// writes them to a locked evidence bucket; and whoever reads them.
+	{"policy-s3-worker", []string{"--acquire", "--s3-write", "--s3", "s3://evidence-bucket/ir-2026-15/", "--object-lock", "compliance", "--legal-hold",
+		"--region", "us-east-1", "--kms-key", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
+	{"policy-s3-reader", []string{"--s3-read", "--s3", "s3://evidence-bucket/ir-2026-15/"}},
 }
 
 func TestPolicyCommand(t *testing.T) {

@@ -55,15 +55,15 @@ type transformOutput struct {
 	workers int
 	quiet   bool
 	json    bool
-	// out, when set, is new evidence in S3 to write the converted
-	// blocks to, the source left as it is (convertto.go).
+	// out, when set, is new evidence (in S3, or a directory) to write
+	// the converted blocks to, the source left as it is (convertto.go).
 	out string
 	s3  s3Options
 }
 
 func (o *transformOutput) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.out, "out", "", "write the converted evidence to s3://bucket/prefix/, leaving the source as it is (needed for evidence in S3)")
+	f.StringVar(&o.out, "out", "", "write the converted evidence to s3://bucket/prefix/ or a new directory, leaving the source as it is (needed for evidence in S3)")
 	o.s3.addFlags(cmd)
 	f.IntVar(&o.workers, "workers", 0, "blocks converted at once (default: one per CPU)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
@@ -77,7 +77,7 @@ func newCompressCommand() *cobra.Command {
 		out       transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "compress DIR|s3://… [--codec zstd|gzip] [--out s3://bucket/prefix/]",
+		Use:   "compress DIR|s3://… [--codec zstd|gzip] [--out s3://bucket/prefix/|DIR2]",
 		Short: "Compress every block of evidence, in place or into S3 (--out)",
 		Long: `Compress every stored block of evidence directory DIR with zstd (the
 default, fast) or gzip, as acquire --compress would have. An encrypted
@@ -112,7 +112,7 @@ func newUncompressCommand() *cobra.Command {
 		out  transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "uncompress DIR|s3://… [--out s3://bucket/prefix/]",
+		Use:   "uncompress DIR|s3://… [--out s3://bucket/prefix/|DIR2]",
 		Short: "Store every block of evidence uncompressed again, in place or into S3 (--out)",
 		Long: `Uncompress every stored block of evidence directory DIR. An encrypted
 directory stays encrypted to the same recipients; reading it needs
@@ -174,7 +174,7 @@ func newEncryptCommand() *cobra.Command {
 		out  transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "encrypt DIR|s3://… (--recipient KEY... | --recipients-file FILE... | passphrase) [--out s3://bucket/prefix/]",
+		Use:   "encrypt DIR|s3://… (--recipient KEY... | --recipients-file FILE... | passphrase) [--out s3://bucket/prefix/|DIR2]",
 		Short: "Encrypt every block of evidence with age, in place or into S3 (--out)",
 		Long: `Encrypt every stored block of evidence directory DIR with age, as acquire
 --encrypt would have: to --recipient keys (age1… or SSH public keys) and
@@ -190,7 +190,7 @@ directory without any key.
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out.out != "" && len(seal.recipients)+len(seal.recipientsFiles) == 0 {
-				return usagef("--out s3://… encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not written to a bucket")
+				return usagef("--out: encrypts to --recipient/--recipients-file keys only: a passphrase's key file is not copied to new evidence")
 			}
 			var keyCreated bool
 			path := filepath.Join(args[0], keyFileName)
@@ -239,7 +239,7 @@ func newDecryptCommand() *cobra.Command {
 		out  transformOutput
 	)
 	cmd := &cobra.Command{
-		Use:   "decrypt DIR|s3://… (--identity FILE... | passphrase) [--out s3://bucket/prefix/]",
+		Use:   "decrypt DIR|s3://… (--identity FILE... | passphrase) [--out s3://bucket/prefix/|DIR2]",
 		Short: "Decrypt every block of evidence, in place or into S3 (--out)",
 		Long: `Decrypt every stored block of evidence directory DIR with --identity files
 (age identities or SSH private keys) or, for a directory encrypted with a

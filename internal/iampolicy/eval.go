@@ -112,3 +112,15 @@ func opHolds(op string, want, got []string, present bool) bool {
 	}
 	return false
 }
+
+// Denies reports whether a Deny statement of p (a bucket policy's)
+// matches r: its action, its resource and its condition.
+func (p *Policy) Denies(r Request) bool {
+	for _, st := range p.Statement {
+		if st.Effect == "Deny" && matchAny(st.Action, r.Action, true) &&
+			matchAny(st.Resource, r.Resource, false) && st.Condition.holds(r.Context) {
+			return true
+		}
+	}
+	return false
+}

@@ -31,20 +31,44 @@ type Flow uint8
 //   - Copy: EC2 CopySnapshot with tags on the copy, DescribeSnapshots
 //     and LockSnapshot for the copy, and the KMS keys through EBS: the
 //     copy's key and the source snapshot's key.
+//   - S3Write: evidence written to s3://bucket/prefix/ (internal/s3store,
+//     by SDK call): PutObject, CreateMultipartUpload, UploadPart and
+//     CompleteMultipartUpload are s3:PutObject; AbortMultipartUpload is
+//     s3:AbortMultipartUpload; HeadObject and GetObject (a rerun reads
+//     what is stored) are s3:GetObject; ListObjectsV2 is s3:ListBucket;
+//     with a lock, GetObjectLockConfiguration is
+//     s3:GetBucketObjectLockConfiguration, a PUT carrying a retention or
+//     a legal hold (and PutObjectRetention, PutObjectLegalHold after a
+//     multipart upload) is also s3:PutObjectRetention or
+//     s3:PutObjectLegalHold, and HeadObject shows the lock only to a
+//     caller with s3:GetObjectRetention and s3:GetObjectLegalHold.
+//   - S3Read: evidence read from s3://bucket/prefix/ (verify, export,
+//     inspect, ls, cat, triage, mount, diff, case summarize):
+//     ListObjectsV2, HeadObject and GetObject, and the PutObject of
+//     verify's run record (runs/…-verify.json), once.
+//
+// Every PutObject and CompleteMultipartUpload carries If-None-Match: *,
+// and the policy requires it (s3:if-none-match): no step can overwrite
+// an object, whatever its code does.
 const (
 	Acquire Flow = 1 << iota
 	Snapshot
 	Share
 	Copy
+	S3Write
+	S3Read
 )
 
 // AllFlows is every step.
-const AllFlows = Acquire | Snapshot | Share | Copy
+const AllFlows = Acquire | Snapshot | Share | Copy | S3Write | S3Read
+
+// s3Flows are the steps on S3 evidence.
+const s3Flows = S3Write | S3Read
 
 var flowNames = []struct {
 	f    Flow
 	name string
-}{{Snapshot, "snapshot"}, {Share, "share"}, {Copy, "copy"}, {Acquire, "acquire"}}
+}{{Snapshot, "snapshot"}, {Share, "share"}, {Copy, "copy"}, {Acquire, "acquire"}, {S3Write, "s3-write"}, {S3Read, "s3-read"}}
 
 // String names the steps of f, as the command's flags do.
 func (f Flow) String() string {
@@ -79,6 +103,15 @@ type Options struct {
 	// ShareWith are the accounts Share may add to a snapshot's
 	// createVolumePermission ("" = any account, never the public).
 	ShareWith []string
+	// S3Bucket and S3Prefix are where S3Write writes evidence and S3Read
+	// reads it: the objects under the prefix ("" = every bucket, or the
+	// whole bucket). The prefix is empty or ends in "/".
+	S3Bucket, S3Prefix string
+	// ObjectLock is the retention mode S3Write writes with, GOVERNANCE or
+	// COMPLIANCE ("" = none), and LegalHold whether it places legal
+	// holds: acquire's --object-lock and --legal-hold.
+	ObjectLock string
+	LegalHold  bool
 }
 
 // Policy is an IAM policy document. Statements come sorted by Sid, and
@@ -96,8 +129,11 @@ const PolicyVersion = "2012-10-17"
 
 // Statement is one Allow statement.
 type Statement struct {
-	Sid       string    `json:"Sid"`
-	Effect    string    `json:"Effect"`
+	Sid    string `json:"Sid"`
+	Effect string `json:"Effect"`
+	// Principal is "*" in a bucket policy's statements, absent from an
+	// identity policy's.
+	Principal Values    `json:"Principal,omitempty"`
 	Action    Values    `json:"Action"`
 	Resource  Values    `json:"Resource"`
 	Condition Condition `json:"Condition,omitempty"`
@@ -161,6 +197,9 @@ func (sc *scope) build(flows Flow) *Policy {
 				actions = append(actions, a...)
 			}
 		}
+		if e.keep != nil {
+			actions = slices.DeleteFunc(actions, func(a string) bool { return !e.keep(sc, a) })
+		}
 		if len(actions) == 0 {
 			continue
 		}
@@ -185,6 +224,8 @@ type entry struct {
 	actions      map[Flow][]string
 	resources    func(*scope) []string
 	condition    func(*scope) Condition
+	// keep, when set, keeps only the actions the options need.
+	keep func(*scope, string) bool
 }
 
 // DeviceTagKeys are the tags the preservation step adds to each snapshot
@@ -216,6 +257,16 @@ const (
 	kmsGenerateDataKeyWithoutPlaintext = "kms:GenerateDataKeyWithoutPlaintext"
 	kmsReEncryptFrom                   = "kms:ReEncryptFrom"
 	kmsReEncryptTo                     = "kms:ReEncryptTo"
+
+	s3AbortMultipartUpload             = "s3:AbortMultipartUpload"
+	s3GetBucketObjectLockConfiguration = "s3:GetBucketObjectLockConfiguration"
+	s3GetObject                        = "s3:GetObject"
+	s3GetObjectLegalHold               = "s3:GetObjectLegalHold"
+	s3GetObjectRetention               = "s3:GetObjectRetention"
+	s3ListBucket                       = "s3:ListBucket"
+	s3PutObject                        = "s3:PutObject"
+	s3PutObjectLegalHold               = "s3:PutObjectLegalHold"
+	s3PutObjectRetention               = "s3:PutObjectRetention"
 )
 
 // catalogue is every statement any step needs. A statement's resources
@@ -348,6 +399,84 @@ var catalogue = []entry{
 		actions:   map[Flow][]string{Copy: {kmsCreateGrant}},
 		resources: func(s *scope) []string { return s.anyKey([]string{s.region}) },
 		condition: func(s *scope) Condition { return s.grantForEBS([]string{s.region}) },
+	},
+	{
+		sid:       "S3ListEvidence",
+		purpose:   "list the evidence under the prefix (what a rerun finds stored, the blocks verify checks, a case's worker summaries), and no other key of the bucket (s3:prefix); it also makes S3 answer a GET or HEAD of a key not yet written under the prefix with 404, not 403 (S3 checks it with the key as s3:prefix)",
+		actions:   map[Flow][]string{S3Write: {s3ListBucket}, S3Read: {s3ListBucket}},
+		resources: func(s *scope) []string { return []string{s.bucketARN()} },
+		condition: func(s *scope) Condition { return s.prefixCondition() },
+	},
+	{
+		sid:       "S3ReadEvidence",
+		purpose:   "read the evidence objects and their checksums and metadata (GetObject, and HeadObject, which is s3:GetObject)",
+		actions:   map[Flow][]string{S3Write: {s3GetObject}, S3Read: {s3GetObject}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+	},
+	{
+		sid:       "S3WriteEvidenceOnce",
+		purpose:   "create each evidence object once under the prefix: PutObject and CompleteMultipartUpload only with If-None-Match: * (s3:if-none-match), so that no object is ever overwritten; nothing is ever deleted (no s3:DeleteObject)",
+		actions:   map[Flow][]string{S3Write: {s3PutObject}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+		condition: func(*scope) Condition { return writeOnce() },
+	},
+	{
+		sid:       "S3WriteEvidenceParts",
+		purpose:   "start a multipart upload and send its parts (they create no object: s3:ObjectCreationOperation is false; completing it needs If-None-Match)",
+		actions:   map[Flow][]string{S3Write: {s3PutObject}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+		condition: func(*scope) Condition {
+			return Condition{"Bool": {"s3:ObjectCreationOperation": {"false"}}}
+		},
+	},
+	{
+		sid:       "S3AbortUploads",
+		purpose:   "abort a multipart upload that failed, which leaves nothing under its key",
+		actions:   map[Flow][]string{S3Write: {s3AbortMultipartUpload}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+	},
+	{
+		sid:       "S3RecordRuns",
+		purpose:   "leave the record of a run beside the evidence it read (verify's runs/<time>-<tag>-verify.json), once (If-None-Match): the evidence's own objects are never written",
+		actions:   map[Flow][]string{S3Read: {s3PutObject}},
+		resources: func(s *scope) []string { return s.runsARNs() },
+		condition: func(*scope) Condition { return writeOnce() },
+	},
+	{
+		sid:       "S3CheckObjectLock",
+		purpose:   "refuse a bucket without Object Lock before anything is written to it",
+		actions:   map[Flow][]string{S3Write: {s3GetBucketObjectLockConfiguration}},
+		resources: func(s *scope) []string { return []string{s.bucketARN()} },
+		keep:      func(s *scope, _ string) bool { return s.o.ObjectLock != "" || s.o.LegalHold },
+	},
+	{
+		sid:       "S3RetainEvidence",
+		purpose:   "write each object with the retention of --object-lock, in that mode only (on the PUT itself, or set after a multipart upload a store did not lock); shortening a governance retention needs s3:BypassGovernanceRetention, never granted",
+		actions:   map[Flow][]string{S3Write: {s3PutObjectRetention}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+		condition: func(s *scope) Condition {
+			return Condition{"StringEquals": {"s3:object-lock-mode": {s.o.ObjectLock}}}
+		},
+		keep: func(s *scope, _ string) bool { return s.o.ObjectLock != "" },
+	},
+	{
+		sid:       "S3HoldEvidence",
+		purpose:   "place a legal hold on each object, never lift one (s3:object-lock-legal-hold ON only)",
+		actions:   map[Flow][]string{S3Write: {s3PutObjectLegalHold}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+		condition: func(*scope) Condition {
+			return Condition{"StringEquals": {"s3:object-lock-legal-hold": {"ON"}}}
+		},
+		keep: func(s *scope, _ string) bool { return s.o.LegalHold },
+	},
+	{
+		sid:       "S3ReadEvidenceLock",
+		purpose:   "see the retention and legal hold of an object written in parts, to set them if the store did not (HeadObject shows them only to a caller with these)",
+		actions:   map[Flow][]string{S3Write: {s3GetObjectLegalHold, s3GetObjectRetention}},
+		resources: func(s *scope) []string { return []string{s.objectsARN()} },
+		keep: func(s *scope, a string) bool {
+			return a == s3GetObjectRetention && s.o.ObjectLock != "" || a == s3GetObjectLegalHold && s.o.LegalHold
+		},
 	},
 }
 

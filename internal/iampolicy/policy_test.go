@@ -2,6 +2,7 @@ package iampolicy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -39,6 +40,17 @@ var authorizes = map[string][]string{
 	"kms:GenerateDataKeyWithoutPlaintext": {"kms:key"},
 	"kms:ReEncryptFrom":                   {"kms:key"},
 	"kms:ReEncryptTo":                     {"kms:key"},
+	// Amazon S3: the bucket for listing and its Object Lock
+	// configuration, the object for the rest.
+	"s3:AbortMultipartUpload":             {"s3:object"},
+	"s3:GetBucketObjectLockConfiguration": {"s3:bucket"},
+	"s3:GetObject":                        {"s3:object"},
+	"s3:GetObjectLegalHold":               {"s3:object"},
+	"s3:GetObjectRetention":               {"s3:object"},
+	"s3:ListBucket":                       {"s3:bucket"},
+	"s3:PutObject":                        {"s3:object"},
+	"s3:PutObjectLegalHold":               {"s3:object"},
+	"s3:PutObjectRetention":               {"s3:object"},
 }
 
 // flowActions is what each step calls, from the code that calls it (and,
@@ -54,6 +66,11 @@ var flowActions = map[Flow][]string{
 	Copy: {"ec2:CopySnapshot", "ec2:CreateTags", "ec2:DescribeSnapshots", "ec2:LockSnapshot",
 		"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
 		"kms:ReEncryptFrom", "kms:ReEncryptTo"},
+	// internal/s3store's calls without a lock (TestS3LockActions checks
+	// the lock's); never s3:DeleteObject. The reader's PutObject is
+	// verify's run record (TestS3Allows checks where).
+	S3Write: {"s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket", "s3:PutObject"},
+	S3Read:  {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}, // PutObject: verify's run records only
 }
 
 const (
@@ -78,6 +95,14 @@ func optionSets(flows Flow) []Options {
 	}
 	if flows&Share != 0 {
 		sets = append(sets, Options{Flows: flows, Region: "us-east-1", ShareWith: []string{forensic, testAccount}})
+	}
+	if flows&s3Flows != 0 {
+		sets = append(sets, Options{Flows: flows, Region: "us-east-1", S3Bucket: "evidence", S3Prefix: "ir-15/"},
+			Options{Flows: flows, S3Bucket: "evidence"})
+	}
+	if flows&S3Write != 0 {
+		sets = append(sets, Options{Flows: flows, S3Bucket: "evidence", S3Prefix: "a/b/", ObjectLock: "COMPLIANCE", LegalHold: true},
+			Options{Flows: flows, Region: "cn-north-1", S3Bucket: "evidence", ObjectLock: "GOVERNANCE"})
 	}
 	return sets
 }
@@ -116,10 +141,13 @@ func (v *oneOrMany) UnmarshalJSON(b []byte) error {
 }
 
 var (
-	actionRE = regexp.MustCompile(`^(ebs|ec2|kms):[A-Z][A-Za-z]+$`)
+	actionRE = regexp.MustCompile(`^(ebs|ec2|kms|s3):[A-Z][A-Za-z]+$`)
 	sidRE    = regexp.MustCompile(`^[A-Za-z0-9]+$`)
 	// arn:PARTITION:SERVICE:REGION:ACCOUNT:TYPE/ID
 	arnRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):(ec2|kms):([a-z0-9-]+|\*):([0-9]{12}|\*)?:([a-z]+)/(\*|[A-Za-z0-9-]+)$`)
+	// arn:PARTITION:s3:::BUCKET and arn:PARTITION:s3:::BUCKET/PREFIX*
+	// (and the run records: BUCKET/PREFIXruns/* and BUCKET/PREFIX*/runs/*)
+	s3ARNRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):s3:::([a-z0-9.-]+|\*)(/(.*))?$`)
 )
 
 // TestPolicyShape checks every policy against IAM's grammar and the
@@ -178,6 +206,10 @@ func checkResource(t *testing.T, name, r string, types []string, o Options) {
 		}
 		return
 	}
+	if strings.HasPrefix(r, "arn:aws:s3:") || strings.Contains(r, ":s3:::") {
+		checkS3Resource(t, name, r, types, o)
+		return
+	}
 	m := arnRE.FindStringSubmatch(r)
 	if m == nil {
 		t.Fatalf("%s: resource %q is not an ARN of %v", name, r, types)
@@ -193,6 +225,32 @@ func checkResource(t *testing.T, name, r string, types []string, o Options) {
 	}
 	if o.KMSKey != "" && m[2] == "kms" && r != o.KMSKey && !strings.HasSuffix(r, ":*:key/*") {
 		t.Errorf("%s: %q is neither the key nor any key", name, r)
+	}
+}
+
+// checkS3Resource checks an S3 ARN: the bucket of o (or every bucket
+// when o names none), the objects under o's prefix exactly.
+func checkS3Resource(t *testing.T, name, r string, types []string, o Options) {
+	t.Helper()
+	m := s3ARNRE.FindStringSubmatch(r)
+	if m == nil {
+		t.Fatalf("%s: resource %q is not an S3 ARN", name, r)
+	}
+	kind := "s3:bucket"
+	if m[3] != "" {
+		kind = "s3:object"
+	}
+	if !slices.Contains(types, kind) {
+		t.Errorf("%s: resource %q: the action authorizes %v only", name, r, types)
+	}
+	if want := cmp.Or(o.S3Bucket, "*"); m[2] != want {
+		t.Errorf("%s: %q: not bucket %s", name, r, want)
+	}
+	if p := o.S3Prefix; kind == "s3:object" && m[4] != p+"*" && m[4] != p+"runs/*" && m[4] != p+"*/runs/*" {
+		t.Errorf("%s: %q: not the objects under %q", name, r, o.S3Prefix)
+	}
+	if want := "aws"; o.Region != "" && strings.HasPrefix(o.Region, "cn-") && m[1] != "aws-cn" || o.Region == "" && m[1] != want {
+		t.Errorf("%s: %q: the partition of %q", name, r, o.Region)
 	}
 }
 

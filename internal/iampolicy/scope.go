@@ -35,7 +35,10 @@ type scope struct {
 
 func newScope(o Options) (*scope, error) {
 	if o.Flows&AllFlows == 0 || o.Flows&^AllFlows != 0 {
-		return nil, errors.New("choose at least one of --snapshot, --share, --copy and --acquire")
+		return nil, errors.New("choose at least one of --snapshot, --share, --copy and --acquire (or --s3-write, --s3-read)")
+	}
+	if err := checkS3(o); err != nil {
+		return nil, err
 	}
 	s := &scope{o: o, region: wildcard}
 	var partitions []string
@@ -114,6 +117,91 @@ func (s *scope) checkKey() (string, error) {
 		return "", fmt.Errorf("--kms-key is in %s, not in %s (%s): KMS keys serve their own Region only", s.keyRegion, what, want)
 	}
 	return m[1], nil
+}
+
+// bucketRE is S3's rule for a bucket name (s3store.ParseURL checks the
+// rest of them).
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// checkS3 checks the S3 options: a bucket name, a prefix that is no
+// pattern, and a lock only for the step that writes.
+func checkS3(o Options) error {
+	if (o.S3Bucket != "" || o.S3Prefix != "") && o.Flows&s3Flows == 0 {
+		return errors.New("--s3 names where --s3-write writes evidence and --s3-read reads it: add one of them")
+	}
+	if (o.ObjectLock != "" || o.LegalHold) && o.Flows&S3Write == 0 {
+		return errors.New("--object-lock and --legal-hold are the lock --s3-write writes evidence with: add --s3-write")
+	}
+	if err := checkPlace(o.S3Bucket, o.S3Prefix); err != nil {
+		return err
+	}
+	switch o.ObjectLock {
+	case "", "GOVERNANCE", "COMPLIANCE":
+	default:
+		return fmt.Errorf("--object-lock %q: governance or compliance", o.ObjectLock)
+	}
+	return nil
+}
+
+// checkPlace checks a bucket and a prefix for the ARNs: a prefix with IAM
+// wildcards or a policy variable would name more than itself.
+func checkPlace(bucket, prefix string) error {
+	if bucket == "" && prefix != "" {
+		return errors.New("--s3: a prefix without a bucket")
+	}
+	if bucket != "" && !bucketRE.MatchString(bucket) {
+		return fmt.Errorf("--s3: bucket %q is not an S3 bucket name", bucket)
+	}
+	if strings.ContainsAny(prefix, "*?$") {
+		return fmt.Errorf("--s3: prefix %q: * and ? are wildcards in an ARN, and ${…} a policy variable: give the prefix itself", prefix)
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return fmt.Errorf("--s3: prefix %q does not end in /", prefix)
+	}
+	return nil
+}
+
+// bucketARN is the bucket's ARN, or every bucket's.
+func (s *scope) bucketARN() string {
+	b := s.o.S3Bucket
+	if b == "" {
+		b = wildcard
+	}
+	return fmt.Sprintf("arn:%s:s3:::%s", s.partition, b)
+}
+
+// objectsARN is the ARN of every object under the prefix.
+func (s *scope) objectsARN() string {
+	b := s.o.S3Bucket
+	if b == "" {
+		b = wildcard
+	}
+	return fmt.Sprintf("arn:%s:s3:::%s/%s*", s.partition, b, s.o.S3Prefix)
+}
+
+// runsARNs are the ARNs of the run records under the prefix: those of
+// the evidence at the prefix, and of every evidence below it (a case).
+func (s *scope) runsARNs() []string {
+	b := s.o.S3Bucket
+	if b == "" {
+		b = wildcard
+	}
+	p := fmt.Sprintf("arn:%s:s3:::%s/%s", s.partition, b, s.o.S3Prefix)
+	return []string{p + "runs/*", p + "*/runs/*"}
+}
+
+// writeOnce allows a write only with If-None-Match (S3 takes only "*"):
+// the object is created, never overwritten.
+func writeOnce() Condition {
+	return Condition{"Null": {"s3:if-none-match": {"false"}}}
+}
+
+// prefixCondition lets ListBucket list the prefix only.
+func (s *scope) prefixCondition() Condition {
+	if s.o.S3Prefix == "" {
+		return nil
+	}
+	return Condition{"StringLike": {"s3:prefix": {s.o.S3Prefix + "*"}}}
 }
 
 // regionPartition is the AWS partition of a Region name.
@@ -234,8 +322,13 @@ func (s *scope) shareCondition() Condition {
 func (s *scope) notes() []string {
 	o := s.o
 	var n []string
-	if o.Region == "" {
+	if o.Region == "" && o.Flows&^s3Flows != 0 {
 		n = append(n, "the ARNs allow every Region: --region narrows them")
+	}
+	if o.Flows&s3Flows != 0 && o.S3Bucket == "" {
+		n = append(n, "the S3 statements allow every bucket: --s3 s3://BUCKET/PREFIX/ narrows them")
+	} else if o.Flows&s3Flows != 0 && o.S3Prefix == "" {
+		n = append(n, "the S3 statements allow the whole bucket "+o.S3Bucket+": a prefix in --s3 narrows them")
 	}
 	if o.KMSKey == "" && o.Flows&(Copy|Acquire) != 0 {
 		n = append(n, "the KMS statements allow any key, used only by EBS (kms:ViaService): --kms-key KEY-ARN narrows them to the key of the copy or of the snapshots you acquire")

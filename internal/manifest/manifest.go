@@ -158,6 +158,7 @@ type Reader struct {
 	done   bool
 	line   int
 	last   int64
+	off    int64 // bytes of the lines scanned, newlines included
 }
 
 // ErrCorrupt is wrapped by every error that reports a malformed manifest.
@@ -178,6 +179,11 @@ func NewReader(r io.Reader) (*Reader, error) {
 	sc := bufio.NewScanner(io.TeeReader(r, sum))
 	sc.Buffer(make([]byte, 0, 4096), MaxLine)
 	mr := &Reader{sc: sc, sum: sum, last: -1}
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		n, tok, err := bufio.ScanLines(data, atEOF)
+		mr.off += int64(n)
+		return n, tok, err
+	})
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
 			return nil, fmt.Errorf("reading manifest: %w", err)
@@ -309,6 +315,24 @@ func parseLine(line []byte, slots int64) (Entry, bool, error) {
 		return Entry{}, false, nil
 	}
 	return Entry{}, false, fmt.Errorf("unknown line type %q", probe.Type)
+}
+
+// Offset returns the offset in the manifest of the end of the line Next
+// last read (its newline included): the lines of entries a to b lie in
+// [the Offset after a-1, the Offset after b).
+func (r *Reader) Offset() int64 { return r.off }
+
+// ParseEntry reads one entry line of a manifest of a volume of slots
+// blocks, as Next does: strictly, its numbers bounded.
+func ParseEntry(line []byte, slots int64) (Entry, error) {
+	e, isEntry, err := parseLine(line, slots)
+	if err == nil && !isEntry {
+		err = errors.New("not a block entry")
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return e, nil
 }
 
 // Trailer returns the totals once Next has returned io.EOF.

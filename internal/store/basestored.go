@@ -158,6 +158,7 @@ func (r *Remote) ReuseStored(e manifest.Entry, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("reusing block %d: %w", e.Index, err)
 	}
+	// Journaled as Put journals a block (keep the two alike).
 	leaf := leafKey(e.Index)
 	r.mu.Lock()
 	if !r.has(e.Index) { // else stored by this run already, with this entry

@@ -101,14 +101,15 @@ func Open(dir string) (*Evidence, error) {
 // Manifest opens the manifest for streaming.
 func (ev *Evidence) Manifest() (*manifest.Reader, io.Closer, error) {
 	if ev.Bucket != nil {
-		data, err := ev.Bucket.Get(context.Background(), ManifestName, block.Slots(ev.Meta.VolumeSizeGiB)*manifest.MaxLine+2*manifest.MaxLine)
+		// Streamed in ranged GETs: never all in memory.
+		rd, err := bucket.NewReader(context.Background(), ev.Bucket, ManifestName, remoteManifestMax(ev.Meta))
 		if errors.Is(err, bucket.ErrNotFound) {
 			return nil, nil, fmt.Errorf("%s: %w", ev.Dir, ErrIncomplete)
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		r, err := manifest.NewReader(bytes.NewReader(data))
+		r, err := manifest.NewReader(rd)
 		return r, io.NopCloser(nil), err
 	}
 	f, err := os.Open(filepath.Join(ev.Dir, ManifestName))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path"
 	"strings"
 	"testing"
 
@@ -209,5 +210,49 @@ func TestRemoteIgnoresRuns(t *testing.T) {
 	runs, err := ListRuns(ctx, b)
 	if err != nil || len(runs) != 3 {
 		t.Fatalf("ListRuns = %v, %v", runs, err)
+	}
+}
+
+// VerifyRemote walks the manifest and the objects leaf by leaf: every
+// leaf's problems, the leaves without entries and the keys outside any
+// leaf are found, and the journal comparison sums over the leaves.
+func TestVerifyRemoteLeafByLeaf(t *testing.T) {
+	ctx := context.Background()
+	b := &bucket.Memory{}
+	r, err := CreateRemote(ctx, b, boundMeta(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []int64
+	for _, leaf := range []int64{0, 3, 7} {
+		idx = append(idx, leaf*leafSize, leaf*leafSize+1, leaf*leafSize+70)
+	}
+	putRemote(t, r, idx...)
+	if _, err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := OpenRemote(ctx, b)
+	var done int64
+	res, err := VerifyRemote(ctx, b, meta, nil, func(n int64) { done = n })
+	if err != nil || !res.OK() || res.Blocks != 9 || res.StoredChecked != 9 || res.ContentChecked != 9 || done != 9 ||
+		res.Journals.Outcome != CompareMatch || res.Journals.Detail != "9 entries match their journal lines" {
+		t.Fatalf("VerifyRemote = %+v, %v (progress %d)", res, err, done)
+	}
+	b.Delete(r.Name(3*leafSize+1, remoteBlock(3*leafSize+1).Sum))
+	stray := r.Name(5*leafSize, remoteBlock(5*leafSize).Sum)
+	b.Set(stray, remoteBlock(5*leafSize).Data)
+	b.Set("blocks/zz/x", []byte("x"))
+	b.Set("blocks/00/abc/y", []byte("y"))
+	res, err = VerifyRemote(ctx, b, meta, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range res.Problems {
+		got = append(got, p.Kind+":"+p.Name)
+	}
+	want := []string{"missing:" + r.Name(3*leafSize+1, remoteBlock(3*leafSize+1).Sum), "extra:blocks/00/0005/" + path.Base(stray), "extra:blocks/00/abc/y", "extra:blocks/zz/x"}
+	if strings.Join(got, " ") != strings.Join(want, " ") || res.Blocks != 9 || res.StoredChecked != 8 {
+		t.Errorf("problems %q, want %q (%+v)", got, want, res)
 	}
 }

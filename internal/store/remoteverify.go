@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,32 +51,27 @@ func OpenRemote(ctx context.Context, b bucket.Bucket) (Meta, error) {
 func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal, progress func(done int64)) (*VerifyResult, error) {
 	res := &VerifyResult{Problems: []Problem{}}
 	ev := &Evidence{Meta: meta}
-	slots := block.Slots(meta.VolumeSizeGiB)
-	data, err := b.Get(ctx, ManifestName, slots*manifest.MaxLine+2*manifest.MaxLine)
-	if errors.Is(err, bucket.ErrNotFound) {
-		return nil, ErrIncomplete
-	}
+	// The manifest is read twice, as a stream: once for its SHA-256,
+	// once for its entries (its bytes are never all in memory).
+	sum, err := remoteManifestSum(ctx, b, meta)
 	if err != nil {
 		return nil, err
 	}
-	res.ManifestSHA256 = block.Sum(sha256.Sum256(data)).Hex()
+	res.ManifestSHA256 = sum.Hex()
 	if err := checkRemoteSum(ctx, b, res.ManifestSHA256); err != nil {
 		res.add(problem(err, "manifest"))
 	}
-	keys, err := b.List(ctx, blocksDir+"/", int(min(2*slots+10000, 1<<31-1)))
+	// The objects are listed, and checked against the entries, leaf by
+	// leaf: what is in memory at once is one leaf's.
+	leaves, extras, err := listRemoteLeaves(ctx, b, meta)
 	if err != nil {
 		return nil, err
 	}
-	objects := map[string]int64{}
-	var batches []string
-	for _, k := range keys {
-		if strings.HasPrefix(path.Base(k.Key), journalPrefix) {
-			batches = append(batches, k.Key)
-		} else {
-			objects[k.Key] = k.Size
-		}
+	rd, err := bucket.NewReader(ctx, b, ManifestName, remoteManifestMax(meta))
+	if err != nil {
+		return nil, err
 	}
-	mr, err := manifest.NewReader(bytes.NewReader(data))
+	mr, err := manifest.NewReader(rd)
 	if err != nil {
 		res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: err.Error()})
 		return res, nil
@@ -83,22 +79,106 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 	if err := ev.checkHeader(mr.Header()); err != nil {
 		res.add(problem(err, "manifest"))
 	}
+	w := &remoteWalk{ctx: ctx, b: b, ev: ev, unseal: unseal, progress: progress, res: res, mr: mr, extras: extras, jc: Comparison{Record: "journals"}}
+	w.next()
+	for k := 0; k < len(leaves) || w.ahead != nil; {
+		leaf := int64(-1)
+		switch {
+		case w.ahead == nil:
+			leaf = leaves[k]
+		case k == len(leaves) || w.ahead.Index/leafSize < leaves[k]:
+			leaf = w.ahead.Index / leafSize
+		default:
+			leaf = leaves[k]
+		}
+		hasObjects := k < len(leaves) && leaves[k] == leaf
+		if hasObjects {
+			k++
+		}
+		if err := w.leaf(leaf, hasObjects); err != nil {
+			return nil, err
+		}
+	}
+	if w.whole && sum != mr.Sum() {
+		res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: fmt.Sprintf("read twice, the manifest hashed to %s, then %s", sum.Hex(), mr.Sum().Hex())})
+	}
+	if res.KeyRejected > 0 && w.opened == 0 {
+		res.KeyOpensNone = true
+	}
+	sort.Strings(w.extras)
+	for _, k := range w.extras {
+		res.add(Problem{Index: indexOf(path.Base(k)), Name: k, Kind: "extra", Detail: "object is not in the manifest"})
+	}
+	res.MoreProblems += w.moreExtras
+	res.Journals = w.journals()
+	return res, nil
+}
+
+// remoteWalk is VerifyRemote's walk of the manifest and the objects, one
+// leaf at a time.
+type remoteWalk struct {
+	ctx      context.Context
+	b        bucket.Bucket
+	ev       *Evidence
+	unseal   Unseal
+	progress func(int64)
+	res      *VerifyResult
+	mr       *manifest.Reader
+	ahead    *manifest.Entry // the next entry of the manifest, nil at its end
+	whole    bool            // the manifest was read to its end
+	done     int64           // objects checked
+	opened   int64           // encrypted blocks opened
+	// extras are the objects no entry names (at most maxProblems kept,
+	// moreExtras counted past them).
+	extras     []string
+	moreExtras int64
+	// The journal comparison, summed over the leaves.
+	jc                             Comparison
+	batches, differ, lines, listed int64
+}
+
+// next reads the next entry into w.ahead.
+func (w *remoteWalk) next() {
+	w.ahead = nil
+	e, err := w.mr.Next()
+	if errors.Is(err, io.EOF) {
+		w.whole = true
+		return
+	}
+	if err != nil {
+		w.res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: err.Error()})
+		return
+	}
+	w.ahead = &e
+}
+
+// leaf checks the entries of leaf against its objects (listed when it
+// has some) and its journal batches.
+func (w *remoteWalk) leaf(leaf int64, hasObjects bool) error {
+	objects := map[string]int64{}
+	var batches []string
+	if hasObjects {
+		keys, err := w.b.List(w.ctx, leafDir(leaf)+"/", maxLeafKeys)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if strings.HasPrefix(path.Base(k.Key), journalPrefix) && path.Dir(k.Key) == leafDir(leaf) {
+				batches = append(batches, k.Key)
+			} else {
+				objects[k.Key] = k.Size
+			}
+		}
+	}
 	listed := map[int64]manifest.Entry{}
 	var checks []remoteCheck
-	for {
-		e, err := mr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			res.add(Problem{Index: -1, Name: ManifestName, Kind: "manifest", Detail: err.Error()})
-			break
-		}
-		res.Blocks++
-		res.Bytes += int64(e.Length)
+	for w.ahead != nil && w.ahead.Index/leafSize == leaf {
+		e := *w.ahead
+		w.res.Blocks++
+		w.res.Bytes += int64(e.Length)
 		listed[e.Index] = e
 		c := remoteCheck{e: e}
-		if err := ev.checkEntry(e); err != nil {
+		if err := w.ev.checkEntry(e); err != nil {
 			c.problem = ptr(problem(err, "mismatch"))
 		} else if size, ok := objects[e.Name]; !ok {
 			c.problem = &Problem{Index: e.Index, Name: e.Name, Kind: "missing", Detail: "block object is missing"}
@@ -107,11 +187,12 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 		}
 		delete(objects, e.Name)
 		checks = append(checks, c)
+		w.next()
 	}
-	if err := runRemoteChecks(ctx, b, unseal, checks, progress); err != nil {
-		return nil, err
+	if err := runRemoteChecks(w.ctx, w.b, w.unseal, checks, &w.done, w.progress); err != nil {
+		return err
 	}
-	var opened int64
+	res := w.res
 	for _, c := range checks {
 		switch {
 		case c.problem != nil:
@@ -129,23 +210,156 @@ func VerifyRemote(ctx context.Context, b bucket.Bucket, meta Meta, unseal Unseal
 			res.StoredChecked++
 			res.ContentChecked++
 			if c.e.Encryption != "none" {
-				opened++
+				w.opened++
 			}
 		}
 	}
-	if res.KeyRejected > 0 && opened == 0 {
-		res.KeyOpensNone = true
-	}
-	extras := make([]string, 0, len(objects))
 	for k := range objects {
-		extras = append(extras, k)
+		w.extra(k)
 	}
-	sort.Strings(extras)
-	for _, k := range extras {
-		res.add(Problem{Index: indexOf(path.Base(k)), Name: k, Kind: "extra", Detail: "object is not in the manifest"})
+	w.compareBatches(batches, listed)
+	return nil
+}
+
+func (w *remoteWalk) extra(key string) {
+	if len(w.extras) < maxProblems {
+		w.extras = append(w.extras, key)
+	} else {
+		w.moreExtras++
 	}
-	res.Journals = compareBatches(ctx, b, batches, listed)
-	return res, nil
+}
+
+// compareBatches compares the entries of one leaf with its journal
+// batches: the last line per index must be its entry, and every entry
+// must have a line.
+func (w *remoteWalk) compareBatches(batches []string, listed map[int64]manifest.Entry) {
+	w.batches += int64(len(batches))
+	w.listed += int64(len(listed))
+	if w.jc.Outcome != "" {
+		return
+	}
+	journal := map[int64]manifest.Entry{}
+	for _, k := range batches {
+		data, err := w.b.Get(w.ctx, k, leafSize*manifest.MaxLine)
+		if err != nil {
+			w.jc.Outcome, w.jc.Detail = CompareNotPossible, err.Error()
+			return
+		}
+		for _, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+			var e manifest.Entry
+			if err := json.Unmarshal(line, &e); err != nil {
+				w.jc.Outcome, w.jc.Detail = CompareDiffers, fmt.Sprintf("%s: a malformed line", k)
+				return
+			}
+			journal[e.Index] = e
+		}
+	}
+	for i, e := range listed {
+		if j, ok := journal[i]; !ok || j != e {
+			w.differ++
+		}
+	}
+	w.lines += int64(len(journal))
+}
+
+// journals is the journal comparison over every leaf.
+func (w *remoteWalk) journals() Comparison {
+	c := w.jc
+	switch {
+	case c.Outcome != "":
+	case w.batches == 0:
+		c.Outcome, c.Detail = CompareNotPossible, "no journal batches"
+	case w.differ > 0 || w.lines != w.listed:
+		c.Outcome = CompareDiffers
+		c.Detail = fmt.Sprintf("%d entries differ from their journal lines, %d lines in all for %d entries", w.differ, w.lines, w.listed)
+	default:
+		c.Outcome, c.Detail = CompareMatch, fmt.Sprintf("%d entries match their journal lines", w.listed)
+	}
+	return c
+}
+
+// listRemoteLeaves lists, one level at a time, the leaves under blocks/
+// that hold objects, in index order, and the keys that lie outside any
+// leaf (extras: at most maxProblems of them are returned, the listing is
+// bounded by the volume's size).
+func listRemoteLeaves(ctx context.Context, b bucket.Bucket, meta Meta) ([]int64, []string, error) {
+	nleaves := (block.Slots(meta.VolumeSizeGiB) + leafSize - 1) / leafSize
+	ntops := (nleaves + topSize - 1) / topSize
+	var (
+		leaves []int64
+		extras []string
+	)
+	foreign := func(prefix string) error {
+		keys, err := b.List(ctx, prefix, maxLeafKeys)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			extras = append(extras, k.Key)
+		}
+		return nil
+	}
+	keys, tops, err := b.ListLevel(ctx, blocksDir+"/", int(ntops)+maxProblems)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, k := range keys {
+		extras = append(extras, k.Key)
+	}
+	for _, top := range tops {
+		t, ok := parseLevel(top, blocksDir+"/", 2)
+		if !ok || t >= ntops {
+			if err := foreign(top); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		keys, dirs, err := b.ListLevel(ctx, top, topSize+maxProblems)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, k := range keys {
+			extras = append(extras, k.Key)
+		}
+		for _, d := range dirs {
+			n, ok := parseLevel(d, top, 4)
+			if !ok || t*topSize+n >= nleaves {
+				if err := foreign(d); err != nil {
+					return nil, nil, err
+				}
+				continue
+			}
+			leaves = append(leaves, t*topSize+n)
+		}
+		if len(extras) > maxLeafKeys {
+			return nil, nil, fmt.Errorf("%s: more than %d objects outside the leaves of the evidence", b, maxLeafKeys)
+		}
+	}
+	return leaves, extras, nil
+}
+
+// remoteManifestMax bounds the manifest of evidence of meta's volume.
+func remoteManifestMax(meta Meta) int64 {
+	return block.Slots(meta.VolumeSizeGiB)*manifest.MaxLine + 2*manifest.MaxLine
+}
+
+// remoteManifestSum reads the manifest in b as a stream and returns its
+// SHA-256; ErrIncomplete when there is none.
+func remoteManifestSum(ctx context.Context, b bucket.Bucket, meta Meta) (block.Sum, error) {
+	rd, err := bucket.NewReader(ctx, b, ManifestName, remoteManifestMax(meta))
+	if errors.Is(err, bucket.ErrNotFound) {
+		return block.Sum{}, ErrIncomplete
+	}
+	if err != nil {
+		return block.Sum{}, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, rd); err != nil {
+		return block.Sum{}, err
+	}
+	var sum block.Sum
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
 }
 
 // remoteVerifyWorkers is how many block objects VerifyRemote checks at
@@ -169,11 +383,8 @@ func ptr[T any](v T) *T { return &v }
 // runRemoteChecks checks the objects of checks, remoteVerifyWorkers at a
 // time, filling in each outcome. An error that is not about the evidence
 // (a request that failed) stops it.
-func runRemoteChecks(ctx context.Context, b bucket.Bucket, unseal Unseal, checks []remoteCheck, progress func(int64)) error {
-	var (
-		mu   sync.Mutex
-		done int64
-	)
+func runRemoteChecks(ctx context.Context, b bucket.Bucket, unseal Unseal, checks []remoteCheck, done *int64, progress func(int64)) error {
+	var mu sync.Mutex
 	var todo []int
 	for i := range checks {
 		if checks[i].fetch {
@@ -188,9 +399,9 @@ func runRemoteChecks(ctx context.Context, b bucket.Bucket, unseal Unseal, checks
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		done++
+		*done++
 		if progress != nil {
-			progress(done)
+			progress(*done)
 		}
 		return nil
 	})
@@ -272,63 +483,41 @@ func readRemoteStored(ctx context.Context, b bucket.Bucket, e manifest.Entry, li
 	return data, nil
 }
 
-// compareBatches compares the manifest's entries with the journal
-// batches: the last line per index must be its entry, and every entry
-// must have a line.
-func compareBatches(ctx context.Context, b bucket.Bucket, batches []string, listed map[int64]manifest.Entry) Comparison {
-	c := Comparison{Record: "journals"}
-	if len(batches) == 0 {
-		c.Outcome, c.Detail = CompareNotPossible, "no journal batches"
-		return c
-	}
-	journal := map[int64]manifest.Entry{}
-	for _, k := range batches {
-		data, err := b.Get(ctx, k, leafSize*manifest.MaxLine)
-		if err != nil {
-			c.Outcome, c.Detail = CompareNotPossible, err.Error()
-			return c
-		}
-		for _, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
-			var e manifest.Entry
-			if err := json.Unmarshal(line, &e); err != nil {
-				c.Outcome, c.Detail = CompareDiffers, fmt.Sprintf("%s: a malformed line", k)
-				return c
-			}
-			journal[e.Index] = e
-		}
-	}
-	var differ []string
-	for i, e := range listed {
-		if j, ok := journal[i]; !ok || j != e {
-			differ = append(differ, fmt.Sprint(i))
-		}
-	}
-	if len(differ) > 0 || len(journal) != len(listed) {
-		sort.Strings(differ)
-		c.Outcome = CompareDiffers
-		c.Detail = fmt.Sprintf("%d entries differ from their journal lines, %d lines in all for %d entries", len(differ), len(journal), len(listed))
-		return c
-	}
-	c.Outcome, c.Detail = CompareMatch, fmt.Sprintf("%d entries match their journal lines", len(listed))
-	return c
-}
-
 // ReadRemoteManifest reads the manifest of complete evidence in a
 // bucket, checked against its .sha256 object, evidence.json and each
 // entry's name, and returns its entries in index order.
+//
+// The manifest's bytes are read as a stream (ranged GETs), hashed as
+// they are read: what stays in memory is the entries returned.
 func ReadRemoteManifest(ctx context.Context, b bucket.Bucket, meta Meta) ([]manifest.Entry, error) {
-	data, err := b.Get(ctx, ManifestName, block.Slots(meta.VolumeSizeGiB)*manifest.MaxLine+2*manifest.MaxLine)
+	rd, err := bucket.NewReader(ctx, b, ManifestName, remoteManifestMax(meta))
 	if errors.Is(err, bucket.ErrNotFound) {
 		return nil, ErrIncomplete
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRemoteSum(ctx, b, block.Sum(sha256.Sum256(data)).Hex()); err != nil {
+	h := sha256.New()
+	tee := io.TeeReader(rd, h)
+	es, perr := readRemoteEntries(tee, meta)
+	if perr != nil {
+		if _, err := io.Copy(io.Discard, tee); err != nil {
+			return nil, err
+		}
+	}
+	// A manifest that does not match its .sha256 is reported as such,
+	// before anything its entries say.
+	if err := checkRemoteSum(ctx, b, hex.EncodeToString(h.Sum(nil))); err != nil {
 		return nil, err
 	}
+	return es, perr
+}
+
+// readRemoteEntries reads a manifest's entries to its end, each checked
+// against evidence.json.
+func readRemoteEntries(r io.Reader, meta Meta) ([]manifest.Entry, error) {
 	ev := &Evidence{Meta: meta}
-	mr, err := manifest.NewReader(bytes.NewReader(data))
+	mr, err := manifest.NewReader(r)
 	if err != nil {
 		return nil, err
 	}

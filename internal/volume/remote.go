@@ -3,7 +3,6 @@ package volume
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/bucket"
@@ -12,18 +11,22 @@ import (
 )
 
 // remote is evidence in a bucket (S3) read as a volume: the manifest is
-// read and checked once, and each block is fetched (a GET of its
-// object), checked against its stored SHA-256 and decoded when read,
-// through the block cache.
+// read and checked once, as a stream, into an index of its leaves
+// (store.RemoteIndex: no entry per block is kept; a leaf's entries are
+// read back, checked, when a block of it is read), and each block is
+// fetched (a GET of its object), checked against its stored SHA-256 and
+// decoded when read, through the block cache. What it keeps grows with
+// the volume only as the ranges of listed blocks (16 bytes per run of
+// contiguous blocks) and the index (~60 bytes per 10,000 blocks).
 type remote struct {
-	ctx     context.Context
-	b       bucket.Bucket
-	meta    store.Meta
-	unseal  store.Unseal
-	entries map[int64]manifest.Entry
-	ranges  []Range
-	size    int64
-	cache   *blockCache
+	ctx    context.Context
+	b      bucket.Bucket
+	meta   store.Meta
+	unseal store.Unseal
+	index  *store.RemoteIndex
+	ranges []Range
+	size   int64
+	cache  *blockCache
 }
 
 // openRemote opens the evidence in b.
@@ -35,15 +38,13 @@ func openRemote(ctx context.Context, b bucket.Bucket, o Options) (*remote, error
 	if o.SnapshotID != "" && meta.SnapshotID != o.SnapshotID {
 		return nil, &store.OtherSnapshotError{Dir: b.String(), Have: meta.SnapshotID, Want: o.SnapshotID}
 	}
-	es, err := store.ReadRemoteManifest(ctx, b, meta)
+	v := &remote{ctx: ctx, b: b, meta: meta, size: meta.VolumeSizeGiB << 30}
+	v.index, err = store.OpenRemoteIndex(ctx, b, meta, func(e manifest.Entry) error {
+		v.ranges = appendRange(v.ranges, Range{e.Index * block.Size, block.Size})
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the manifest of %s: %w", b, markCorrupt(err))
-	}
-	v := &remote{ctx: ctx, b: b, meta: meta, entries: make(map[int64]manifest.Entry, len(es)), size: meta.VolumeSizeGiB << 30}
-	sort.Slice(es, func(i, j int) bool { return es[i].Index < es[j].Index })
-	for _, e := range es {
-		v.entries[e.Index] = e
-		v.ranges = appendRange(v.ranges, Range{e.Index * block.Size, block.Size})
 	}
 	if meta.Codec != "none" || meta.Encryption != "none" {
 		if o.Unseal == nil {
@@ -68,7 +69,11 @@ func (v *remote) Close() error                            { v.cache.close(); ret
 func (v *remote) BlockSums(read []int64) (map[int64]block.Sum, error) {
 	out := make(map[int64]block.Sum, len(read))
 	for _, i := range read {
-		if e, ok := v.entries[i]; ok {
+		e, ok, err := v.index.Entry(v.ctx, i)
+		if err != nil {
+			return nil, markCorrupt(err)
+		}
+		if ok {
 			s, err := e.Sum()
 			if err != nil {
 				return nil, fmt.Errorf("manifest entry of block %d: %w", i, err)
@@ -81,7 +86,10 @@ func (v *remote) BlockSums(read []int64) (map[int64]block.Sum, error) {
 
 // load fills buf with block i, verified; an unlisted block stays zeros.
 func (v *remote) load(i int64, buf []byte) error {
-	e, ok := v.entries[i]
+	e, ok, err := v.index.Entry(v.ctx, i)
+	if err != nil {
+		return markCorrupt(err)
+	}
 	if !ok {
 		return nil
 	}
