@@ -247,8 +247,8 @@ func checkS3Calls(t *testing.T, name string, p *iampolicy.Policy, calls []s3Call
 
 // TestPolicyS3AllowsEveryCall writes evidence to a locked bucket on moto
 // (acquire with a retention and a legal hold, its rerun, a conversion
-// from S3 to S3, and the multipart Upload that export to S3 uses,
-// completed and aborted), then
+// from S3 to S3, an E01 export to S3, and the multipart Upload that
+// export to S3 uses, completed and aborted), then
 // reads it (verify, export, inspect), recording every S3 request, and
 // checks the writer's requests against the policy `policy --s3-write`
 // prints and the reader's against `policy --s3-read`'s, both ways.
@@ -278,6 +278,7 @@ func TestPolicyS3AllowsEveryCall(t *testing.T) {
 	c.ok("acquire", snapA, "--out", u, "--object-lock", "governance", "--retain-days", "1", "--legal-hold", "--quiet")
 	c.ok("acquire", snapA, "--out", u, "--object-lock", "governance", "--retain-days", "1", "--legal-hold", "--quiet")
 	c.ok("compress", u, "--out", place+snapA+"-zstd/", "--object-lock", "governance", "--retain-days", "1", "--legal-hold", "--quiet")
+	c.ok("export", u, "--out", place+"images/"+snapA, "--format", "e01", "--object-lock", "governance", "--retain-days", "1", "--legal-hold", "--quiet")
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("emulator", "emulator", ""), BaseEndpoint: aws.String(rec.URL)}
 	s3c := s3store.New(cfg, s3store.Options{})
 	lock := s3store.Lock{Mode: s3store.Governance, RetainUntil: time.Now().Add(24 * time.Hour).Truncate(time.Second), LegalHold: true}
