@@ -158,32 +158,13 @@ func (a *acquisition) s3Client() *s3store.Client {
 // openRemote opens the evidence in S3: the bucket's Object Lock checked
 // first when a lock is asked for.
 func (a *acquisition) openRemote(ctx context.Context, c *s3store.Client, info ebs.Info, seal sealed) error {
-	o := &a.o.s3
-	if !o.lock.IsZero() {
-		if err := c.CheckObjectLock(ctx, o.url.Bucket); err != nil {
-			return err
-		}
-	}
-	var lock *manifest.ObjectLock
-	if !o.lock.IsZero() {
-		lock = &manifest.ObjectLock{Mode: o.lock.Mode, RetainUntil: o.lock.RetainUntil, LegalHold: o.lock.LegalHold}
-	}
-	b := c.Bucket(o.url, o.lock)
-	r, err := store.CreateRemote(ctx, b, store.Meta{
+	r, b, err := createRemote(ctx, c, &a.o.s3, store.Meta{
 		SnapshotID: a.id, Region: a.cfg.Region, Endpoint: ebs.Endpoint(a.cfg),
 		VolumeSizeGiB: info.VolumeGiB, BlockSize: info.BlockSize, ToolVersion: toolVersion(),
-		Case: a.o.caseMeta.fields(), Recipients: seal.recipients, ObjectLock: lock,
+		Case: a.o.caseMeta.fields(), Recipients: seal.recipients,
 	}, store.Options{Force: a.o.force, Form: seal.form.Form, SealTo: seal.form.SealTo})
 	if err != nil {
 		return err
-	}
-	// A rerun writes with the lock the evidence was started with.
-	had := r.Meta().ObjectLock
-	if (had == nil) != (lock == nil) || had != nil && (had.Mode != lock.Mode || had.LegalHold != lock.LegalHold) {
-		return usagef("%s was started with Object Lock %s; resume it with the same --object-lock and --legal-hold", o.url, lockText(had))
-	}
-	if had != nil {
-		b.Lock = s3store.Lock{Mode: had.Mode, RetainUntil: had.RetainUntil, LegalHold: had.LegalHold}
 	}
 	a.remote, a.bucket, a.out = r, b, r
 	return nil

@@ -33,6 +33,15 @@ func openS3Out(ctx context.Context, o *s3Options, meta store.Meta, so store.Opti
 		return nil, nil, err
 	}
 	c := s3store.New(cfg, s3store.Options{PathStyle: o.pathStyle, Policy: ebs.Policy{MaxAttempts: 3}})
+	return createRemote(ctx, c, o, meta, so)
+}
+
+// createRemote opens the evidence meta describes at o's URL through c:
+// the bucket's Object Lock checked first when a lock is asked for, and a
+// rerun held to the lock the evidence was started with (its objects are
+// written with that lock).
+func createRemote(ctx context.Context, c *s3store.Client, o *s3Options, meta store.Meta, so store.Options) (*store.Remote, *s3store.Bucket, error) {
+	meta.ObjectLock = nil
 	if !o.lock.IsZero() {
 		if err := c.CheckObjectLock(ctx, o.url.Bucket); err != nil {
 			return nil, nil, err

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/ebsimager/ebsimager/internal/block"
@@ -139,43 +138,5 @@ func (r *Remote) ReuseStored(e manifest.Entry, data []byte) error {
 	}
 	sum, _ := e.Sum()
 	e.Name = r.Name(e.Index, sum)
-	meta := map[string]string{MetaSHA256: e.SHA256, MetaLength: strconv.Itoa(e.Length)}
-	if r.seal != nil {
-		meta[MetaCodec], meta[MetaEncryption] = e.Codec, e.Encryption
-	}
-	err = r.b.PutNew(r.ctx, e.Name, data, stored, meta)
-	if errors.Is(err, bucket.ErrExists) {
-		have, herr := r.storedSum(r.ctx, e.Name, e.Size)
-		var req *requestError
-		switch {
-		case errors.As(herr, &req):
-			return fmt.Errorf("reusing block %d: %w", e.Index, req.err)
-		case herr != nil || have != stored:
-			return &ConflictError{Where: r.b.String(), Key: e.Name, Reason: "the key holds other bytes than this block's"}
-		}
-		err = nil
-	}
-	if err != nil {
-		return fmt.Errorf("reusing block %d: %w", e.Index, err)
-	}
-	// Journaled as Put journals a block (keep the two alike).
-	leaf := leafKey(e.Index)
-	r.mu.Lock()
-	if !r.has(e.Index) { // else stored by this run already, with this entry
-		r.mark(e.Index)
-		r.vouch(e)
-	}
-	r.pending[leaf] = append(r.pending[leaf], e)
-	var batch []manifest.Entry
-	var seq int
-	if len(r.pending[leaf]) >= remoteBatch {
-		batch, seq = r.takeBatch(leaf)
-	}
-	r.mu.Unlock()
-	if batch != nil {
-		if err := r.writeBatch(r.ctx, leaf, seq, batch); err != nil {
-			return err
-		}
-	}
-	return r.flushExcess(r.ctx, leaf)
+	return r.putEntry(e, data, stored, "reusing")
 }

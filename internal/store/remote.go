@@ -638,31 +638,40 @@ func (r *Remote) Put(b block.Block) error {
 	}
 	e := manifest.Entry{Type: "block", Index: b.Index, SHA256: b.Sum.Hex(), Length: len(b.Data), Name: r.Name(b.Index, b.Sum), Size: size, StoredSHA256: stored.Hex()}
 	e.Codec, e.Encryption = r.form.Fields()
+	return r.putEntry(e, buf.Bytes(), stored, "storing")
+}
+
+// putEntry writes a block's stored bytes once under e.Name, with the
+// stored SHA-256 as S3's checksum and the content SHA-256, length and
+// form as metadata, then journals e (a batch object per remoteBatch
+// lines of a leaf). A key already there counts only if S3's checksum of
+// it is the block's. verb names the step in errors.
+func (r *Remote) putEntry(e manifest.Entry, data []byte, stored block.Sum, verb string) error {
 	meta := map[string]string{MetaSHA256: e.SHA256, MetaLength: strconv.Itoa(e.Length)}
 	if r.seal != nil {
 		meta[MetaCodec], meta[MetaEncryption] = e.Codec, e.Encryption
 	}
-	err = r.b.PutNew(r.ctx, e.Name, buf.Bytes(), stored, meta)
+	err := r.b.PutNew(r.ctx, e.Name, data, stored, meta)
 	if errors.Is(err, bucket.ErrExists) {
 		// Stored meanwhile, or by a run that stopped before journaling
 		// it and that this run's scan did not see: the same bytes?
-		have, herr := r.storedSum(r.ctx, e.Name, size)
+		have, herr := r.storedSum(r.ctx, e.Name, e.Size)
 		var req *requestError
 		switch {
 		case errors.As(herr, &req):
-			return fmt.Errorf("storing block %d: %w", b.Index, req.err)
+			return fmt.Errorf("%s block %d: %w", verb, e.Index, req.err)
 		case herr != nil || have != stored:
 			return &ConflictError{Where: r.b.String(), Key: e.Name, Reason: "the key holds other bytes than this block's"}
 		}
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("storing block %d: %w", b.Index, err)
+		return fmt.Errorf("%s block %d: %w", verb, e.Index, err)
 	}
-	leaf := leafKey(b.Index)
+	leaf := leafKey(e.Index)
 	r.mu.Lock()
-	if !r.has(b.Index) { // else stored by this run already, with this entry
-		r.mark(b.Index)
+	if !r.has(e.Index) { // else stored by this run already, with this entry
+		r.mark(e.Index)
 		r.vouch(e)
 	}
 	r.pending[leaf] = append(r.pending[leaf], e)
