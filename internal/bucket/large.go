@@ -2,6 +2,8 @@ package bucket
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 )
 
@@ -30,4 +32,20 @@ type LargeObjects interface {
 	// the store sizes its parts by it) with metadata, fixed now, before
 	// its bytes are known, and the store's lock.
 	CreateLarge(ctx context.Context, key string, size int64, metadata map[string]string) (LargeObject, error)
+}
+
+// CheckFree refuses, before anything is written, names that are already
+// objects in b: the first one taken is an error wrapping ErrExists that
+// names it; a failed HEAD is returned as it is.
+func CheckFree(ctx context.Context, b Bucket, names ...string) error {
+	for _, n := range names {
+		_, err := b.Head(ctx, n)
+		if err == nil {
+			return fmt.Errorf("%s%s: %w", b.String(), n, ErrExists)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }

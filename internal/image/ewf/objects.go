@@ -69,14 +69,8 @@ func checkObjectsFree(ctx context.Context, objs bucket.Bucket, name string, segm
 	for _, alg := range digest.Algorithms() {
 		all = append(all, digest.FileName(name, alg))
 	}
-	for _, n := range all {
-		_, err := objs.Head(ctx, n)
-		if err == nil {
-			return fmt.Errorf("creating %s.E01: %s%s: %w", name, objs.String(), n, bucket.ErrExists)
-		}
-		if !errors.Is(err, bucket.ErrNotFound) {
-			return fmt.Errorf("creating %s.E01: %w", name, err)
-		}
+	if err := bucket.CheckFree(ctx, objs, all...); err != nil {
+		return fmt.Errorf("creating %s.E01: %w", name, err)
 	}
 	return nil
 }

@@ -74,14 +74,8 @@ func checkFree(ctx context.Context, objs bucket.Bucket, names []string, base str
 	for _, alg := range digest.Algorithms() {
 		all = append(all, digest.FileName(base, alg))
 	}
-	for _, n := range all {
-		_, err := objs.Head(ctx, n)
-		if err == nil {
-			return fmt.Errorf("creating image %s: %s%s: %w", base, objs.String(), n, bucket.ErrExists)
-		}
-		if !errors.Is(err, bucket.ErrNotFound) {
-			return fmt.Errorf("creating image %s: %w", base, err)
-		}
+	if err := bucket.CheckFree(ctx, objs, all...); err != nil {
+		return fmt.Errorf("creating image %s: %w", base, err)
 	}
 	return nil
 }
