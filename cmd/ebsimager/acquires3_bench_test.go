@@ -28,20 +28,7 @@ func BenchmarkAcquireToS3(b *testing.B) {
 	if err := srv.AddSynthetic(snapA + "=1GiB,1.0,7"); err != nil {
 		b.Fatal(err)
 	}
-	proxy := testenv.NewS3Proxy(b, testenv.Moto(b))
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("emulator", "emulator", ""), BaseEndpoint: aws.String(proxy.URL)}
-	api := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	if _, err := api.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("bench"), ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
-		b.Fatal(err)
-	}
-	c := &cli{endpoint: endpoint, env: []string{"AWS_ENDPOINT_URL_S3=" + proxy.URL}}
-	run := func(args ...string) time.Duration {
-		start := time.Now()
-		if out, err := c.command(context.Background(), args...).CombinedOutput(); err != nil {
-			b.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return time.Since(start)
-	}
+	proxy, run := benchS3(b, endpoint, true)
 	const gib = 1 << 30
 	for i := 0; i < b.N; i++ {
 		srv.ResetCounters()
@@ -59,5 +46,30 @@ func BenchmarkAcquireToS3(b *testing.B) {
 			total += n
 		}
 		b.ReportMetric(float64(total), "s3-requests/GiB")
+	}
+}
+
+// benchS3 starts moto behind the checksum-checking proxy with a bucket
+// "bench" (Object Lock enabled when locked), and returns the proxy (for
+// its request counts) and a function that runs the binary against the
+// emulator at endpoint and that S3, and times it.
+func benchS3(b *testing.B, endpoint string, locked bool) (*testenv.S3Proxy, func(args ...string) time.Duration) {
+	proxy := testenv.NewS3Proxy(b, testenv.Moto(b))
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("emulator", "emulator", ""), BaseEndpoint: aws.String(proxy.URL)}
+	api := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	in := &s3.CreateBucketInput{Bucket: aws.String("bench")}
+	if locked {
+		in.ObjectLockEnabledForBucket = aws.Bool(true)
+	}
+	if _, err := api.CreateBucket(context.Background(), in); err != nil {
+		b.Fatal(err)
+	}
+	c := &cli{endpoint: endpoint, env: []string{"AWS_ENDPOINT_URL_S3=" + proxy.URL}}
+	return proxy, func(args ...string) time.Duration {
+		start := time.Now()
+		if out, err := c.command(context.Background(), args...).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return time.Since(start)
 	}
 }

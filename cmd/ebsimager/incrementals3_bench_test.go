@@ -1,20 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/emulator/emulatortest"
-	"github.com/ebsimager/ebsimager/internal/testenv"
 )
 
 // BenchmarkIncrementalS3 times an incremental acquisition of a child
@@ -33,20 +26,7 @@ func BenchmarkIncrementalS3(b *testing.B) {
 	if err := srv.AddChild(snapIncChild + "=child-of:" + snapIncParent + ",0.01,42"); err != nil {
 		b.Fatal(err)
 	}
-	proxy := testenv.NewS3Proxy(b, testenv.Moto(b))
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("emulator", "emulator", ""), BaseEndpoint: aws.String(proxy.URL)}
-	api := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	if _, err := api.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("bench")}); err != nil {
-		b.Fatal(err)
-	}
-	c := &cli{endpoint: endpoint, env: []string{"AWS_ENDPOINT_URL_S3=" + proxy.URL}}
-	run := func(args ...string) time.Duration {
-		start := time.Now()
-		if out, err := c.command(context.Background(), args...).CombinedOutput(); err != nil {
-			b.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return time.Since(start)
-	}
+	proxy, run := benchS3(b, endpoint, false)
 	dir := b.TempDir()
 	bases := map[string]string{"dir": filepath.Join(dir, "base"), "s3": "s3://bench/base/"}
 	for _, base := range bases {
