@@ -200,38 +200,14 @@ func TestFleetWorkersShareTheQuota(t *testing.T) {
 		accountQuota = 400 // GetSnapshotBlock per second, the emulator's account bucket
 		maxRate      = accountQuota / workers
 	)
-	srv, endpoint := startEmulator(t, emulator.Options{Latency: 2 * time.Millisecond, GetRatePerAccount: accountQuota, ListRate: 50})
-	ids := make([]string, workers)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("snap-0f%015x", i+1)
-		if err := srv.AddSynthetic(fmt.Sprintf("%s=1GiB,0.2,%d", ids[i], i+1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv, endpoint, ids := fleetSnapshots(t, workers, accountQuota, "0.2")
 	dir := t.TempDir()
 	targets := writeJobTargets(t, dir, ids...)
 	caseDir := filepath.Join(dir, "case")
 	c := newCLI(t, endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmds := make([]*exec.Cmd, workers)
-	outs := make([]*bytes.Buffer, workers)
-	started := time.Now()
-	for i := range cmds {
-		cmds[i] = c.command(ctx, "acquire", "--targets", targets, "--out", caseDir+"/{snapshot}", "--max-rate", fmt.Sprint(maxRate), "--quiet")
-		cmds[i].Env = append(cmds[i].Env, fmt.Sprintf("%s=%d", casework.EnvJobCompletionIndex, i), casework.EnvBatchArrayIndex+"=")
-		outs[i] = &bytes.Buffer{}
-		cmds[i].Stdout, cmds[i].Stderr = outs[i], outs[i]
-		if err := cmds[i].Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("worker %d: %v\n%s", i, err, outs[i])
-		}
-	}
-	elapsed := time.Since(started)
+	elapsed := runWorkers(t, ctx, c, workers, []string{"acquire", "--targets", targets, "--out", caseDir + "/{snapshot}", "--max-rate", fmt.Sprint(maxRate), "--quiet"}, casework.EnvBatchArrayIndex+"=")
 	cnt := srv.Counters()
 	throttled := cnt.Count("GetSnapshotBlock", "RequestThrottledException/ACCOUNT_THROTTLED")
 	var blocks, gets int64
@@ -303,4 +279,46 @@ func TestWorkerFailureSummarized(t *testing.T) {
 	if !strings.Contains(r.stderr, "0 missing indexes, 2 worker summaries: not every target has complete evidence") {
 		t.Fatalf("stderr: %s", r.stderr)
 	}
+}
+
+// fleetSnapshots starts an emulator whose account allows quota
+// GetSnapshotBlock a second, serving n synthetic 1 GiB snapshots with
+// the given fraction of blocks allocated, and returns their ids.
+func fleetSnapshots(t *testing.T, n int, quota float64, fraction string) (*emulator.Server, string, []string) {
+	t.Helper()
+	srv, endpoint := startEmulator(t, emulator.Options{Latency: 2 * time.Millisecond, GetRatePerAccount: quota, ListRate: 50})
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("snap-0f%015x", i+1)
+		if err := srv.AddSynthetic(fmt.Sprintf("%s=1GiB,%s,%d", ids[i], fraction, i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv, endpoint, ids
+}
+
+// runWorkers runs n workers of args at once, worker i with
+// JOB_COMPLETION_INDEX=i and env, waits for them all (any failure is
+// fatal, with its output) and returns the time they took.
+func runWorkers(t *testing.T, ctx context.Context, c *cli, n int, args []string, env ...string) time.Duration {
+	t.Helper()
+	cmds := make([]*exec.Cmd, n)
+	outs := make([]*bytes.Buffer, n)
+	started := time.Now()
+	for i := range cmds {
+		cmds[i] = c.command(ctx, args...)
+		cmds[i].Env = append(cmds[i].Env, fmt.Sprintf("%s=%d", casework.EnvJobCompletionIndex, i))
+		cmds[i].Env = append(cmds[i].Env, env...)
+		outs[i] = &bytes.Buffer{}
+		cmds[i].Stdout, cmds[i].Stderr = outs[i], outs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	return time.Since(started)
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -71,14 +70,7 @@ func TestFleetWorkersToS3(t *testing.T) {
 		accountQuota = 400 // GetSnapshotBlock per second, the emulator's account bucket
 		maxRate      = accountQuota / workers
 	)
-	srv, endpoint := startEmulator(t, emulator.Options{Latency: 2 * time.Millisecond, GetRatePerAccount: accountQuota, ListRate: 50})
-	ids := make([]string, workers)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("snap-0f%015x", i+1)
-		if err := srv.AddSynthetic(fmt.Sprintf("%s=1GiB,0.125,%d", ids[i], i+1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv, endpoint, ids := fleetSnapshots(t, workers, accountQuota, "0.125")
 	dir := t.TempDir()
 	targets := writeJobTargets(t, dir, ids...)
 	c := newCLI(t, endpoint)
@@ -86,24 +78,7 @@ func TestFleetWorkersToS3(t *testing.T) {
 	caseURL, _ := s3store.ParseURL("s3://plain/case/")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmds := make([]*exec.Cmd, workers)
-	outs := make([]*bytes.Buffer, workers)
-	started := time.Now()
-	for i := range cmds {
-		cmds[i] = c.command(ctx, "acquire", "--targets", targets, "--out", caseURL.String()+"{target}/", "--max-rate", fmt.Sprint(maxRate), "--quiet")
-		cmds[i].Env = append(cmds[i].Env, fmt.Sprintf("%s=%d", casework.EnvJobCompletionIndex, i))
-		outs[i] = &bytes.Buffer{}
-		cmds[i].Stdout, cmds[i].Stderr = outs[i], outs[i]
-		if err := cmds[i].Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("worker %d: %v\n%s", i, err, outs[i])
-		}
-	}
-	elapsed := time.Since(started)
+	elapsed := runWorkers(t, ctx, c, workers, []string{"acquire", "--targets", targets, "--out", caseURL.String() + "{target}/", "--max-rate", fmt.Sprint(maxRate), "--quiet"})
 	cnt := srv.Counters()
 	throttled := cnt.Count("GetSnapshotBlock", "RequestThrottledException/ACCOUNT_THROTTLED")
 	var blocks, gets int64
