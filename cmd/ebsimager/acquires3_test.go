@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -226,34 +227,9 @@ func TestAcquireToS3Kill9Resume(t *testing.T) {
 	srv.ResetCounters()
 
 	u, _ := s3store.ParseURL("s3://locked/k/")
-	stored := func() []int64 {
-		keys, err := s3c.List(context.Background(), u.Bucket, u.Key("blocks/"), 100000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var idx []int64
-		for _, k := range keys {
-			if fi, _, err := block.ParseFileName(path.Base(k.Key)); err == nil {
-				idx = append(idx, fi.Index)
-			}
-		}
-		return idx
-	}
 	cmd := c.command(t.Context(), "acquire", snapA, "--out", u.String(), "--object-lock", "compliance", "--retain-days", "1", "--quiet", "--workers", "4")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(stored()) < 100 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the acquisition stored nothing in two minutes")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	before := stored()
+	killOnceStored(t, cmd, s3c, u, 100, "the acquisition")
+	before := storedBlocks(t, s3c, u)
 	if _, err := s3c.Head(context.Background(), u.Bucket, u.Key(store.ManifestName)); err == nil {
 		t.Fatal("killed too late: the acquisition had finished")
 	}
@@ -269,4 +245,40 @@ func TestAcquireToS3Kill9Resume(t *testing.T) {
 	if lines, _ := s3Manifest(t, s3c, u); lines != manifestBlocks(t, ref) {
 		t.Fatal("the resumed acquisition's manifest entries differ from an uninterrupted one's")
 	}
+}
+
+// storedBlocks returns the indexes of the block objects of the evidence
+// at u, in key order.
+func storedBlocks(t *testing.T, s3c *s3store.Client, u s3store.URL) []int64 {
+	t.Helper()
+	keys, err := s3c.List(context.Background(), u.Bucket, u.Key("blocks/"), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []int64
+	for _, k := range keys {
+		if fi, _, err := block.ParseFileName(path.Base(k.Key)); err == nil {
+			idx = append(idx, fi.Index)
+		}
+	}
+	return idx
+}
+
+// killOnceStored starts cmd (what it does, for messages) and kills it
+// with SIGKILL once the evidence at u holds at least n block objects.
+func killOnceStored(t *testing.T, cmd *exec.Cmd, s3c *s3store.Client, u s3store.URL, n int, what string) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(storedBlocks(t, s3c, u)) < n {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("%s stored nothing in two minutes", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
 }

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -278,35 +276,12 @@ func TestConvertToS3Kill9Resume(t *testing.T) {
 	}
 
 	u, _ := s3store.ParseURL("s3://locked/k/")
-	stored := func() map[int64]bool {
-		keys, err := s3c.List(context.Background(), u.Bucket, u.Key("blocks/"), 100000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx := map[int64]bool{}
-		for _, k := range keys {
-			if fi, _, err := block.ParseFileName(path.Base(k.Key)); err == nil {
-				idx[fi.Index] = true
-			}
-		}
-		return idx
-	}
 	args := []string{"compress", ref, "--out", u.String(), "--object-lock", "compliance", "--retain-days", "1", "--workers", "2"}
-	cmd := c.command(t.Context(), append(args, "--quiet")...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	killOnceStored(t, c.command(t.Context(), append(args, "--quiet")...), s3c, u, 50, "the conversion")
+	before := map[int64]bool{}
+	for _, i := range storedBlocks(t, s3c, u) {
+		before[i] = true
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(stored()) < 50 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the conversion stored nothing in two minutes")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	before := stored()
 	if _, err := s3c.Head(context.Background(), u.Bucket, u.Key(store.ManifestName)); err == nil {
 		t.Fatal("killed too late: the conversion had finished")
 	}
