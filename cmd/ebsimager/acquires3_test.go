@@ -165,16 +165,7 @@ func TestVerifyS3Tampered(t *testing.T) {
 	c.ok("acquire", snapA, "--out", u.String(), "--quiet")
 	_, es := s3Manifest(t, s3c, u)
 	e := es[len(es)/2]
-	data, err := s3c.Get(context.Background(), u.Bucket, u.Key(e.Name), e.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[1000] ^= 0x40
-	sum := sha256.Sum256(data)
-	if _, err := api.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key(e.Name)),
-		Body: bytes.NewReader(data), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:]))}); err != nil {
-		t.Fatal(err)
-	}
+	sum := tamperS3Object(t, s3c, api, u, e, 1000, 0x40)
 	r := c.run("verify", u.String())
 	if r.code != exitMismatch || !strings.Contains(r.stdout, e.Name) || !strings.Contains(r.stdout, "the store's checksum is "+hex.EncodeToString(sum[:])) {
 		t.Errorf("verify of a tampered object: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -281,4 +272,23 @@ func killOnceStored(t *testing.T, cmd *exec.Cmd, s3c *s3store.Client, u s3store.
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+}
+
+// tamperS3Object flips the bits mask of byte at of e's object in the
+// evidence at u, and writes it back with its new SHA-256 as S3's checksum
+// (as someone who can write to an unlocked bucket would): only the
+// manifest can tell. It returns the new SHA-256.
+func tamperS3Object(t *testing.T, s3c *s3store.Client, api *s3.Client, u s3store.URL, e manifest.Entry, at int, mask byte) block.Sum {
+	t.Helper()
+	data, err := s3c.Get(context.Background(), u.Bucket, u.Key(e.Name), e.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[at] ^= mask
+	sum := sha256.Sum256(data)
+	if _, err := api.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key(e.Name)),
+		Body: bytes.NewReader(data), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:]))}); err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }

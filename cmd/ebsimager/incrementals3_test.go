@@ -1,18 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ebsimager/ebsimager/internal/block"
 	"github.com/ebsimager/ebsimager/internal/ebs"
@@ -141,16 +135,7 @@ func TestIncrementalS3(t *testing.T) {
 			break
 		}
 	}
-	data, err := s3c.Get(context.Background(), bu.Bucket, bu.Key(e.Name), e.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[4096] ^= 1
-	bad := sha256.Sum256(data)
-	if _, err := api.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bu.Bucket), Key: aws.String(bu.Key(e.Name)),
-		Body: bytes.NewReader(data), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(bad[:]))}); err != nil {
-		t.Fatal(err)
-	}
+	bad := tamperS3Object(t, s3c, api, bu, e, 4096, 1)
 	srv.ResetCounters()
 	out := "s3://plain/inc-tampered/"
 	r := c.ok("acquire", snapIncChild, "--base", baseS3, "--out", out, "--json")

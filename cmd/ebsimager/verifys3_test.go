@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -15,10 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ebsimager/ebsimager/internal/emulator"
 	"github.com/ebsimager/ebsimager/internal/report"
@@ -89,16 +83,7 @@ func TestVerifyS3(t *testing.T) {
 	// A tampered object: exit 4, and the failure is recorded.
 	_, es := s3Manifest(t, s3c, u)
 	e := es[len(es)/2]
-	data, err := s3c.Get(context.Background(), u.Bucket, u.Key(e.Name), e.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[7] ^= 1
-	bad := sha256.Sum256(data)
-	if _, err := api.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key(e.Name)),
-		Body: bytes.NewReader(data), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(bad[:]))}); err != nil {
-		t.Fatal(err)
-	}
+	bad := tamperS3Object(t, s3c, api, u, e, 7, 1)
 	out, step = verifyS3Run(t, c, s3c, u, exitMismatch)
 	if out.OK || step.Outcome != report.OutcomeFailed || step.Verify.OK || len(step.Verify.Problems) != 1 ||
 		step.Verify.Problems[0].Index != e.Index || !strings.Contains(step.Verify.Problems[0].Detail, hex.EncodeToString(bad[:])) {
